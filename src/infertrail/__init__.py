@@ -1,0 +1,1 @@
+"""infertrail: observability and a tamper-evident audit trail for AI inference."""

@@ -1,0 +1,1 @@
+"""Tamper-evident audit trail: canonical records, Merkle log, checkpoints, ledger, lake."""

@@ -1,0 +1,118 @@
+"""Settings: one place for every knob, with defaults that work on a laptop.
+
+Precedence (highest first): keyword arguments, ``INFERTRAIL_*`` environment variables, the
+standard ``OTEL_*`` variables for the telemetry knobs they name, a TOML file (``INFERTRAIL_CONFIG``
+or ``./infertrail.toml``), then the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_CONFIG_FILE = "infertrail.toml"
+
+# Standard OpenTelemetry variables and the setting each one feeds.
+_OTEL_ENV = {
+    "OTEL_SERVICE_NAME": "service_name",
+    "OTEL_EXPORTER_OTLP_ENDPOINT": "otlp_endpoint",
+    "OTEL_TRACES_SAMPLER": "traces_sampler",
+    "OTEL_TRACES_SAMPLER_ARG": "traces_sampler_arg",
+    "OTEL_METRIC_EXPORT_INTERVAL": "metric_export_interval_ms",
+}
+
+
+class _OtelEnvSource(PydanticBaseSettingsSource):
+    """Reads the standard ``OTEL_*`` variables into the settings they correspond to."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {name: os.environ[var] for var, name in _OTEL_ENV.items() if os.environ.get(var)}
+
+
+class Settings(BaseSettings):
+    """All infertrail settings. Build with ``Settings()``; override with keyword arguments."""
+
+    model_config = SettingsConfigDict(env_prefix="INFERTRAIL_", extra="forbid")
+
+    data_dir: Path = Field(Path(".infertrail"), description="Root of all local state.")
+    service_name: str = Field("infertrail-demo", min_length=1)
+    service_version: str = "0.1.0"
+    deployment_environment: str = "dev"
+    team: str = Field("default", min_length=1, description="Cost and ownership unit.")
+
+    # Telemetry
+    telemetry_files: bool = Field(True, description="Write OTLP-JSON lines under data_dir.")
+    otlp_endpoint: str | None = Field(None, description="OTLP/HTTP base URL, e.g. :4318.")
+    traces_sampler: str = "parentbased_always_on"
+    traces_sampler_arg: float = Field(1.0, ge=0.0, le=1.0)
+    metric_export_interval_ms: int = Field(10_000, ge=100)
+    log_raw_input: bool = Field(False, description="Put raw input text in log lines.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # Serving
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    max_text_chars: int = Field(10_000, ge=1)
+
+    # Audit
+    audit_enabled: bool = True
+    audit_origin: str = Field("infertrail.local/demo", min_length=1)
+    audit_batch_max: int = Field(4096, ge=1, description="Records per group commit, at most.")
+    audit_batch_wait_ms: float = Field(2.0, ge=0.0, description="Wait for a fuller batch.")
+    audit_queue_max: int = Field(65_536, ge=1, description="Bounded queue: backpressure beyond.")
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _endpoint_is_http(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError(f"OTLP endpoint must start with http:// or https://, got {v!r}")
+        return v.rstrip("/") if v else v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = Path(os.environ.get("INFERTRAIL_CONFIG", DEFAULT_CONFIG_FILE))
+        if "INFERTRAIL_CONFIG" in os.environ and not toml_file.is_file():
+            raise FileNotFoundError(f"INFERTRAIL_CONFIG names {toml_file}, which does not exist")
+        return (
+            init_settings,
+            env_settings,
+            _OtelEnvSource(settings_cls),
+            TomlConfigSettingsSource(settings_cls, toml_file=toml_file),
+        )
+
+    # Derived locations: one layout under data_dir.
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def telemetry_dir(self) -> Path:
+        return self.data_dir / "telemetry"
+
+    @property
+    def audit_dir(self) -> Path:
+        return self.data_dir / "audit"
+
+    def ensure_dirs(self) -> None:
+        """Create the data directory tree on first use."""
+        for d in (self.data_dir, self.models_dir, self.telemetry_dir, self.audit_dir):
+            d.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,1 @@
+"""Demo models and traffic simulators."""

@@ -1,0 +1,1 @@
+"""FastAPI application: demo endpoints, compliance API."""

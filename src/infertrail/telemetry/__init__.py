@@ -1,0 +1,1 @@
+"""OpenTelemetry setup, conventions and exporters."""
