@@ -82,6 +82,7 @@ class InferenceEvent:
     error_message: str | None = None
     trace_id: int = 0
     span_id: int = 0
+    sampled: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

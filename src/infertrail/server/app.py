@@ -1,0 +1,204 @@
+"""The FastAPI application: demo inference endpoints, health, readiness and ``/metrics``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+# Must be set before the HTTP instrumentation initialises: emit the stable HTTP conventions
+# (``http.server.request.duration`` in seconds) rather than the old experimental ones.
+os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+
+from infertrail.config import Settings
+from infertrail.demo.sentiment import SentimentModel
+from infertrail.events import ModelInfo, new_request_id
+from infertrail.monitor import Monitor
+from infertrail.server.requestid import RequestIdMiddleware
+
+SENTIMENT_PATH = "/v1/sentiment"
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+    sha256: str
+
+
+class SentimentRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: StrictStr = Field(description="The text to classify (1 to max_text_chars characters).")
+
+
+class SentimentResponse(BaseModel):
+    request_id: str
+    trace_id: str
+    label: str = Field(description="negative or positive")
+    score: float = Field(description="Probability that the text is positive.")
+    confidence: float = Field(description="Probability of the predicted label.")
+    model: ModelRef
+
+
+class ErrorResponse(BaseModel):
+    error: str
+    detail: Any
+    request_id: str
+
+
+@dataclass
+class Services:
+    """What the endpoints use; built at start-up, closed at shutdown."""
+
+    settings: Settings
+    monitor: Monitor
+    sentiment: SentimentModel
+    closers: list[Any] = field(default_factory=list)
+
+    def close(self) -> None:
+        for close in reversed(self.closers):
+            close()
+        self.monitor.shutdown()
+
+
+def build_services(settings: Settings) -> Services:
+    """Load and verify the models and start the monitor (fails clearly when a model is bad)."""
+    settings.ensure_dirs()
+    sentiment = SentimentModel.load(settings.models_dir)
+    monitor = Monitor(settings)
+    return Services(settings, monitor, sentiment)
+
+
+_UNKNOWN_MODEL = ModelInfo("unknown", "", "")
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
+    """Build the service. With ``services`` given (tests), the caller owns their lifetime."""
+    settings = settings or (services.settings if services else Settings())
+    state: dict[str, Services] = {}
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        state["s"] = services or build_services(settings)
+        FastAPIInstrumentor.instrument_app(
+            app,
+            tracer_provider=state["s"].monitor.telemetry.tracer_provider,
+            meter_provider=state["s"].monitor.telemetry.meter_provider,
+            excluded_urls="healthz,readyz,metrics",
+            exclude_spans=["receive", "send"],
+        )
+        try:
+            yield
+        finally:
+            if services is None:
+                state["s"].close()
+
+    app = FastAPI(
+        title="infertrail demo service",
+        version=settings.service_version,
+        lifespan=lifespan,
+        responses={400: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
+    )
+
+    def reject(request_id: str, message: str, path: str, error_type: str) -> None:
+        s = state.get("s")
+        if s is not None:
+            model = s.sentiment.info if path == SENTIMENT_PATH else _UNKNOWN_MODEL
+            s.monitor.record_rejection(
+                model, error_type=error_type, message=message, request_id=request_id, endpoint=path
+            )
+
+    app.add_middleware(
+        RequestIdMiddleware,
+        on_invalid=lambda rid, msg, path: reject(rid, msg, path, "invalid_request_id"),
+    )
+
+    def request_id_of(request: Request) -> str:
+        rid: str = request.scope.get("state", {}).get("request_id") or new_request_id()
+        return rid
+
+    def error(status: int, kind: str, detail: Any, rid: str) -> JSONResponse:
+        return JSONResponse(
+            {"error": kind, "detail": detail, "request_id": rid}, status_code=status
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        rid = request_id_of(request)
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            msg = "request body is not valid JSON: " + "; ".join(
+                str(e.get("ctx", {}).get("error", e.get("msg"))) for e in errors
+            )
+            reject(rid, msg, request.url.path, "invalid_json")
+            return error(400, "invalid_json", msg, rid)
+        detail = [
+            {
+                "field": ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body",
+                "message": e.get("msg"),
+                "type": e.get("type"),
+            }
+            for e in errors
+        ]
+        reject(rid, str(detail), request.url.path, "invalid_input")
+        return error(422, "invalid_input", detail, rid)
+
+    @app.post(SENTIMENT_PATH, response_model=SentimentResponse)
+    async def sentiment(body: SentimentRequest, request: Request) -> Any:
+        s = state["s"]
+        rid = request_id_of(request)
+        text = body.text
+        limit = s.settings.max_text_chars
+        problem = None
+        if not text.strip():
+            problem = "text must contain at least one non-whitespace character"
+        elif len(text) > limit:
+            problem = f"text has {len(text)} characters; the limit is {limit}"
+        if problem:
+            detail = [{"field": "text", "message": problem, "type": "value_error"}]
+            reject(rid, problem, SENTIMENT_PATH, "invalid_input")
+            return error(422, "invalid_input", detail, rid)
+        model = s.sentiment
+        with s.monitor.observe(
+            model.info, text, input_size=len(text), request_id=rid, endpoint=SENTIMENT_PATH
+        ) as ev:
+            p = model.predict(text)
+            ev.label, ev.score, ev.confidence = p.label, p.score, p.confidence
+        return {
+            "request_id": rid,
+            "trace_id": ev.trace_id_hex,
+            "label": p.label,
+            "score": p.score,
+            "confidence": p.confidence,
+            "model": {
+                "name": model.info.name,
+                "version": model.info.version,
+                "sha256": model.info.sha256,
+            },
+        }
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        s = state.get("s")
+        if s is None:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        return JSONResponse({"status": "ready", "models": [s.sentiment.info.name]})
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        registry = state["s"].monitor.telemetry.prometheus_registry
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

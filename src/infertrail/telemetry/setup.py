@@ -1,0 +1,340 @@
+"""Builds the OpenTelemetry providers, exporters and instruments from :class:`Settings`.
+
+Files (OTLP/JSON lines under ``<data_dir>/telemetry``) are the default; OTLP/HTTP is added when an
+endpoint is configured; a Prometheus registry backs the service's ``/metrics``. Every exporter is
+wrapped so that an outage is counted and logged, never raised into a request.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import metrics as metrics_api
+from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
+from opentelemetry.sdk._logs.export import (
+    BatchLogRecordProcessor,
+    LogRecordExporter,
+    LogRecordExportResult,
+)
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    MetricExporter,
+    MetricExportResult,
+    MetricReader,
+    MetricsData,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider, sampling
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from prometheus_client import CollectorRegistry
+
+from infertrail.config import Settings
+from infertrail.telemetry import conventions as c
+from infertrail.telemetry.files import (
+    LOGS_FILE,
+    METRICS_FILE,
+    TRACES_FILE,
+    OtlpJsonLogExporter,
+    OtlpJsonMetricExporter,
+    OtlpJsonSpanExporter,
+    _JsonLinesFile,
+)
+
+_log = logging.getLogger("infertrail.telemetry")
+
+INFERENCE_LOG_FILE = "inference.log.jsonl"
+SCOPE = "infertrail"
+
+_SAMPLERS = {
+    "always_on": lambda _: sampling.ALWAYS_ON,
+    "always_off": lambda _: sampling.ALWAYS_OFF,
+    "traceidratio": sampling.TraceIdRatioBased,
+    "parentbased_always_on": lambda _: sampling.ParentBased(sampling.ALWAYS_ON),
+    "parentbased_always_off": lambda _: sampling.ParentBased(sampling.ALWAYS_OFF),
+    "parentbased_traceidratio": lambda r: sampling.ParentBased(sampling.TraceIdRatioBased(r)),
+}
+
+
+def make_sampler(name: str, arg: float) -> sampling.Sampler:
+    """The sampler named as in ``OTEL_TRACES_SAMPLER``."""
+    try:
+        return _SAMPLERS[name](arg)  # type: ignore[no-any-return]
+    except KeyError:
+        raise ValueError(
+            f"unknown traces sampler {name!r}; valid: {', '.join(sorted(_SAMPLERS))}"
+        ) from None
+
+
+class ExportFailures:
+    """Counts exporter failures per signal and backend, and logs them at most every 30 s."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.counts: dict[tuple[str, str], int] = {}
+        self._last_log = 0.0
+
+    def record(self, signal: str, backend: str, detail: str) -> None:
+        with self._lock:
+            key = (signal, backend)
+            self.counts[key] = self.counts.get(key, 0) + 1
+            now = time.monotonic()
+            if now - self._last_log < 30.0:
+                return
+            self._last_log = now
+        _log.warning("telemetry export failed (%s to %s): %s", signal, backend, detail)
+
+    def observe(self, _options: metrics_api.CallbackOptions) -> list[metrics_api.Observation]:
+        with self._lock:
+            items = list(self.counts.items())
+        return [
+            metrics_api.Observation(n, {"signal": signal, "backend": backend})
+            for (signal, backend), n in items
+        ]
+
+
+class _GuardedSpanExporter(SpanExporter):
+    def __init__(self, inner: SpanExporter, backend: str, failures: ExportFailures) -> None:
+        self._inner, self._backend, self._failures = inner, backend, failures
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        try:
+            result = self._inner.export(spans)
+        except Exception as exc:  # an exporter outage must never surface in a request
+            result, detail = SpanExportResult.FAILURE, repr(exc)
+        else:
+            detail = "exporter returned FAILURE"
+        if result is not SpanExportResult.SUCCESS:
+            self._failures.record("traces", self._backend, detail)
+        return result
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+
+class _GuardedLogExporter(LogRecordExporter):
+    def __init__(self, inner: LogRecordExporter, backend: str, failures: ExportFailures) -> None:
+        self._inner, self._backend, self._failures = inner, backend, failures
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        try:
+            result = self._inner.export(batch)
+        except Exception as exc:
+            result, detail = LogRecordExportResult.FAILURE, repr(exc)
+        else:
+            detail = "exporter returned FAILURE"
+        if result is not LogRecordExportResult.SUCCESS:
+            self._failures.record("logs", self._backend, detail)
+        return result
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+
+class _GuardedMetricExporter(MetricExporter):
+    def __init__(self, inner: MetricExporter, backend: str, failures: ExportFailures) -> None:
+        super().__init__(inner._preferred_temporality, inner._preferred_aggregation)
+        self._inner, self._backend, self._failures = inner, backend, failures
+
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
+        try:
+            result = self._inner.export(metrics_data, timeout_millis=timeout_millis)
+        except Exception as exc:
+            result, detail = MetricExportResult.FAILURE, repr(exc)
+        else:
+            detail = "exporter returned FAILURE"
+        if result is not MetricExportResult.SUCCESS:
+            self._failures.record("metrics", self._backend, detail)
+        return result
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        self._inner.shutdown(timeout_millis=timeout_millis)
+
+
+class InferenceLogExporter(LogRecordExporter):
+    """Writes each inference log record's body as one flat JSON line (for humans, grep, Loki)."""
+
+    def __init__(self, path: Any) -> None:
+        self._file = _JsonLinesFile(path)
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        lines = [
+            json.dumps(r.log_record.body, separators=(",", ":"), default=str) + "\n"
+            for r in batch
+            if isinstance(r.log_record.body, dict)
+        ]
+        if lines:
+            self._file.write("".join(lines))
+        return LogRecordExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        return None
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+
+@dataclass
+class Instruments:
+    """The metric instruments every inference records into."""
+
+    duration: metrics_api.Histogram
+    confidence: metrics_api.Histogram
+    predictions: metrics_api.Counter
+    errors: metrics_api.Counter
+    input_size: metrics_api.Histogram
+
+
+class Telemetry:
+    """Owns the tracer, meter and logger providers of one process (or one test)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        span_exporters: Sequence[SpanExporter] = (),
+        metric_readers: Sequence[MetricReader] = (),
+    ) -> None:
+        self.settings = settings
+        self.failures = ExportFailures()
+        self.resource = Resource.create(
+            {
+                "service.name": settings.service_name,
+                "service.version": settings.service_version,
+                "deployment.environment.name": settings.deployment_environment,
+                "infertrail.team": settings.team,
+            }
+        )
+        tdir = settings.telemetry_dir
+        otlp = settings.otlp_endpoint
+
+        self.tracer_provider = TracerProvider(
+            resource=self.resource,
+            sampler=make_sampler(settings.traces_sampler, settings.traces_sampler_arg),
+        )
+        span_exps: list[tuple[SpanExporter, str]] = [(e, "custom") for e in span_exporters]
+        if settings.telemetry_files:
+            span_exps.append((OtlpJsonSpanExporter(tdir / TRACES_FILE), "file"))
+        if otlp:
+            span_exps.append((OTLPSpanExporter(endpoint=f"{otlp}/v1/traces", timeout=5), "otlp"))
+        for exp, backend in span_exps:
+            self.tracer_provider.add_span_processor(
+                BatchSpanProcessor(
+                    _GuardedSpanExporter(exp, backend, self.failures), schedule_delay_millis=1000
+                )
+            )
+
+        self.prometheus_registry = CollectorRegistry(auto_describe=True)
+        readers: list[MetricReader] = [
+            *metric_readers,
+            PrometheusMetricReader(registry=self.prometheus_registry),
+        ]
+        interval = settings.metric_export_interval_ms
+        if settings.telemetry_files:
+            file_exp = OtlpJsonMetricExporter(tdir / METRICS_FILE)
+            readers.append(
+                PeriodicExportingMetricReader(
+                    _GuardedMetricExporter(file_exp, "file", self.failures),
+                    export_interval_millis=interval,
+                )
+            )
+        if otlp:
+            otlp_exp = OTLPMetricExporter(endpoint=f"{otlp}/v1/metrics", timeout=5)
+            readers.append(
+                PeriodicExportingMetricReader(
+                    _GuardedMetricExporter(otlp_exp, "otlp", self.failures),
+                    export_interval_millis=interval,
+                )
+            )
+        self.meter_provider = MeterProvider(resource=self.resource, metric_readers=readers)
+
+        self.logger_provider = LoggerProvider(resource=self.resource)
+        log_exps: list[tuple[LogRecordExporter, str]] = []
+        if settings.telemetry_files:
+            log_exps.append((OtlpJsonLogExporter(tdir / LOGS_FILE), "file"))
+            log_exps.append((InferenceLogExporter(tdir / INFERENCE_LOG_FILE), "jsonl"))
+        if otlp:
+            log_exps.append((OTLPLogExporter(endpoint=f"{otlp}/v1/logs", timeout=5), "otlp"))
+        for lexp, backend in log_exps:
+            self.logger_provider.add_log_record_processor(
+                BatchLogRecordProcessor(
+                    _GuardedLogExporter(lexp, backend, self.failures), schedule_delay_millis=1000
+                )
+            )
+
+        self.tracer = self.tracer_provider.get_tracer(SCOPE, settings.service_version)
+        self.meter = self.meter_provider.get_meter(SCOPE, settings.service_version)
+        self.logger = self.logger_provider.get_logger(SCOPE, settings.service_version)
+        self.instruments = self._create_instruments()
+        self.meter.create_observable_counter(
+            c.METRIC_EXPORT_FAILURES,
+            callbacks=[self.failures.observe],
+            unit="{failure}",
+            description="Telemetry exports that failed, by signal and backend.",
+        )
+
+    def _create_instruments(self) -> Instruments:
+        m = self.meter
+        return Instruments(
+            duration=m.create_histogram(
+                c.METRIC_DURATION,
+                unit="s",
+                description="Duration of model inference, from input to prediction.",
+                explicit_bucket_boundaries_advisory=list(c.DURATION_BUCKETS_S),
+            ),
+            confidence=m.create_histogram(
+                c.METRIC_CONFIDENCE,
+                unit="1",
+                description="Confidence of the predicted label (top-class probability).",
+                explicit_bucket_boundaries_advisory=list(c.CONFIDENCE_BUCKETS),
+            ),
+            predictions=m.create_counter(
+                c.METRIC_PREDICTIONS,
+                unit="{prediction}",
+                description="Predictions served, by model, version and label.",
+            ),
+            errors=m.create_counter(
+                c.METRIC_ERRORS,
+                unit="{error}",
+                description="Failed or rejected inference requests, by error class.",
+            ),
+            input_size=m.create_histogram(
+                c.METRIC_INPUT_SIZE,
+                unit="{element}",
+                description="Size of the model input (characters for text, values otherwise).",
+                explicit_bucket_boundaries_advisory=list(c.INPUT_SIZE_BUCKETS),
+            ),
+        )
+
+    def force_flush(self, timeout_millis: int = 10_000) -> None:
+        """Export everything buffered now (spans, metrics, logs)."""
+        self.tracer_provider.force_flush(timeout_millis)
+        self.meter_provider.force_flush(timeout_millis)
+        self.logger_provider.force_flush(timeout_millis)
+
+    def shutdown(self) -> None:
+        """Flush and stop every provider; idempotent."""
+        self.tracer_provider.shutdown()
+        self.meter_provider.shutdown()
+        self.logger_provider.shutdown()
