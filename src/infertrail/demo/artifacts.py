@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,13 +54,13 @@ def save_model(models_root: Path, name: str, version: str, model: Any, **card: A
     tmp = d / f".{ARTIFACT_FILE}.tmp"
     joblib.dump(model, tmp, compress=3)
     digest = sha256_file(tmp)
-    os.replace(tmp, d / ARTIFACT_FILE)
+    tmp.replace(d / ARTIFACT_FILE)
     info = ModelInfo(name=name, version=version, sha256=digest)
     card_tmp = d / f".{CARD_FILE}.tmp"
     card_tmp.write_text(
         json.dumps({"name": name, "version": version, "sha256": digest, **card}, indent=2) + "\n"
     )
-    os.replace(card_tmp, d / CARD_FILE)
+    card_tmp.replace(d / CARD_FILE)
     return info
 
 

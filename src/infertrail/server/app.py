@@ -80,26 +80,17 @@ def build_services(settings: Settings) -> Services:
 _UNKNOWN_MODEL = ModelInfo("unknown", "", "")
 
 
-def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
-    """Build the service. With ``services`` given (tests), the caller owns their lifetime."""
-    settings = settings or (services.settings if services else Settings())
-    state: dict[str, Services] = {}
+def create_app(services: Services, *, close_on_shutdown: bool = False) -> FastAPI:
+    """Build the service around started ``services`` (the caller owns them unless told)."""
+    settings = services.settings
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        state["s"] = services or build_services(settings)
-        FastAPIInstrumentor.instrument_app(
-            app,
-            tracer_provider=state["s"].monitor.telemetry.tracer_provider,
-            meter_provider=state["s"].monitor.telemetry.meter_provider,
-            excluded_urls="healthz,readyz,metrics",
-            exclude_spans=["receive", "send"],
-        )
         try:
             yield
         finally:
-            if services is None:
-                state["s"].close()
+            if close_on_shutdown:
+                services.close()
 
     app = FastAPI(
         title="infertrail demo service",
@@ -107,14 +98,20 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         lifespan=lifespan,
         responses={400: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
     )
+    # Instrument now, before Starlette builds its middleware stack on the first call.
+    FastAPIInstrumentor.instrument_app(
+        app,
+        tracer_provider=services.monitor.telemetry.tracer_provider,
+        meter_provider=services.monitor.telemetry.meter_provider,
+        excluded_urls="healthz,readyz,metrics",
+        exclude_spans=["receive", "send"],
+    )
 
     def reject(request_id: str, message: str, path: str, error_type: str) -> None:
-        s = state.get("s")
-        if s is not None:
-            model = s.sentiment.info if path == SENTIMENT_PATH else _UNKNOWN_MODEL
-            s.monitor.record_rejection(
-                model, error_type=error_type, message=message, request_id=request_id, endpoint=path
-            )
+        model = services.sentiment.info if path == SENTIMENT_PATH else _UNKNOWN_MODEL
+        services.monitor.record_rejection(
+            model, error_type=error_type, message=message, request_id=request_id, endpoint=path
+        )
 
     app.add_middleware(
         RequestIdMiddleware,
@@ -153,7 +150,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     @app.post(SENTIMENT_PATH, response_model=SentimentResponse)
     async def sentiment(body: SentimentRequest, request: Request) -> Any:
-        s = state["s"]
+        s = services
         rid = request_id_of(request)
         text = body.text
         limit = s.settings.max_text_chars
@@ -190,15 +187,12 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         return {"status": "ok"}
 
     @app.get("/readyz")
-    async def readyz() -> JSONResponse:
-        s = state.get("s")
-        if s is None:
-            return JSONResponse({"status": "starting"}, status_code=503)
-        return JSONResponse({"status": "ready", "models": [s.sentiment.info.name]})
+    async def readyz() -> dict[str, Any]:
+        return {"status": "ready", "models": [services.sentiment.info.name]}
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        registry = state["s"].monitor.telemetry.prometheus_registry
+        registry = services.monitor.telemetry.prometheus_registry
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

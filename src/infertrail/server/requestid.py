@@ -41,8 +41,12 @@ class RequestIdMiddleware:
                 rid = validate_request_id(supplied)
             except InvalidRequestId as exc:
                 self.on_invalid(rid, str(exc), scope.get("path", ""))
-                await _send_json(send, 400, {"error": "invalid_request_id", "detail": str(exc),
-                                             "request_id": rid}, rid)
+                await _send_json(
+                    send,
+                    400,
+                    {"error": "invalid_request_id", "detail": str(exc), "request_id": rid},
+                    rid,
+                )
                 return
         scope.setdefault("state", {})["request_id"] = rid
         trace.get_current_span().set_attribute(c.REQUEST_ID, rid)

@@ -11,7 +11,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,7 +56,7 @@ _log = logging.getLogger("infertrail.telemetry")
 INFERENCE_LOG_FILE = "inference.log.jsonl"
 SCOPE = "infertrail"
 
-_SAMPLERS = {
+_SAMPLERS: dict[str, Callable[[float], sampling.Sampler]] = {
     "always_on": lambda _: sampling.ALWAYS_ON,
     "always_off": lambda _: sampling.ALWAYS_OFF,
     "traceidratio": sampling.TraceIdRatioBased,
@@ -69,11 +69,12 @@ _SAMPLERS = {
 def make_sampler(name: str, arg: float) -> sampling.Sampler:
     """The sampler named as in ``OTEL_TRACES_SAMPLER``."""
     try:
-        return _SAMPLERS[name](arg)  # type: ignore[no-any-return]
+        factory = _SAMPLERS[name]
     except KeyError:
         raise ValueError(
             f"unknown traces sampler {name!r}; valid: {', '.join(sorted(_SAMPLERS))}"
         ) from None
+    return factory(arg)
 
 
 class ExportFailures:
@@ -141,7 +142,7 @@ class _GuardedLogExporter(LogRecordExporter):
         return result
 
     def shutdown(self) -> None:
-        self._inner.shutdown()
+        self._inner.shutdown()  # type: ignore[no-untyped-call]
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return self._inner.force_flush(timeout_millis)

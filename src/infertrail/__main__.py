@@ -1,0 +1,5 @@
+"""``python -m infertrail``."""
+
+from infertrail.cli import main
+
+main()

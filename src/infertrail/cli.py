@@ -1,0 +1,118 @@
+"""The ``infertrail`` command: a thin skin over the same functions the service uses."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import ValidationError
+
+from infertrail.config import Settings
+
+
+class Context:
+    """Settings built lazily, once, with the command-line overrides applied."""
+
+    def __init__(self, overrides: dict[str, Any]) -> None:
+        self._overrides = {k: v for k, v in overrides.items() if v is not None}
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            try:
+                self._settings = Settings(**self._overrides)
+            except (ValidationError, FileNotFoundError) as exc:
+                raise click.UsageError(f"invalid settings: {exc}") from exc
+        return self._settings
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group()
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Root of all local state (default: $INFERTRAIL_DATA_DIR or ./.infertrail).",
+)
+@click.version_option(package_name="infertrail")
+@click.pass_context
+def main(ctx: click.Context, data_dir: Path | None) -> None:
+    """infertrail: observability and a tamper-evident audit trail for AI inference."""
+    ctx.obj = Context({"data_dir": data_dir})
+
+
+@main.command()
+@click.argument("model", type=click.Choice(["sentiment"]), default="sentiment")
+@pass_ctx
+def train(ctx: Context, model: str) -> None:
+    """Train a demo model deterministically and save it with its sha256."""
+    from infertrail.demo import sentiment
+
+    s = ctx.settings
+    s.ensure_dirs()
+    info = sentiment.train(s.models_dir)
+    click.echo(
+        f"trained {info.name} {info.version} sha256={info.sha256} -> {s.models_dir / info.name}"
+    )
+
+
+@main.command()
+@click.option("--host", help="Interface to bind (default 127.0.0.1).")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port (default 8000).")
+@pass_ctx
+def serve(ctx: Context, host: str | None, port: int | None) -> None:
+    """Serve the demo models over HTTP (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    from infertrail.demo.artifacts import ModelArtifactError
+    from infertrail.server.app import build_services, create_app
+
+    s = ctx.settings
+    try:
+        services = build_services(s)
+    except ModelArtifactError as exc:
+        raise click.ClickException(str(exc)) from exc
+    app = create_app(services)
+    try:
+        uvicorn.run(app, host=host or s.host, port=port or s.port, log_level="warning")
+    finally:
+        services.close()
+
+
+@main.command()
+@click.argument("request_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@pass_ctx
+def trace(ctx: Context, request_id: str, as_json: bool) -> None:
+    """Show the span tree, log lines and metric exemplars of one request."""
+    from dataclasses import asdict
+
+    from infertrail.telemetry.readback import find_request, format_request
+
+    view = find_request(ctx.settings.telemetry_dir, request_id)
+    if view is None:
+        raise click.ClickException(
+            f"no span with request id {request_id!r} in {ctx.settings.telemetry_dir}"
+            " (spans are exported about once a second; is this the right --data-dir?)"
+        )
+    if as_json:
+        click.echo(json.dumps(asdict(view), indent=2))
+    else:
+        click.echo(format_request(view))
+
+
+@main.command()
+@click.option("--requests", "n_requests", type=click.IntRange(1, 100_000), default=300)
+@click.option("--port", type=click.IntRange(0, 65535), default=0, help="0 picks a free port.")
+@click.option("--keep-serving", is_flag=True, help="Keep the service up after the traffic.")
+@pass_ctx
+def demo(ctx: Context, n_requests: int, port: int, keep_serving: bool) -> None:
+    """Train, serve on localhost, drive traffic, and show where the telemetry went."""
+    from infertrail.demo.run import run_demo
+
+    sys.exit(run_demo(ctx.settings, n_requests=n_requests, port=port, keep_serving=keep_serving))

@@ -1,0 +1,157 @@
+"""``infertrail demo``: train, serve on localhost, drive traffic, summarise what was recorded."""
+
+from __future__ import annotations
+
+import json
+import socket
+import statistics
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import httpx
+import uvicorn
+
+from infertrail.config import Settings
+from infertrail.demo import sentiment
+from infertrail.server.app import build_services, create_app
+from infertrail.telemetry.files import LOGS_FILE, METRICS_FILE, TRACES_FILE
+from infertrail.telemetry.readback import RequestTelemetry, find_request
+from infertrail.telemetry.setup import INFERENCE_LOG_FILE
+
+
+@dataclass
+class Outcome:
+    status: int
+    latency_s: float
+    request_id: str
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def traffic(n: int) -> list[dict[str, object]]:
+    """Held-out review sentences, a share of shifted (imdb) ones, and ~4% bad requests."""
+    clean = sentiment.split().test_texts
+    shifted, _ = sentiment.load_sentences(sentiment.SHIFTED_SOURCE)
+    bad: list[dict[str, object]] = [
+        {"text": ""},
+        {"text": 42},
+        {"txt": "typo"},
+        {"text": "x" * 20_000},
+    ]
+    bodies: list[dict[str, object]] = []
+    for i in range(n):
+        if i % 25 == 24:
+            bodies.append(bad[(i // 25) % len(bad)])
+        elif i % 5 == 4:
+            bodies.append({"text": shifted[i % len(shifted)]})
+        else:
+            bodies.append({"text": clean[i % len(clean)]})
+    return bodies
+
+
+class _Server(threading.Thread):
+    def __init__(self, server: uvicorn.Server) -> None:
+        super().__init__(name="infertrail-demo-server", daemon=True)
+        self.server = server
+
+    def run(self) -> None:
+        self.server.run()
+
+
+def run_demo(settings: Settings, *, n_requests: int, port: int, keep_serving: bool) -> int:
+    """The whole demo; returns the process exit code."""
+    settings.ensure_dirs()
+    info = sentiment.train(settings.models_dir)
+    print(f"trained  {info.name} {info.version}  sha256={info.sha256[:16]}...")
+    services = build_services(settings)
+    port = port or free_port()
+    config = uvicorn.Config(create_app(services), host="127.0.0.1", port=port, log_level="warning")
+    server = _Server(uvicorn.Server(config))
+    server.start()
+    base = f"http://127.0.0.1:{port}"
+    with httpx.Client(base_url=base, timeout=10.0) as client:
+        for _ in range(200):
+            try:
+                if client.get("/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        print(f"serving  {base}  (OpenAPI docs: {base}/docs, metrics: {base}/metrics)")
+
+        def send(body: dict[str, object]) -> Outcome:
+            t0 = time.perf_counter()
+            r = client.post("/v1/sentiment", json=body)
+            return Outcome(r.status_code, time.perf_counter() - t0, r.headers["x-request-id"])
+
+        with ThreadPoolExecutor(4) as pool:
+            outcomes = list(pool.map(send, traffic(n_requests)))
+    if keep_serving:
+        print("serving until Ctrl-C ...")
+        try:
+            while server.is_alive():
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+    server.server.should_exit = True
+    server.join(timeout=30)
+    services.close()  # drains the event queue and flushes every exporter
+    print_summary(settings, outcomes)
+    return 0
+
+
+def pick_correlated(settings: Settings, outcomes: list[Outcome]) -> RequestTelemetry | None:
+    """The most recent successful request whose metric exemplar survived (one per bucket)."""
+    for o in reversed([o for o in outcomes if o.status == 200][-50:]):
+        view = find_request(settings.telemetry_dir, o.request_id)
+        if view is not None and view.exemplars and view.logs:
+            return view
+    return None
+
+
+def print_summary(settings: Settings, outcomes: list[Outcome]) -> None:
+    ok = [o for o in outcomes if o.status == 200]
+    errors = [o for o in outcomes if o.status != 200]
+    lat = sorted(o.latency_s * 1000 for o in ok)
+    p50 = statistics.median(lat) if lat else float("nan")
+    p99 = lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else float("nan")
+    t = settings.telemetry_dir
+    print()
+    print(f"requests {len(outcomes)}  served {len(ok)}  rejected {len(errors)} (4xx, on purpose)")
+    print(f"latency  p50 {p50:.2f} ms  p99 {p99:.2f} ms  (client side, loopback)")
+    print("telemetry went to:")
+    for name, what in (
+        (TRACES_FILE, "spans, OTLP/JSON"),
+        (METRICS_FILE, "metrics, OTLP/JSON"),
+        (LOGS_FILE, "logs, OTLP/JSON"),
+        (INFERENCE_LOG_FILE, "one JSON line per inference"),
+    ):
+        print(f"  {t / name}  ({what})")
+    if settings.otlp_endpoint:
+        print(f"  {settings.otlp_endpoint}  (OTLP/HTTP)")
+    view = pick_correlated(settings, outcomes)
+    if view is None:
+        print("\nno request with a metric exemplar found yet (exports run every second)")
+        return
+    infer = next(s for _, s in view.tree() if s.name == "inference")
+    log = view.logs[0]["body"]
+    ex = view.exemplars[0]
+    print("\none request, three signals, one trace id:")
+    rows = [
+        ("request id", view.request_id),
+        ("trace id", view.trace_id),
+        ("spans", f"{len(view.spans)}: " + " > ".join(s.name for _, s in view.tree())),
+        ("span", f"inference {infer.duration_ms:.3f} ms span_id={infer.span_id}"),
+        ("log line", json.dumps(log, separators=(",", ":"))[:160] + " ..."),
+        ("exemplar", f"{ex.metric}={ex.value:g} trace_id={ex.trace_id} span_id={ex.span_id}"),
+    ]
+    for k, v in rows:
+        print(f"  {k:<11} {v}")
+    print(f"\nmore: infertrail --data-dir {settings.data_dir} trace {view.request_id}")

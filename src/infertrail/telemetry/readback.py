@@ -1,0 +1,193 @@
+"""Reads the local OTLP-JSON telemetry files back: the span tree, log lines and metric
+exemplars of one request, correlated by trace id (what ``infertrail trace`` prints)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from infertrail.telemetry import conventions as c
+from infertrail.telemetry.files import LOGS_FILE, METRICS_FILE, TRACES_FILE
+
+
+@dataclass
+class SpanView:
+    name: str
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    start_ns: int
+    end_ns: int
+    attributes: dict[str, Any]
+    status: str
+
+    @property
+    def duration_ms(self) -> float:
+        return (self.end_ns - self.start_ns) / 1e6
+
+
+@dataclass
+class ExemplarView:
+    metric: str
+    value: float
+    trace_id: str
+    span_id: str
+    time_ns: int
+
+
+@dataclass
+class RequestTelemetry:
+    request_id: str
+    trace_id: str
+    spans: list[SpanView] = field(default_factory=list)
+    logs: list[dict[str, Any]] = field(default_factory=list)
+    exemplars: list[ExemplarView] = field(default_factory=list)
+
+    def tree(self) -> list[tuple[int, SpanView]]:
+        """Spans depth-first from the root(s), with their depth, children by start time."""
+        ids = {s.span_id for s in self.spans}
+        children: dict[str, list[SpanView]] = {}
+        for s in self.spans:
+            parent = s.parent_span_id if s.parent_span_id in ids else ""
+            children.setdefault(parent, []).append(s)
+        out: list[tuple[int, SpanView]] = []
+
+        def walk(parent: str, depth: int) -> None:
+            for s in sorted(children.get(parent, []), key=lambda s: s.start_ns):
+                out.append((depth, s))
+                walk(s.span_id, depth + 1)
+
+        walk("", 0)
+        return out
+
+
+def _any_value(v: dict[str, Any]) -> Any:
+    if "stringValue" in v:
+        return v["stringValue"]
+    if "intValue" in v:
+        return int(v["intValue"])
+    if "doubleValue" in v:
+        return float(v["doubleValue"])
+    if "boolValue" in v:
+        return bool(v["boolValue"])
+    if "kvlistValue" in v:
+        return {
+            kv["key"]: _any_value(kv.get("value", {})) for kv in v["kvlistValue"].get("values", [])
+        }
+    if "arrayValue" in v:
+        return [_any_value(x) for x in v["arrayValue"].get("values", [])]
+    return None
+
+
+def _attrs(items: list[dict[str, Any]] | None) -> dict[str, Any]:
+    return {kv["key"]: _any_value(kv.get("value", {})) for kv in items or []}
+
+
+def _lines(path: Path) -> Iterator[dict[str, Any]]:
+    if not path.is_file():
+        return
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                yield json.loads(line)
+
+
+def iter_spans(tdir: Path) -> Iterator[SpanView]:
+    for req in _lines(tdir / TRACES_FILE):
+        for rs in req.get("resourceSpans", []):
+            for ss in rs.get("scopeSpans", []):
+                for s in ss.get("spans", []):
+                    yield SpanView(
+                        name=s.get("name", ""),
+                        trace_id=s.get("traceId", ""),
+                        span_id=s.get("spanId", ""),
+                        parent_span_id=s.get("parentSpanId", ""),
+                        start_ns=int(s.get("startTimeUnixNano", 0)),
+                        end_ns=int(s.get("endTimeUnixNano", 0)),
+                        attributes=_attrs(s.get("attributes")),
+                        status=s.get("status", {}).get("code", "STATUS_CODE_UNSET"),
+                    )
+
+
+def iter_logs(tdir: Path) -> Iterator[dict[str, Any]]:
+    """Log records flattened to dicts with traceId/spanId, severity and body."""
+    for req in _lines(tdir / LOGS_FILE):
+        for rl in req.get("resourceLogs", []):
+            for sl in rl.get("scopeLogs", []):
+                for r in sl.get("logRecords", []):
+                    yield {
+                        "trace_id": r.get("traceId", ""),
+                        "span_id": r.get("spanId", ""),
+                        "severity": r.get("severityText", ""),
+                        "time_ns": int(r.get("timeUnixNano", 0)),
+                        "body": _any_value(r.get("body", {})),
+                    }
+
+
+def iter_exemplars(tdir: Path) -> Iterator[ExemplarView]:
+    for req in _lines(tdir / METRICS_FILE):
+        for rm in req.get("resourceMetrics", []):
+            for sm in rm.get("scopeMetrics", []):
+                for m in sm.get("metrics", []):
+                    for kind in ("histogram", "sum", "gauge"):
+                        for dp in m.get(kind, {}).get("dataPoints", []):
+                            for ex in dp.get("exemplars", []):
+                                value = ex.get("asDouble", ex.get("asInt", 0))
+                                yield ExemplarView(
+                                    metric=m.get("name", ""),
+                                    value=float(value),
+                                    trace_id=ex.get("traceId", ""),
+                                    span_id=ex.get("spanId", ""),
+                                    time_ns=int(ex.get("timeUnixNano", 0)),
+                                )
+
+
+def find_request(tdir: Path, request_id: str) -> RequestTelemetry | None:
+    """Everything the telemetry files hold about one request id; None if it is unknown."""
+    trace_id = next(
+        (s.trace_id for s in iter_spans(tdir) if s.attributes.get(c.REQUEST_ID) == request_id),
+        None,
+    )
+    if trace_id is None:
+        return None
+    view = RequestTelemetry(request_id, trace_id)
+    view.spans = [s for s in iter_spans(tdir) if s.trace_id == trace_id]
+    view.logs = [r for r in iter_logs(tdir) if r["trace_id"] == trace_id]
+    seen = set()
+    for ex in iter_exemplars(tdir):
+        # Cumulative exports repeat an exemplar until a newer one replaces it: show it once.
+        key = (ex.metric, ex.span_id, ex.time_ns)
+        if ex.trace_id == trace_id and key not in seen:
+            seen.add(key)
+            view.exemplars.append(ex)
+    return view
+
+
+def format_request(view: RequestTelemetry) -> str:
+    """A human-readable report: span tree with timings, log lines, exemplars."""
+    lines = [f"request {view.request_id}", f"trace   {view.trace_id}", "", "spans:"]
+    for depth, s in view.tree():
+        extra = ""
+        if c.PREDICTION_LABEL in s.attributes:
+            extra = (
+                f"  label={s.attributes[c.PREDICTION_LABEL]}"
+                f" confidence={s.attributes.get(c.PREDICTION_CONFIDENCE, 0):.3f}"
+            )
+        status = (
+            "" if s.status == "STATUS_CODE_UNSET" else f" [{s.status.removeprefix('STATUS_CODE_')}]"
+        )
+        lines.append(
+            f"  {'  ' * depth}{s.name}  {s.duration_ms:.3f} ms  span={s.span_id}{status}{extra}"
+        )
+    lines += ["", "logs:"]
+    lines += [f"  {json.dumps(r['body'], separators=(',', ':'))}" for r in view.logs] or [
+        "  (none yet)"
+    ]
+    lines += ["", "metric exemplars:"]
+    lines += [f"  {e.metric} = {e.value:g}  span={e.span_id}" for e in view.exemplars] or [
+        "  (none: one exemplar per histogram bucket and export interval is kept)"
+    ]
+    return "\n".join(lines)
