@@ -1,20 +1,22 @@
 """RFC 8785 JSON Canonicalization Scheme (JCS): the exact bytes every audit record is hashed as.
 
-Two encoders produce the same bytes. The fast path runs on the request thread: a Python pass
-checks and normalises the value (integral floats become ints, other floats are kept only where
-Python's ``repr`` already is ECMAScript's ``Number::toString``), then the stdlib C JSON encoder
-writes it. Whatever the fast path cannot prove equal (floats below 1e-4 or from 1e16 up, object
-keys outside the Basic Multilingual Plane, invalid input) goes to :func:`_exact`, a direct
-transcription of RFC 8785 that also names the offending value and its path.
+Two encoders produce the same bytes. The fast path runs on the request thread: one Python pass
+checks types and normalises floats (integral ones become ints, the few whose text orjson writes
+differently from ECMAScript become pre-encoded fragments), then orjson writes the value with
+sorted keys. Whatever the fast path cannot prove equal (object keys outside the Basic
+Multilingual Plane, invalid input) goes to :func:`_exact`, a direct transcription of RFC 8785
+that also names the offending value and its path. Tests pin both against the RFC's vectors and
+against the independent ``rfc8785`` package.
 """
 
 from __future__ import annotations
 
-import json.encoder
+import json
 import math
 import re
-from collections.abc import Callable
 from typing import Any
+
+import orjson
 
 __all__ = ["MAX_SAFE_INTEGER", "CanonicalizationError", "canonicalize"]
 
@@ -30,104 +32,89 @@ class _NotFast(Exception):
     """Internal: the fast path cannot prove its output equals JCS for this value."""
 
 
-# The C encoder writes exactly JCS for what the fast path lets through: strings with only
-# '"', '\\', \b \f \n \r \t and \u00xx (lowercase hex) escaped and everything else raw, ints in
-# decimal, floats by repr, keys sorted by code point. Built once: JSONEncoder.encode would
-# rebuild it on every call.
-_c_encode: Callable[[Any, int], Any] | None = getattr(json.encoder, "c_make_encoder", None)
-if _c_encode is not None:
-    _c_encode = _c_encode(
-        None,  # markers: circularity is caught by the recursion limit instead
-        None,  # default: never reached, the fast path lets only JSON types through
-        json.encoder.encode_basestring,
-        None,  # indent
-        ":",
-        ",",
-        True,  # sort_keys
-        False,  # skipkeys
-        False,  # allow_nan
-    )
+# What orjson writes for the values the fast path lets through is JCS: strings with only '"',
+# '\\', \b \f \n \r \t and \u00xx (lowercase) escaped and everything else raw UTF-8, ints in
+# decimal (STRICT_INTEGER refuses beyond 2**53 - 1), non-integral floats of magnitude >= 1e-5 in
+# fixed notation with the shortest round-trip digits, and keys sorted by code point.
+_ORJSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER
+_FOUR_BYTE_UTF8 = re.compile(rb"[\xf0-\xf4]")
 
 
 def canonicalize(obj: Any) -> bytes:
-    """Encode ``obj`` as RFC 8785 canonical JSON (UTF-8 bytes).
+    """Encode ``obj`` as RFC 8785 canonical JSON (UTF-8 bytes), the input of audit leaf hashes.
 
     Accepts dict (str keys), list, tuple, str, int, float, bool and None; anything else, a
-    non-finite float or an int beyond +-(2**53 - 1) raises :class:`CanonicalizationError`.
+    non-finite float, an int beyond +-(2**53 - 1) or a lone surrogate raises
+    :class:`CanonicalizationError` naming the value and its path, e.g. ``$.explanation.values``.
     """
-    if _c_encode is not None:
-        try:
-            text = "".join(_c_encode(_fast(obj), 0))
-            return text.encode("utf-8")
-        except (_NotFast, UnicodeEncodeError, RecursionError):
-            pass
-    return _exact(obj)
+    try:
+        out = orjson.dumps(_fast(obj), option=_ORJSON_OPTIONS)
+    except (_NotFast, orjson.JSONEncodeError, RecursionError):
+        return _exact(obj)
+    # Code point order (orjson's) equals UTF-16 order (JCS's) unless a key has a character
+    # outside the BMP: its surrogate pair sorts below U+E000..U+FFFF in UTF-16. Such characters
+    # are the only 4-byte UTF-8 sequences, so ASCII output (the common case) skips the check.
+    if not out.isascii() and _FOUR_BYTE_UTF8.search(out) and _has_astral_key(obj):
+        return _exact(obj)
+    return out
 
 
 # -- fast path -------------------------------------------------------------------------------
 
 
 def _fast(obj: Any) -> Any:
-    """Return ``obj`` (or a copy with normalised floats) that the C encoder writes as JCS."""
+    """Return ``obj``, or a copy with normalised floats, that orjson writes as JCS."""
     t = type(obj)
     if t is dict:
         return _fast_dict(obj)
     if t is list or t is tuple:
         return _fast_list(obj)
-    if t is str or obj is None or t is bool:
+    if t is str or t is int or obj is None or t is bool:
         return obj
-    if t is int:
-        if -MAX_SAFE_INTEGER <= obj <= MAX_SAFE_INTEGER:
-            return obj
-        raise _NotFast
     if t is float:
         return _fast_float(obj)
     raise _NotFast
 
 
-def _fast_float(x: float) -> float | int:
-    """Map ``x`` to a value whose Python JSON form is its ECMAScript form, or give up."""
-    # In [1e-4, 1e16) repr uses fixed notation with the shortest round-trip digits, which is
-    # ECMAScript's output except for the ".0" repr adds to integral values.
-    if 1e-4 <= x < 1e16 or -1e16 < x <= -1e-4:
-        if x.is_integer():
-            if -MAX_SAFE_INTEGER <= x <= MAX_SAFE_INTEGER:
-                return int(x)
-            raise _NotFast
-        return x
-    if x == 0.0:
+def _fast_float(x: float) -> Any:
+    """``x`` itself where orjson writes it as ECMAScript does, else an int or a fragment."""
+    if 1e-5 <= x < 1e16 or -1e16 < x <= -1e-5:
+        if not x.is_integer():
+            return x
+        if -MAX_SAFE_INTEGER <= x <= MAX_SAFE_INTEGER:
+            return int(x)  # ECMAScript writes 2.0 as 2; orjson would write 2.0
+    elif x == 0.0:
         return 0  # also -0.0, which JCS writes as 0
-    raise _NotFast
+    if math.isfinite(x):
+        return orjson.Fragment(_number_to_string(x).encode())
+    raise _NotFast  # NaN and infinities: the exact path reports them with their path
 
 
 def _fast_dict(d: dict[Any, Any]) -> dict[Any, Any]:
     copy: dict[Any, Any] | None = None
     for k, v in d.items():
-        # Code point order (what sort_keys does) equals UTF-16 order unless a key has a
-        # character outside the BMP: those surrogate pairs sort below U+E000..U+FFFF in UTF-16.
-        if type(k) is not str or (not k.isascii() and max(k) > "\uffff"):
-            raise _NotFast
         t = type(v)
-        if t is str or v is None or t is bool:
-            continue
-        if t is int:
-            if -MAX_SAFE_INTEGER <= v <= MAX_SAFE_INTEGER:
-                continue
-            raise _NotFast
+        # Inlined _fast: this loop is most of canonicalize's own cost. Floats come first
+        # because scores, confidences and attributions are the most common non-str values.
         if t is float:
-            nv: Any = _fast_float(v)
-            if nv is v:
+            if (1e-5 <= v < 1e16 or -1e16 < v <= -1e-5) and not v.is_integer():
                 continue
+            nv: Any = _fast_float(v)
+        elif t is str or t is int or v is None or t is bool:
+            continue
         elif t is dict:
             nv = _fast_dict(v)
+            if nv is v:
+                continue
         elif t is list or t is tuple:
             nv = _fast_list(v)
+            if nv is v:
+                continue
         else:
             raise _NotFast
-        if nv is not v:
-            if copy is None:
-                copy = dict(d)
-            copy[k] = nv
+        if copy is None:
+            copy = dict(d)
+        copy[k] = nv
     return d if copy is None else copy
 
 
@@ -135,32 +122,42 @@ def _fast_list(items: list[Any] | tuple[Any, ...]) -> list[Any] | tuple[Any, ...
     copy: list[Any] | None = None
     for i, v in enumerate(items):
         t = type(v)
-        if t is str or v is None or t is bool:
-            continue
-        if t is int:
-            if -MAX_SAFE_INTEGER <= v <= MAX_SAFE_INTEGER:
-                continue
-            raise _NotFast
         if t is float:
-            nv: Any = _fast_float(v)
-            if nv is v:
+            if (1e-5 <= v < 1e16 or -1e16 < v <= -1e-5) and not v.is_integer():
                 continue
+            nv: Any = _fast_float(v)
+        elif t is str or t is int or v is None or t is bool:
+            continue
         elif t is dict:
             nv = _fast_dict(v)
+            if nv is v:
+                continue
         elif t is list or t is tuple:
             nv = _fast_list(v)
+            if nv is v:
+                continue
         else:
             raise _NotFast
-        if nv is not v:
-            if copy is None:
-                copy = list(items)
-            copy[i] = nv
+        if copy is None:
+            copy = list(items)
+        copy[i] = nv
     return items if copy is None else copy
+
+
+def _has_astral_key(obj: Any) -> bool:
+    """True if some object key anywhere in ``obj`` has a character above U+FFFF."""
+    if isinstance(obj, dict):
+        return any(max(k, default="") > "\uffff" or _has_astral_key(v) for k, v in obj.items())
+    if isinstance(obj, list | tuple):
+        return any(_has_astral_key(v) for v in obj)
+    return False
 
 
 # -- exact path ------------------------------------------------------------------------------
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# RFC 8785 3.2.2.2: the two-character escapes where JSON has them, \u00xx (lowercase) for
+# the other control characters, and nothing else escaped.
 _ESCAPES = {
     '"': '\\"',
     "\\": "\\\\",
@@ -176,10 +173,19 @@ _NEEDS_ESCAPE = re.compile(r'["\\\x00-\x1f]')
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _path_str(path: tuple[str | int, ...]) -> str:
-    """Render a path as JSONPath-like text: ``$.explanation.values[3]``, ``$["a b"]``."""
+class _Invalid(Exception):
+    """Internal: a value with no JCS form; containers add their key or index on the way out."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
+        self.path: list[str | int] = []  # innermost first: built only when something fails
+
+
+def _path_str(path: list[str | int]) -> str:
+    """Render an innermost-first path as ``$.explanation.values[3]`` or ``$["a b"]``."""
     parts = ["$"]
-    for p in path:
+    for p in reversed(path):
         if isinstance(p, int):
             parts.append(f"[{p}]")
         elif _IDENTIFIER.fullmatch(p):
@@ -189,15 +195,13 @@ def _path_str(path: tuple[str | int, ...]) -> str:
     return "".join(parts)
 
 
-def _fail(path: tuple[str | int, ...], what: str) -> CanonicalizationError:
-    return CanonicalizationError(f"{what} at {_path_str(path)}")
-
-
 def _exact(obj: Any) -> bytes:
-    """Encode ``obj`` by the letter of RFC 8785; slower, but covers every input and names errors."""
+    """Encode ``obj`` by the letter of RFC 8785: slower, covers every input, names bad values."""
     out: list[str] = []
     try:
-        _exact_value(obj, (), out)
+        _exact_value(obj, out)
+    except _Invalid as e:
+        raise CanonicalizationError(f"{e.what} at {_path_str(e.path)}") from None
     except RecursionError:
         raise CanonicalizationError(
             "value is nested too deeply or contains itself (circular reference)"
@@ -205,7 +209,7 @@ def _exact(obj: Any) -> bytes:
     return "".join(out).encode("utf-8")
 
 
-def _exact_value(obj: Any, path: tuple[str | int, ...], out: list[str]) -> None:
+def _exact_value(obj: Any, out: list[str]) -> None:
     if obj is None:
         out.append("null")
     elif obj is True:
@@ -213,69 +217,78 @@ def _exact_value(obj: Any, path: tuple[str | int, ...], out: list[str]) -> None:
     elif obj is False:
         out.append("false")
     elif isinstance(obj, str):
-        out.append(_exact_string(obj, path))
+        out.append(_exact_string(obj))
     elif isinstance(obj, int):
-        value = int(obj)
-        if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
-            # str() of a huge int is slow and, past 4300 digits, refused: show its size instead.
-            shown = str(value) if value.bit_length() <= 256 else f"of {value.bit_length()} bits"
-            raise _fail(
-                path,
-                f"integer {shown} is outside the I-JSON range +-(2**53 - 1); encode it as a string",
-            )
-        out.append(str(value))
+        out.append(_exact_int(int(obj)))
     elif isinstance(obj, float):
-        out.append(_number_to_string(float(obj), path))
+        out.append(_number_to_string(float(obj)))
     elif isinstance(obj, dict):
-        _exact_object(obj, path, out)
+        _exact_object(obj, out)
     elif isinstance(obj, list | tuple):
         out.append("[")
         for i, item in enumerate(obj):
             if i:
                 out.append(",")
-            _exact_value(item, (*path, i), out)
+            try:
+                _exact_value(item, out)
+            except _Invalid as e:
+                e.path.append(i)
+                raise
         out.append("]")
     else:
-        kind = f"{type(obj).__module__}.{type(obj).__qualname__}"
-        raise _fail(
-            path,
-            f"value of type {kind} has no JSON form (expected dict, list, tuple, str, int, "
-            "float, bool or None)",
+        raise _Invalid(
+            f"value of type {type(obj).__module__}.{type(obj).__qualname__} has no JSON form "
+            "(expected dict, list, tuple, str, int, float, bool or None)"
         )
 
 
-def _exact_object(obj: dict[Any, Any], path: tuple[str | int, ...], out: list[str]) -> None:
+def _exact_object(obj: dict[Any, Any], out: list[str]) -> None:
     for key in obj:
         if not isinstance(key, str):
-            raise _fail(path, f"object key {key!r} of type {type(key).__name__} is not a str")
+            raise _Invalid(f"object key {key!r} of type {type(key).__name__} is not a str")
     # RFC 8785 3.2.3: sort by UTF-16 code units; big-endian UTF-16 bytes compare the same way.
-    # surrogatepass lets a lone surrogate reach _exact_string, which names it.
+    # surrogatepass lets a lone surrogate reach _exact_string, which reports it.
     keys = sorted(obj, key=lambda k: k.encode("utf-16-be", "surrogatepass"))
     out.append("{")
     for i, key in enumerate(keys):
         if i:
             out.append(",")
-        out.append(_exact_string(key, path))
-        out.append(":")
-        _exact_value(obj[key], (*path, key), out)
+        try:
+            out.append(_exact_string(key))
+            out.append(":")
+            _exact_value(obj[key], out)
+        except _Invalid as e:
+            e.path.append(key)
+            raise
     out.append("}")
 
 
-def _exact_string(s: str, path: tuple[str | int, ...]) -> str:
+def _exact_string(s: str) -> str:
     bad = _SURROGATE.search(s)
     if bad is not None:
-        raise _fail(
-            path,
+        raise _Invalid(
             f"string {s[:40]!r} contains lone surrogate U+{ord(bad.group()):04X} at index "
-            f"{bad.start()}, which is not valid Unicode",
+            f"{bad.start()}, which is not valid Unicode"
         )
+    if _NEEDS_ESCAPE.search(s) is None:
+        return '"' + s + '"'
     return '"' + _NEEDS_ESCAPE.sub(lambda m: _ESCAPES[m.group()], s) + '"'
 
 
-def _number_to_string(x: float, path: tuple[str | int, ...]) -> str:
+def _exact_int(value: int) -> str:
+    if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+        return str(value)
+    # str() of a huge int is slow and, past 4300 digits, refused: give its size instead.
+    shown = str(value) if value.bit_length() <= 256 else f"of {value.bit_length()} bits"
+    raise _Invalid(
+        f"integer {shown} is outside the I-JSON range +-(2**53 - 1); encode it as a string"
+    )
+
+
+def _number_to_string(x: float) -> str:
     """ECMAScript Number::toString(x) (ECMA-262 7.1.12.1), as RFC 8785 3.2.2.3 requires."""
     if not math.isfinite(x):
-        raise _fail(path, f"number {x!r} is not finite; JSON has no NaN or Infinity")
+        raise _Invalid(f"number {x!r} is not finite; JSON has no NaN or Infinity")
     if x == 0.0:
         return "0"
     sign = "-" if x < 0 else ""
