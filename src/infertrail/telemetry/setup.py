@@ -269,6 +269,9 @@ class Telemetry:
                 )
             )
         self.meter_provider = MeterProvider(resource=self.resource, metric_readers=readers)
+        # Only push readers are flushed: a collect() on the Prometheus reader would queue a
+        # second copy of every series for the next scrape.
+        self._push_readers = [r for r in readers if isinstance(r, PeriodicExportingMetricReader)]
 
         self.logger_provider = LoggerProvider(resource=self.resource)
         log_exps: list[tuple[LogRecordExporter, str]] = []
@@ -331,7 +334,8 @@ class Telemetry:
     def force_flush(self, timeout_millis: int = 10_000) -> None:
         """Export everything buffered now (spans, metrics, logs)."""
         self.tracer_provider.force_flush(timeout_millis)
-        self.meter_provider.force_flush(timeout_millis)
+        for reader in self._push_readers:
+            reader.force_flush(timeout_millis)
         self.logger_provider.force_flush(timeout_millis)
 
     def shutdown(self) -> None:

@@ -1,0 +1,45 @@
+"""Fixtures shared by every test: settings under a temp dir and a trained demo model."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from infertrail.config import Settings
+from infertrail.demo import sentiment
+
+
+@pytest.fixture(scope="session")
+def trained_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sentiment model trained once per test session (deterministic, ~2 s)."""
+    root = tmp_path_factory.mktemp("models")
+    sentiment.train(root)
+    return root
+
+
+@pytest.fixture
+def settings(tmp_path: Path, trained_models: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings rooted in a fresh temp dir holding a copy of the trained models."""
+    for var in ("OTEL_SERVICE_NAME", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_TRACES_SAMPLER"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.delenv("INFERTRAIL_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)  # no stray ./infertrail.toml is picked up
+    s = Settings(data_dir=tmp_path / "data", metric_export_interval_ms=60_000)
+    s.ensure_dirs()
+    shutil.copytree(trained_models, s.models_dir, dirs_exist_ok=True)
+    return s
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No INFERTRAIL_* / OTEL_* variables and no config file in the working directory."""
+    import os
+
+    for var in list(os.environ):
+        if var.startswith(("INFERTRAIL_", "OTEL_")):
+            monkeypatch.delenv(var)
+    monkeypatch.chdir(tmp_path)
+    yield
