@@ -41,7 +41,7 @@ def test_corrupt_model_is_refused_before_unpickling(tmp_path: Path, trained_mode
 def test_unreadable_card(tmp_path: Path, trained_models: Path) -> None:
     shutil.copytree(trained_models, tmp_path, dirs_exist_ok=True)
     (tmp_path / "sentiment" / "model.json").write_text("{}")
-    with pytest.raises(ModelArtifactError, match="model card .* is unreadable"):
+    with pytest.raises(ModelArtifactError, match=r"model card .* is unreadable"):
         load_model(tmp_path, "sentiment")
 
 

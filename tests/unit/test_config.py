@@ -57,7 +57,7 @@ def test_missing_named_config_file_is_an_error(
     clean_env: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("INFERTRAIL_CONFIG", "/nonexistent/infertrail.toml")
-    with pytest.raises(FileNotFoundError, match="/nonexistent/infertrail.toml"):
+    with pytest.raises(FileNotFoundError, match=r"/nonexistent/infertrail\.toml"):
         Settings()
 
 
