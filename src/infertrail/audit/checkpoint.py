@@ -2,7 +2,7 @@
 
 A checkpoint says "the log ``origin`` has ``size`` leaves with Merkle root ``root``"; the signed
 note around it lets anyone holding the verifier key check who said so. Formats follow
-c2sp.org/signed-note and c2sp.org/tlog-checkpoint, byte-compatible with golang.org/x/mod/sumdb/note.
+c2sp.org/signed-note and c2sp.org/tlog-checkpoint; parsing rules follow golang.org/x/mod/sumdb/note.
 """
 
 from __future__ import annotations
