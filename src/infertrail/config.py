@@ -72,6 +72,16 @@ class Settings(BaseSettings):
     audit_batch_max: int = Field(4096, ge=1, description="Records per group commit, at most.")
     audit_batch_wait_ms: float = Field(2.0, ge=0.0, description="Wait for a fuller batch.")
     audit_queue_max: int = Field(65_536, ge=1, description="Bounded queue: backpressure beyond.")
+    audit_wait_durable: bool = Field(
+        True, description="Answer a request only once its audit record is durable."
+    )
+    audit_seal_interval_s: float = Field(
+        60.0, gt=0, description="How often committed records are sealed into the lake."
+    )
+    audit_lake_url: str | None = Field(
+        None, description="fsspec URL or path of the Parquet lake (default <data_dir>/audit/lake)."
+    )
+    audit_retention_class: str = Field("eu-ai-act-6m", min_length=1)
 
     @field_validator("otlp_endpoint")
     @classmethod
@@ -111,6 +121,26 @@ class Settings(BaseSettings):
     @property
     def audit_dir(self) -> Path:
         return self.data_dir / "audit"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"
+
+    @property
+    def audit_log_dir(self) -> Path:
+        return self.audit_dir / "log"
+
+    @property
+    def lake_url(self) -> str:
+        return self.audit_lake_url or str(self.audit_dir / "lake")
+
+    @property
+    def signing_key_file(self) -> Path:
+        return self.keys_dir / "audit.key"
+
+    @property
+    def keyring_file(self) -> Path:
+        return self.keys_dir / "keyring.json"
 
     def ensure_dirs(self) -> None:
         """Create the data directory tree on first use."""

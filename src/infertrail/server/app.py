@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,6 +20,7 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
+from infertrail.audit.trail import AUDIT_FUTURE, AuditTrail
 from infertrail.config import Settings
 from infertrail.demo.sentiment import SentimentModel
 from infertrail.events import ModelInfo, new_request_id
@@ -46,6 +48,9 @@ class SentimentResponse(BaseModel):
     score: float = Field(description="Probability that the text is positive.")
     confidence: float = Field(description="Probability of the predicted label.")
     model: ModelRef
+    audit_seq: int | None = Field(
+        None, description="Position of the decision's audit record in the log, once durable."
+    )
 
 
 class ErrorResponse(BaseModel):
@@ -61,6 +66,7 @@ class Services:
     settings: Settings
     monitor: Monitor
     sentiment: SentimentModel
+    audit: AuditTrail | None = None
     closers: list[Any] = field(default_factory=list)
 
     def close(self) -> None:
@@ -70,11 +76,24 @@ class Services:
 
 
 def build_services(settings: Settings) -> Services:
-    """Load and verify the models and start the monitor (fails clearly when a model is bad)."""
+    """Load and verify the models, start the monitor and the audit trail.
+
+    Fails clearly when a model is missing or corrupt, or when the audit log is held by another
+    process or damaged beyond automatic repair.
+    """
     settings.ensure_dirs()
     sentiment = SentimentModel.load(settings.models_dir)
     monitor = Monitor(settings)
-    return Services(settings, monitor, sentiment)
+    services = Services(settings, monitor, sentiment)
+    if settings.audit_enabled:
+        try:
+            services.audit = AuditTrail.open(settings)
+        except BaseException:
+            monitor.shutdown()
+            raise
+        monitor.add_sink(services.audit, on_request_thread=True)
+        services.closers.append(services.audit.close)
+    return services
 
 
 _UNKNOWN_MODEL = ModelInfo("unknown", "", "")
@@ -169,7 +188,15 @@ def create_app(services: Services, *, close_on_shutdown: bool = False) -> FastAP
         ) as ev:
             p = model.predict(text)
             ev.label, ev.score, ev.confidence = p.label, p.score, p.confidence
+        audit_seq = None
+        receipt = ev.extra.get(AUDIT_FUTURE)
+        if receipt is not None and s.settings.audit_wait_durable:
+            try:
+                audit_seq = (await asyncio.wrap_future(receipt)).seq
+            except Exception as exc:  # a decision that could not be recorded is not returned
+                return error(503, "audit_unavailable", f"audit log write failed: {exc}", rid)
         return {
+            "audit_seq": audit_seq,
             "request_id": rid,
             "trace_id": ev.trace_id_hex,
             "label": p.label,
