@@ -34,6 +34,7 @@ class Keyring:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._data = self._load()
+        self._secrets: dict[str, bytes] = {}  # decoded once: active() is on the hot path
 
     def active(self, purpose: str) -> tuple[str, bytes]:
         """The active ``(key_id, secret)`` for ``purpose``, created on first use."""
@@ -44,10 +45,14 @@ class Keyring:
 
     def get(self, key_id: str) -> bytes:
         """The secret of ``key_id``; KeyringError if it does not exist."""
-        try:
-            return base64.b64decode(self._data["keys"][key_id]["secret"])
-        except KeyError:
-            raise KeyringError(f"no key {key_id!r} in keyring {self.path}") from None
+        secret = self._secrets.get(key_id)
+        if secret is None:
+            try:
+                secret = base64.b64decode(self._data["keys"][key_id]["secret"])
+            except KeyError:
+                raise KeyringError(f"no key {key_id!r} in keyring {self.path}") from None
+            self._secrets[key_id] = secret
+        return secret
 
     def rotate(self, purpose: str) -> str:
         """Create a new key for ``purpose`` and make it active; returns its key id."""
