@@ -220,7 +220,7 @@ def test_common_values_take_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> No
         raise AssertionError(f"fell back to the exact encoder for {obj!r}")
 
     monkeypatch.setattr(canonical, "_exact", no_fallback)
-    value = {
+    value: Any = {
         "score": 0.87,
         "integral": 1.0,
         "tiny": 3.2e-9,
