@@ -1,0 +1,295 @@
+"""Third-party evidence: inclusion and consistency proofs that need only the log's public key.
+
+An evidence file (in the spirit of C2SP tlog-proof) carries a record's canonical bytes, its leaf
+hash, an RFC 9162 inclusion proof and the signed checkpoint it leads to. :func:`check_evidence`
+and :func:`check_consistency` are pure functions of the evidence and the verifier key: anyone
+can run them without access to the log, the lake or infertrail's storage code.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from infertrail.audit import merkle
+from infertrail.audit.checkpoint import Checkpoint, NoteError, NoteVerifier, open_checkpoint
+from infertrail.audit.hashstore import HashStore
+from infertrail.audit.lake import MANIFEST_SUFFIX, LakeReader, open_manifest
+from infertrail.audit.wal import LogCorruptedError, iter_records
+
+__all__ = [
+    "CONSISTENCY_FORMAT",
+    "PROOF_FORMAT",
+    "CheckResult",
+    "ProofError",
+    "check_consistency",
+    "check_evidence",
+    "make_consistency",
+    "make_evidence",
+]
+
+PROOF_FORMAT = "infertrail-proof/1"
+CONSISTENCY_FORMAT = "infertrail-consistency/1"
+
+
+class ProofError(ValueError):
+    """Evidence cannot be produced (seq not in the log, log busy or damaged); says why."""
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """Outcome of checking evidence: ``ok`` and, if not, the first reason it failed."""
+
+    ok: bool
+    reason: str
+    origin: str | None = None
+    tree_size: int | None = None
+    seq: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def make_evidence(log_dir: Path, lake_url: str, seq: int) -> dict[str, Any]:
+    """Evidence that record ``seq`` is in the log, against its newest signed checkpoint.
+
+    The record comes from the WAL or, once sealed, from the lake; the proof from the hash store.
+    The evidence is checked before it is returned, so damaged storage raises ProofError.
+    """
+    log_dir = Path(log_dir)
+    verifier = _log_verifier(log_dir)
+    note = _latest_note(log_dir)
+    checkpoint = open_checkpoint(note, verifier)
+    if not 0 <= seq < checkpoint.size:
+        raise ProofError(
+            f"seq {seq} is not covered by the newest checkpoint (tree size {checkpoint.size}); "
+            f"valid seqs are 0..{checkpoint.size - 1}"
+        )
+    record = _record(log_dir, lake_url, verifier, seq)
+    with _hash_store(log_dir) as store:
+        proof = merkle.inclusion_proof_by(store.subtree_root, seq, checkpoint.size)
+    evidence = {
+        "format": PROOF_FORMAT,
+        "origin": checkpoint.origin,
+        "seq": seq,
+        "record": record.decode("utf-8"),
+        "leaf_hash": merkle.leaf_hash(record).hex(),
+        "tree_size": checkpoint.size,
+        "inclusion_proof": [base64.b64encode(h).decode() for h in proof],
+        "checkpoint": note.decode("utf-8"),
+    }
+    result = check_evidence(evidence, verifier.verifier_key)
+    if not result.ok:
+        raise ProofError(f"stored data does not prove seq {seq}: {result.reason}; run verify")
+    return evidence
+
+
+def make_consistency(log_dir: Path, old_checkpoint_note: bytes) -> dict[str, Any]:
+    """Evidence that the log's newest checkpoint extends ``old_checkpoint_note`` (RFC 9162)."""
+    log_dir = Path(log_dir)
+    verifier = _log_verifier(log_dir)
+    try:
+        old = open_checkpoint(old_checkpoint_note, verifier)
+    except NoteError as exc:
+        raise ProofError(f"the old checkpoint is not one of this log: {exc}") from exc
+    note = _latest_note(log_dir)
+    new = open_checkpoint(note, verifier)
+    if old.size > new.size:
+        raise ProofError(
+            f"the old checkpoint has size {old.size}, beyond the log's newest ({new.size}): "
+            "the log was rolled back"
+        )
+    proof: list[bytes] = []
+    if 0 < old.size < new.size:
+        with _hash_store(log_dir) as store:
+            proof = merkle.consistency_proof_by(store.subtree_root, old.size, new.size)
+    evidence = {
+        "format": CONSISTENCY_FORMAT,
+        "origin": new.origin,
+        "old_checkpoint": old_checkpoint_note.decode("utf-8"),
+        "new_checkpoint": note.decode("utf-8"),
+        "consistency_proof": [base64.b64encode(h).decode() for h in proof],
+    }
+    result = check_consistency(evidence, verifier.verifier_key)
+    if not result.ok:
+        raise ProofError(f"stored tree is not consistent with the old checkpoint: {result.reason}")
+    return evidence
+
+
+def check_evidence(evidence: dict[str, Any], verifier_key: str) -> CheckResult:
+    """Check inclusion evidence with only the public key: signature, leaf hash, proof."""
+    try:
+        verifier = NoteVerifier.from_key(verifier_key)
+    except NoteError as exc:
+        return CheckResult(False, f"bad verifier key: {exc}")
+    fields = {"format": str, "origin": str, "seq": int, "record": str, "leaf_hash": str}
+    fields |= {"tree_size": int, "inclusion_proof": list, "checkpoint": str}
+    problem = _shape(evidence, PROOF_FORMAT, fields)
+    if problem:
+        return CheckResult(False, problem)
+    try:
+        cp = open_checkpoint(
+            evidence["checkpoint"].encode(), verifier, expected_origin=evidence["origin"]
+        )
+    except (NoteError, UnicodeError) as exc:
+        return CheckResult(False, f"checkpoint: {exc}")
+    seq: int = evidence["seq"]
+
+    def result(ok: bool, reason: str) -> CheckResult:
+        return CheckResult(ok, reason, cp.origin, cp.size, seq)
+
+    if evidence["tree_size"] != cp.size:
+        reason = f"tree_size {evidence['tree_size']} is not the checkpoint's size {cp.size}"
+        return result(False, reason)
+    record = evidence["record"].encode("utf-8", "surrogatepass")
+    leaf = merkle.leaf_hash(record)
+    if evidence["leaf_hash"] != leaf.hex():
+        return result(False, "leaf_hash is not the hash of the record bytes")
+    try:
+        claimed = json.loads(record).get("seq")
+    except (ValueError, AttributeError):
+        return result(False, "record is not a JSON object")
+    if claimed != seq:
+        return result(False, f"record carries seq {claimed!r}, evidence says {seq}")
+    proof = _hashes(evidence["inclusion_proof"])
+    if proof is None:
+        return result(False, "inclusion_proof must be a list of base64 hashes")
+    if not merkle.verify_inclusion(seq, cp.size, leaf, proof, cp.root):
+        return result(False, "inclusion proof does not lead to the checkpoint root")
+    return result(True, "record is included in the signed checkpoint")
+
+
+def check_consistency(evidence: dict[str, Any], verifier_key: str) -> CheckResult:
+    """Check that the new checkpoint extends the old one, with only the public key."""
+    try:
+        verifier = NoteVerifier.from_key(verifier_key)
+    except NoteError as exc:
+        return CheckResult(False, f"bad verifier key: {exc}")
+    fields = {"format": str, "origin": str, "old_checkpoint": str, "new_checkpoint": str}
+    problem = _shape(evidence, CONSISTENCY_FORMAT, fields | {"consistency_proof": list})
+    if problem:
+        return CheckResult(False, problem)
+    checkpoints: list[Checkpoint] = []
+    for key in ("old_checkpoint", "new_checkpoint"):
+        try:
+            note = evidence[key].encode()
+            checkpoints.append(open_checkpoint(note, verifier, expected_origin=evidence["origin"]))
+        except (NoteError, UnicodeError) as exc:
+            return CheckResult(False, f"{key}: {exc}")
+    old, new = checkpoints
+    proof = _hashes(evidence["consistency_proof"])
+
+    def result(ok: bool, reason: str) -> CheckResult:
+        return CheckResult(ok, reason, new.origin, new.size)
+
+    if proof is None:
+        return result(False, "consistency_proof must be a list of base64 hashes")
+    if old.size > new.size:
+        return result(False, f"old size {old.size} > new size {new.size}: rollback")
+    if old.size == 0 or old.size == new.size:
+        same = old.size == 0 or old.root == new.root
+        if proof or not same:
+            return result(False, "checkpoints of this size must agree, with no proof")
+    elif not merkle.verify_consistency(old.size, new.size, old.root, new.root, proof):
+        return result(False, "consistency proof does not verify")
+    return result(True, f"tree of size {new.size} extends the one of size {old.size}")
+
+
+def _shape(evidence: object, fmt: str, fields: dict[str, type]) -> str | None:
+    """Why ``evidence`` is not an object of this format with these typed fields, or None."""
+    if not isinstance(evidence, dict):
+        return f"evidence must be a JSON object, got {type(evidence).__name__}"
+    if evidence.get("format") != fmt:
+        return f"format must be {fmt!r}, got {evidence.get('format')!r}"
+    for key, kind in fields.items():
+        value = evidence.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            return f"{key} must be a {kind.__name__}, got {value!r:.80}"
+    return None
+
+
+def _hashes(items: list[Any]) -> list[bytes] | None:
+    out = []
+    for item in items:
+        if not isinstance(item, str):
+            return None
+        try:
+            out.append(base64.b64decode(item, validate=True))
+        except binascii.Error:
+            return None
+    return out
+
+
+def _log_verifier(log_dir: Path) -> NoteVerifier:
+    """The verifier key recorded in log.json (the evidence is self-checked against it)."""
+    try:
+        meta = json.loads((log_dir / "log.json").read_bytes())
+        return NoteVerifier.from_key(meta["verifier_key"])
+    except FileNotFoundError as exc:
+        raise ProofError(f"no audit log at {log_dir} (log.json is missing)") from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ProofError(f"{log_dir / 'log.json'} has no usable verifier_key: {exc}") from exc
+
+
+def _latest_note(log_dir: Path) -> bytes:
+    try:
+        return (log_dir / "checkpoints" / "latest").read_bytes()
+    except FileNotFoundError as exc:
+        raise ProofError(f"{log_dir} has no signed checkpoint yet") from exc
+
+
+def _record(log_dir: Path, lake_url: str, verifier: NoteVerifier, seq: int) -> bytes:
+    """Canonical bytes of record ``seq``: from the WAL if still there, else from its lake file."""
+    try:
+        for _, payload in iter_records(log_dir / "wal", seq, seq + 1):
+            return payload
+    except LookupError:
+        pass  # retired from the WAL: sealed in the lake
+    except LogCorruptedError as exc:
+        raise ProofError(f"cannot read record {seq}: {exc}; run verify") from exc
+    reader = LakeReader(lake_url)
+    for name in reader.manifest_names():
+        first, last = (int(x) for x in name[: -len(MANIFEST_SUFFIX)].split("-"))
+        if first <= seq <= last:
+            manifest = open_manifest(reader.read_bytes(f"_manifests/{name}"), verifier)
+            with reader.fs.open(reader.path(manifest.file), "rb") as f:
+                table = pq.read_table(f, columns=["seq", "canonical"], filters=[("seq", "==", seq)])
+            if table.num_rows == 1:
+                data: bytes = table.column("canonical")[0].as_py()
+                return data
+    raise ProofError(f"record {seq} is in neither the WAL nor the lake: run verify")
+
+
+@contextmanager
+def _hash_store(log_dir: Path) -> Iterator[HashStore]:
+    """The log's hash store, opened only while no writer holds the log.
+
+    HashStore repairs its files on open, which must not race a live writer; a running service
+    answers proofs from its own AuditLog instead.
+    """
+    fd = os.open(log_dir / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ProofError(
+                f"audit log {log_dir} is open by its writer; ask the running service for "
+                "proofs (AuditLog.inclusion_proof) or stop it first"
+            ) from None
+        store = HashStore(log_dir / "tree")
+        try:
+            yield store
+        finally:
+            store.close()
+    finally:
+        os.close(fd)
