@@ -224,8 +224,12 @@ def retention_policy(name: str) -> RetentionPolicy:
 # -- hot-path derivation ---------------------------------------------------------------------
 
 
+# The variant nibble is 10xx: keep the two low random bits of a hex digit.
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+
+
 class _Entropy(threading.local):
-    """Per-thread buffer of OS randomness, as hex: one getrandom call per 107 record ids."""
+    """Per-thread buffer of OS randomness as hex: one getrandom call per 107 record ids."""
 
     def __init__(self) -> None:
         self.hex = ""
@@ -243,26 +247,24 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
-# The variant nibble is 10xx: keep the two low random bits of a hex digit.
-_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 
 def new_record_id() -> str:
     """A UUIDv7 (RFC 9562) string: 48-bit Unix ms, then 74 bits from the OS CSPRNG."""
+    global _ms_cache
     e = _entropy
     pos = e.pos
     if pos + 19 > len(e.hex):
         e.hex = os.urandom(1024).hex()
         pos = 0
     e.pos = pos + 19
-    r = e.hex[pos : pos + 19]
-    global _ms_cache
     ms = time.time_ns() // 1_000_000
     cached_ms, prefix = _ms_cache  # one tuple read: consistent even across threads
     if cached_ms != ms:
         h = f"{ms & 0xFFFF_FFFF_FFFF:012x}"
         prefix = f"{h[:8]}-{h[8:]}-7"
         _ms_cache = (ms, prefix)
+    r = e.hex[pos : pos + 19]  # 76 random bits: 12 + 2 (variant nibble) + 60 are used
     return f"{prefix}{r[:3]}-{_VARIANT[r[3]]}{r[4:7]}-{r[7:]}"
 
 
@@ -291,6 +293,10 @@ def input_hmac_hex(key: bytes, inputs: Any) -> str:
     return hmac.digest(key, canonicalize(inputs), "sha256").hex()
 
 
+# Every schema field but seq, in canonical (sorted) order; derive_record fills each one.
+_RECORD_TEMPLATE: dict[str, Any] = dict.fromkeys(sorted(set(AuditRecord.model_fields) - {"seq"}))
+
+
 def derive_record(
     ev: InferenceEvent,
     *,
@@ -316,38 +322,39 @@ def derive_record(
         )
     ts = _rfc3339_micros(ev.start_time_ns)
     model = ev.model
-    # float() turns numpy scalars and ints into plain floats, which canonicalize fastest.
     score, confidence, ci_low, ci_high = ev.score, ev.confidence, ev.ci_low, ev.ci_high
-    return {
-        "schema_version": RECORD_SCHEMA_VERSION,
-        "record_id": new_record_id(),
-        "event_type": event_type,
-        "ts": ts,
-        "request_id": ev.request_id,
-        # 0 is OpenTelemetry's invalid id: the inference was not traced.
-        "trace_id": f"{ev.trace_id:032x}" if ev.trace_id else None,
-        "span_id": f"{ev.span_id:016x}" if ev.span_id else None,
-        "service": ev.service,
-        "team": ev.team,
-        "endpoint": ev.endpoint,
-        "subject": subject_pseudonym,
-        "model_name": model.name,
-        "model_version": model.version,
-        "model_sha256": model.sha256 or None,
-        "input_hmac": input_hmac,
-        "input_hmac_key_id": input_hmac_key_id,
-        "decision": ev.decision if ev.decision is not None else ev.label,
-        "score": None if score is None else float(score),
-        "confidence": None if confidence is None else float(confidence),
-        "ci_low": None if ci_low is None else float(ci_low),
-        "ci_high": None if ci_high is None else float(ci_high),
-        "explanation": ev.explanation,
-        "decision_mode": decision_mode,
-        "latency_ms": round(ev.duration_ns / 1e6, 3),
-        "status": ev.status,
-        "error": ev.error_type if ev.status == "error" else None,
-        "actor": None if actor is None else dict(actor),
-        "retention_class": retention.retention_class,
-        "retention_until": retention.until(ts),
-        "producer": producer,
-    }
+    rec = _RECORD_TEMPLATE.copy()  # presized: cheaper than growing a 31-key literal
+    rec["actor"] = None if actor is None else dict(actor)
+    # float() turns numpy scalars and ints into plain floats, which canonicalize fastest.
+    rec["ci_high"] = None if ci_high is None else float(ci_high)
+    rec["ci_low"] = None if ci_low is None else float(ci_low)
+    rec["confidence"] = None if confidence is None else float(confidence)
+    rec["decision"] = ev.decision if ev.decision is not None else ev.label
+    rec["decision_mode"] = decision_mode
+    rec["endpoint"] = ev.endpoint
+    rec["error"] = ev.error_type if ev.status == "error" else None
+    rec["event_type"] = event_type
+    rec["explanation"] = ev.explanation
+    rec["input_hmac"] = input_hmac
+    rec["input_hmac_key_id"] = input_hmac_key_id
+    # Microsecond resolution; int / int is correctly rounded, so 3412 / 1000 prints as 3.412.
+    rec["latency_ms"] = ev.duration_ns // 1000 / 1000
+    rec["model_name"] = model.name
+    rec["model_sha256"] = model.sha256 or None
+    rec["model_version"] = model.version
+    rec["producer"] = producer
+    rec["record_id"] = new_record_id()
+    rec["request_id"] = ev.request_id
+    rec["retention_class"] = retention.retention_class
+    rec["retention_until"] = retention.until(ts)
+    rec["schema_version"] = RECORD_SCHEMA_VERSION
+    rec["score"] = None if score is None else float(score)
+    rec["service"] = ev.service
+    # 0 is OpenTelemetry's invalid id: the inference was not traced.
+    rec["span_id"] = f"{ev.span_id:016x}" if ev.span_id else None
+    rec["status"] = ev.status
+    rec["subject"] = subject_pseudonym
+    rec["team"] = ev.team
+    rec["trace_id"] = f"{ev.trace_id:032x}" if ev.trace_id else None
+    rec["ts"] = ts
+    return rec

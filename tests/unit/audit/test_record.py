@@ -9,6 +9,7 @@ import os
 import time
 import uuid
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -94,6 +95,8 @@ def test_derived_record_has_every_field_and_validates() -> None:
     rec["seq"] = 7
     model = validate_record(rec)
     assert set(AuditRecord.model_fields) == set(rec)
+    # derive_record starts from a template of nulls: every field the event has must be filled.
+    assert [k for k, v in rec.items() if v is None] == ["actor", "error"]
     assert model.schema_version == RECORD_SCHEMA_VERSION
     assert model.ts == "2026-11-18T11:06:40.123456Z"
     assert model.trace_id == "0af7651916cd43dd8448eb211c80319c"
@@ -409,6 +412,17 @@ def test_extra_fields_are_kept() -> None:
     model = validate_record(valid_record(ref_record_id="x", data_class="confidential"))
     assert model.model_dump()["ref_record_id"] == "x"
     assert "data_class" in model.model_dump()
+
+
+def test_the_documented_example_is_a_valid_canonical_record() -> None:
+    doc = (Path(__file__).parents[3] / "docs" / "audit-record.md").read_text(encoding="utf-8")
+    example = doc.split("## Example", 1)[1].split("```json\n", 1)[1].split("\n```", 1)[0]
+    parsed = json.loads(example)
+    assert validate_record(parsed).seq == 42
+    assert canonicalize(parsed) == example.encode()
+    assert set(parsed) == set(AuditRecord.model_fields)
+    for field in AuditRecord.model_fields:  # the field table documents every field
+        assert f"| `{field}`" in doc or f"`{field}` |" in doc, field
 
 
 # -- input HMAC --------------------------------------------------------------------------------

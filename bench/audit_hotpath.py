@@ -1,0 +1,175 @@
+"""Per-record cost of the audit hot path: derive_record, canonicalize, leaf hash, and their sum.
+
+Run: .venv/bin/python bench/audit_hotpath.py [--quick] [--records N]
+Prints medians and p99 per stage over N distinct records of the real schema (timed one record
+at a time with perf_counter_ns, so each figure includes ~timer-overhead ns, printed too), then
+canonicalize against rfc8785.dumps and json.dumps(sort_keys=True) on the same records.
+The lock-free enqueue of the ledger is not part of this module and is not measured here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import hashlib
+import json
+import platform
+import random
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import rfc8785
+
+from infertrail.audit.canonical import canonicalize
+from infertrail.audit.record import DEFAULT_RETENTION, derive_record, input_hmac_hex
+from infertrail.events import InferenceEvent, ModelInfo, new_request_id
+
+FEATURES = ["income", "age", "debt_ratio", "late_payments", "tenure", "utilization", "inquiries"]
+HMAC_KEY = b"bench-hmac-key-of-32-bytes------"
+
+
+def make_events(n: int, seed: int = 1) -> list[tuple[InferenceEvent, str]]:
+    """``n`` distinct credit-scoring events, with their input HMACs computed up front."""
+    rng = random.Random(seed)
+    model = ModelInfo("credit-gbm", "2026.11.1", hashlib.sha256(b"model").hexdigest())
+    now = time.time_ns()
+    out = []
+    for i in range(n):
+        inputs = {f: round(rng.uniform(0, 100), 2) for f in FEATURES}
+        score = rng.random()
+        ev = InferenceEvent(
+            model=model,
+            request_id=new_request_id(),
+            service="credit-api",
+            team="risk",
+            endpoint="/v1/score",
+            inputs=inputs,
+            input_size=len(inputs),
+            subject=f"customer-{i}",
+            start_time_ns=now + i * 1_000_000,
+            duration_ns=rng.randint(500_000, 20_000_000),
+            decision="approve" if score > 0.5 else "decline",
+            score=score,
+            confidence=max(score, 1 - score),
+            ci_low=max(0.0, score - 0.05),
+            ci_high=min(1.0, score + 0.05),
+            explanation={
+                "method": "treeshap",
+                "base_value": 0.41,
+                "values": {f: rng.gauss(0, 0.1) for f in FEATURES},
+                "reason_codes": rng.sample(["R01", "R02", "R07", "R11", "R14"], 3),
+            },
+            trace_id=rng.getrandbits(128),
+            span_id=rng.getrandbits(64),
+        )
+        out.append((ev, input_hmac_hex(HMAC_KEY, inputs)))
+    return out
+
+
+def derive(ev: InferenceEvent, hmac_hex: str) -> dict[str, Any]:
+    return derive_record(
+        ev,
+        input_hmac=hmac_hex,
+        input_hmac_key_id="hk-2026-11",
+        subject_pseudonym="psn_" + hmac_hex[:12],
+        retention=DEFAULT_RETENTION,
+        producer="infertrail/0.1.0",
+    )
+
+
+def leaf_hash(data: bytes) -> bytes:
+    return hashlib.sha256(b"\x00" + data).digest()
+
+
+def time_each(fn: Callable[[Any], Any], items: list[Any]) -> list[int]:
+    """Nanoseconds of ``fn(item)`` for each item, timed one call at a time."""
+    clock = time.perf_counter_ns
+    out = []
+    for item in items:
+        t0 = clock()
+        fn(item)
+        out.append(clock() - t0)
+    return out
+
+
+def summary(ns: list[int]) -> tuple[float, float]:
+    """(median, p99) in microseconds."""
+    ordered = sorted(ns)
+    return statistics.median(ordered) / 1000, ordered[int(len(ordered) * 0.99)] / 1000
+
+
+def cpu_model() -> str:
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return platform.processor() or "unknown"
+    for line in lscpu.splitlines():
+        if line.startswith("Model name:"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="2,000 records: a smoke run")
+    parser.add_argument("--records", type=int, default=20_000, help="records per stage")
+    args = parser.parse_args()
+    n = 2_000 if args.quick else max(args.records, 1)
+
+    events = make_events(n)
+    seqs = range(n)
+
+    def full(i: int) -> bytes:
+        ev, h = events[i]
+        record = derive(ev, h)
+        record["seq"] = i
+        return leaf_hash(canonicalize(record))
+
+    # Warm up caches (timestamp prefix, entropy buffer, retention dates) and the allocator.
+    for i in range(min(n, 500)):
+        full(i)
+    records = [derive(ev, h) | {"seq": i} for i, (ev, h) in enumerate(events)]
+    payloads = [canonicalize(r) for r in records]
+    assert all(p == rfc8785.dumps(r) for p, r in zip(payloads[:200], records, strict=False))
+
+    gc.collect()
+    overhead = summary(time_each(lambda _: None, list(seqs)))[0]
+    rows = [
+        ("derive_record", time_each(lambda i: derive(*events[i]), list(seqs))),
+        ("canonicalize", time_each(canonicalize, records)),
+        ("leaf hash (sha256)", time_each(leaf_hash, payloads)),
+        ("sum: derive+seq+canon+hash", time_each(full, list(seqs))),
+    ]
+    compare = [
+        ("canonicalize (infertrail)", time_each(canonicalize, records)),
+        ("rfc8785.dumps", time_each(rfc8785.dumps, records)),
+        (
+            "json.dumps(sort_keys=True)",
+            time_each(lambda r: json.dumps(r, sort_keys=True).encode(), records),
+        ),
+    ]
+
+    print(f"audit hot path, {n} records of {len(records[0])} fields, {len(payloads[0])} B each")
+    print(f"cpu: {cpu_model()}; python {platform.python_version()}; orjson {orjson.__version__}")
+    print(f"date: {datetime.now(UTC).isoformat(timespec='seconds')}")
+    print(f"timer overhead per call (included below): {overhead:.3f} us")
+    print()
+    print(f"{'stage':30} {'median us':>10} {'p99 us':>10}")
+    for name, ns in rows:
+        med, p99 = summary(ns)
+        print(f"{name:30} {med:10.2f} {p99:10.2f}")
+    print()
+    base = summary(compare[0][1])[0]
+    print(f"{'encoder':30} {'median us':>10} {'p99 us':>10} {'x ours':>8}")
+    for name, ns in compare:
+        med, p99 = summary(ns)
+        print(f"{name:30} {med:10.2f} {p99:10.2f} {med / base:8.2f}")
+
+
+if __name__ == "__main__":
+    main()
