@@ -1,0 +1,312 @@
+"""``infertrail keys`` and ``infertrail audit``: thin commands over keys, lake, verify and proofs.
+
+Locations come from :class:`~infertrail.config.Settings` (log ``<data_dir>/audit/log``, lake
+``<data_dir>/audit/lake``, signing key ``<data_dir>/keys/audit.key``) unless options say
+otherwise. Exit codes: 0 success / intact, 1 tampering or a failed check, 2 usage errors
+(bad options, missing log, key or input file).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import ValidationError
+
+from infertrail.audit.checkpoint import NoteError, NoteVerifier
+from infertrail.audit.keys import KeyFileError, generate_signing_key, load_signer, verifier_key_path
+from infertrail.audit.lake import Sealer, SealError
+from infertrail.audit.ledger import AuditLog, LogCorruptedError, LogLockedError
+from infertrail.audit.proofs import (
+    ProofError,
+    check_consistency,
+    check_evidence,
+    make_consistency,
+    make_evidence,
+)
+from infertrail.audit.verify import VerifyError, VerifyReport, verify_log
+from infertrail.config import Settings
+
+__all__ = ["audit", "keys"]
+
+EXIT_TAMPERED = 1
+
+
+class UsageProblem(click.ClickException):
+    """A missing log, key or input file: exit code 2, like click's own usage errors."""
+
+    exit_code = 2
+
+
+def _settings(ctx: click.Context) -> Settings:
+    """The settings of the enclosing ``infertrail`` command, or fresh ones when run alone."""
+    outer = ctx.find_object(object)
+    found = getattr(outer, "settings", None)
+    if isinstance(found, Settings):
+        return found
+    try:
+        return Settings()
+    except (ValidationError, FileNotFoundError) as exc:
+        raise UsageProblem(f"invalid settings: {exc}") from exc
+
+
+def _verifier(key: str | None, key_file: Path) -> NoteVerifier:
+    """The trust anchor: ``--key`` (a key string or a file holding one), else the .pub file."""
+    source = key
+    if key is not None and Path(key).is_file():
+        source = Path(key).read_text().strip()
+    elif key is None:
+        pub = verifier_key_path(key_file)
+        if not pub.is_file():
+            raise UsageProblem(
+                f"no verifier key: pass --key, or create {pub} (`infertrail keys init`)"
+            )
+        source = pub.read_text().strip()
+    assert source is not None
+    try:
+        return NoteVerifier.from_key(source)
+    except NoteError as exc:
+        raise UsageProblem(f"bad verifier key {source[:60]!r}: {exc}") from exc
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise UsageProblem(f"cannot read evidence file {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise UsageProblem(f"evidence file {path} holds {type(data).__name__}, not a JSON object")
+    return data
+
+
+def _emit(data: dict[str, Any], out: Path | None) -> None:
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        out.write_text(text)
+        click.echo(f"wrote {out}", err=True)
+
+
+# ---- keys -------------------------------------------------------------------------------
+
+
+@click.group()
+def keys() -> None:
+    """Checkpoint signing keys."""
+
+
+@keys.command("init")
+@click.option("--name", help="Key name, normally the log origin (default: settings audit_origin).")
+@click.option(
+    "--key-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Default: <data_dir>/keys/audit.key.",
+)
+@click.pass_context
+def keys_init(ctx: click.Context, name: str | None, key_file: Path | None) -> None:
+    """Create the log's Ed25519 signing key (never overwrites one) and print its verifier key."""
+    settings = _settings(ctx)
+    path = key_file or settings.signing_key_file
+    try:
+        vkey = generate_signing_key(path, name or settings.audit_origin)
+    except (KeyFileError, NoteError) as exc:
+        raise UsageProblem(str(exc)) from exc
+    click.echo(f"signing key: {path} (keep it secret)", err=True)
+    click.echo(f"verifier key ({verifier_key_path(path)}), give it to auditors:", err=True)
+    click.echo(vkey)
+
+
+# ---- audit ------------------------------------------------------------------------------
+
+
+class _Paths:
+    def __init__(
+        self, settings: Settings, log_dir: Path | None, lake: str | None, key_file: Path | None
+    ) -> None:
+        self.log_dir = log_dir or settings.audit_log_dir
+        self.lake_url = lake or settings.lake_url
+        self.key_file = key_file or settings.signing_key_file
+
+    def require_log(self) -> str:
+        """The log's origin from its log.json; UsageProblem if there is no log there."""
+        try:
+            meta = json.loads((self.log_dir / "log.json").read_bytes())
+        except FileNotFoundError:
+            raise UsageProblem(f"no audit log at {self.log_dir} (log.json is missing)") from None
+        except (OSError, ValueError) as exc:
+            raise UsageProblem(f"cannot read {self.log_dir / 'log.json'}: {exc}") from exc
+        origin = meta.get("origin") if isinstance(meta, dict) else None
+        if not isinstance(origin, str):
+            raise UsageProblem(f"{self.log_dir / 'log.json'} names no origin")
+        return origin
+
+
+@click.group()
+@click.option(
+    "--log-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Default: <data_dir>/audit/log.",
+)
+@click.option("--lake", help="Lake path or fsspec URL. Default: <data_dir>/audit/lake.")
+@click.option(
+    "--key-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Signing key. Default: <data_dir>/keys/audit.key.",
+)
+@click.pass_context
+def audit(
+    ctx: click.Context, log_dir: Path | None, lake: str | None, key_file: Path | None
+) -> None:
+    """Verify the audit log, seal it into the lake, make and check proofs."""
+    ctx.obj = _Paths(_settings(ctx), log_dir, lake, key_file)
+
+
+pass_paths = click.make_pass_decorator(_Paths)
+
+
+@audit.command()
+@click.option(
+    "--from-checkpoint",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="An older signed checkpoint you kept: the log must extend it.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Processes checking files in parallel.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--key", help="Verifier key (or a file holding it). Default: <key-file>.pub.")
+@pass_paths
+def verify(
+    paths: _Paths, from_checkpoint: Path | None, workers: int, as_json: bool, key: str | None
+) -> None:
+    """Recompute the whole log from storage; exit 1 naming the first damage found."""
+    paths.require_log()
+    verifier = _verifier(key, paths.key_file)
+    old = None
+    if from_checkpoint is not None:
+        try:
+            old = from_checkpoint.read_bytes()
+        except OSError as exc:
+            raise UsageProblem(f"cannot read checkpoint {from_checkpoint}: {exc}") from exc
+    try:
+        report = verify_log(
+            paths.log_dir, paths.lake_url, verifier, from_checkpoint=old, workers=workers
+        )
+    except (VerifyError, LogCorruptedError) as exc:
+        raise UsageProblem(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True))
+    else:
+        click.echo(_describe(report))
+    if not report.ok:
+        raise SystemExit(EXIT_TAMPERED)
+
+
+def _describe(report: VerifyReport) -> str:
+    finding = report.finding
+    if finding is None:
+        lines = [
+            f"OK: {report.origin}: {report.records} records verified "
+            f"({report.sealed_records} sealed in {report.files} lake files, "
+            f"{report.records - report.sealed_records} in the WAL)",
+            f"checkpoints: {report.checkpoints} in the history, newest covers "
+            f"{report.checkpoint_size} records; {report.unattested} not yet signed",
+            f"root: {report.root}",
+        ]
+        return "\n".join(lines + [f"note: {n}" for n in report.notes])
+    where = [f"seq {finding.seq}" if finding.seq is not None else "", finding.file or ""]
+    if finding.entry is not None:
+        where.append(f"checkpoint #{finding.entry}")
+    return f"TAMPERED: {finding.kind} at {', '.join(w for w in where if w)}: {finding.detail}"
+
+
+@audit.command()
+@click.option("--seq", type=click.IntRange(min=0), required=True, help="Record to prove.")
+@click.option(
+    "--out", type=click.Path(path_type=Path, dir_okay=False), help="Write here instead of stdout."
+)
+@pass_paths
+def prove(paths: _Paths, seq: int, out: Path | None) -> None:
+    """Write inclusion evidence for one record (checkable with only the public key)."""
+    paths.require_log()
+    try:
+        evidence = make_evidence(paths.log_dir, paths.lake_url, seq)
+    except ProofError as exc:
+        raise click.ClickException(str(exc)) from exc
+    _emit(evidence, out)
+
+
+@audit.command("check-proof")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--key", required=True, help="The log's verifier key (or a file holding it).")
+def check_proof(file: Path, key: str) -> None:
+    """Check an evidence file with only the public key (exit 0 valid, 1 not)."""
+    result = check_evidence(_read_json(file), _verifier(key, Path()).verifier_key)
+    click.echo(("VALID: " if result.ok else "INVALID: ") + result.reason)
+    if not result.ok:
+        raise SystemExit(EXIT_TAMPERED)
+
+
+@audit.command()
+@click.option(
+    "--old",
+    "old_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="The older signed checkpoint.",
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path, dir_okay=False), help="Write here instead of stdout."
+)
+@pass_paths
+def consistency(paths: _Paths, old_file: Path, out: Path | None) -> None:
+    """Write evidence that the newest checkpoint extends an older one."""
+    paths.require_log()
+    try:
+        old = old_file.read_bytes()
+    except OSError as exc:
+        raise UsageProblem(f"cannot read checkpoint {old_file}: {exc}") from exc
+    try:
+        evidence = make_consistency(paths.log_dir, old)
+    except ProofError as exc:
+        raise click.ClickException(str(exc)) from exc
+    _emit(evidence, out)
+
+
+@audit.command("check-consistency")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--key", required=True, help="The log's verifier key (or a file holding it).")
+def check_consistency_cmd(file: Path, key: str) -> None:
+    """Check consistency evidence with only the public key (exit 0 valid, 1 not)."""
+    result = check_consistency(_read_json(file), _verifier(key, Path()).verifier_key)
+    click.echo(("VALID: " if result.ok else "INVALID: ") + result.reason)
+    if not result.ok:
+        raise SystemExit(EXIT_TAMPERED)
+
+
+@audit.command()
+@pass_paths
+def seal(paths: _Paths) -> None:
+    """Seal every committed record into the lake now (the log must not be open elsewhere)."""
+    origin = paths.require_log()
+    try:
+        signer = load_signer(paths.key_file)
+    except KeyFileError as exc:
+        raise UsageProblem(str(exc)) from exc
+    try:
+        with AuditLog.open(paths.log_dir, signer=signer, origin=origin) as log:
+            sealed = Sealer(log, paths.lake_url, signer).seal()
+    except LogLockedError as exc:
+        raise click.ClickException(f"{exc} (a running service seals in the background)") from exc
+    except (SealError, LogCorruptedError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    for f in sealed:
+        click.echo(f"sealed {f.manifest.first_seq}..{f.manifest.last_seq} -> {f.path}")
+    click.echo(f"{sum(f.manifest.count for f in sealed)} records sealed into {len(sealed)} files")

@@ -1,0 +1,156 @@
+"""``infertrail keys`` and ``infertrail audit`` through click's CliRunner, on real logs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from infertrail.audit.cli import audit, keys
+from infertrail.audit.keys import load_signer
+from infertrail.audit.ledger import AuditLog
+from tests.unit.audit.test_lake import make_record
+
+ORIGIN = "cli.example/log"
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)  # no stray infertrail.toml
+    monkeypatch.setenv("INFERTRAIL_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("INFERTRAIL_AUDIT_ORIGIN", ORIGIN)
+    return tmp_path / "data"
+
+
+def invoke(group: object, *args: str) -> Result:
+    return CliRunner().invoke(group, list(args), catch_exceptions=False)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def vkey(data_dir: Path) -> str:
+    result = invoke(keys, "init")
+    assert result.exit_code == 0, result.output
+    return result.stdout.strip()
+
+
+@pytest.fixture
+def log_dir(data_dir: Path, vkey: str) -> Path:
+    """A closed log of 40 records with its signing key in the default places."""
+    signer = load_signer(data_dir / "keys/audit.key")
+    path = data_dir / "audit/log"
+    with AuditLog.open(path, signer=signer, origin=ORIGIN, fsync=False) as log:
+        for i in range(40):
+            log.append(make_record(i, hour=10 + i // 25))
+            if i == 9:
+                log.flush()
+                shutil.copyfile(path / "checkpoints/latest", data_dir.parent / "old.checkpoint")
+    return path
+
+
+def test_keys_init_prints_the_verifier_key_and_never_overwrites(data_dir: Path, vkey: str) -> None:
+    assert vkey.startswith(ORIGIN + "+")
+    assert (data_dir / "keys/audit.key.pub").read_text().strip() == vkey
+    again = invoke(keys, "init")
+    assert again.exit_code == 2 and "refusing" in again.output
+    named = invoke(keys, "init", "--name", "other.example/log", "--key-file", str(data_dir / "k2"))
+    assert named.exit_code == 0 and named.stdout.startswith("other.example/log+")
+    bad = invoke(keys, "init", "--name", "bad name", "--key-file", str(data_dir / "k3"))
+    assert bad.exit_code == 2
+
+
+def test_seal_then_verify(log_dir: Path, data_dir: Path) -> None:
+    sealed = invoke(audit, "seal")
+    assert sealed.exit_code == 0, sealed.output
+    assert "40 records sealed into 2 files" in sealed.stdout
+    result = invoke(audit, "verify")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"OK: {ORIGIN}: 40 records verified (40 sealed in 2 lake files")
+    report = json.loads(invoke(audit, "verify", "--json", "--workers", "2").stdout)
+    assert report["ok"] is True and report["records"] == 40
+
+
+def test_verify_reports_tampering_with_exit_1(log_dir: Path) -> None:
+    segment = sorted((log_dir / "wal").iterdir())[0]
+    data = bytearray(segment.read_bytes())
+    data[20] ^= 1
+    segment.write_bytes(bytes(data))
+    result = invoke(audit, "verify")
+    assert result.exit_code == 1
+    assert result.stdout.startswith("TAMPERED: wal_corrupt at seq 0, wal/")
+    report = json.loads(invoke(audit, "verify", "--json").stdout)
+    assert report["finding"]["kind"] == "wal_corrupt" and report["finding"]["seq"] == 0
+
+
+def test_verify_rollback_against_a_kept_checkpoint(log_dir: Path, data_dir: Path) -> None:
+    newer = data_dir.parent / "newer.checkpoint"
+    shutil.copyfile(log_dir / "checkpoints/latest", newer)
+    assert invoke(audit, "verify", "--from-checkpoint", str(newer)).exit_code == 0
+    shutil.copyfile(data_dir.parent / "old.checkpoint", log_dir / "checkpoints/latest")
+    history = log_dir / "checkpoints/history.log"
+    history.write_bytes(b"")  # the operator hides the newer checkpoints
+    result = invoke(audit, "verify", "--from-checkpoint", str(newer))
+    assert result.exit_code == 1 and "rollback" in result.stdout
+
+
+def test_verify_usage_errors_exit_2(data_dir: Path, vkey: str, log_dir: Path) -> None:
+    missing = invoke(audit, "--log-dir", str(data_dir / "nowhere"), "verify")
+    assert missing.exit_code == 2 and "log.json is missing" in missing.output
+    assert invoke(audit, "verify", "--workers", "0").exit_code == 2
+    assert invoke(audit, "verify", "--key", "garbage").exit_code == 2
+    assert invoke(audit, "verify", "--from-checkpoint", str(data_dir / "none")).exit_code == 2
+    (data_dir / "keys/audit.key.pub").unlink()
+    no_key = invoke(audit, "verify")
+    assert no_key.exit_code == 2 and "pass --key" in no_key.output
+    assert invoke(audit, "verify", "--key", vkey).exit_code == 0
+
+
+def test_prove_and_check_proof(log_dir: Path, data_dir: Path, vkey: str) -> None:
+    out = data_dir.parent / "proof.json"
+    result = invoke(audit, "prove", "--seq", "7", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["seq"] == 7
+    ok = invoke(audit, "check-proof", str(out), "--key", vkey)
+    assert ok.exit_code == 0 and ok.stdout.startswith("VALID")
+    by_file = invoke(audit, "check-proof", str(out), "--key", str(data_dir / "keys/audit.key.pub"))
+    assert by_file.exit_code == 0
+    evidence = json.loads(out.read_text())
+    evidence["record"] = evidence["record"].replace("req-7", "req-8")
+    out.write_text(json.dumps(evidence))
+    bad = invoke(audit, "check-proof", str(out), "--key", vkey)
+    assert bad.exit_code == 1 and bad.stdout.startswith("INVALID")
+    stdout = invoke(audit, "prove", "--seq", "3")
+    assert json.loads(stdout.stdout)["seq"] == 3
+    beyond = invoke(audit, "prove", "--seq", "40")
+    assert beyond.exit_code == 1 and "not covered" in beyond.output
+    assert invoke(audit, "check-proof", str(data_dir / "none.json"), "--key", vkey).exit_code == 2
+    out.write_text("[]")
+    assert invoke(audit, "check-proof", str(out), "--key", vkey).exit_code == 2
+
+
+def test_consistency_and_check(log_dir: Path, data_dir: Path, vkey: str) -> None:
+    old = data_dir.parent / "old.checkpoint"
+    result = invoke(audit, "consistency", "--old", str(old))
+    assert result.exit_code == 0, result.output
+    out = data_dir.parent / "consistency.json"
+    out.write_text(result.stdout)
+    ok = invoke(audit, "check-consistency", str(out), "--key", vkey)
+    assert ok.exit_code == 0 and ok.stdout.startswith("VALID")
+    other = invoke(keys, "init", "--name", "x.example/log", "--key-file", str(data_dir / "other"))
+    wrong = invoke(audit, "check-consistency", str(out), "--key", other.stdout.strip())
+    assert wrong.exit_code == 1
+    assert invoke(audit, "consistency", "--old", str(data_dir / "none")).exit_code == 2
+
+
+def test_seal_refuses_while_the_writer_runs(log_dir: Path, data_dir: Path) -> None:
+    signer = load_signer(data_dir / "keys/audit.key")
+    with AuditLog.open(log_dir, signer=signer, origin=ORIGIN, fsync=False):
+        result = invoke(audit, "seal")
+    assert result.exit_code == 1 and "already open for writing" in result.output
+
+
+def test_seal_without_key_is_a_usage_error(log_dir: Path, data_dir: Path) -> None:
+    result = invoke(audit, "--key-file", str(data_dir / "nokey"), "seal")
+    assert result.exit_code == 2 and "does not exist" in result.output
