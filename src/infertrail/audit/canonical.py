@@ -4,9 +4,9 @@ Two encoders produce the same bytes. The fast path runs on the request thread: o
 checks types and normalises floats (integral ones become ints, the few whose text orjson writes
 differently from ECMAScript become pre-encoded fragments), then orjson writes the value with
 sorted keys. Whatever the fast path cannot prove equal (object keys outside the Basic
-Multilingual Plane, invalid input) goes to :func:`_exact`, a direct transcription of RFC 8785
-that also names the offending value and its path. Tests pin both against the RFC's vectors and
-against the independent ``rfc8785`` package.
+Multilingual Plane, subclasses of the JSON types, invalid input) goes to :func:`_exact`, a
+direct transcription of RFC 8785 that also names the offending value and its path. Tests pin
+both against the RFC's vectors and against the independent ``rfc8785`` package.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ class _NotFast(Exception):
 # '\\', \b \f \n \r \t and \u00xx (lowercase) escaped and everything else raw UTF-8, ints in
 # decimal (STRICT_INTEGER refuses beyond 2**53 - 1), non-integral floats of magnitude >= 1e-5 in
 # fixed notation with the shortest round-trip digits, and keys sorted by code point.
+# test_canonical.py checks each of these claims against the installed orjson.
 _ORJSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER
 _FOUR_BYTE_UTF8 = re.compile(rb"[\xf0-\xf4]")
 

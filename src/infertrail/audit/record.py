@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from infertrail.audit.canonical import canonicalize
+from infertrail.audit.canonical import MAX_SAFE_INTEGER, canonicalize
 from infertrail.events import InferenceEvent
 
 __all__ = [
@@ -108,7 +108,7 @@ class AuditRecord(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True, allow_inf_nan=False, frozen=True)
 
     schema_version: Literal[1]
-    seq: int = Field(ge=0)
+    seq: int = Field(ge=0, le=MAX_SAFE_INTEGER)
     record_id: Annotated[str, StringConstraints(pattern=_UUID7)]
     event_type: EventType
     ts: Annotated[str, StringConstraints(pattern=_TS)]

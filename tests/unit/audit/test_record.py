@@ -342,6 +342,7 @@ def test_missing_required_field_is_named(field: str) -> None:
     [
         ("schema_version", 2),
         ("seq", -1),
+        ("seq", 2**53),
         ("seq", "5"),
         ("seq", True),
         ("seq", 1.5),
