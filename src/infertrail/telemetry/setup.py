@@ -104,6 +104,36 @@ class ExportFailures:
         ]
 
 
+class _RateLimitFilter(logging.Filter):
+    """Lets one record through per interval: the OTLP exporters log every failed attempt, which
+    floods the log during a collector outage (ExportFailures counts every one of them)."""
+
+    def __init__(self, interval_s: float = 30.0) -> None:
+        super().__init__()
+        self._interval = interval_s
+        self._last = -interval_s
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = time.monotonic()
+        if now - self._last < self._interval:
+            return False
+        self._last = now
+        return True
+
+
+# Filters apply only at the logger a record is created on, so each exporter module gets one.
+for _name in (
+    "opentelemetry.exporter.otlp.proto.http._common",
+    "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+    "opentelemetry.exporter.otlp.proto.http.metric_exporter",
+    "opentelemetry.exporter.otlp.proto.http._log_exporter",
+    "opentelemetry.exporter.otlp.common.http",
+):
+    _logger = logging.getLogger(_name)
+    if not any(isinstance(f, _RateLimitFilter) for f in _logger.filters):
+        _logger.addFilter(_RateLimitFilter())
+
+
 class _GuardedSpanExporter(SpanExporter):
     def __init__(self, inner: SpanExporter, backend: str, failures: ExportFailures) -> None:
         self._inner, self._backend, self._failures = inner, backend, failures
