@@ -93,30 +93,23 @@ FILE_SCHEMA = pa.schema(
 def _typed_query() -> str:
     """The DuckDB query deriving typed columns from ``canonical_input(canonical BLOB)``.
 
-    Each document is parsed once per path list (TRY: a damaged record gives nulls, not an error).
+    json_transform parses each document once. Strings take any value's text; numbers are taken
+    as raw JSON and cast, so a quoted "0.5" stays null. TRY: damaged bytes give nulls.
     """
-    text_paths = ["ts", *STRING_FIELDS, "retention_until"]
-    num_paths = ["seq", *FLOAT_FIELDS]
-
-    def path_list(names: list[str]) -> str:
-        return "[" + ", ".join(f"'$.\"{n}\"'" for n in names) + "]"
-
+    shape = {name: "VARCHAR" for name in ("ts", *STRING_FIELDS, "retention_until")}
+    shape |= {name: "JSON" for name in ("seq", *FLOAT_FIELDS)}
+    structure = "{" + ", ".join(f'"{k}": "{v}"' for k, v in shape.items()) + "}"
     cols = [
-        "TRY_CAST(CAST(n[1] AS VARCHAR) AS BIGINT) AS seq",
-        "TRY_CAST(t[1] AS TIMESTAMPTZ) AS ts",
+        "TRY_CAST(CAST(r.seq AS VARCHAR) AS BIGINT) AS seq",
+        "TRY_CAST(r.ts AS TIMESTAMPTZ) AS ts",
+        *(f"r.{name} AS {name}" for name in STRING_FIELDS),
+        *(f"TRY_CAST(CAST(r.{name} AS VARCHAR) AS DOUBLE) AS {name}" for name in FLOAT_FIELDS),
+        "TRY_CAST(r.retention_until AS DATE) AS retention_until",
     ]
-    cols += [f"t[{i}] AS {name}" for i, name in enumerate(STRING_FIELDS, start=2)]
-    cols += [
-        f"TRY_CAST(CAST(n[{i}] AS VARCHAR) AS DOUBLE) AS {name}"
-        for i, name in enumerate(FLOAT_FIELDS, start=2)
-    ]
-    cols.append(f"TRY_CAST(t[{len(text_paths)}] AS DATE) AS retention_until")
     # Built only from the constant field names above, never from input: no injection surface.
     return (
         f"SELECT {', '.join(cols)} FROM (SELECT "  # noqa: S608
-        f"TRY(json_extract_string(s, {path_list(text_paths)})) AS t, "
-        f"TRY(json_extract(s, {path_list(num_paths)})) AS n "
-        "FROM (SELECT TRY(decode(canonical)) AS s FROM canonical_input))"
+        f"TRY(json_transform(TRY(decode(canonical)), '{structure}')) AS r FROM canonical_input)"
     )
 
 

@@ -347,8 +347,8 @@ def _check_segment(task: _Task) -> _Result:
     except FileNotFoundError:
         result.vanished = True  # retired by the ledger after sealing, since we listed it
         return result
-    payloads, stop, reason, follows = _walk(buf)
     skip = max(0, task.skip_below - task.first)
+    payloads, stop, reason, follows = _walk(buf, skip)
     result.start = task.first + skip
     if reason is not None:
         row = len(payloads) - skip
@@ -375,24 +375,30 @@ def _check_segment(task: _Task) -> _Result:
     return result
 
 
-def _walk(buf: bytes) -> tuple[list[bytes], int, str | None, bool]:
-    """Frames of a WAL segment: payloads, where they stop, why, and if an intact frame follows."""
+def _walk(buf: bytes, skip: int) -> tuple[list[bytes], int, str | None, bool]:
+    """Frames of a WAL segment: payloads, where they stop, why, and if an intact frame follows.
+
+    The first ``skip`` frames (already sealed, so their payloads are not needed) are only
+    checked for framing, not CRC; their payloads come back empty.
+    """
     payloads: list[bytes] = []
     offset = 0
     while offset < len(buf):
-        reason = _frame_error(buf, offset)
+        reason = _frame_error(buf, offset, len(payloads) >= skip)
         if reason is not None:
             follows = any(
-                _frame_error(buf, o) is None for o in range(offset + 1, len(buf) - HEADER_SIZE)
+                _frame_error(buf, o, True) is None
+                for o in range(offset + 1, len(buf) - HEADER_SIZE)
             )
             return payloads, offset, reason, follows
         length = FRAME_HEADER.unpack_from(buf, offset)[0]
-        payloads.append(buf[offset + HEADER_SIZE : offset + HEADER_SIZE + length])
-        offset += HEADER_SIZE + length
+        start = offset + HEADER_SIZE
+        payloads.append(buf[start : start + length] if len(payloads) >= skip else b"")
+        offset = start + length
     return payloads, offset, None, False
 
 
-def _frame_error(buf: bytes, offset: int) -> str | None:
+def _frame_error(buf: bytes, offset: int, check_crc: bool) -> str | None:
     if len(buf) - offset < HEADER_SIZE:
         return "partial frame header"
     length, crc = FRAME_HEADER.unpack_from(buf, offset)
@@ -401,7 +407,9 @@ def _frame_error(buf: bytes, offset: int) -> str | None:
     if offset + HEADER_SIZE + length > len(buf):
         return "frame runs past the end of the file"
     start = offset + HEADER_SIZE
-    return None if zlib.crc32(buf[start : start + length]) == crc else "CRC mismatch"
+    if check_crc and zlib.crc32(buf[start : start + length]) != crc:
+        return "CRC mismatch"
+    return None
 
 
 def _reference_leaves(log_dir: Path, begin: int, count: int) -> list[bytes]:
