@@ -1,0 +1,54 @@
+"""Drift monitoring: reference profiles, drift statistics, windows of live inputs, metrics.
+
+Build a :class:`Profile` from training data once, save it next to the model, and register a
+:class:`DriftMonitor` as a ``Monitor`` sink; reports go to listeners such as
+:class:`DriftMetrics`. docs/drift.md describes the rule, the statistics and the metrics.
+"""
+
+from __future__ import annotations
+
+from infertrail.monitoring.calibration import Calibration, calibrate
+from infertrail.monitoring.drift import (
+    DriftConfig,
+    DriftDetector,
+    DriftReport,
+    DriftWindow,
+    FeatureDrift,
+    PredictionDrift,
+    default_method,
+)
+from infertrail.monitoring.metrics import DriftMetrics
+from infertrail.monitoring.profile import (
+    FeatureProfile,
+    Profile,
+    build_image_profile,
+    build_tabular_profile,
+    build_text_profile,
+    profile_path,
+)
+from infertrail.monitoring.profile_io import ProfileError, load_profile, save_profile
+from infertrail.monitoring.window import DriftMonitor, DriftMonitorStats
+
+__all__ = [
+    "Calibration",
+    "DriftConfig",
+    "DriftDetector",
+    "DriftMetrics",
+    "DriftMonitor",
+    "DriftMonitorStats",
+    "DriftReport",
+    "DriftWindow",
+    "FeatureDrift",
+    "FeatureProfile",
+    "PredictionDrift",
+    "Profile",
+    "ProfileError",
+    "build_image_profile",
+    "build_tabular_profile",
+    "build_text_profile",
+    "calibrate",
+    "default_method",
+    "load_profile",
+    "profile_path",
+    "save_profile",
+]
