@@ -197,6 +197,7 @@ class AuditLog:
         self._last_checkpoint = time.monotonic()
         self._stats = LedgerStats(0, 0, 0, 0)
         self._released = False
+        self._pid = os.getpid()
         self._writer = threading.Thread(target=self._run, name="infertrail-audit-writer")
         self._writer.daemon = True  # unacknowledged records may be lost at exit, never acked ones
         self._writer.start()
@@ -301,6 +302,7 @@ class AuditLog:
             raise TypeError(f"audit record must be a mapping, got {type(record).__name__}")
         if "seq" in record:
             raise ValueError("audit record must not contain 'seq': the log assigns it")
+        self._check_process()
         with self._lock:
             while len(self._pending) >= self._opts.queue_max:
                 self._check_accepting()
@@ -332,6 +334,14 @@ class AuditLog:
                 self._has_work.notify()
         return seq, digest
 
+    def _check_process(self) -> None:
+        # A forked child inherits the lock but not the writer thread: its records would hang.
+        if os.getpid() != self._pid:
+            raise LogLockedError(
+                f"audit log {self.log_dir} was opened by pid {self._pid}; this forked process "
+                f"({os.getpid()}) must open its own log (e.g. after the worker fork)"
+            )
+
     def _check_accepting(self) -> None:
         if self._closing:
             raise LogClosedError(f"audit log {self.log_dir} is closed")
@@ -344,6 +354,7 @@ class AuditLog:
     def flush(self, timeout: float | None = None) -> None:
         """Return once everything appended so far is durable and covered by a checkpoint."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        self._check_process()
         with self._lock:
             self._check_accepting()
             target = self._next_seq
@@ -574,6 +585,9 @@ class AuditLog:
             raise LogFailedError(
                 f"audit log {self.log_dir} failed while closing"
             ) from self._failure
+
+    def __repr__(self) -> str:
+        return f"AuditLog({str(self.log_dir)!r}, origin={self.origin!r}, size={self._size})"
 
     def __enter__(self) -> Self:
         return self

@@ -272,6 +272,21 @@ def test_second_writer_process_is_locked_out(
     assert f"LOCK held by pid {os.getpid()}" in result.stdout
 
 
+def test_forked_child_cannot_append(log: AuditLog) -> None:
+    log.append(rec(0))
+    pid = os.fork()
+    if pid == 0:  # the child inherits the log object but not its writer thread
+        try:
+            log.append(rec(1), timeout=5)
+        except LogLockedError as exc:
+            os._exit(3 if "forked process" in str(exc) else 4)
+        os._exit(5)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 3
+    assert log.append(rec(1)).seq == 1
+    assert repr(log).endswith("size=2)")
+
+
 def test_closed_log_refuses_work(log_dir: Path, signer: NoteSigner) -> None:
     log = reopen(log_dir, signer)
     log.append(rec(0))
