@@ -1,0 +1,167 @@
+"""Audit verification throughput (1 and 2 worker processes) and inclusion-proof generation time.
+
+Run: .venv/bin/python bench/audit_verify.py [--quick] [--out DIR]
+1. Builds once (cached under bench/out/) a log of --records real-schema records (derive_record on
+   synthetic credit-scoring events, one every 10 ms of event time so files split by hour too),
+   sealed into Parquet files of at most 250,000 rows, with the last 5% left in the WAL.
+2. verify_log over the whole log: records/s (wall), median and min/max of --runs runs, for 1 and
+   2 workers, and records per CPU-second (this process and its workers: robust to a busy machine).
+3. Inclusion proofs at --proof-leaves leaves from a HashStore filled directly with random leaf
+   hashes (cached): median and p99 of 1,000 proofs for random seqs; and make_evidence end to end
+   on the verify log (record read from WAL or lake + proof + self-check).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from audit_append import derive, make_event
+from infertrail.audit import merkle
+from infertrail.audit.checkpoint import NoteSigner, NoteVerifier
+from infertrail.audit.hashstore import HashStore
+from infertrail.audit.lake import Sealer
+from infertrail.audit.ledger import AuditLog
+from infertrail.audit.proofs import make_evidence
+from infertrail.audit.verify import verify_log
+
+ORIGIN = "bench.infertrail/audit-verify"
+START_NS = 1_795_651_200_000_000_000  # 2026-11-26T00:00:00Z
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the verify workers)."""
+    own, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def build_log(root: Path, n: int) -> NoteVerifier:
+    """The cached bench log of ``n`` records; returns its verifier."""
+    key_file = root / "signer.key"
+    if (root / "done").exists():
+        return NoteVerifier.from_key(NoteSigner.from_key(key_file.read_text()).verifier_key)
+    root.mkdir(parents=True, exist_ok=True)
+    skey, vkey = NoteSigner.generate(ORIGIN)
+    key_file.write_text(skey)
+    signer = NoteSigner.from_key(skey)
+    rng = random.Random(7)
+    print(f"building a log of {n:,} records in {root} (once) ...", flush=True)
+    t0 = time.perf_counter()
+    sealed_upto = n - n // 20
+    with AuditLog.open(root / "log", signer=signer, origin=ORIGIN, fsync=False) as log:
+        pending = []
+        for i in range(n):
+            if i == sealed_upto:
+                log.flush()
+                Sealer(log, str(root / "lake"), signer, max_rows_per_file=250_000).seal()
+            ev, hmac_hex = make_event(rng, i, START_NS)
+            ev.start_time_ns = START_NS + i * 10_000_000
+            pending.append(log.append_async(derive(ev, hmac_hex)))
+            if len(pending) >= 50_000:
+                for future in pending:
+                    future.result()
+                pending.clear()
+    (root / "done").write_text("ok")
+    print(f"built in {time.perf_counter() - t0:.0f} s", flush=True)
+    return NoteVerifier.from_key(vkey)
+
+
+def build_hash_store(tree_dir: Path, n: int) -> HashStore:
+    store = HashStore(tree_dir)
+    if store.size < n:
+        print(f"filling a hash store with {n:,} random leaves (once) ...", flush=True)
+        while store.size < n:
+            count = min(1 << 16, n - store.size)
+            data = os.urandom(32 * count)
+            store.append([data[i : i + 32] for i in range(0, len(data), 32)])
+    return store
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="100k records, 1M proof leaves")
+    parser.add_argument("--records", type=int)
+    parser.add_argument("--proof-leaves", type=int)
+    parser.add_argument("--runs", type=int)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
+    args = parser.parse_args()
+    n = args.records or (100_000 if args.quick else 1_000_000)
+    leaves = args.proof_leaves or (1_000_000 if args.quick else 10_000_000)
+    runs = args.runs or (1 if args.quick else 3)
+
+    root = args.out / f"audit-verify-{n}"
+    verifier = build_log(root, n)
+    rows = []
+    for workers in (1, 2):
+        rates, cpu_rates = [], []
+        for _ in range(runs):
+            t0, c0 = time.perf_counter(), cpu_seconds()
+            report = verify_log(root / "log", str(root / "lake"), verifier, workers=workers)
+            elapsed, cpu = time.perf_counter() - t0, cpu_seconds() - c0
+            assert report.ok and report.records == n, report.finding
+            rates.append(n / elapsed)
+            cpu_rates.append(n / cpu)
+        rows.append(
+            (f"verify_log, {workers} worker(s), {report.files} files + {report.segments} WAL "
+             f"segments", f"{statistics.median(rates):,.0f} rec/s",
+             f"min {min(rates):,.0f} / max {max(rates):,.0f}; "
+             f"{statistics.median(cpu_rates):,.0f} rec per CPU-second")
+        )  # fmt: skip
+
+    store = build_hash_store(args.out / f"hashstore-{leaves}", leaves)
+    rng = random.Random(1)
+    times = []
+    for _ in range(1000):
+        seq = rng.randrange(leaves)
+        t0 = time.perf_counter()
+        merkle.inclusion_proof_by(store.subtree_root, seq, leaves)
+        times.append((time.perf_counter() - t0) * 1000)
+    store.close()
+    rows.append(
+        (f"inclusion proof at {leaves:,} leaves (HashStore)",
+         f"median {statistics.median(times):.3f} ms", f"p99 {pct(times, 0.99):.3f} ms")
+    )  # fmt: skip
+    times = []
+    for _ in range(200):
+        seq = rng.randrange(n)
+        t0 = time.perf_counter()
+        make_evidence(root / "log", str(root / "lake"), seq)
+        times.append((time.perf_counter() - t0) * 1000)
+    rows.append(
+        (f"make_evidence end to end, {n:,}-record log",
+         f"median {statistics.median(times):.2f} ms", f"p99 {pct(times, 0.99):.2f} ms")
+    )  # fmt: skip
+
+    cpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+    model = next(
+        (line.split(":", 1)[1].strip() for line in cpu.splitlines() if "Model name" in line), "?"
+    )
+    print(
+        f"\n{platform.python_version()} on {model}, {os.cpu_count()} CPUs, "
+        f"{time.strftime('%Y-%m-%d')}"
+    )
+    width = max(len(r[0]) for r in rows)
+    for name, median, spread in rows:
+        print(f"{name:<{width}}  {median:>22}  {spread}")
+
+
+if __name__ == "__main__":
+    main()
