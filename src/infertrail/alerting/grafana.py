@@ -1,0 +1,149 @@
+"""A Grafana dashboard for the inference and drift metrics, built with grafana-foundation-sdk.
+
+Panels: drift score, share of drifted features, per-feature drift, out-of-distribution rate,
+mean confidence, latency p50/p99, error rate; each rule on a panel's signal draws its threshold
+as a line there (coloured by severity) and is listed in the panel's description. Rules on other
+signals (with their own ``promql``) get a panel each. A ``model`` variable filters every query.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from grafana_foundation_sdk.builders import common as common_builders
+from grafana_foundation_sdk.builders import dashboard as dashboard_builders
+from grafana_foundation_sdk.builders import prometheus, timeseries
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common
+from grafana_foundation_sdk.models.dashboard import (
+    DataSourceRef,
+    Threshold,
+    ThresholdsMode,
+    VariableRefresh,
+    VariableSort,
+)
+
+from infertrail.alerting.rules import AlertRule, RuleSet
+from infertrail.alerting.signals import FEATURE_LABEL, MODEL_LABEL, SIGNALS
+
+DASHBOARD_UID = "infertrail-inference"
+_SEL = f'{{{MODEL_LABEL}=~"$model"}}'
+_WINDOW = "$__rate_interval"
+_SEVERITY_COLOUR = {"critical": "red", "error": "orange", "warning": "yellow", "info": "blue"}
+
+
+@dataclass(frozen=True)
+class _PanelSpec:
+    title: str
+    signals: tuple[str, ...]  # alert rules on these signals draw thresholds here
+    targets: tuple[tuple[str, str], ...]  # (PromQL, legend)
+    unit: str
+    description: str
+
+
+def _standard_panels() -> list[_PanelSpec]:
+    def q(signal: str) -> str:
+        return SIGNALS[signal].render(_SEL, _WINDOW)
+
+    model = f"{{{{{MODEL_LABEL}}}}}"
+    return [
+        _PanelSpec("Drift score", ("drift.score",), ((q("drift.score"), model),), "none",
+                   SIGNALS["drift.score"].description),
+        _PanelSpec("Share of drifted features", ("drift.share_drifted",),
+                   ((q("drift.share_drifted"), model),), "percentunit",
+                   SIGNALS["drift.share_drifted"].description),
+        _PanelSpec("Per-feature drift distance", ("drift.feature_distance_max",),
+                   ((f"infertrail_drift_feature_distance{_SEL}",
+                     f"{model} {{{{{FEATURE_LABEL}}}}}"),), "none",
+                   "Drift distance of each feature in the last closed window."),
+        _PanelSpec("Out-of-distribution rate", ("ood.rate",), ((q("ood.rate"), model),),
+                   "percentunit", SIGNALS["ood.rate"].description),
+        _PanelSpec("Mean confidence", ("prediction.confidence_mean",),
+                   ((q("prediction.confidence_mean"), model),), "percentunit",
+                   SIGNALS["prediction.confidence_mean"].description),
+        _PanelSpec("Inference latency p50 / p99", ("latency.p50", "latency.p99"),
+                   ((q("latency.p50"), f"p50 {model}"), (q("latency.p99"), f"p99 {model}")), "s",
+                   "From infertrail_inference_duration_seconds_bucket."),
+        _PanelSpec("Error rate", ("error.rate",), ((q("error.rate"), model),), "percentunit",
+                   SIGNALS["error.rate"].description),
+    ]  # fmt: skip
+
+
+def grafana_dashboard(
+    rules: RuleSet | Sequence[AlertRule],
+    *,
+    title: str = "infertrail: inference and drift",
+    datasource_uid: str = "prometheus",
+) -> dict[str, Any]:
+    """The dashboard as Grafana JSON (a dict ready for ``json.dumps`` or the HTTP API)."""
+    rules = tuple(rules)
+    ds = DataSourceRef(type_val="prometheus", uid=datasource_uid)
+    dash = (
+        dashboard_builders.Dashboard(title)
+        .uid(DASHBOARD_UID)
+        .tags(["infertrail", "ml", "drift"])
+        .refresh("30s")
+        .time("now-6h", "now")
+        .with_variable(
+            dashboard_builders.QueryVariable("model")
+            .label("Model")
+            .datasource(ds)
+            .query(f"label_values(infertrail_predictions_total, {MODEL_LABEL})")
+            .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
+            .sort(VariableSort.ALPHABETICAL_ASC)
+            .multi(True)
+            .include_all(True)
+            .all_value(".*")
+        )
+    )
+    panels = _standard_panels()
+    covered = {s for p in panels for s in p.signals}
+    for rule in rules:
+        if rule.signal not in covered and rule.promql:
+            panels.append(
+                _PanelSpec(f"Rule {rule.name}: {rule.signal}", (rule.signal,),
+                           ((rule.promql, f"{{{{{MODEL_LABEL}}}}}"),), "none",
+                           f"The PromQL of alert rule {rule.name}.")
+            )  # fmt: skip
+    for spec in panels:
+        dash = dash.with_panel(_panel(spec, [r for r in rules if r.signal in spec.signals], ds))
+    encoded: dict[str, Any] = json.loads(JSONEncoder(sort_keys=True).encode(dash.build()))
+    return encoded
+
+
+def _panel(spec: _PanelSpec, rules: list[AlertRule], ds: DataSourceRef) -> timeseries.Panel:
+    description = spec.description
+    if rules:
+        listed = "; ".join(
+            f"{r.name} ({r.model}): {r.comparison} {r.threshold:g} for {r.for_windows} "
+            f"window(s), {r.severity}"
+            for r in rules
+        )
+        description += f" Alert rules: {listed}."
+    panel = (
+        timeseries.Panel()
+        .title(spec.title)
+        .description(description)
+        .unit(spec.unit)
+        .datasource(ds)
+        .height(8)
+        .span(12)
+    )
+    for i, (expr, legend) in enumerate(spec.targets):
+        panel = panel.with_target(
+            prometheus.Dataquery().expr(expr).legend_format(legend).ref_id(chr(ord("A") + i))
+        )
+    if rules:
+        steps = [Threshold(value=None, color="green")] + [
+            Threshold(value=r.threshold, color=_SEVERITY_COLOUR[r.severity])
+            for r in sorted(rules, key=lambda r: r.threshold)
+        ]
+        panel = panel.thresholds(
+            dashboard_builders.ThresholdsConfig().mode(ThresholdsMode.ABSOLUTE).steps(steps)
+        ).thresholds_style(
+            common_builders.GraphThresholdsStyleConfig().mode(common.GraphTresholdsStyleMode.DASHED)
+        )
+    return panel
