@@ -502,7 +502,7 @@ class AuditLog:
     ) -> None:
         pack = FRAME_HEADER.pack
         crc32 = zlib.crc32
-        frames = b"".join([pack(len(p), crc32(p)) + p for p, _, _ in batch])
+        frames = b"".join([part for p, _, _ in batch for part in (pack(len(p), crc32(p)), p)])
         digests = [digest for _, digest, _ in batch]
         try:
             self._wal.write(first_seq, len(batch), frames)

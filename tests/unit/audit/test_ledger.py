@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from infertrail.audit import merkle, wal
 from infertrail.audit.canonical import canonicalize
@@ -129,6 +131,45 @@ def test_concurrent_appends_are_dense_unique_and_match_storage(log: AuditLog) ->
         assert json.loads(payload) == {"t": t, "i": i, "seq": receipt.seq}
         assert merkle.leaf_hash(payload) == receipt.leaf_hash
     assert log.root() == merkle.root([merkle.leaf_hash(p) for p in payloads])
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53) + 1, 2**53 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+records = st.dictionaries(
+    st.text(max_size=10).filter(lambda k: k != "seq"), json_values, max_size=6
+)
+
+
+@settings(max_examples=15, deadline=None)
+@given(sessions=st.lists(st.lists(records, max_size=12), min_size=1, max_size=4))
+def test_any_records_round_trip_across_reopens(
+    tmp_path_factory: pytest.TempPathFactory,
+    keys: tuple[str, str],
+    sessions: list[list[dict[str, Any]]],
+) -> None:
+    signer = NoteSigner.from_key(keys[0])
+    log_dir = tmp_path_factory.mktemp("log")
+    expected: list[bytes] = []
+    for session in sessions:
+        with reopen(log_dir, signer, fsync=False, batch_wait_ms=0) as log:
+            assert log.size == len(expected) and log.recovery is None
+            futures = [log.append_async(r) for r in session]
+            for record, future in zip(session, futures, strict=True):
+                receipt = future.result(timeout=30)
+                assert receipt.seq == len(expected)
+                expected.append(canonicalize({**record, "seq": receipt.seq}))
+    with reopen(log_dir, signer, fsync=False) as log:
+        assert stored(log) == expected
+        assert log.root() == merkle.root([merkle.leaf_hash(p) for p in expected])
 
 
 @pytest.mark.parametrize(
