@@ -84,9 +84,12 @@ class AuditTrail:
     def record(self, ev: InferenceEvent) -> Future[Receipt]:
         """Derive the event's audit record and queue it; the future resolves once durable."""
         key_id, key = self.keyring.active(INPUT_KEY_PURPOSE)
+        inputs = ev.inputs
+        if hasattr(inputs, "tolist"):  # numpy arrays: hash the same JSON a list would give
+            inputs = inputs.tolist()
         record = derive_record(
             ev,
-            input_hmac=None if ev.inputs is None else input_hmac_hex(key, ev.inputs),
+            input_hmac=None if inputs is None else input_hmac_hex(key, inputs),
             input_hmac_key_id=key_id,
             subject_pseudonym=None if ev.subject is None else self.pseudonym(ev.subject),
             retention=self.retention,
