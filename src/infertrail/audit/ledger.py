@@ -267,6 +267,7 @@ class AuditLog:
         ``timeout`` bounds the whole call: TimeoutError if the queue stays full (the record was
         not added) or if it is queued but not yet durable (it may still be committed).
         """
+        self._check_not_writer("append")
         deadline = None if timeout is None else time.monotonic() + timeout
         seq, digest = self._enqueue(record, None, deadline)
         with self._committed:
@@ -306,6 +307,7 @@ class AuditLog:
         with self._lock:
             while len(self._pending) >= self._opts.queue_max:
                 self._check_accepting()
+                self._check_not_writer("append_async on a full queue")
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise TimeoutError(
@@ -334,6 +336,11 @@ class AuditLog:
                 self._has_work.notify()
         return seq, digest
 
+    def _check_not_writer(self, what: str) -> None:
+        # Receipt callbacks run on the writer thread, which would then wait for itself.
+        if threading.get_ident() == self._writer.ident:
+            raise RuntimeError(f"{what} from a receipt callback would deadlock the audit writer")
+
     def _check_process(self) -> None:
         # A forked child inherits the lock but not the writer thread: its records would hang.
         if os.getpid() != self._pid:
@@ -353,6 +360,7 @@ class AuditLog:
 
     def flush(self, timeout: float | None = None) -> None:
         """Return once everything appended so far is durable and covered by a checkpoint."""
+        self._check_not_writer("flush")
         deadline = None if timeout is None else time.monotonic() + timeout
         self._check_process()
         with self._lock:

@@ -450,6 +450,30 @@ def test_sync_append_timeout_while_queued(
         assert log.size == 1  # it was committed after all, as the message warns
 
 
+def test_blocking_calls_from_receipt_callbacks_are_refused(
+    log: AuditLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocked = BlockedWriter(log, monkeypatch)
+    errors: list[BaseException] = []
+
+    def callback(_: Future[Receipt]) -> None:
+        for call in (lambda: log.append(rec(1)), log.flush):
+            try:
+                call()
+            except RuntimeError as exc:
+                errors.append(exc)
+
+    future = log.append_async(rec(0))
+    future.add_done_callback(callback)  # before the writer may finish: runs on the writer
+    blocked.release.set()
+    log.flush()
+    assert [str(e) for e in errors] == [
+        "append from a receipt callback would deadlock the audit writer",
+        "flush from a receipt callback would deadlock the audit writer",
+    ]
+    assert log.size == 1
+
+
 # ---- writer I/O errors ---------------------------------------------------------------------
 
 
