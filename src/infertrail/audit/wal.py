@@ -25,6 +25,7 @@ HEADER_SIZE = FRAME_HEADER.size
 MAX_PAYLOAD = 16 << 20
 SEGMENT_SUFFIX = ".seg"
 _SEGMENT_RE = re.compile(r"(\d{20})\.seg")
+_NONZERO = re.compile(rb"[^\x00]")
 
 
 class LogCorruptedError(RuntimeError):
@@ -130,9 +131,16 @@ def _frame_follows(buf: bytes, bad_offset: int) -> int | None:
     A crash only tears the end of a file, so an intact frame after a bad one means the bad one was
     damaged in place: that is corruption, not a torn tail.
     """
-    for offset in range(bad_offset + 1, len(buf) - HEADER_SIZE):
+    offset = bad_offset + 1
+    while offset < len(buf) - HEADER_SIZE:
         if isinstance(_frame_at(buf, offset), int):
             return offset
+        # A frame's length field is never zero: skip zero runs (a filesystem may leave a torn
+        # tail zero-filled) to the last position whose length could include a non-zero byte.
+        nonzero = _NONZERO.search(buf, offset)
+        if nonzero is None:
+            return None
+        offset = max(offset + 1, nonzero.start() - 3)
     return None
 
 

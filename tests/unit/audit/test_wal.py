@@ -234,6 +234,24 @@ def test_flipped_byte_in_a_middle_frame_is_corruption(tmp_path: Path, where: int
     assert seg.stat().st_size == size  # nothing was cut
 
 
+def test_zero_filled_tail_is_a_torn_tail_even_when_long(tmp_path: Path) -> None:
+    write_log(tmp_path, [4])
+    seg = segment_path(tmp_path, 0)
+    with seg.open("ab") as f:
+        f.write(bytes(4 << 20))  # what some filesystems show after losing an unsynced write
+    state = scan_wal(tmp_path)
+    assert state.torn_tail is not None and state.torn_tail.bytes_dropped == 4 << 20
+
+
+def test_intact_frame_after_a_zeroed_hole_is_corruption(tmp_path: Path) -> None:
+    write_log(tmp_path, [4])
+    seg = segment_path(tmp_path, 0)
+    with seg.open("ab") as f:
+        f.write(bytes(5000) + encode_frame(record(5)))
+    with pytest.raises(LogCorruptedError, match="followed by an intact frame"):
+        scan_wal(tmp_path)
+
+
 def test_damage_in_a_non_last_segment_is_corruption(tmp_path: Path) -> None:
     write_log(tmp_path, [3, 3, 3], segment_bytes=100)
     first_seg = segment_path(tmp_path, 0)
