@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
+from infertrail.alerting.delivery import NotifierDispatch, RetryPolicy
 from infertrail.alerting.engine import AlertEngine
-from infertrail.alerting.notifiers import NotifierDispatch, RetryPolicy
 from infertrail.alerting.rules import parse_rules
 from infertrail.alerting.transitions import parse_utc
 from tests.integration.conftest import (

@@ -4,9 +4,9 @@ Load rules with ``load_rules``, build a ``NotifierDispatch`` for their receivers
 ``AlertEngine`` over both; call ``AlertEngine.evaluate`` once per window. See docs/alerting.md.
 """
 
+from infertrail.alerting.delivery import NotifierDispatch, ReceiverStats, RetryPolicy
 from infertrail.alerting.engine import AlertEngine
 from infertrail.alerting.export import ExportError, grafana_dashboard, prometheus_rules
-from infertrail.alerting.notifiers import NotifierDispatch, ReceiverStats, RetryPolicy
 from infertrail.alerting.rules import AlertRule, RuleError, RuleSet, load_rules, parse_rules
 from infertrail.alerting.signals import SIGNALS
 from infertrail.alerting.transitions import Delivery, Dispatch, Transition

@@ -26,7 +26,7 @@ from datetime import datetime
 from os import PathLike
 from typing import Any
 
-from infertrail.alerting.rules import AlertRule, RuleSet
+from infertrail.alerting.rules import AlertRule, RuleSet, rule_list
 from infertrail.alerting.state import AlertKey, AlertState, StateStore
 from infertrail.alerting.templates import render
 from infertrail.alerting.transitions import Delivery, Dispatch, Transition, TransitionKind
@@ -55,7 +55,7 @@ class AlertEngine:
         state_path: str | PathLike[str] | None,
     ) -> None:
         """Load the state at ``state_path`` and re-send deliveries left from a previous run."""
-        self._rules = tuple(rules)
+        self._rules = rule_list(rules)
         self._dispatch = notifier_dispatch
         self._store = StateStore(state_path)
         self._lock = threading.RLock()

@@ -26,7 +26,7 @@ from grafana_foundation_sdk.models.dashboard import (
     VariableSort,
 )
 
-from infertrail.alerting.rules import AlertRule, RuleSet
+from infertrail.alerting.rules import AlertRule, RuleSet, rule_list
 from infertrail.alerting.signals import FEATURE_LABEL, MODEL_LABEL, SIGNALS
 
 DASHBOARD_UID = "infertrail-inference"
@@ -79,7 +79,7 @@ def grafana_dashboard(
     datasource_uid: str = "prometheus",
 ) -> dict[str, Any]:
     """The dashboard as Grafana JSON (a dict ready for ``json.dumps`` or the HTTP API)."""
-    rules = tuple(rules)
+    rules = rule_list(rules)
     ds = DataSourceRef(type_val="prometheus", uid=datasource_uid)
     dash = (
         dashboard_builders.Dashboard(title)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -262,15 +262,17 @@ class RuleSet(BaseModel):
     rules: tuple[AlertRule, ...]
     receivers: Mapping[str, Receiver] = Field(default_factory=dict)
 
-    def __iter__(self) -> Iterator[AlertRule]:  # type: ignore[override]
-        return iter(self.rules)
-
     def rule(self, name: str) -> AlertRule:
         """The rule called ``name``; KeyError names the known ones otherwise."""
         for r in self.rules:
             if r.name == name:
                 return r
         raise KeyError(f"no rule {name!r}; rules: {', '.join(r.name for r in self.rules)}")
+
+
+def rule_list(rules: RuleSet | Iterable[AlertRule]) -> tuple[AlertRule, ...]:
+    """The rules of a RuleSet, or the given rules themselves, as a tuple."""
+    return rules.rules if isinstance(rules, RuleSet) else tuple(rules)
 
 
 # -- loading ------------------------------------------------------------------------------------

@@ -16,19 +16,23 @@ from datetime import UTC, datetime
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from opentelemetry.metrics import Meter
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from infertrail.alerting.engine import AlertEngine
-from infertrail.alerting.notifiers import (
+from infertrail.alerting.delivery import (
     METRIC_NOTIFY_FAILURES,
     NotifierDispatch,
-    PagerDutyNotifier,
     RetryPolicy,
+    parse_retry_after,
+)
+from infertrail.alerting.engine import AlertEngine
+from infertrail.alerting.notifiers import (
+    Notifier,
+    PagerDutyNotifier,
     SlackNotifier,
     WebhookNotifier,
     notifier_for,
-    parse_retry_after,
 )
 from infertrail.alerting.rules import ReceiverSecretError, parse_rules
 from infertrail.alerting.transitions import Delivery
@@ -63,17 +67,16 @@ class Settled:
             return list(self.calls)
 
 
-def dispatch_for(*notifiers: object, fake_time: FakeTime, **kw: object) -> NotifierDispatch:
-    policy = kw.pop(
-        "policy", RetryPolicy(base_delay_s=1, max_delay_s=30, give_up_after_s=120, timeout_s=5)
-    )
+def dispatch_for(
+    *notifiers: Notifier, fake_time: FakeTime, meter: Meter | None = None
+) -> NotifierDispatch:
     return NotifierDispatch(
-        notifiers,  # type: ignore[arg-type]
-        policy=policy,  # type: ignore[arg-type]
+        notifiers,
+        policy=RetryPolicy(base_delay_s=1, max_delay_s=30, give_up_after_s=120, timeout_s=5),
+        meter=meter,
         sleep=fake_time.sleep,
         clock=fake_time.clock,
         rng=random.Random(7),
-        **kw,  # type: ignore[arg-type]
     )
 
 

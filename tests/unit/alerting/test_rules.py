@@ -45,7 +45,7 @@ def problems_for(
     body = {k: v for k, v in {**GOOD, **rule_overrides}.items() if v is not ...}
     with pytest.raises(RuleError) as info:
         parse_rules({"rules": [body], "receivers": PD if receivers is None else receivers})
-    return info.value.problems
+    return list(info.value.problems)
 
 
 def test_the_brief_example_message_is_exact() -> None:
