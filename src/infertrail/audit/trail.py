@@ -20,7 +20,7 @@ from infertrail import __version__
 from infertrail.audit.checkpoint import NoteSigner
 from infertrail.audit.keys import generate_signing_key, load_signer
 from infertrail.audit.lake import Sealer
-from infertrail.audit.ledger import AuditLog, Receipt
+from infertrail.audit.ledger import AuditLog, LogClosedError, Receipt
 from infertrail.audit.record import RetentionPolicy, derive_record, input_hmac_hex, retention_policy
 from infertrail.config import Settings
 from infertrail.events import InferenceEvent
@@ -98,12 +98,25 @@ class AuditTrail:
         return self.log.append_async(record)
 
     def __call__(self, ev: InferenceEvent) -> None:
-        """Monitor sink (request thread): queue the record, keep its future on the event."""
-        ev.extra[AUDIT_FUTURE] = self.record(ev)
+        """Monitor sink (request thread): queue the record, keep its future on the event.
+
+        A record that cannot even be queued (closed or failed log, bad input) becomes a failed
+        future: the caller decides (the server answers 503 rather than an unrecorded decision).
+        """
+        try:
+            future = self.record(ev)
+        except Exception as exc:
+            future = Future()
+            future.set_exception(exc)
+        ev.extra[AUDIT_FUTURE] = future
 
     def close(self) -> None:
-        """Stop the sealer, seal what is committed, close the log (final checkpoint)."""
+        """Stop the sealer, seal what is committed, close the log (final checkpoint). Idempotent."""
         self.sealer.stop()
-        self.log.flush()
-        self.sealer.seal()
-        self.log.close()
+        try:
+            self.log.flush()
+            self.sealer.seal()
+        except LogClosedError:
+            pass  # already closed: what it committed stays in the WAL for the next seal
+        finally:
+            self.log.close()

@@ -70,7 +70,9 @@ class Services:
     closers: list[Any] = field(default_factory=list)
 
     def close(self) -> None:
-        for close in reversed(self.closers):
+        """Close the audit trail (final seal and checkpoint), then telemetry. Idempotent."""
+        closers, self.closers = self.closers, []
+        for close in reversed(closers):
             close()
         self.monitor.shutdown()
 
