@@ -476,7 +476,15 @@ class Sealer:
         rel = f"dt={ts:%Y-%m-%d}/hour={ts:%H}/{range_name(first, last)}.parquet"
         buf = pa.BufferOutputStream()
         schema = table.schema.with_metadata({ORIGIN_METADATA_KEY: self._origin.encode()})
-        pq.write_table(table.cast(schema), buf, compression="zstd", row_group_size=_ROW_GROUP_ROWS)
+        # Record bytes and leaf hashes are unique: dictionaries and min/max stats would only cost.
+        pq.write_table(
+            table.cast(schema),
+            buf,
+            compression="zstd",
+            row_group_size=_ROW_GROUP_ROWS,
+            use_dictionary=list(STRING_FIELDS),
+            write_statistics=[n for n in FILE_SCHEMA.names if n not in ("canonical", "leaf_hash")],
+        )
         data = buf.getvalue().to_pybytes()
         try:
             _write_once(self._reader.fs, self._reader.path(rel), data)
