@@ -154,3 +154,27 @@ def test_seal_refuses_while_the_writer_runs(log_dir: Path, data_dir: Path) -> No
 def test_seal_without_key_is_a_usage_error(log_dir: Path, data_dir: Path) -> None:
     result = invoke(audit, "--key-file", str(data_dir / "nokey"), "seal")
     assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_wired_under_the_infertrail_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the lead wires it: `infertrail --data-dir D keys init` / `audit verify` use D."""
+    import click
+
+    from infertrail.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("INFERTRAIL_DATA_DIR", raising=False)
+    group = click.Group(
+        "infertrail",
+        commands={"audit": audit, "keys": keys},
+        callback=main.callback,
+        params=main.params,
+    )
+    data = tmp_path / "elsewhere"
+    created = invoke(group, "--data-dir", str(data), "keys", "init", "--name", ORIGIN)
+    assert created.exit_code == 0, created.output
+    assert (data / "keys/audit.key").is_file()
+    missing = invoke(group, "--data-dir", str(data), "audit", "verify")
+    assert missing.exit_code == 2 and str(data / "audit/log") in missing.output
