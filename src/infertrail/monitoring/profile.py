@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from numpy.typing import NDArray
 
 from infertrail.monitoring.histogram import FINE_BINS, PSI_BINS, NumericBins, quantile_edges
 from infertrail.monitoring.stats import FloatArray, IntArray
@@ -150,7 +151,7 @@ class Profile:
             return row
         return _tabular_row(self.columns, inputs)
 
-    def features_batch(self, inputs: Sequence[Any] | FloatArray) -> FloatArray:
+    def features_batch(self, inputs: Sequence[Any] | NDArray[Any]) -> FloatArray:
         """Feature rows of many inputs, shape (n, n_features)."""
         if self.kind == "image":
             return _image_rows(self._image_spec, np.asarray(inputs, dtype=np.float64))
@@ -301,7 +302,7 @@ def _sample_rows(n: int, size: int, seed: int) -> IntArray:
 
 def _prediction_parts(
     n: int,
-    predictions: Sequence[Any] | None,
+    predictions: Sequence[Any] | NDArray[Any] | None,
     confidences: Sequence[float] | FloatArray | None,
     labels: Sequence[str] | None,
 ) -> tuple[FeatureProfile | None, IntArray | None, FeatureProfile | None, FloatArray | None]:
@@ -332,7 +333,7 @@ def _assemble(
     rows: FloatArray,
     features: list[FeatureProfile],
     *,
-    predictions: Sequence[Any] | None,
+    predictions: Sequence[Any] | NDArray[Any] | None,
     confidences: Sequence[float] | FloatArray | None,
     labels: Sequence[str] | None,
     model_name: str,
@@ -369,7 +370,7 @@ def build_tabular_profile(
     feature_names: Sequence[str],
     *,
     categorical: Iterable[str] = (),
-    predictions: Sequence[Any] | None = None,
+    predictions: Sequence[Any] | NDArray[Any] | None = None,
     confidences: Sequence[float] | FloatArray | None = None,
     labels: Sequence[str] | None = None,
     model_name: str = "",
@@ -426,7 +427,7 @@ def build_image_profile(
     *,
     pixel_max: int = 16,
     shape: tuple[int, ...] = (8, 8),
-    predictions: Sequence[Any] | None = None,
+    predictions: Sequence[Any] | NDArray[Any] | None = None,
     confidences: Sequence[float] | FloatArray | None = None,
     labels: Sequence[str] | None = None,
     model_name: str = "",
@@ -480,7 +481,7 @@ def build_image_profile(
 def build_text_profile(
     texts: Sequence[str],
     vocabulary: Iterable[str] | None = None,
-    predictions: Sequence[Any] | None = None,
+    predictions: Sequence[Any] | NDArray[Any] | None = None,
     confidences: Sequence[float] | FloatArray | None = None,
     *,
     labels: Sequence[str] | None = None,

@@ -30,6 +30,8 @@ from infertrail.monitoring.stats import FloatArray, IntArray
 _log = logging.getLogger("infertrail.monitoring")
 
 ReportListener = Callable[[DriftReport], None]
+#: Fewest samples a window closed by time (or flushed) needs to be judged.
+DEFAULT_MIN_SAMPLES = 30
 #: Buffers: one filling, one waiting for the detector, one being judged.
 POOL_SIZE = 3
 
@@ -87,7 +89,7 @@ class DriftMonitor:
         window_seconds: float | None = None,
         sample_rate: float = 1.0,
         seed: int = 0,
-        min_samples: int = 30,
+        min_samples: int | None = None,
         keep_reports: int = 100,
         listeners: Iterable[ReportListener] = (),
         model_name: str | None = None,
@@ -99,6 +101,8 @@ class DriftMonitor:
             raise ValueError(f"window_seconds must be positive, got {window_seconds}")
         if not 0.0 < sample_rate <= 1.0:
             raise ValueError(f"sample_rate must lie in (0, 1], got {sample_rate}")
+        if min_samples is None:
+            min_samples = min(DEFAULT_MIN_SAMPLES, window_size)
         if not 1 <= min_samples <= window_size:
             raise ValueError(f"min_samples must be in 1..window_size, got {min_samples}")
         if keep_reports < 1:
