@@ -49,6 +49,15 @@ RULES = {
             "severity": "warning",
             "annotations": {"summary": "mean confidence {value:.2f} on {model} < {threshold}"},
         },
+        {
+            "name": "error-rate",
+            "signal": "error.rate",
+            "comparison": ">",
+            "threshold": 0.05,
+            "for_windows": 1,
+            "severity": "error",
+            "annotations": {"summary": "{model}: {value:.2f} of requests failed"},
+        },
     ]
 }
 
@@ -110,6 +119,18 @@ def rule_tests(rules: RuleSet, *, invert: bool = False) -> dict[str, Any]:
         }
     ]
 
+    errors_firing = [
+        {
+            "exp_labels": {
+                "severity": "error",
+                "signal": "error.rate",
+                "model": "m1",
+                "infertrail_model_name": "m1",
+            },
+            "exp_annotations": expected_annotations(rules, "error-rate", "m1", 0.1),
+        }
+    ]
+
     def alerts(name: str, at: str, firing: list[dict[str, Any]], fires: bool) -> dict[str, Any]:
         # The negative control expects the opposite at every checkpoint.
         return {"eval_time": at, "alertname": name, "exp_alerts": firing if fires != invert else []}
@@ -148,24 +169,34 @@ def rule_tests(rules: RuleSet, *, invert: bool = False) -> dict[str, Any]:
             },
             {
                 "name": "confidence drop on one model fires for that model only",
-                "interval": "15s",
+                "interval": "1m",
                 "input_series": [
-                    {
-                        "series": series("infertrail_prediction_confidence_sum", m),
-                        "values": f"0+{s}x40",
-                    }
-                    for m, s in (("m1", 13.5), ("m2", 7.5))
-                ]
-                + [
-                    {
-                        "series": series("infertrail_prediction_confidence_count", m),
-                        "values": "0+15x40",
-                    }
-                    for m in ("m1", "m2")
+                    {"series": series("infertrail_drift_confidence_mean", "m1"), "values": "0.9x9"},
+                    {"series": series("infertrail_drift_confidence_mean", "m2"), "values": "0.5x9"},
                 ],
                 "alert_rule_test": [
                     alerts("confidence-drop", "1m", conf_firing, False),
-                    alerts("confidence-drop", "4m", conf_firing, True),
+                    alerts("confidence-drop", "2m", conf_firing, True),
+                ],
+            },
+            {
+                "name": "error rate over the rate window fires for the failing model only",
+                "interval": "15s",
+                "input_series": [
+                    {
+                        "series": series("infertrail_inference_errors_total", "m1"),
+                        "values": "0+1x40",
+                    },
+                    {"series": series("infertrail_predictions_total", "m1"), "values": "0+9x40"},
+                    {
+                        "series": series("infertrail_inference_errors_total", "m2"),
+                        "values": "0+0x40",
+                    },
+                    {"series": series("infertrail_predictions_total", "m2"), "values": "0+10x40"},
+                ],
+                "alert_rule_test": [
+                    alerts("error-rate", "1m", errors_firing, False),  # pending
+                    alerts("error-rate", "3m", errors_firing, True),
                 ],
             },
         ],
@@ -188,7 +219,7 @@ def test_generated_rules_pass_check_and_tests(tmp_path: Path, rules: RuleSet) ->
     write(tmp_path, rules)
     check = run_promtool("check", "rules", "rules.yml", cwd=tmp_path)
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "SUCCESS: 2 rules found" in check.stdout
+    assert "SUCCESS: 3 rules found" in check.stdout
     tested = run_promtool("test", "rules", "tests.yml", cwd=tmp_path)
     assert tested.returncode == 0, tested.stdout + tested.stderr
 

@@ -1,9 +1,10 @@
 """A Grafana dashboard for the inference and drift metrics, built with grafana-foundation-sdk.
 
-Panels: drift score, share of drifted features, per-feature drift, out-of-distribution rate,
-mean confidence, latency p50/p99, error rate; each rule on a panel's signal draws its threshold
-as a line there (coloured by severity) and is listed in the panel's description. Rules on other
-signals (with their own ``promql``) get a panel each. A ``model`` variable filters every query.
+Panels: drift score, share of drifted features, per-feature drift, prediction drift, confidence
+(mean and low-confidence share), out-of-distribution rate, latency p50/p99, error rate. Each
+rule on a panel's signal draws its threshold there as a dashed line (coloured by severity) and
+is listed in the panel's description; rules on other signals (with their own ``promql``) get a
+panel each. A ``model`` variable filters every query.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ from infertrail.alerting.rules import AlertRule, RuleSet, rule_list
 from infertrail.alerting.signals import FEATURE_LABEL, MODEL_LABEL, SIGNALS
 
 DASHBOARD_UID = "infertrail-inference"
-_SEL = f'{{{MODEL_LABEL}=~"$model"}}'
+_MATCHER = f'{MODEL_LABEL}=~"$model"'
 _WINDOW = "$__rate_interval"
+_MODEL = f"{{{{{MODEL_LABEL}}}}}"  # legend: the series' model label
 _SEVERITY_COLOUR = {"critical": "red", "error": "orange", "warning": "yellow", "info": "blue"}
 
 
@@ -44,31 +46,51 @@ class _PanelSpec:
     description: str
 
 
-def _standard_panels() -> list[_PanelSpec]:
-    def q(signal: str) -> str:
-        return SIGNALS[signal].render(_SEL, _WINDOW)
+def _signals_panel(
+    title: str, unit: str, *signals: str, legends: tuple[str, ...] = ()
+) -> _PanelSpec:
+    """A panel plotting the given signals, each as the table in ``signals`` defines it."""
+    targets = tuple(
+        (SIGNALS[s].render(_MATCHER, _WINDOW), f"{prefix}{_MODEL}")
+        for s, prefix in zip(signals, legends or ("",) * len(signals), strict=True)
+    )
+    description = " ".join(f"{s}: {SIGNALS[s].description}" for s in signals)
+    return _PanelSpec(title, signals, targets, unit, description)
 
-    model = f"{{{{{MODEL_LABEL}}}}}"
+
+def _standard_panels() -> list[_PanelSpec]:
+    feature = _PanelSpec(
+        "Per-feature drift distance",
+        ("drift.feature_distance_max",),
+        (
+            (
+                f"infertrail_drift_feature_distance{{{_MATCHER}}}",
+                f"{_MODEL} {{{{{FEATURE_LABEL}}}}}",
+            ),
+        ),
+        "none",
+        "Drift distance of each feature in the last closed window.",
+    )
     return [
-        _PanelSpec("Drift score", ("drift.score",), ((q("drift.score"), model),), "none",
-                   SIGNALS["drift.score"].description),
-        _PanelSpec("Share of drifted features", ("drift.share_drifted",),
-                   ((q("drift.share_drifted"), model),), "percentunit",
-                   SIGNALS["drift.share_drifted"].description),
-        _PanelSpec("Per-feature drift distance", ("drift.feature_distance_max",),
-                   ((f"infertrail_drift_feature_distance{_SEL}",
-                     f"{model} {{{{{FEATURE_LABEL}}}}}"),), "none",
-                   "Drift distance of each feature in the last closed window."),
-        _PanelSpec("Out-of-distribution rate", ("ood.rate",), ((q("ood.rate"), model),),
-                   "percentunit", SIGNALS["ood.rate"].description),
-        _PanelSpec("Mean confidence", ("prediction.confidence_mean",),
-                   ((q("prediction.confidence_mean"), model),), "percentunit",
-                   SIGNALS["prediction.confidence_mean"].description),
-        _PanelSpec("Inference latency p50 / p99", ("latency.p50", "latency.p99"),
-                   ((q("latency.p50"), f"p50 {model}"), (q("latency.p99"), f"p99 {model}")), "s",
-                   "From infertrail_inference_duration_seconds_bucket."),
-        _PanelSpec("Error rate", ("error.rate",), ((q("error.rate"), model),), "percentunit",
-                   SIGNALS["error.rate"].description),
+        _signals_panel("Drift score", "none", "drift.score"),
+        _signals_panel("Share of drifted features", "percentunit", "drift.share_drifted"),
+        feature,
+        _signals_panel(
+            "Prediction drift", "none",
+            "drift.prediction_label_distance", "drift.prediction_confidence_distance",
+            legends=("label ", "confidence "),
+        ),
+        _signals_panel(
+            "Confidence", "percentunit",
+            "prediction.confidence_mean", "prediction.low_confidence_rate",
+            legends=("mean ", "low-confidence share "),
+        ),
+        _signals_panel("Out-of-distribution rate", "percentunit", "ood.rate"),
+        _signals_panel(
+            "Inference latency p50 / p99", "s", "latency.p50", "latency.p99",
+            legends=("p50 ", "p99 "),
+        ),
+        _signals_panel("Error rate", "percentunit", "error.rate"),
     ]  # fmt: skip
 
 
@@ -105,7 +127,7 @@ def grafana_dashboard(
         if rule.signal not in covered and rule.promql:
             panels.append(
                 _PanelSpec(f"Rule {rule.name}: {rule.signal}", (rule.signal,),
-                           ((rule.promql, f"{{{{{MODEL_LABEL}}}}}"),), "none",
+                           ((rule.promql, _MODEL),), "none",
                            f"The PromQL of alert rule {rule.name}.")
             )  # fmt: skip
     for spec in panels:

@@ -1,13 +1,15 @@
 """Signal keys and the Prometheus series behind each: one table for the engine's docs and export.
 
 In process, a signal is just a key in the values handed to ``AlertEngine.evaluate``; any key
-works there. For Prometheus and Grafana the same key must become PromQL over the metrics on
-``/metrics``. The table below gives that PromQL for the signals infertrail produces; a rule on
-any other signal sets ``promql`` itself. Every series carries the model as the label
-``infertrail_model_name`` (the OpenTelemetry attribute ``infertrail.model.name``).
+works there (``alerting.sources`` builds them from drift reports). For Prometheus and Grafana the
+same key must become PromQL over the metrics on ``/metrics``: the table below gives it for the
+signals infertrail produces (the drift gauges of ``monitoring.metrics`` and the inference
+histograms of ``telemetry``); a rule on any other signal sets ``promql`` itself. Every series
+carries the model as the label ``infertrail_model_name`` (attribute ``infertrail.model.name``).
 
-PromQL templates use ``$sel`` for the label selector (the model filter, or nothing) and
-``$window`` for the range of rate windows (the evaluation window, e.g. ``60s``).
+PromQL templates use ``$sel`` for a whole model selector (``{...}`` or nothing), ``$and_sel``
+for the model matcher after other matchers (``,...`` or nothing) and ``$window`` for the range
+of rate windows (the evaluation window, e.g. ``60s``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from string import Template
 
 MODEL_LABEL = "infertrail_model_name"
-FEATURE_LABEL = "infertrail_feature_name"
+FEATURE_LABEL = "feature"  # per-feature drift gauges (monitoring.metrics.FEATURE)
 
 
 @dataclass(frozen=True)
@@ -29,30 +31,39 @@ class SignalMetric:
     promql: str
     unit: str = "none"
 
-    def render(self, sel: str, window: str) -> str:
-        """The PromQL with ``sel`` as label selector and ``window`` as rate range."""
-        return Template(self.promql).substitute(sel=sel, window=window)
+    def render(self, matcher: str, window: str) -> str:
+        """The PromQL with ``matcher`` (e.g. ``infertrail_model_name="x"``, or "") filling in."""
+        return Template(self.promql).substitute(
+            sel=f"{{{matcher}}}" if matcher else "",
+            and_sel=f",{matcher}" if matcher else "",
+            window=window,
+        )
 
 
-_RATE = "sum by (infertrail_model_name) (rate({metric}$sel[$window]))"
 _P = (
     "histogram_quantile({q}, sum by (infertrail_model_name, le) "
     "(rate(infertrail_inference_duration_seconds_bucket$sel[$window])))"
 )
+_RATE = "sum by (infertrail_model_name) (rate({metric}$sel[$window]))"
 
 SIGNALS: dict[str, SignalMetric] = {
     s.key: s
     for s in (
         SignalMetric(
             "drift.score",
-            "Dataset drift score of the last closed window (summary distance).",
+            "Mean per-feature drift distance of the last closed window.",
             "infertrail_drift_score$sel",
         ),
         SignalMetric(
             "drift.share_drifted",
-            "Share of features that drifted in the last closed window, 0..1.",
+            "Share of features judged drifted in the last closed window, 0..1.",
             "infertrail_drift_share_drifted$sel",
             "percentunit",
+        ),
+        SignalMetric(
+            "drift.dataset_drift",
+            "1 when the last window's share of drifted features reached the dataset threshold.",
+            "infertrail_drift_dataset_drift$sel",
         ),
         SignalMetric(
             "drift.feature_distance_max",
@@ -60,22 +71,36 @@ SIGNALS: dict[str, SignalMetric] = {
             "max by (infertrail_model_name) (infertrail_drift_feature_distance$sel)",
         ),
         SignalMetric(
+            "drift.prediction_label_distance",
+            "Drift distance of the predicted label mix in the last window (label-mix shift).",
+            'infertrail_drift_prediction_distance{output="label"$and_sel}',
+        ),
+        SignalMetric(
+            "drift.prediction_confidence_distance",
+            "Drift distance of the confidence distribution in the last window.",
+            'infertrail_drift_prediction_distance{output="confidence"$and_sel}',
+        ),
+        SignalMetric(
             "ood.rate",
-            "Share of inputs out of the reference distribution in the last window, 0..1.",
-            "infertrail_ood_rate$sel",
+            "Share of inputs judged out of distribution in the last window, 0..1.",
+            "infertrail_drift_ood_rate$sel",
             "percentunit",
         ),
         SignalMetric(
             "prediction.confidence_mean",
-            "Mean confidence of the predicted label over the window.",
-            _RATE.format(metric="infertrail_prediction_confidence_sum")
-            + " / "
-            + _RATE.format(metric="infertrail_prediction_confidence_count"),
+            "Mean prediction confidence in the last window.",
+            "infertrail_drift_confidence_mean$sel",
+            "percentunit",
+        ),
+        SignalMetric(
+            "prediction.low_confidence_rate",
+            "Share of predictions below the low-confidence threshold in the last window.",
+            "infertrail_drift_confidence_low_rate$sel",
             "percentunit",
         ),
         SignalMetric(
             "error.rate",
-            "Failed or rejected requests over all requests in the window.",
+            "Failed or rejected requests over all requests in the rate window.",
             _RATE.format(metric="infertrail_inference_errors_total")
             + " / ("
             + _RATE.format(metric="infertrail_predictions_total")
@@ -84,9 +109,7 @@ SIGNALS: dict[str, SignalMetric] = {
             + ")",
             "percentunit",
         ),
-        SignalMetric(
-            "latency.p50", "Median inference duration over the window.", _P.format(q=0.5), "s"
-        ),
+        SignalMetric("latency.p50", "Median inference duration.", _P.format(q=0.5), "s"),
         SignalMetric("latency.p99", "99th percentile inference duration.", _P.format(q=0.99), "s"),
     )
 }
@@ -96,12 +119,12 @@ class UnknownSignalError(ValueError):
     """A rule's signal has no Prometheus form and the rule gives no ``promql``."""
 
 
-def selector(model: str) -> str:
-    """The PromQL label selector for ``model`` ("" for every model)."""
+def model_matcher(model: str) -> str:
+    """The PromQL label matcher for ``model`` ("" for every model, ``*``)."""
     if model == "*":
         return ""
     # PromQL string literals take Go escapes; JSON's are a compatible subset for names.
-    return "{" + MODEL_LABEL + "=" + json.dumps(model) + "}"
+    return f"{MODEL_LABEL}={json.dumps(model)}"
 
 
 def signal_promql(signal: str, model: str, window_seconds: int, *, rule: str = "") -> str:
@@ -116,4 +139,4 @@ def signal_promql(signal: str, model: str, window_seconds: int, *, rule: str = "
             f"{who}signal {signal!r} has no Prometheus metric; set promql on the rule "
             f"or use one of: {known}"
         )
-    return metric.render(selector(model), f"{window_seconds}s")
+    return metric.render(model_matcher(model), f"{window_seconds}s")

@@ -19,7 +19,7 @@ from infertrail.alerting.export import (
     prometheus_rules,
 )
 from infertrail.alerting.rules import load_rules
-from infertrail.alerting.signals import SIGNALS, UnknownSignalError, selector, signal_promql
+from infertrail.alerting.signals import SIGNALS, UnknownSignalError, model_matcher, signal_promql
 from tests.unit.alerting.conftest import rule
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "alert-rules.toml"
@@ -124,9 +124,15 @@ def test_every_known_signal_renders_with_window_and_model() -> None:
         signal_promql("drift.score", "*", 0)
 
 
-def test_selector_quotes_model_names() -> None:
-    assert selector("*") == ""
-    assert selector('we"ird') == '{infertrail_model_name="we\\"ird"}'
+def test_model_matchers_are_quoted_and_merge_with_fixed_ones() -> None:
+    assert model_matcher("*") == ""
+    assert model_matcher('we"ird') == 'infertrail_model_name="we\\"ird"'
+    label = "drift.prediction_label_distance"
+    assert signal_promql(label, "*", 60) == 'infertrail_drift_prediction_distance{output="label"}'
+    assert signal_promql(label, "m", 60) == (
+        'infertrail_drift_prediction_distance{output="label",infertrail_model_name="m"}'
+    )
+    assert signal_promql("drift.score", "*", 60) == "infertrail_drift_score"
 
 
 @pytest.mark.parametrize(
@@ -156,8 +162,9 @@ def test_grafana_dashboard_has_the_panels_and_rule_thresholds() -> None:
         "Drift score",
         "Share of drifted features",
         "Per-feature drift distance",
+        "Prediction drift",
+        "Confidence",
         "Out-of-distribution rate",
-        "Mean confidence",
         "Inference latency p50 / p99",
         "Error rate",
         "Rule burn: slo.burn_rate",
