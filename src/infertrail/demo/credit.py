@@ -73,7 +73,8 @@ LABEL_COLUMN = "CLASSIFICATION"
 
 _APPROVE_LOGIT = math.log(APPROVE_MIN_ODDS)
 _DECLINE_LOGIT = math.log(DECLINE_BELOW_ODDS)
-_CI_PERCENTILES = (100 * (1 - CI_LEVEL) / 2, 100 * (1 + CI_LEVEL) / 2)
+# (5.0, 95.0), rounded so that 1 - 0.9 != 0.1 in binary does not shift the interval.
+_CI_PERCENTILES = (round(50 * (1 - CI_LEVEL), 9), round(50 * (1 + CI_LEVEL), 9))
 
 
 def _order_statistics(n: int) -> tuple[list[int], np.ndarray]:
