@@ -20,7 +20,7 @@ from infertrail.alerting.engine import AlertEngine
 from infertrail.alerting.export import prometheus_rules
 from infertrail.alerting.rules import RuleSet, load_rules, parse_rules
 from infertrail.alerting.testing import RecordingDispatch
-from tests.unit.alerting.conftest import window
+from tests.unit.alerting.helpers import window
 
 pytestmark = pytest.mark.integration
 

@@ -1,65 +1,13 @@
-"""Shared helpers for the alerting tests: rule factories, evaluation times, a fake clock."""
+"""Fixtures for the alerting tests."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from typing import Any
-
 import pytest
 
-from infertrail.alerting.rules import AlertRule, RuleSet, parse_rules
-
-T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
-
-
-def window(i: int, minutes: int = 1) -> datetime:
-    """The close time of window ``i`` (0-based)."""
-    return T0 + timedelta(minutes=minutes * i)
-
-
-def rule(**overrides: Any) -> AlertRule:
-    """A valid drift rule with ``overrides`` applied."""
-    body: dict[str, Any] = {
-        "name": "digits-drift",
-        "signal": "drift.share_drifted",
-        "model": "digits",
-        "comparison": ">",
-        "threshold": 0.3,
-        "for_windows": 3,
-        "resolve_after": 2,
-        "severity": "critical",
-        "receivers": ["pd"],
-    }
-    body.update(overrides)
-    return AlertRule.model_validate(body)
-
-
-def ruleset(*rules: dict[str, Any], receivers: dict[str, Any] | None = None) -> RuleSet:
-    """A RuleSet from raw rule dicts, with a PagerDuty receiver ``pd`` by default."""
-    recv = (
-        receivers
-        if receivers is not None
-        else {"pd": {"type": "pagerduty", "routing_key": "k" * 32}}
-    )
-    return parse_rules({"rules": list(rules), "receivers": recv})
-
-
-class FakeTime:
-    """A monotonic clock that only moves when the code under test sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> bool:
-        self.sleeps.append(seconds)
-        self.now += seconds
-        return False  # never asked to stop
+from tests.unit.alerting.helpers import FakeTime
 
 
 @pytest.fixture
 def fake_time() -> FakeTime:
+    """A clock that advances only through the code under test's sleeps."""
     return FakeTime()

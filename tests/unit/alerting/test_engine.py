@@ -16,7 +16,7 @@ from infertrail.alerting.engine import MAX_DEDUP_KEY, AlertEngine, bounded_dedup
 from infertrail.alerting.state import StateFileError
 from infertrail.alerting.testing import RecordingDispatch
 from infertrail.alerting.transitions import Transition
-from tests.unit.alerting.conftest import T0, rule, window
+from tests.unit.alerting.helpers import T0, rule, window
 
 HIGH = {"drift.share_drifted": 0.9}
 LOW = {"drift.share_drifted": 0.1}

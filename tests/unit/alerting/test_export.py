@@ -20,7 +20,7 @@ from infertrail.alerting.export import (
 )
 from infertrail.alerting.rules import load_rules
 from infertrail.alerting.signals import SIGNALS, UnknownSignalError, model_matcher, signal_promql
-from tests.unit.alerting.conftest import rule
+from tests.unit.alerting.helpers import rule
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "alert-rules.toml"
 

@@ -36,13 +36,13 @@ from infertrail.alerting.notifiers import (
 )
 from infertrail.alerting.rules import ReceiverSecretError, parse_rules
 from infertrail.alerting.transitions import Delivery
-from tests.unit.alerting.conftest import FakeTime, rule, window
 from tests.unit.alerting.fakes import (
     Scripted,
     pagerduty_receiver,
     slack_receiver,
     webhook_receiver,
 )
+from tests.unit.alerting.helpers import FakeTime, rule, window
 
 KEY = "0123456789abcdef0123456789abcdef"
 HIGH = {"drift.share_drifted": 0.9}

@@ -12,8 +12,8 @@ from infertrail.alerting.engine import AlertEngine
 from infertrail.alerting.rules import Severity
 from infertrail.alerting.testing import RecordingDispatch
 from infertrail.alerting.transitions import Transition
-from tests.unit.alerting.conftest import rule, window
 from tests.unit.alerting.fakes import validate_pagerduty, validate_slack, validate_webhook
+from tests.unit.alerting.helpers import rule, window
 
 
 @pytest.fixture

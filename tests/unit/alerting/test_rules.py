@@ -21,7 +21,7 @@ from infertrail.alerting.rules import (
     load_rules,
     parse_rules,
 )
-from tests.unit.alerting.conftest import rule
+from tests.unit.alerting.helpers import rule
 
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLE = REPO / "examples" / "alert-rules.toml"

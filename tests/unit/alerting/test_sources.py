@@ -11,7 +11,7 @@ from infertrail.alerting.signals import SIGNALS
 from infertrail.alerting.sources import drift_listener, drift_signals
 from infertrail.alerting.testing import RecordingDispatch
 from infertrail.monitoring.drift import DriftReport, FeatureDrift, PredictionDrift
-from tests.unit.alerting.conftest import T0, rule
+from tests.unit.alerting.helpers import T0, rule
 
 
 def feature(name: str, distance: float) -> FeatureDrift:
