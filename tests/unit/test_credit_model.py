@@ -369,3 +369,22 @@ def test_missing_attributes_are_all_listed(model: CreditModel, data: credit.Cred
         InvalidApplication, match=r"job is missing; expected one of A171.*telephone"
     ):
         model.assess(application)
+
+
+def test_prohibited_bases_are_accepted_but_never_scored(
+    model: CreditModel, data: credit.CreditData
+) -> None:
+    """Sex / marital status and national origin (Reg B 1002.6(b)) cannot move a score or be
+    given as a reason: flipping them leaves everything about the assessment unchanged."""
+    unscored = [a for a in credit.ATTRIBUTES if not a.scored]
+    assert {a.name for a in unscored} == {"personal_status_sex", "foreign_worker"}
+    for row in data.X[:50]:
+        application = credit.as_application(row)
+        base = model.assess(application)
+        for a in unscored:
+            assert base.attributions[a.name] == 0.0
+            for code in a.codes:
+                other = model.assess({**application, a.name: code})
+                assert other.score == base.score
+                assert other.decision == base.decision
+        assert not {r.attribute for r in base.reasons} & {a.name for a in unscored}

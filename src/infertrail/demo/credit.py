@@ -107,6 +107,10 @@ class Attribute:
     codes: tuple[str, ...] = ()
     low: int = 0
     high: int = 0
+    # False for prohibited bases under ECOA / Reg B 1002.6(b) (sex, marital status, national
+    # origin): validated and accepted as part of the application, never scored, so they can
+    # neither move a score nor appear as a reason for a decision.
+    scored: bool = True
 
     @property
     def categorical(self) -> bool:
@@ -156,6 +160,7 @@ ATTRIBUTES: tuple[Attribute, ...] = (
         "PERSONAL_STATUS_AND_SEX",
         "Personal status and sex",
         ("A91", "A92", "A93", "A94"),
+        scored=False,
     ),
     Attribute(
         "other_debtors", "OTHER_DEBTORS", "Other debtors / guarantors", ("A101", "A102", "A103")
@@ -189,11 +194,12 @@ ATTRIBUTES: tuple[Attribute, ...] = (
         high=2,
     ),
     Attribute("telephone", "TELEPHONE", "Telephone", ("A191", "A192")),
-    Attribute("foreign_worker", "FOREIGN", "Foreign worker", ("A201", "A202")),
+    Attribute("foreign_worker", "FOREIGN", "Foreign worker", ("A201", "A202"), scored=False),
 )
 ATTRIBUTE_NAMES: tuple[str, ...] = tuple(a.name for a in ATTRIBUTES)
-_CATEGORICAL_IDX = [i for i, a in enumerate(ATTRIBUTES) if a.categorical]
-_NUMERICAL_IDX = [i for i, a in enumerate(ATTRIBUTES) if not a.categorical]
+_CATEGORICAL_IDX = [i for i, a in enumerate(ATTRIBUTES) if a.categorical and a.scored]
+_NUMERICAL_IDX = [i for i, a in enumerate(ATTRIBUTES) if not a.categorical and a.scored]
+SCORED_ATTRIBUTES: tuple[str, ...] = tuple(a.name for a in ATTRIBUTES if a.scored)
 
 
 class InvalidApplication(ValueError):
@@ -325,6 +331,7 @@ def train(models_root: Path) -> ModelInfo:
         task="credit risk scoring (binary: good / bad risk)",
         score=SCORE_MEANING,
         attributes=[a.name for a in ATTRIBUTES],
+        not_scored=[a.name for a in ATTRIBUTES if not a.scored],
         thresholds={
             "approve_min_odds": APPROVE_MIN_ODDS,
             "decline_below_odds": DECLINE_BELOW_ODDS,
