@@ -91,7 +91,7 @@ class ReceiverStats:
 
 # Failure reasons: rate_limited (429), server_error (5xx), connection (no answer), rejected
 # (another 4xx, not retried), gave_up (retries exhausted), queue_full, unknown_receiver,
-# payload_error (the notifier could not build the request).
+# payload_error (the notifier could not build the request), internal_error (a bug: logged).
 # Transitions a receiver does not take (a refresh for PagerDuty) are settled at once, unsent.
 _Attempt = tuple[bool, str | None, float | None]  # delivered, failure reason, retry-after
 
@@ -151,7 +151,7 @@ class NotifierDispatch:
         if worker is None:
             self._fail(delivery.receiver, "unknown_receiver", final=True)
             log.error("no notifier named %r; delivery %s dropped", delivery.receiver, delivery.id)
-            on_settled(delivery, False)
+            _settle(on_settled, delivery, False)
             return
         if self._closing:
             # Not settled: a durable delivery stays in the engine's outbox for the next start.
@@ -164,10 +164,10 @@ class NotifierDispatch:
         except Exception:
             log.exception("notifier %r cannot build delivery %s", worker.name, delivery.id)
             self._fail(worker.name, "payload_error", final=True)
-            on_settled(delivery, False)
+            _settle(on_settled, delivery, False)
             return
         if request is None:  # this receiver does not take this kind of transition
-            on_settled(delivery, True)
+            _settle(on_settled, delivery, True)
             return
         with self._lock:
             self._stats[worker.name].submitted += 1
@@ -180,7 +180,7 @@ class NotifierDispatch:
                 self.queue_size,
                 delivery.id,
             )
-            on_settled(delivery, False)
+            _settle(on_settled, delivery, False)
             return
         worker.queue.put((delivery, request, on_settled))
 
@@ -259,7 +259,13 @@ class _Worker:
                 if item is None:
                     return
                 delivery, request, on_settled = item
-                outcome = self._deliver(client, delivery, request)
+                try:
+                    outcome = self._deliver(client, delivery, request)
+                except Exception:
+                    # Whatever went wrong with this one, the thread must live for the next.
+                    log.exception("delivery %s to %r failed unexpectedly", delivery.id, self.name)
+                    d._fail(self.name, "internal_error", final=True)
+                    outcome = False
                 if outcome is not None:
                     _settle(on_settled, delivery, outcome)
 

@@ -97,11 +97,14 @@ class AlertEngine:
         changes: list[Transition] = []
         deliveries: list[Delivery] = []
         with self._lock:
+            # Every value is checked before any state moves: a bad one changes nothing.
+            values = [
+                (rule, _as_float(rule, signals[rule.signal]))
+                for rule in self._rules
+                if rule.applies_to(model) and rule.signal in signals
+            ]
             changed = False
-            for rule in self._rules:
-                if not rule.applies_to(model) or rule.signal not in signals:
-                    continue
-                value = _as_float(rule, signals[rule.signal])
+            for rule, value in values:
                 if math.isnan(value):
                     continue
                 key = (rule.name, model)
@@ -124,8 +127,10 @@ class AlertEngine:
                         self._outbox[d.id] = d
             if changed:
                 self._persist()
-        for d in deliveries:
-            self._send(d)
+            # Sent under the lock, after the state that produced them is saved, so a trigger
+            # and its resolve reach each receiver's queue in order.
+            for d in deliveries:
+                self._send(d)
         return changes
 
     def states(self) -> dict[AlertKey, AlertState]:

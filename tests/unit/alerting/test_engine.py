@@ -204,6 +204,17 @@ def test_bad_calls_raise_clear_errors() -> None:
         engine.evaluate({"drift.share_drifted": "high"}, "digits", T0)  # type: ignore[dict-item]
 
 
+def test_a_bad_value_changes_no_state() -> None:
+    engine = AlertEngine(
+        [rule(name="a", for_windows=1), rule(name="b", signal="ood.rate", for_windows=1)],
+        RecordingDispatch(),
+        None,
+    )
+    with pytest.raises(ValueError, match="rule 'b'"):
+        engine.evaluate({"drift.share_drifted": 0.9, "ood.rate": None}, "digits", T0)  # type: ignore[dict-item]
+    assert engine.states() == {} and engine.firing() == []
+
+
 def test_long_dedup_keys_are_bounded_and_distinct() -> None:
     a, b = "x" * 300 + "a", "x" * 300 + "b"
     assert len(bounded_dedup_key(a)) == MAX_DEDUP_KEY

@@ -11,6 +11,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import pytest
@@ -28,6 +29,7 @@ from infertrail.alerting.delivery import (
 )
 from infertrail.alerting.engine import AlertEngine
 from infertrail.alerting.notifiers import (
+    HttpRequest,
     Notifier,
     PagerDutyNotifier,
     SlackNotifier,
@@ -35,8 +37,9 @@ from infertrail.alerting.notifiers import (
     notifier_for,
 )
 from infertrail.alerting.rules import ReceiverSecretError, parse_rules
-from infertrail.alerting.transitions import Delivery
+from infertrail.alerting.transitions import Delivery, Transition
 from tests.unit.alerting.fakes import (
+    FakeReceiver,
     Scripted,
     pagerduty_receiver,
     slack_receiver,
@@ -211,6 +214,31 @@ def test_full_queue_drops_and_counts(fake_time: FakeTime) -> None:
         dispatch.close(timeout_s=2)
     assert [(d.id, ok) for d, ok in dropped] == [("q2", False)]
     assert dispatch.stats()["pd"].failures["queue_full"] == 1
+
+
+@dataclass(frozen=True)
+class FlakyNotifier:
+    """Builds an unserialisable body for triggers: a bug that must not kill the worker."""
+
+    name: str
+    url: str
+    type: str = "webhook"
+
+    def request(self, t: Transition, now: datetime) -> HttpRequest:
+        return HttpRequest(self.url, object() if t.kind == "trigger" else {"kind": t.kind})
+
+
+def test_a_bug_in_one_delivery_does_not_stop_the_worker(fake_time: FakeTime) -> None:
+    settled = Settled()
+    with FakeReceiver(lambda body: []) as hook:
+        dispatch = dispatch_for(FlakyNotifier("hook", hook.url), fake_time=fake_time)
+        first = trigger_delivery("hook")
+        dispatch.submit(first, settled)
+        dispatch.submit(Delivery("d2", "hook", replace(first.transition, kind="resolve")), settled)
+        calls = settled.wait(2)
+        dispatch.close()
+    assert [(d.id, ok) for d, ok in calls] == [("d1", False), ("d2", True)]
+    assert dispatch.stats()["hook"].failures == {"internal_error": 1}
 
 
 def test_unknown_receiver_and_submit_after_close(fake_time: FakeTime) -> None:
