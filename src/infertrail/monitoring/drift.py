@@ -65,9 +65,15 @@ class DriftConfig:
                 raise ValueError(f"threshold for {feat!r} must be a positive number, got {t!r}")
 
 
-def default_method(feature: FeatureProfile, small_reference: int = 1000) -> Method:
-    """Evidently's rule: tests up to ``small_reference`` reference rows, distances beyond."""
-    small = feature.count <= small_reference
+def default_method(
+    feature: FeatureProfile, small_reference: int = 1000, window_size: int | None = None
+) -> Method:
+    """Evidently's rule (tests up to ``small_reference`` reference rows, distances beyond),
+    with one change: a window of at most ``small_reference`` rows is judged by a test too,
+    because the 0.1 distance threshold sits inside the sampling noise of small windows."""
+    small = feature.count <= small_reference or (
+        window_size is not None and window_size <= small_reference
+    )
     if feature.is_discrete:
         if small:
             return "ztest" if feature.n_categories <= 2 else "chisquare"
@@ -149,15 +155,41 @@ class _Plan:
     """What the detector precomputed for one feature."""
 
     profile: FeatureProfile
-    method: str
-    threshold: float | None  # None: a test, judged on the corrected p-value
+    fixed_method: str | None  # forced or calibrated; None: the default rule, per window
+    threshold: float  # for distance methods; tests are judged on the corrected p-value
     ref_integrals: FloatArray | None
     locator: h.BinLocator | None
     norm: float
     psi_map: IntArray | None
     ref_psi_counts: FloatArray | None
     ref_cat_counts: FloatArray | None
-    sorted_sample: FloatArray | None
+    ks: _KsReference | None
+
+
+@dataclass(frozen=True)
+class _KsReference:
+    """The reference sample prepared for KS: sorted, its unique values, CDF and locator."""
+
+    sorted_sample: FloatArray
+    uniq: FloatArray
+    cdf: FloatArray
+    locator: h.BinLocator
+
+    @classmethod
+    def of(cls, sample: FloatArray) -> _KsReference:
+        srt = np.sort(sample[np.isfinite(sample)])
+        uniq, counts = np.unique(srt, return_counts=True)
+        return cls(srt, uniq, np.cumsum(counts) / srt.size, h.BinLocator(uniq))
+
+    def test(self, current: FloatArray, mode: KsMode) -> stats.TestResult:
+        """KS test of ``current`` against the sample; asymptotic without any sort."""
+        m, n = self.sorted_sample.size, current.size
+        if stats.ks_uses_exact(m, n, mode):
+            return stats.ks_test(self.sorted_sample, current, "exact")
+        n_le = self.locator.count_le(current)
+        hit = (n_le > 0) & (self.uniq[np.maximum(n_le - 1, 0)] == current)
+        d = stats.ks_statistic_counts(self.cdf, n_le - hit, n_le)
+        return stats.TestResult(d, stats.ks_pvalue(d, m, n, "asymp"))
 
 
 class DriftDetector:
@@ -191,9 +223,7 @@ class DriftDetector:
 
     def _plan(self, f: FeatureProfile, sample: FloatArray | None) -> _Plan:
         cfg = self.config
-        method: str = (
-            cfg.feature_methods.get(f.name) or cfg.method or default_method(f, cfg.small_reference)
-        )
+        method: str | None = cfg.feature_methods.get(f.name) or cfg.method
         calibrated = cfg.thresholds.get(f.name)
         if calibrated is not None:
             # A calibrated threshold replaces the rule: judge the feature's own distance.
@@ -205,7 +235,7 @@ class DriftDetector:
                 f"method {method!r} needs categories; feature {f.name!r} has "
                 f"{f.n_unique} distinct values (use ks, wasserstein, psi or jensenshannon)"
             )
-        threshold = None if method in TEST_METHODS else (calibrated or cfg.distance_threshold)
+        threshold = calibrated or cfg.distance_threshold
         bins = f.bins
         psi_map = ref_psi = ref_int = None
         if bins is not None and f.psi_edges is not None:
@@ -215,14 +245,14 @@ class DriftDetector:
         cat = None
         if f.category_counts is not None:
             cat = np.append(f.category_counts, 0).astype(np.float64)  # + the 'unseen' bucket
-        srt = None
-        if method == "ks":
+        ks = None
+        if method == "ks" or (method is None and not f.is_discrete):
             if sample is None or not np.isfinite(sample).any():
                 raise ValueError(f"feature {f.name!r} has no reference sample for a KS test")
-            srt = np.sort(sample[np.isfinite(sample)])
+            ks = _KsReference.of(sample)
         locator = None if bins is None else h.BinLocator(bins.edges)
         norm = max(f.std, stats.STD_FLOOR) if f.kind == "numerical" else 1.0
-        return _Plan(f, method, threshold, ref_int, locator, norm, psi_map, ref_psi, cat, srt)
+        return _Plan(f, method, threshold, ref_int, locator, norm, psi_map, ref_psi, cat, ks)
 
     # -- comparison -------------------------------------------------------------------------
     def compare(self, window: DriftWindow) -> DriftReport:
@@ -265,6 +295,7 @@ class DriftDetector:
 
     def _judge(self, plan: _Plan, col: FloatArray, pooled: int | None = None) -> _Raw:
         f = plan.profile
+        m = plan.fixed_method or default_method(f, self.config.small_reference, col.size)
         cur_cats = cur_bins = None
         if f.category_counts is not None:
             if pooled is not None:
@@ -276,7 +307,7 @@ class DriftDetector:
                 assert f.support is not None
                 codes = h.category_codes(f.support, col)
             cur_cats = np.bincount(codes, minlength=f.n_categories + 1).astype(np.float64)
-        if f.bins is not None and (not f.is_discrete or plan.method == "wasserstein"):
+        if f.bins is not None and (not f.is_discrete or m == "wasserstein"):
             cur_bins = h.NumericBins.of(f.bins.edges, col, plan.locator)
         if f.is_discrete:
             assert cur_cats is not None and plan.ref_cat_counts is not None
@@ -285,7 +316,6 @@ class DriftDetector:
             assert cur_bins is not None and plan.ref_integrals is not None
             distance = h.binned_wasserstein(plan.ref_integrals, cur_bins) / plan.norm
         p_value = None
-        m = plan.method
         if m == _natural_distance(f):
             statistic = distance
         elif m == "wasserstein":
@@ -295,8 +325,8 @@ class DriftDetector:
             ref, cur = self._distribution(plan, cur_cats, cur_bins)
             statistic = stats.psi(ref, cur) if m == "psi" else stats.jensen_shannon(ref, cur)
         elif m == "ks":
-            assert plan.sorted_sample is not None
-            res = stats.ks_test(plan.sorted_sample, col, self.config.ks_mode)
+            assert plan.ks is not None
+            res = plan.ks.test(col, self.config.ks_mode)
             statistic, p_value = res.statistic, res.p_value
         elif m == "chisquare":
             assert plan.ref_cat_counts is not None and cur_cats is not None
@@ -309,7 +339,7 @@ class DriftDetector:
                 int(plan.ref_cat_counts[0]), ref_n, int(cur_cats[0]), cur_n
             )
             statistic, p_value = res.statistic, res.p_value
-        return _Raw(plan, statistic, p_value, distance)
+        return _Raw(plan, m, statistic, p_value, distance)
 
     @staticmethod
     def _distribution(
@@ -326,29 +356,20 @@ class DriftDetector:
 
     def _decide(self, raw: list[_Raw]) -> list[FeatureDrift]:
         tested = [r for r in raw if r.p_value is not None]
-        adjusted = stats.adjust_pvalues([r.p_value for r in tested if r.p_value is not None],
-                                        self.config.correction)  # fmt: skip
+        adjusted = stats.adjust_pvalues(
+            [r.p_value for r in tested if r.p_value is not None], self.config.correction
+        )
         p_adj = {id(r): float(p) for r, p in zip(tested, adjusted, strict=True)}
         out = []
         for r in raw:
+            name = r.plan.profile.name
             if r.p_value is not None:
-                p = p_adj[id(r)]
-                out.append(
-                    FeatureDrift(
-                        r.plan.profile.name,
-                        r.plan.method,
-                        r.statistic,
-                        p,
-                        r.distance,
-                        self.config.alpha,
-                        p < self.config.alpha,
-                    )
-                )
+                p, a = p_adj[id(r)], self.config.alpha
+                out.append(FeatureDrift(name, r.method, r.statistic, p, r.distance, a, p < a))
             else:
-                assert r.plan.threshold is not None
-                out.append(FeatureDrift(r.plan.profile.name, r.plan.method, r.statistic, None,
-                                        r.distance, r.plan.threshold,
-                                        r.statistic >= r.plan.threshold))  # fmt: skip
+                t = r.plan.threshold
+                drifted = r.statistic >= t
+                out.append(FeatureDrift(name, r.method, r.statistic, None, r.distance, t, drifted))
         return out
 
     def _prediction(self, window: DriftWindow) -> PredictionDrift:
@@ -363,7 +384,7 @@ class DriftDetector:
                 cats = self._label.profile.categories
                 counts = np.bincount(codes, minlength=len(cats) + 1)
                 names = [*cats, "(other)"]
-                shares = {names[i]: counts[i] / codes.size for i in np.flatnonzero(counts)}
+                shares = {names[i]: float(counts[i] / codes.size) for i in np.flatnonzero(counts)}
         if window.confidences is not None:
             c = window.confidences[~np.isnan(window.confidences)]
             if c.size:
@@ -391,6 +412,7 @@ def _natural_distance(f: FeatureProfile) -> str:
 @dataclass(frozen=True)
 class _Raw:
     plan: _Plan
+    method: str
     statistic: float
     p_value: float | None
     distance: float

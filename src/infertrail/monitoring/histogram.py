@@ -52,6 +52,7 @@ def assign_bins(edges: FloatArray, values: FloatArray) -> IntArray:
 #: Cells of the lookup grid that speeds up bin assignment, and the most correction passes for
 #: which the grid beats a binary search (beyond, :class:`BinLocator` falls back to searchsorted).
 GRID_CELLS = 8192
+MAX_CELLS = 1 << 16
 MAX_PASSES = 6
 
 
@@ -61,7 +62,10 @@ class BinLocator:
     between the cell's start and the value. Exact; ~5x faster than a binary search.
     """
 
-    def __init__(self, edges: FloatArray, cells: int = GRID_CELLS) -> None:
+    def __init__(self, edges: FloatArray, cells: int | None = None) -> None:
+        if cells is None:
+            # about 8 cells per edge keeps the passes few for quantile edges and samples alike
+            cells = max(GRID_CELLS, min(8 * edges.size, MAX_CELLS))
         self.edges = edges
         lo, hi = float(edges[0]), float(edges[-1])
         span = hi - lo
@@ -75,19 +79,24 @@ class BinLocator:
         start[0] = 0
         rights = np.append(lefts[1:], np.inf) + guard
         self.passes = int(np.max(np.searchsorted(edges, rights, "right") - start))
-        self.lut = start.astype(np.int64)
+        self.lut = start.astype(np.int32)
         self.padded = np.append(edges, np.inf)
         self.cells = cells
 
-    def assign(self, values: FloatArray) -> IntArray:
-        """Same result as ``assign_bins(self.edges, values)`` (values without NaN)."""
+    def count_le(self, values: FloatArray) -> IntArray:
+        """Number of edges <= each value: ``searchsorted(edges, values, "right")``."""
         if self.passes > MAX_PASSES or self.scale == 0.0:
-            return assign_bins(self.edges, values)
+            return np.searchsorted(self.edges, values, "right").astype(np.int64)
         cell = (values - self.lo) * self.scale
         np.clip(cell, 0, self.cells - 1, out=cell)
         idx = self.lut[cell.astype(np.int64)]
         for _ in range(self.passes):
             idx += self.padded[idx] <= values
+        return idx.astype(np.int64)
+
+    def assign(self, values: FloatArray) -> IntArray:
+        """Same result as ``assign_bins(self.edges, values)`` (values without NaN)."""
+        idx = self.count_le(values)
         idx[values == self.edges[-1]] = self.edges.size - 1
         return idx
 

@@ -59,12 +59,24 @@ def ks_statistic_sorted(reference_sorted: FloatArray, current: FloatArray) -> fl
     window never needs a sort. Equal to ``scipy.stats.ks_2samp(...).statistic``.
     """
     uniq, ref_counts = np.unique(reference_sorted, return_counts=True)
-    m, n = reference_sorted.size, current.size
-    f_ref = np.cumsum(ref_counts) / m  # F_ref at each unique reference value
-    # le[i] = #(current <= uniq[i]), lt[i] = #(current < uniq[i])
-    le = np.cumsum(np.bincount(np.searchsorted(uniq, current, "left"), minlength=uniq.size + 1))
-    lt = np.cumsum(np.bincount(np.searchsorted(uniq, current, "right"), minlength=uniq.size + 1))
-    le_f, lt_f = le[: uniq.size] / n, lt[: uniq.size] / n
+    f_ref = np.cumsum(ref_counts) / reference_sorted.size
+    return ks_statistic_counts(
+        f_ref, np.searchsorted(uniq, current, "left"), np.searchsorted(uniq, current, "right")
+    )
+
+
+def ks_statistic_counts(ref_cdf: FloatArray, n_less: IntArray, n_le: IntArray) -> float:
+    """KS statistic D from where each current value falls among the reference's unique values.
+
+    ``ref_cdf[i]`` is the reference CDF at its i-th unique value u_i; for each current value v,
+    ``n_less`` is #(u < v) and ``n_le`` is #(u <= v) (searchsorted left and right).
+    """
+    k, n = ref_cdf.size, n_less.size
+    # le[i] = #(current <= u_i), lt[i] = #(current < u_i)
+    le = np.cumsum(np.bincount(n_less, minlength=k + 1))
+    lt = np.cumsum(np.bincount(n_le, minlength=k + 1))
+    f_ref = ref_cdf
+    le_f, lt_f = le[:k] / n, lt[:k] / n
     # On [uniq[i], uniq[i+1]) F_ref is constant and F_cur climbs from le[i] to lt[i+1]: the
     # supremum sits at one of the two ends. Below uniq[0] F_ref = 0 and F_cur reaches lt[0].
     next_lt = np.append(lt_f[1:], 1.0)
@@ -89,6 +101,13 @@ def ks_pvalue(d: float, n1: int, n2: int, mode: KsMode = "auto") -> float:
     return float(np.clip(sps.kstwo.sf(d, np.round(en)), 0.0, 1.0))
 
 
+def ks_uses_exact(n1: int, n2: int, mode: KsMode) -> bool:
+    """Whether ``mode`` means the exact p-value for these sample sizes."""
+    if mode not in ("auto", "exact", "asymp"):
+        raise ValueError(f"unknown KS mode {mode!r}; valid: auto, exact, asymp")
+    return mode == "exact" or (mode == "auto" and n1 * n2 <= KS_EXACT_MAX_PAIRS)
+
+
 def ks_test(reference: ArrayLike, current: ArrayLike, mode: KsMode = "auto") -> TestResult:
     """Two-sample two-sided KS test, with scipy's exact or asymptotic p-value.
 
@@ -97,10 +116,7 @@ def ks_test(reference: ArrayLike, current: ArrayLike, mode: KsMode = "auto") -> 
     """
     ref = np.sort(_as_1d(reference, "reference"))
     cur = _as_1d(current, "current")
-    if mode not in ("auto", "exact", "asymp"):
-        raise ValueError(f"unknown KS mode {mode!r}; valid: auto, exact, asymp")
-    exact = mode == "exact" or (mode == "auto" and ref.size * cur.size <= KS_EXACT_MAX_PAIRS)
-    if exact:
+    if ks_uses_exact(ref.size, cur.size, mode):
         with warnings.catch_warnings():
             # scipy falls back to the asymptotic p-value when its exact recursion fails
             # numerically (large, unbalanced samples) and warns; that answer is the one wanted.

@@ -232,3 +232,30 @@ def test_digits_clean_split_vs_noisy_images(
     r = detector.compare(DriftWindow(digits_profile.features_batch(noisy)))
     assert r.dataset_drift and r.feature("ink_fraction").drifted
     assert r.feature("pixel_intensity").drifted and r.ood_rate > 0.5
+
+
+def test_small_windows_are_judged_by_tests_even_with_a_large_reference() -> None:
+    p, _ = _normal_profile(5000, 2)
+    rng = np.random.default_rng(8)
+    detector = DriftDetector(p)
+    small = detector.compare(DriftWindow(rng.normal(size=(800, 2))))
+    assert [f.method for f in small.features] == ["ks", "ks"]
+    large = detector.compare(DriftWindow(rng.normal(size=(1500, 2))))
+    assert [f.method for f in large.features] == ["wasserstein", "wasserstein"]
+    assert default_method(p.columns[0], window_size=800) == "ks"
+    assert default_method(p.columns[0], window_size=1500) == "wasserstein"
+
+
+def test_ks_without_sorting_the_window_matches_scipy_asymptotic() -> None:
+    from scipy import stats as sps
+
+    p, X = _normal_profile(1000, 3)
+    rng = np.random.default_rng(9)
+    window = np.round(rng.normal(0.05, 1, size=(3000, 3)), 2)  # ties with each other
+    window[:10] = X[:10]  # and values equal to reference values
+    report = DriftDetector(p, DriftConfig(correction="none")).compare(DriftWindow(window))
+    for j, f in enumerate(report.features):
+        expected = sps.ks_2samp(X[:, j], window[:, j], method="asymp")
+        assert f.method == "ks"
+        assert f.statistic == pytest.approx(expected.statistic, abs=1e-12)
+        assert f.p_value == pytest.approx(expected.pvalue, abs=1e-9)

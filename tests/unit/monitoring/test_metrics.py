@@ -56,7 +56,9 @@ def test_gauges_carry_the_latest_report(settings: Settings, tabular_profile: Pro
         distances = {a[m.FEATURE]: v for a, v in pts[m.DRIFT_FEATURE_DISTANCE]}
         assert distances["x3"] == report.feature("x3").distance and len(distances) == 21
         assert {a[m.OUTPUT] for a, _ in pts[m.DRIFT_PREDICTION_DISTANCE]} == {"label", "confidence"}
-        assert m.DRIFT_FEATURE_P_VALUE not in pts  # large reference: distances, no p-values
+        # a window of 500 rows is judged by tests (KS, chi-squared, Z): p-values are published
+        p_values = {a[m.FEATURE]: v for a, v in pts[m.DRIFT_FEATURE_P_VALUE]}
+        assert p_values["x3"] == report.feature("x3").p_value and len(p_values) == 21
         exposition = generate_latest(telemetry.prometheus_registry).decode()
         assert 'infertrail_drift_feature_distance{feature="x3",infertrail_model_name="credit"' in (
             exposition.replace("ratio{", "{")

@@ -91,7 +91,7 @@ def test_memory_is_bounded_whatever_the_traffic(make: type[DriftMonitor]) -> Non
         dm(_event(rows[i % 100]))
     dm.flush()
     assert dm.buffer_bytes == before
-    assert len(dm.reports) == 3
+    assert len(dm.reports) == min(3, dm.stats.windows_closed)
     s = dm.stats
     assert s.windows_closed + s.windows_dropped == 100
     assert s.sampled == 5000
