@@ -194,9 +194,13 @@ def process_cpu_s(pid: int) -> float:
 def run_wrk(
     wrk: str, lua: Path, url: str, variant: str, pid: int, opts: argparse.Namespace, seconds: int
 ) -> Run:
+    """One wrk run against ``url``, with the server's CPU (process ``pid``) over the run."""
     cpu0 = process_cpu_s(pid)
     cmd = [wrk, f"-t{opts.threads}", f"-c{opts.connections}", f"-d{seconds}s", "-s", str(lua), url]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}: {proc.stderr.strip()}")
+    out = proc.stdout
     cpu = process_cpu_s(pid) - cpu0
     line = next((x for x in out.splitlines() if x.startswith("WRKJSON ")), None)
     if line is None:
