@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from infertrail.config import Settings
-from infertrail.demo import sentiment
+from infertrail.demo import train_all
 
 
 @pytest.fixture(scope="session")
 def trained_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The sentiment model trained once per test session (deterministic, ~2 s)."""
+    """The demo models trained once per test session (deterministic, a few seconds)."""
     root = tmp_path_factory.mktemp("models")
-    sentiment.train(root)
+    train_all(root)
     return root
 
 

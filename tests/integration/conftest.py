@@ -26,7 +26,6 @@ import pytest
 import uvicorn
 
 from infertrail.config import Settings
-from infertrail.demo import sentiment
 from infertrail.server.app import Services, build_services, create_app
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -258,15 +257,7 @@ def assert_loopback_only(port: int, process: ManagedProcess) -> None:
         process.fail(f"port {port} listens beyond loopback: {exposed} (hex, /proc/net/tcp*)")
 
 
-# -- the sentiment service, in-process ----------------------------------------------------------
-@pytest.fixture(scope="session")
-def trained_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo sentiment model, trained once per session (deterministic, ~3 s)."""
-    root = tmp_path_factory.mktemp("models")
-    sentiment.train(root)
-    return root
-
-
+# -- the service, in-process (models: the session's `trained_models` from tests/conftest.py) --
 @dataclass
 class RunningService:
     """The FastAPI service on a real loopback socket, with the objects behind it."""

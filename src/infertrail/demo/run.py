@@ -14,7 +14,7 @@ import httpx
 import uvicorn
 
 from infertrail.config import Settings
-from infertrail.demo import sentiment
+from infertrail.demo import sentiment, train_all
 from infertrail.server.app import build_services, create_app
 from infertrail.telemetry.files import LOGS_FILE, METRICS_FILE, TRACES_FILE
 from infertrail.telemetry.readback import RequestTelemetry, find_request
@@ -68,8 +68,8 @@ class _Server(threading.Thread):
 def run_demo(settings: Settings, *, n_requests: int, port: int, keep_serving: bool) -> int:
     """The whole demo; returns the process exit code."""
     settings.ensure_dirs()
-    info = sentiment.train(settings.models_dir)
-    print(f"trained  {info.name} {info.version}  sha256={info.sha256[:16]}...")
+    for info in train_all(settings.models_dir):
+        print(f"trained  {info.name} {info.version}  sha256={info.sha256[:16]}...")
     services = build_services(settings)
     port = port or free_port()
     config = uvicorn.Config(create_app(services), host="127.0.0.1", port=port, log_level="warning")

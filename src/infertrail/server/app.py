@@ -22,9 +22,11 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from infertrail.audit.trail import AUDIT_FUTURE, AuditTrail
 from infertrail.config import Settings
+from infertrail.demo.credit import CreditModel
 from infertrail.demo.sentiment import SentimentModel
 from infertrail.events import ModelInfo, new_request_id
 from infertrail.monitor import Monitor
+from infertrail.server.credit import CREDIT_SCORE_PATH, credit_router
 from infertrail.server.requestid import RequestIdMiddleware
 
 SENTIMENT_PATH = "/v1/sentiment"
@@ -66,6 +68,7 @@ class Services:
     settings: Settings
     monitor: Monitor
     sentiment: SentimentModel
+    credit: CreditModel
     audit: AuditTrail | None = None
     closers: list[Any] = field(default_factory=list)
 
@@ -85,8 +88,9 @@ def build_services(settings: Settings) -> Services:
     """
     settings.ensure_dirs()
     sentiment = SentimentModel.load(settings.models_dir)
+    credit = CreditModel.load(settings.models_dir)
     monitor = Monitor(settings)
-    services = Services(settings, monitor, sentiment)
+    services = Services(settings, monitor, sentiment, credit)
     if settings.audit_enabled:
         try:
             services.audit = AuditTrail.open(settings)
@@ -129,7 +133,8 @@ def create_app(services: Services, *, close_on_shutdown: bool = False) -> FastAP
     )
 
     def reject(request_id: str, message: str, path: str, error_type: str) -> None:
-        model = services.sentiment.info if path == SENTIMENT_PATH else _UNKNOWN_MODEL
+        models = {SENTIMENT_PATH: services.sentiment.info, CREDIT_SCORE_PATH: services.credit.info}
+        model = models.get(path, _UNKNOWN_MODEL)
         services.monitor.record_rejection(
             model, error_type=error_type, message=message, request_id=request_id, endpoint=path
         )
@@ -211,13 +216,18 @@ def create_app(services: Services, *, close_on_shutdown: bool = False) -> FastAP
             },
         }
 
+    app.include_router(credit_router(services.monitor, services.credit, settings))
+
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/readyz")
     async def readyz() -> dict[str, Any]:
-        return {"status": "ready", "models": [services.sentiment.info.name]}
+        return {
+            "status": "ready",
+            "models": [services.sentiment.info.name, services.credit.info.name],
+        }
 
     @app.get("/metrics")
     async def metrics() -> Response:
