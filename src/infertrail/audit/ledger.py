@@ -170,6 +170,7 @@ class AuditLog:
         latest_note: bytes,
         recovery: RecoveryReport | None,
     ) -> None:
+        """Internal: use :meth:`open`, which takes the lock and recovers the parts first."""
         self.log_dir = log_dir
         self.origin = origin
         self.recovery = recovery
