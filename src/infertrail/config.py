@@ -83,6 +83,22 @@ class Settings(BaseSettings):
     )
     audit_retention_class: str = Field("eu-ai-act-6m", min_length=1)
 
+    # Privacy: the restricted raw-payload store (off by default)
+    raw_payloads_enabled: bool = Field(
+        False, description="Keep raw inputs, encrypted per subject, for break-glass reads."
+    )
+    raw_payloads_retention_days: float = Field(
+        7.0, gt=0, description="Raw payloads are purged this long after they are stored."
+    )
+    raw_payloads_purge_interval_s: float = Field(
+        3600.0, gt=0, description="How often the background purger deletes expired payloads."
+    )
+    raw_payloads_kek_source: str = Field(
+        "keyring",
+        min_length=1,
+        description="Key-encryption keys: 'keyring', or 'package.module:factory' (KMS, Vault).",
+    )
+
     @field_validator("otlp_endpoint")
     @classmethod
     def _endpoint_is_http(cls, v: str | None) -> str | None:
@@ -141,6 +157,10 @@ class Settings(BaseSettings):
     @property
     def keyring_file(self) -> Path:
         return self.keys_dir / "keyring.json"
+
+    @property
+    def privacy_dir(self) -> Path:
+        return self.data_dir / "privacy"
 
     def ensure_dirs(self) -> None:
         """Create the data directory tree on first use."""
