@@ -61,8 +61,9 @@ ORIGIN_METADATA_KEY = b"infertrail.origin"
 _RANGE_RE = re.compile(r"(\d{20})-(\d{20})")
 _FILE_RE = re.compile(r"dt=\d{4}-\d{2}-\d{2}/hour=\d{2}/(\d{20})-(\d{20})\.parquet")
 _HOUR_MICROS = 3_600_000_000
-# Small enough row groups that DuckDB can scan one file with several threads.
-_ROW_GROUP_ROWS = 128 * 1024
+# Row groups of ~20 MB of records: DuckDB scans a file with several threads, and fetching one
+# record (for a proof) decodes one group, not the file.
+_ROW_GROUP_ROWS = 16 * 1024
 
 # Typed columns copied out of the record for querying. Strings take any JSON value's text (a
 # non-string value gives its JSON text), numbers must be JSON numbers, anything else is null.
@@ -123,6 +124,7 @@ def _connection() -> duckdb.DuckDBPyConnection:
     if con is None:
         con = duckdb.connect(config={"threads": 1})
         con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET enable_progress_bar = false")  # it would write to the CLI's stderr
         _duck.con = con
     return con
 

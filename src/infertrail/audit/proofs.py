@@ -263,11 +263,22 @@ def _record(log_dir: Path, lake_url: str, verifier: NoteVerifier, seq: int) -> b
         if first <= seq <= last:
             manifest = open_manifest(reader.read_bytes(f"_manifests/{name}"), verifier)
             with reader.fs.open(reader.path(manifest.file), "rb") as f:
-                table = pq.read_table(f, columns=["seq", "canonical"], filters=[("seq", "==", seq)])
-            if table.num_rows == 1:
-                data: bytes = table.column("canonical")[0].as_py()
+                data = _lake_record(pq.ParquetFile(f), seq - first)
+            if data is not None:
                 return data
     raise ProofError(f"record {seq} is in neither the WAL nor the lake: run verify")
+
+
+def _lake_record(parquet: pq.ParquetFile, row: int) -> bytes | None:
+    """Canonical bytes at ``row`` of a lake file, decoding only the row group that holds it."""
+    for group in range(parquet.metadata.num_row_groups):
+        rows = parquet.metadata.row_group(group).num_rows
+        if row < rows:
+            table = parquet.read_row_group(group, columns=["canonical"])
+            data: bytes = table.column("canonical")[row].as_py()
+            return data
+        row -= rows
+    return None
 
 
 @contextmanager
