@@ -22,7 +22,13 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from infertrail.monitoring.histogram import FINE_BINS, PSI_BINS, NumericBins, quantile_edges
+from infertrail.monitoring.histogram import (
+    FINE_BINS,
+    PSI_BINS,
+    NumericBins,
+    sorted_quantile_edges,
+    sorted_unique,
+)
 from infertrail.monitoring.stats import FloatArray, IntArray
 
 FeatureKind = Literal["numerical", "categorical"]
@@ -253,9 +259,9 @@ def numerical_feature(name: str, values: FloatArray) -> FeatureProfile:
         raise ValueError(f"feature {name!r} has no non-missing reference value")
     if not np.all(np.isfinite(v)):
         raise ValueError(f"feature {name!r} holds infinite reference values")
-    uniq = np.unique(v)
-    edges = quantile_edges(v, FINE_BINS)
-    q_low, q_high = np.quantile(v, OOD_QUANTILES)
+    s = np.sort(v)  # once: unique values, quantiles and bins all read the sorted column
+    uniq, counts = sorted_unique(s)
+    q_low, q_high = np.quantile(s, OOD_QUANTILES)
     discrete = uniq.size <= DISCRETE_MAX_UNIQUE
     return FeatureProfile(
         name=name,
@@ -266,10 +272,10 @@ def numerical_feature(name: str, values: FloatArray) -> FeatureProfile:
         std=float(v.std()),
         q_low=float(q_low),
         q_high=float(q_high),
-        bins=NumericBins.of(edges, v),
-        psi_edges=quantile_edges(v, PSI_BINS),
+        bins=NumericBins.from_sorted(sorted_quantile_edges(s, uniq, FINE_BINS), s),
+        psi_edges=sorted_quantile_edges(s, uniq, PSI_BINS),
         support=uniq if discrete else None,
-        category_counts=np.unique(v, return_counts=True)[1].astype(np.int64) if discrete else None,
+        category_counts=counts if discrete else None,
     )
 
 
@@ -385,12 +391,18 @@ def build_tabular_profile(
     unknown = cat - set(names)
     if unknown:
         raise ValueError(f"categorical names unknown features: {sorted(unknown)}")
-    cols = np.asarray(X, dtype=object if cat else np.float64)
+    try:
+        cols = np.asarray(X, dtype=object if cat else np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(
+            "X holds values that are not numbers; name categorical columns in categorical="
+        ) from None
     if cols.ndim != 2 or cols.shape[1] != len(names) or cols.shape[0] == 0:
         raise ValueError(
             f"X must be a non-empty 2-D table with {len(names)} columns, got shape {cols.shape}"
         )
-    rows = np.empty(cols.shape, dtype=np.float64)
+    # an all-numerical table is used as it is: no copy, no per-value Python loop
+    rows = cols if cols.dtype == np.float64 else np.empty(cols.shape, dtype=np.float64)
     features: list[FeatureProfile] = []
     for j, name in enumerate(names):
         if name in cat:
@@ -401,12 +413,13 @@ def build_tabular_profile(
             features.append(categorical_feature(name, codes, cats))
             rows[:, j] = np.where(codes < 0, np.nan, codes)
         else:
-            try:
-                rows[:, j] = np.array([np.nan if v is None else v for v in cols[:, j]], float)
-            except (TypeError, ValueError):
-                raise ValueError(
-                    f"feature {name!r} is not numerical; list it in categorical"
-                ) from None
+            if rows is not cols:
+                try:
+                    rows[:, j] = np.array([np.nan if v is None else v for v in cols[:, j]], float)
+                except (TypeError, ValueError):
+                    raise ValueError(
+                        f"feature {name!r} is not numerical; list it in categorical"
+                    ) from None
             features.append(numerical_feature(name, rows[:, j]))
     return _assemble(
         "tabular",

@@ -98,3 +98,17 @@ def test_category_codes_mark_unseen_values() -> None:
     support = np.array([0.0, 1.0, 3.0])
     codes = h.category_codes(support, np.array([3.0, 0.0, 2.0, 9.0, -1.0]))
     assert codes.tolist() == [2, 0, 3, 3, 3]
+
+
+@settings(max_examples=60)
+@given(values)
+def test_bins_from_sorted_values_equal_binning_each_value(ref: list[float]) -> None:
+    r = np.array(ref)
+    s = np.sort(r)
+    edges = h.quantile_edges(r, 7)
+    fast, slow = h.NumericBins.from_sorted(edges, s), h.NumericBins.of(edges, r)
+    assert fast.counts.tolist() == slow.counts.tolist()
+    assert np.allclose(fast.sums, slow.sums, rtol=1e-9, atol=1e-6)
+    uniq, counts = h.sorted_unique(s)
+    expected_uniq, expected_counts = np.unique(r, return_counts=True)
+    assert uniq.tolist() == expected_uniq.tolist() and counts.tolist() == expected_counts.tolist()
