@@ -255,10 +255,10 @@ def test_unknown_receiver_and_submit_after_close(fake_time: FakeTime) -> None:
     assert len(settled.calls) == 1 and pd.received == []
 
 
-def test_close_abandons_a_delivery_in_backoff_without_settling() -> None:
+def test_close_abandons_a_delivery_in_backoff_without_settling(unused_port: int) -> None:
     settled = Settled()
     dispatch = NotifierDispatch(
-        [PagerDutyNotifier("pd", "http://127.0.0.1:9/", KEY, "h")],
+        [PagerDutyNotifier("pd", f"http://127.0.0.1:{unused_port}/", KEY, "h")],
         policy=RetryPolicy(base_delay_s=30, give_up_after_s=600, timeout_s=1),
     )
     dispatch.submit(trigger_delivery("pd"), settled)
