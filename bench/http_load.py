@@ -37,7 +37,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from infertrail.config import Settings
-from infertrail.demo import sentiment
+from infertrail.demo import sentiment, train_all
 from infertrail.demo.run import free_port
 
 # Importing the service module only declares its route models: nothing is instrumented until
@@ -360,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="infertrail-http-") as tmp:
         root = Path(tmp)
-        sentiment.train(root / "models")
+        train_all(root / "models")  # every demo model the service loads
         texts = sentiment.split().test_texts[:N_BODIES]
         lua = root / "post.lua"
         write_lua(lua, texts)

@@ -16,6 +16,7 @@ import argparse
 import cProfile
 import datetime as dt
 import io
+import math
 import os
 import platform
 import pstats
@@ -84,7 +85,8 @@ def percentile(values: list[int], q: float) -> float:
     if not values:
         raise ValueError("percentile of an empty sample")
     ordered = sorted(values)
-    return float(ordered[min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1)])
+    rank = min(len(ordered), max(1, math.ceil(q / 100 * len(ordered))))
+    return float(ordered[rank - 1])
 
 
 @dataclass
@@ -551,15 +553,12 @@ def main(argv: list[str] | None = None) -> int:
             if not last:
                 last.append(ev)
 
-        constant = model.predict("a fine phone")
+        p0 = model.predict("a fine phone")
+        constant = (p0.label, p0.score, p0.confidence)
 
         def no_model(text: str) -> None:
             with monitor.observe(model.info, text, input_size=len(text), endpoint=ENDPOINT) as ev:
-                ev.label, ev.score, ev.confidence = (
-                    constant.label,
-                    constant.score,
-                    constant.confidence,
-                )
+                ev.label, ev.score, ev.confidence = constant
 
         try:
             print("infertrail telemetry overhead, in process")
