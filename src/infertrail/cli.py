@@ -116,3 +116,13 @@ def demo(ctx: Context, n_requests: int, port: int, keep_serving: bool) -> None:
     from infertrail.demo.run import run_demo
 
     sys.exit(run_demo(ctx.settings, n_requests=n_requests, port=port, keep_serving=keep_serving))
+
+
+def _register_groups() -> None:
+    """Command groups that live beside the features they drive."""
+    from infertrail.alerting.cli import export
+
+    main.add_command(export)
+
+
+_register_groups()
