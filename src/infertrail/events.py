@@ -68,8 +68,13 @@ class InferenceEvent:
     inputs: Any
     input_size: int
     subject: str | None = None
+    tenant: str | None = None
     start_time_ns: int = 0
     duration_ns: int = 0
+    cpu_ns: int = 0  # CPU time of the request thread inside the observed block
+    accelerator_seconds: float | None = None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
     label: str | None = None
     score: float | None = None
     confidence: float | None = None

@@ -90,6 +90,7 @@ class Monitor:
         subject: str | None = None,
         request_id: str | None = None,
         endpoint: str = "",
+        tenant: str | None = None,
     ) -> Iterator[InferenceEvent]:
         """Wrap one inference; set ``label``/``score``/``confidence`` on the yielded event.
 
@@ -105,6 +106,7 @@ class Monitor:
             inputs=inputs,
             input_size=input_size if input_size is not None else _size_of(inputs),
             subject=subject,
+            tenant=tenant,
         )
         span = self._tracer.start_span(c.SPAN_NAME_INFERENCE, kind=SpanKind.INTERNAL)
         token = otel_context.attach(trace.set_span_in_context(span))
@@ -112,6 +114,7 @@ class Monitor:
         ev.trace_id, ev.span_id, ev.sampled = ctx.trace_id, ctx.span_id, ctx.trace_flags.sampled
         ev.start_time_ns = time.time_ns()
         t0 = time.perf_counter_ns()
+        c0 = time.thread_time_ns()
         try:
             yield ev
         except BaseException as exc:
@@ -123,6 +126,7 @@ class Monitor:
             raise
         finally:
             ev.duration_ns = time.perf_counter_ns() - t0
+            ev.cpu_ns = time.thread_time_ns() - c0
             if ev.status == "error":
                 span.set_status(trace.StatusCode.ERROR, ev.error_type)
             span.set_attributes(span_attributes(ev))
