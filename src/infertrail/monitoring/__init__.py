@@ -7,26 +7,23 @@ Build a :class:`Profile` from training data once, save it next to the model, and
 
 from __future__ import annotations
 
+from infertrail.monitoring.build import (
+    build_image_profile,
+    build_tabular_profile,
+    build_text_profile,
+)
 from infertrail.monitoring.calibration import Calibration, calibrate
 from infertrail.monitoring.drift import (
-    DriftConfig,
     DriftDetector,
     DriftReport,
     DriftWindow,
     FeatureDrift,
     PredictionDrift,
-    default_method,
 )
 from infertrail.monitoring.metrics import DriftMetrics
-from infertrail.monitoring.profile import (
-    FeatureProfile,
-    Profile,
-    build_image_profile,
-    build_tabular_profile,
-    build_text_profile,
-    profile_path,
-)
+from infertrail.monitoring.profile import FeatureProfile, Profile, profile_path
 from infertrail.monitoring.profile_io import ProfileError, load_profile, save_profile
+from infertrail.monitoring.rule import DriftConfig, default_method
 from infertrail.monitoring.window import DriftMonitor, DriftMonitorStats
 
 __all__ = [

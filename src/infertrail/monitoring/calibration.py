@@ -13,13 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from infertrail.monitoring.drift import DriftConfig, DriftDetector, DriftWindow
-from infertrail.monitoring.profile import (
-    FeatureProfile,
-    Profile,
-    categorical_feature,
-    numerical_feature,
-)
+from infertrail.monitoring.build import categorical_feature, numerical_feature
+from infertrail.monitoring.drift import DriftDetector, DriftWindow
+from infertrail.monitoring.profile import FeatureProfile, Profile
+from infertrail.monitoring.rule import DriftConfig
 from infertrail.monitoring.stats import FloatArray, IntArray
 
 #: Floor of a calibrated threshold: a feature constant in every chunk drifts on any change.

@@ -8,77 +8,22 @@ references, distances for large ones) with the differences listed in docs/drift.
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
 from infertrail.monitoring import histogram as h
 from infertrail.monitoring import stats
 from infertrail.monitoring.profile import FeatureProfile, Profile
-from infertrail.monitoring.stats import Correction, FloatArray, IntArray, KsMode
-
-Method = Literal["ks", "chisquare", "ztest", "wasserstein", "jensenshannon", "psi"]
-TEST_METHODS: frozenset[str] = frozenset({"ks", "chisquare", "ztest"})
-DISTANCE_METHODS: frozenset[str] = frozenset({"wasserstein", "jensenshannon", "psi"})
-_CONTINUOUS_ONLY = frozenset({"ks", "wasserstein"})
-_DISCRETE_ONLY = frozenset({"chisquare", "ztest"})
-
-
-@dataclass(frozen=True)
-class DriftConfig:
-    """Thresholds and choices of the drift rule; the defaults are documented in docs/drift.md."""
-
-    alpha: float = 0.05
-    distance_threshold: float = 0.1
-    correction: Correction = "bh"
-    drift_share: float = 0.5
-    method: Method | None = None
-    feature_methods: dict[str, Method] = field(default_factory=dict)
-    thresholds: dict[str, float] = field(default_factory=dict)
-    small_reference: int = 1000
-    ks_mode: KsMode = "auto"
-    ood_feature_share: float = 0.1
-    oov_threshold: float = 0.5
-    low_confidence: float = 0.6
-
-    def __post_init__(self) -> None:
-        for name in ("alpha", "drift_share", "ood_feature_share", "oov_threshold"):
-            v = getattr(self, name)
-            if not 0.0 < v <= 1.0:
-                raise ValueError(f"{name} must lie in (0, 1], got {v!r}")
-        if not 0.0 <= self.low_confidence <= 1.0:
-            raise ValueError(f"low_confidence must lie in [0, 1], got {self.low_confidence!r}")
-        if not self.distance_threshold > 0:
-            raise ValueError(f"distance_threshold must be positive, got {self.distance_threshold}")
-        if self.correction not in ("none", "bonferroni", "bh"):
-            raise ValueError(f"correction {self.correction!r}; valid: none, bonferroni, bh")
-        if self.ks_mode not in ("auto", "exact", "asymp"):
-            raise ValueError(f"ks_mode {self.ks_mode!r}; valid: auto, exact, asymp")
-        valid = TEST_METHODS | DISTANCE_METHODS
-        for where, m in [("method", self.method), *self.feature_methods.items()]:
-            if m is not None and m not in valid:
-                raise ValueError(f"unknown drift method {m!r} for {where}; valid: {sorted(valid)}")
-        for feat, t in self.thresholds.items():
-            if not (isinstance(t, int | float) and math.isfinite(t) and t > 0):
-                raise ValueError(f"threshold for {feat!r} must be a positive number, got {t!r}")
-
-
-def default_method(
-    feature: FeatureProfile, small_reference: int = 1000, window_size: int | None = None
-) -> Method:
-    """Evidently's rule (tests up to ``small_reference`` reference rows, distances beyond),
-    with one change: a window of at most ``small_reference`` rows is judged by a test too,
-    because the 0.1 distance threshold sits inside the sampling noise of small windows."""
-    small = feature.count <= small_reference or (
-        window_size is not None and window_size <= small_reference
-    )
-    if feature.is_discrete:
-        if small:
-            return "ztest" if feature.n_categories <= 2 else "chisquare"
-        return "jensenshannon"
-    return "ks" if small else "wasserstein"
+from infertrail.monitoring.rule import (
+    CONTINUOUS_ONLY,
+    DISCRETE_ONLY,
+    DriftConfig,
+    default_method,
+    natural_distance,
+)
+from infertrail.monitoring.stats import FloatArray, IntArray, KsMode
 
 
 @dataclass(frozen=True)
@@ -227,10 +172,10 @@ class DriftDetector:
         calibrated = cfg.thresholds.get(f.name)
         if calibrated is not None:
             # A calibrated threshold replaces the rule: judge the feature's own distance.
-            method = _natural_distance(f)
-        if method in _CONTINUOUS_ONLY and f.kind == "categorical":
+            method = natural_distance(f)
+        if method in CONTINUOUS_ONLY and f.kind == "categorical":
             raise ValueError(f"method {method!r} needs a numerical feature; {f.name!r} is not")
-        if method in _DISCRETE_ONLY and not f.is_discrete:
+        if method in DISCRETE_ONLY and not f.is_discrete:
             raise ValueError(
                 f"method {method!r} needs categories; feature {f.name!r} has "
                 f"{f.n_unique} distinct values (use ks, wasserstein, psi or jensenshannon)"
@@ -316,7 +261,7 @@ class DriftDetector:
             assert cur_bins is not None and plan.ref_integrals is not None
             distance = h.binned_wasserstein(plan.ref_integrals, cur_bins) / plan.norm
         p_value = None
-        if m == _natural_distance(f):
+        if m == natural_distance(f):
             statistic = distance
         elif m == "wasserstein":
             assert cur_bins is not None and plan.ref_integrals is not None
@@ -402,11 +347,6 @@ class DriftDetector:
             outside = (rows < self._q_low) | (rows > self._q_high)
             outside |= self._categorical & (rows >= self._n_cats)
         return float(np.mean(outside.mean(axis=1) > self.config.ood_feature_share))
-
-
-def _natural_distance(f: FeatureProfile) -> str:
-    """The distance every feature reports: JS over categories, else normed Wasserstein."""
-    return "jensenshannon" if f.is_discrete else "wasserstein"
 
 
 @dataclass(frozen=True)

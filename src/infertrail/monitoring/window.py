@@ -23,8 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from infertrail.events import InferenceEvent
-from infertrail.monitoring.drift import DriftConfig, DriftDetector, DriftReport, DriftWindow
+from infertrail.monitoring.drift import DriftDetector, DriftReport, DriftWindow
 from infertrail.monitoring.profile import Profile
+from infertrail.monitoring.rule import DriftConfig
 from infertrail.monitoring.stats import FloatArray, IntArray
 
 _log = logging.getLogger("infertrail.monitoring")

@@ -20,7 +20,7 @@ from infertrail.monitoring import (
     default_method,
     stats,
 )
-from infertrail.monitoring.profile import categorical_feature, numerical_feature
+from infertrail.monitoring.build import categorical_feature, numerical_feature
 
 from .conftest import synthetic_texts
 
