@@ -14,6 +14,7 @@ import json
 import os
 import secrets
 import stat
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -35,12 +36,13 @@ class Keyring:
         self.path = path
         self._data = self._load()
         self._secrets: dict[str, bytes] = {}  # decoded once: active() is on the hot path
+        self._thread_lock = threading.Lock()  # flock orders processes; this, our threads
 
     def active(self, purpose: str) -> tuple[str, bytes]:
         """The active ``(key_id, secret)`` for ``purpose``, created on first use."""
         key_id = self._data["active"].get(purpose)
         if key_id is None:
-            key_id = self.rotate(purpose)
+            key_id = self._add_key(purpose, first=True)
         return key_id, self.get(key_id)
 
     def get(self, key_id: str) -> bytes:
@@ -56,10 +58,21 @@ class Keyring:
 
     def rotate(self, purpose: str) -> str:
         """Create a new key for ``purpose`` and make it active; returns its key id."""
+        return self._add_key(purpose, first=False)
+
+    def _add_key(self, purpose: str, *, first: bool) -> str:
+        """Add a key under the file lock; ``first``: unless another thread or process just did.
+
+        Without that check, concurrent first uses would each create a key, and one subject or
+        input would be hashed under two keys.
+        """
         if not purpose or not purpose.replace("-", "").isalnum():
             raise KeyringError(f"key purpose must be letters, digits and '-', got {purpose!r}")
-        with self._locked():
+        with self._thread_lock, self._locked():
             self._data = self._load()
+            existing: str | None = self._data["active"].get(purpose)
+            if first and existing is not None:
+                return existing
             n = sum(1 for k in self._data["keys"].values() if k["purpose"] == purpose) + 1
             key_id = f"{purpose}-{n}"
             self._data["keys"][key_id] = {
@@ -70,6 +83,11 @@ class Keyring:
             self._data["active"][purpose] = key_id
             self._save()
         return key_id
+
+    def reload(self) -> None:
+        """Re-read the file, so keys another process added since we opened it become visible."""
+        with self._thread_lock:
+            self._data = self._load()
 
     def key_ids(self, purpose: str | None = None) -> list[str]:
         return [k for k, v in self._data["keys"].items() if purpose in (None, v["purpose"])]

@@ -75,13 +75,16 @@ def test_the_raw_subject_id_is_not_stored(table: PseudonymTable) -> None:
 def test_hits_are_served_from_the_cache(table: PseudonymTable) -> None:
     p = table.pseudonym("cached")
     statements: list[str] = []
-    table._conn.set_trace_callback(statements.append)
+    connections = (table._db._read, table._db._write)
+    for conn in connections:
+        conn.set_trace_callback(statements.append)
     try:
         for _ in range(100):
             assert table.pseudonym("cached") == p
             assert table.lookup("cached") == p
     finally:
-        table._conn.set_trace_callback(None)
+        for conn in connections:
+            conn.set_trace_callback(None)
     assert statements == []
 
 
@@ -127,7 +130,7 @@ def test_concurrent_first_use_gives_one_pseudonym_per_subject(
     assert errors == []
     assert all(got == seen[0] for got in seen)
     assert len(set(seen[0].values())) == len(subjects)
-    (count,) = table._conn.execute("SELECT count(*) FROM subjects").fetchone()
+    (count,) = table._db._read.execute("SELECT count(*) FROM subjects").fetchone()
     assert count == len(subjects)
 
 
@@ -141,7 +144,7 @@ def test_subject_key_rotation_keeps_existing_mappings(
     try:
         assert fresh.pseudonym("long-standing") == before
         fresh.pseudonym("newcomer")
-        rows = dict(fresh._conn.execute("SELECT pseudonym, key_id FROM subjects").fetchall())
+        rows = dict(fresh._db._read.execute("SELECT pseudonym, key_id FROM subjects").fetchall())
         assert rows[before] == old_id
         assert rows[fresh.lookup("newcomer")] == new_id
     finally:
@@ -315,8 +318,41 @@ def test_an_erasure_elsewhere_reaches_a_cache_within_the_refresh_interval(
         erase("moving-on", COMPLIANCE, "Art. 17", pseudonyms=table, payloads=None,
               recorder=recorder)  # fmt: skip
         assert server.pseudonym("moving-on") == cached  # stale for at most one interval
+        assert server.lookup("moving-on") == cached
         ticker.t = 1.0
+        assert server.lookup("moving-on") is None
         with pytest.raises(SubjectErasedError):
             server.pseudonym("moving-on")
     finally:
         server.close()
+
+
+def test_concurrent_first_use_of_the_keyring_creates_one_subject_key(tmp_path: Path) -> None:
+    # Two Keyring objects on one file stand in for two processes.
+    path = tmp_path / "keys" / "keyring.json"
+    rings = [Keyring(path), Keyring(path)]
+    start = threading.Barrier(8)
+    got: list[str] = []
+
+    def first_use(ring: Keyring) -> None:
+        start.wait()
+        got.append(ring.active(SUBJECT_KEY_PURPOSE)[0])
+
+    threads = [threading.Thread(target=first_use, args=(rings[n % 2],)) for n in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert set(got) == {f"{SUBJECT_KEY_PURPOSE}-1"}
+    assert Keyring(path).key_ids(SUBJECT_KEY_PURPOSE) == [f"{SUBJECT_KEY_PURPOSE}-1"]
+
+
+def test_a_reader_opened_before_the_first_subject_still_finds_it(
+    tmp_path: Path, table: PseudonymTable
+) -> None:
+    reader = PseudonymTable(table.path, Keyring(tmp_path / "keys" / "keyring.json"))
+    try:
+        p = table.pseudonym("first-ever")  # creates the subject key after the reader opened
+        assert reader.lookup("first-ever") == p
+    finally:
+        reader.close()
