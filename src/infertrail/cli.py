@@ -47,18 +47,20 @@ def main(ctx: click.Context, data_dir: Path | None) -> None:
 
 
 @main.command()
-@click.argument("model", type=click.Choice(["sentiment"]), default="sentiment")
+@click.argument("model", type=click.Choice(["sentiment", "credit", "all"]), default="all")
 @pass_ctx
 def train(ctx: Context, model: str) -> None:
-    """Train a demo model deterministically and save it with its sha256."""
-    from infertrail.demo import sentiment
+    """Train demo models deterministically and save each with its sha256."""
+    from infertrail.demo import TRAINERS
 
     s = ctx.settings
     s.ensure_dirs()
-    info = sentiment.train(s.models_dir)
-    click.echo(
-        f"trained {info.name} {info.version} sha256={info.sha256} -> {s.models_dir / info.name}"
-    )
+    for name, trainer in TRAINERS.items():
+        if model in (name, "all"):
+            info = trainer(s.models_dir)
+            click.echo(
+                f"trained {info.name} {info.version} sha256={info.sha256} -> {s.models_dir / name}"
+            )
 
 
 @main.command()
@@ -121,8 +123,10 @@ def demo(ctx: Context, n_requests: int, port: int, keep_serving: bool) -> None:
 def _register_groups() -> None:
     """Command groups that live beside the features they drive."""
     from infertrail.alerting.cli import export
+    from infertrail.audit.cli import audit, keys
 
-    main.add_command(export)
+    for group in (audit, keys, export):
+        main.add_command(group)
 
 
 _register_groups()
