@@ -191,9 +191,10 @@ class DriftDetector:
         if f.category_counts is not None:
             cat = np.append(f.category_counts, 0).astype(np.float64)  # + the 'unseen' bucket
         ks = None
-        if method == "ks" or (method is None and not f.is_discrete):
-            if sample is None or not np.isfinite(sample).any():
-                raise ValueError(f"feature {f.name!r} has no reference sample for a KS test")
+        has_sample = sample is not None and bool(np.isfinite(sample).any())
+        if method == "ks" and not has_sample:
+            raise ValueError(f"feature {f.name!r} has no reference sample for a KS test")
+        if sample is not None and has_sample and (method == "ks" or method is None):
             ks = _KsReference.of(sample)
         locator = None if bins is None else h.BinLocator(bins.edges)
         norm = max(f.std, stats.STD_FLOOR) if f.kind == "numerical" else 1.0
@@ -241,6 +242,8 @@ class DriftDetector:
     def _judge(self, plan: _Plan, col: FloatArray, pooled: int | None = None) -> _Raw:
         f = plan.profile
         m = plan.fixed_method or default_method(f, self.config.small_reference, col.size)
+        if m == "ks" and plan.ks is None:
+            m = natural_distance(f)  # the sampled rows all lack this feature: no KS possible
         cur_cats = cur_bins = None
         if f.category_counts is not None:
             if pooled is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -301,11 +302,11 @@ def load_profile(path: Path, *, expected_sha256: str | None = None) -> Profile:
         vocab = r.get(tx, "vocabulary", list, "text")
         if not all(isinstance(v, str) for v in vocab):
             raise r.fail("text.vocabulary must be a list of strings")
-        text = TextSpec(
-            frozenset(vocab),
-            r.get(tx, "token_pattern", str, "text"),
-            r.get(tx, "lowercase", bool, "text"),
-        )
+        pattern = r.get(tx, "token_pattern", str, "text")
+        try:
+            text = TextSpec(frozenset(vocab), pattern, r.get(tx, "lowercase", bool, "text"))
+        except re.error as exc:
+            raise r.fail(f"text.token_pattern {pattern!r} is not a valid regex ({exc})") from None
         if [c.name for c in columns] != list(TEXT_FEATURES):
             raise r.fail(f"a text profile's columns must be {list(TEXT_FEATURES)}")
     return Profile(

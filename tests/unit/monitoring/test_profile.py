@@ -260,3 +260,11 @@ def test_category_count_mismatch(saved: Path) -> None:
     _edit(saved, lambda m: m["columns"][20]["categories"].append("pink"))
     with pytest.raises(ProfileError, match="3 category counts for 4 categories"):
         load_profile(saved)
+
+
+def test_bad_token_pattern(tmp_path: Path) -> None:
+    path = tmp_path / "profile.json"
+    build_text_profile(synthetic_texts(50, seed=0)).save(path)
+    _edit(path, lambda m: m["text"].update(token_pattern="(unclosed"))
+    with pytest.raises(ProfileError, match="not a valid regex"):
+        load_profile(path)
