@@ -13,9 +13,14 @@ from dataclasses import dataclass
 import httpx
 import uvicorn
 
+from infertrail.audit.checkpoint import NoteVerifier
+from infertrail.audit.keys import verifier_key_path
+from infertrail.audit.proofs import make_evidence
+from infertrail.audit.verify import verify_log
 from infertrail.config import Settings
-from infertrail.demo import sentiment, train_all
-from infertrail.server.app import build_services, create_app
+from infertrail.demo import credit, sentiment, train_all
+from infertrail.server.app import SENTIMENT_PATH, build_services, create_app
+from infertrail.server.credit import CREDIT_SCORE_PATH
 from infertrail.telemetry.files import LOGS_FILE, METRICS_FILE, TRACES_FILE
 from infertrail.telemetry.readback import RequestTelemetry, find_request
 from infertrail.telemetry.setup import INFERENCE_LOG_FILE
@@ -26,6 +31,9 @@ class Outcome:
     status: int
     latency_s: float
     request_id: str
+    path: str
+    audit_seq: int | None
+    decision: str | None = None
 
 
 def free_port() -> int:
@@ -35,25 +43,30 @@ def free_port() -> int:
         return port
 
 
-def traffic(n: int) -> list[dict[str, object]]:
-    """Held-out review sentences, a share of shifted (imdb) ones, and ~4% bad requests."""
+def traffic(n: int) -> list[tuple[str, dict[str, object]]]:
+    """Review sentences (a share from the shifted imdb source), credit applications from a pool
+    of 20 applicants, and ~4% bad requests, as (path, body) pairs."""
     clean = sentiment.split().test_texts
     shifted, _ = sentiment.load_sentences(sentiment.SHIFTED_SOURCE)
-    bad: list[dict[str, object]] = [
-        {"text": ""},
-        {"text": 42},
-        {"txt": "typo"},
-        {"text": "x" * 20_000},
+    applicants = credit.load_dataset().X
+    bad: list[tuple[str, dict[str, object]]] = [
+        (SENTIMENT_PATH, {"text": ""}),
+        (SENTIMENT_PATH, {"text": 42}),
+        (CREDIT_SCORE_PATH, {"applicant_id": "applicant-1", "checking_status": "A99"}),
+        (SENTIMENT_PATH, {"text": "x" * 20_000}),
     ]
-    bodies: list[dict[str, object]] = []
+    out: list[tuple[str, dict[str, object]]] = []
     for i in range(n):
         if i % 25 == 24:
-            bodies.append(bad[(i // 25) % len(bad)])
+            out.append(bad[(i // 25) % len(bad)])
+        elif i % 3 == 2:
+            application = credit.as_application(applicants[i % len(applicants)])
+            out.append((CREDIT_SCORE_PATH, {"applicant_id": f"applicant-{i % 20}", **application}))
         elif i % 5 == 4:
-            bodies.append({"text": shifted[i % len(shifted)]})
+            out.append((SENTIMENT_PATH, {"text": shifted[i % len(shifted)]}))
         else:
-            bodies.append({"text": clean[i % len(clean)]})
-    return bodies
+            out.append((SENTIMENT_PATH, {"text": clean[i % len(clean)]}))
+    return out
 
 
 class _Server(threading.Thread):
@@ -86,10 +99,19 @@ def run_demo(settings: Settings, *, n_requests: int, port: int, keep_serving: bo
             time.sleep(0.05)
         print(f"serving  {base}  (OpenAPI docs: {base}/docs, metrics: {base}/metrics)")
 
-        def send(body: dict[str, object]) -> Outcome:
+        def send(request: tuple[str, dict[str, object]]) -> Outcome:
+            path, body = request
             t0 = time.perf_counter()
-            r = client.post("/v1/sentiment", json=body)
-            return Outcome(r.status_code, time.perf_counter() - t0, r.headers["x-request-id"])
+            r = client.post(path, json=body)
+            body_out = r.json() if r.status_code == 200 else {}
+            return Outcome(
+                r.status_code,
+                time.perf_counter() - t0,
+                r.headers["x-request-id"],
+                path,
+                body_out.get("audit_seq"),
+                body_out.get("decision"),
+            )
 
         with ThreadPoolExecutor(4) as pool:
             outcomes = list(pool.map(send, traffic(n_requests)))
@@ -155,3 +177,29 @@ def print_summary(settings: Settings, outcomes: list[Outcome]) -> None:
     for k, v in rows:
         print(f"  {k:<11} {v}")
     print(f"\nmore: infertrail --data-dir {settings.data_dir} trace {view.request_id}")
+    print_audit(settings, outcomes)
+
+
+def print_audit(settings: Settings, outcomes: list[Outcome]) -> None:
+    """What the audit trail holds now: size, lake, verification, one credit decision."""
+    if not settings.audit_enabled:
+        return
+    vkey = verifier_key_path(settings.signing_key_file).read_text().strip()
+    report = verify_log(settings.audit_log_dir, settings.lake_url, NoteVerifier.from_key(vkey))
+    status = "intact" if report.ok else f"DAMAGED: {report.finding}"
+    print(f"\naudit trail: {report.records} decisions, verification {status}")
+    print(f"  log   {settings.audit_log_dir}  (WAL, signed checkpoints)")
+    print(f"  lake  {settings.lake_url}  (Parquet, dt=/hour=, signed manifests)")
+    print(f"  verifier key {vkey}")
+    credit_decisions = [o for o in outcomes if o.path == CREDIT_SCORE_PATH and o.audit_seq]
+    declined = [o for o in credit_decisions if o.decision == "decline"]
+    seq = next((o.audit_seq for o in declined or credit_decisions), None)
+    if seq is not None:
+        evidence = make_evidence(settings.audit_log_dir, settings.lake_url, seq)
+        record = json.loads(evidence["record"])
+        shown = {k: record[k] for k in ("seq", "subject", "decision", "score", "ci_low", "ci_high")}
+        reasons = (record.get("explanation") or {}).get("reason_codes") or []
+        print(f"  one credit decision (subject pseudonymized): {json.dumps(shown)}")
+        print(f"    reason codes: {reasons}")
+        print(f"  prove it:   infertrail --data-dir {settings.data_dir} audit prove --seq {seq}")
+        print("  check it:   infertrail audit check-proof FILE --key '<verifier key>'")
