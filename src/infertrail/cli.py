@@ -124,8 +124,9 @@ def _register_groups() -> None:
     """Command groups that live beside the features they drive."""
     from infertrail.alerting.cli import export
     from infertrail.audit.cli import audit, keys
+    from infertrail.privacy.cli import privacy
 
-    for group in (audit, keys, export):
+    for group in (audit, keys, export, privacy):
         main.add_command(group)
 
 

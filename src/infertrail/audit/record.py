@@ -54,6 +54,7 @@ EventType = Literal[
     "access_query",  # someone queried the audit log through the compliance interface
     "break_glass",  # privileged access to raw payloads, with its justification
     "erasure",  # a subject's key was shredded (crypto-erasure receipt)
+    "subject_re_enrolled",  # an erased subject was deliberately given a new pseudonym
     "retention_purge",  # records or payloads were purged at the end of their retention
     "model_deployed",  # a model version went into service
     "model_retired",  # a model version left service (rollback, suspension, stop)
@@ -69,7 +70,9 @@ DecisionMode = Literal["solely_automated", "human_in_loop", "advisory"]
 _DECISION_MODES: frozenset[str] = frozenset(get_args(DecisionMode))
 
 # Event types whose record must say who acted: they are human or privileged actions.
-_ACTOR_REQUIRED = frozenset({"human_review", "override", "access_query", "break_glass", "erasure"})
+_ACTOR_REQUIRED = frozenset(
+    {"human_review", "override", "access_query", "break_glass", "erasure", "subject_re_enrolled"}
+)
 
 _Hex64 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 _Name = Annotated[str, StringConstraints(min_length=1, max_length=256)]

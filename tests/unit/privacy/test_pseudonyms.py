@@ -249,10 +249,6 @@ def test_re_enrolment_is_recorded_before_the_new_pseudonym_exists(
     assert tomb is not None and tomb.receipt_seq == receipt.receipt_seq
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="record.py's EventType lacks 'subject_re_enrolled' (H2's file; lead to add it)",
-)
 def test_re_enrolment_record_passes_the_schema(
     table: PseudonymTable, recorder: AuditRecorder, audit_log: AuditLog
 ) -> None:
