@@ -103,13 +103,25 @@ def window_cases(rng: np.random.Generator) -> list[tuple[str, DriftDetector, Dri
 
 def _events(profile: Profile, inputs: list[object]) -> list[InferenceEvent]:
     model = ModelInfo(profile.model_name, "1", "00" * 32)
-    common = {"request_id": "r", "service": "s", "team": "t", "endpoint": "e", "input_size": 1}
     return [
-        InferenceEvent(model=model, inputs=x, label="1", confidence=0.9, **common) for x in inputs
+        InferenceEvent(
+            model=model,
+            request_id="r",
+            service="s",
+            team="t",
+            endpoint="e",
+            inputs=x,
+            input_size=1,
+            label="1",
+            confidence=0.9,
+        )
+        for x in inputs
     ]
 
 
-def sink_cases(rng: np.random.Generator, n: int) -> list[tuple[str, DriftMonitor, list[object]]]:
+def sink_cases(
+    rng: np.random.Generator, n: int
+) -> list[tuple[str, DriftMonitor, list[InferenceEvent]]]:
     """DriftMonitors and the events fed to them in table 2."""
     tab = build_tabular_profile(rng.normal(size=(5000, 64)), _names(64), model_name="m")
     digits = load_digits()
@@ -133,12 +145,16 @@ def false_alarms(rng: np.random.Generator, n_windows: int) -> list[tuple[str, fl
         ("ref 50,000 (wasserstein 0.1), window 10,000", 50_000, 10_000),
         ("ref 5,000 (wasserstein 0.1), window 1,001", 5000, 1001),
         ("ref 5,000 (KS + BH by the window rule), window 200", 5000, 200),
+        ("ref 5,000 (wasserstein 0.1 forced: Evidently's rule), window 200", 5000, 200),
         ("ref 1,000 (KS, BH), window 1,000", 1000, 1000),
         ("ref 1,000 (KS, no correction), window 1,000", 1000, 1000),
     ):
         profile = build_tabular_profile(rng.normal(size=(n_ref, 20)), _names(20))
-        corr = "none" if "no correction" in label else "bh"
-        detector = DriftDetector(profile, DriftConfig(correction=corr))
+        config = DriftConfig(
+            correction="none" if "no correction" in label else "bh",
+            method="wasserstein" if "forced" in label else None,
+        )
+        detector = DriftDetector(profile, config)
         flagged, features = 0, 0.0
         for _ in range(n_windows):
             r = detector.compare(DriftWindow(rng.normal(size=(n_win, 20))))
