@@ -70,3 +70,20 @@ def test_audit_failure_means_no_decision_is_returned(services: Services) -> None
         r = client.post("/v1/sentiment", json={"text": "fine"})
     assert r.status_code == 503
     assert r.json()["error"] == "audit_unavailable"
+
+
+def test_an_erased_applicant_gets_409_not_a_new_pseudonym(services: Services) -> None:
+    from infertrail.audit.record import Actor
+    from infertrail.demo import credit
+
+    trail = services.audit
+    assert trail is not None
+    application = credit.as_application(credit.load_dataset().X[0])
+    body = {"applicant_id": "applicant-42", **application}
+    with TestClient(create_app(services)) as client:
+        assert client.post("/v1/credit/score", json=body).status_code == 200
+        trail.privacy.erase("applicant-42", Actor(id="dpo-1", role="compliance"), "GDPR Art. 17")
+        r = client.post("/v1/credit/score", json=body)
+    assert r.status_code == 409
+    assert r.json()["error"] == "subject_erased"
+    assert "applicant-42" not in r.text

@@ -31,6 +31,7 @@ from infertrail.demo.credit import ATTRIBUTE_NAMES, ATTRIBUTES, Attribute, Credi
 from infertrail.demo.reason_codes import REASON_CODES_VERSION
 from infertrail.events import new_request_id
 from infertrail.monitor import Monitor
+from infertrail.privacy.errors import SubjectErasedError
 
 __all__ = ["CREDIT_SCORE_PATH", "CreditApplication", "CreditScoreResponse", "credit_router"]
 
@@ -219,6 +220,8 @@ def credit_router(monitor: Monitor, model: CreditModel, settings: Settings) -> A
         if receipt is not None and settings.audit_wait_durable:
             try:
                 audit_seq = (await asyncio.wrap_future(receipt)).seq
+            except SubjectErasedError as exc:  # a new pseudonym needs a recorded re-enrolment
+                return error(409, "subject_erased", str(exc), rid)
             except Exception as exc:  # a decision that could not be recorded is not returned
                 return error(503, "audit_unavailable", f"audit log write failed: {exc}", rid)
         return {
