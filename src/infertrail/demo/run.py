@@ -80,6 +80,9 @@ class _Server(threading.Thread):
 
 def run_demo(settings: Settings, *, n_requests: int, port: int, keep_serving: bool) -> int:
     """The whole demo; returns the process exit code."""
+    # The credit demo keeps the applications it scored, encrypted per applicant, for the
+    # retention period (off by default everywhere else; see docs/privacy.md).
+    settings = settings.model_copy(update={"raw_payloads_enabled": True})
     settings.ensure_dirs()
     for info in train_all(settings.models_dir):
         print(f"trained  {info.name} {info.version}  sha256={info.sha256[:16]}...")
@@ -191,6 +194,10 @@ def print_audit(settings: Settings, outcomes: list[Outcome]) -> None:
     print(f"  log   {settings.audit_log_dir}  (WAL, signed checkpoints)")
     print(f"  lake  {settings.lake_url}  (Parquet, dt=/hour=, signed manifests)")
     print(f"  verifier key {vkey}")
+    print(
+        f"  raw credit applications: encrypted per applicant under {settings.privacy_dir}, "
+        f"kept {settings.raw_payloads_retention_days} days, readable only by break-glass"
+    )
     credit_decisions = [o for o in outcomes if o.path == CREDIT_SCORE_PATH and o.audit_seq]
     declined = [o for o in credit_decisions if o.decision == "decline"]
     seq = next((o.audit_seq for o in declined or credit_decisions), None)
