@@ -136,6 +136,8 @@ class DriftMonitor:
     def __call__(self, ev: InferenceEvent) -> None:
         """Sample ``ev`` into the current window; closes the window when it is full or old."""
         self.stats.events += 1
+        if self._stopped:
+            return  # closed: no thread left to judge windows
         if self.model_name and ev.model.name != self.model_name:
             self.stats.other_model += 1
             return
@@ -265,7 +267,7 @@ class DriftMonitor:
         """Flush, then stop the drift thread. Idempotent."""
         if self._stopped:
             return
-        self._stopped = True
         self.flush(timeout_s)
+        self._stopped = True
         self._closed.put(_STOP)
         self._worker.join(timeout_s)

@@ -184,3 +184,15 @@ def test_as_a_monitor_sink(settings: Settings, tabular_profile: Profile) -> None
     finally:
         dm.close()
         monitor.shutdown()
+
+
+def test_close_judges_the_last_window_and_ignores_later_events(make: type[DriftMonitor]) -> None:
+    dm = make(window_size=1000, min_samples=10)  # type: ignore[call-arg]
+    rng = np.random.default_rng(8)
+    for _ in range(20):
+        dm(_event(_inputs(rng)))
+    dm.close()
+    assert dm.latest is not None and dm.latest.n_samples == 20
+    dm(_event(_inputs(rng)))
+    assert dm.stats.sampled == 20
+    dm.close()  # idempotent

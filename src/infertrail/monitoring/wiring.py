@@ -1,0 +1,246 @@
+"""Drift monitoring and drift alerting for a running service, built from :class:`Settings`.
+
+:func:`start_drift_monitoring` loads each served model's reference profile (checked against the
+model's sha256), registers one :class:`DriftMonitor` per model as a background ``Monitor`` sink,
+publishes every report as drift gauges (``/metrics``) and, when ``alert_rules_file`` is set,
+feeds each closed window to one :class:`AlertEngine` whose notifications go out through a
+:class:`NotifierDispatch`. Nothing here runs on the request thread.
+
+The reference profiles of the demo models are built when they are trained and can be rebuilt
+with ``infertrail drift baseline`` (:data:`BASELINES`); a demo model whose profile is missing or
+belongs to an older artifact gets it rebuilt at start-up, with a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+import numpy as np
+from sklearn.base import clone
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.pipeline import Pipeline
+
+from infertrail.alerting import AlertEngine, NotifierDispatch, load_rules
+from infertrail.alerting.sources import drift_listener
+from infertrail.config import Settings
+from infertrail.demo import digits, sentiment
+from infertrail.demo.artifacts import ModelArtifactError, load_model
+from infertrail.events import ModelInfo
+from infertrail.monitor import Monitor
+from infertrail.monitoring import (
+    DriftConfig,
+    DriftMetrics,
+    DriftMonitor,
+    Profile,
+    ProfileError,
+    build_text_profile,
+    load_profile,
+    profile_path,
+)
+from infertrail.monitoring.calibration import profile_of_rows
+
+log = logging.getLogger("infertrail.monitoring")
+
+#: Folds of the sentiment reference's out-of-fold predictions.
+SENTIMENT_FOLDS = 5
+
+
+# -- reference profiles of the demo models ------------------------------------------------------
+def sentiment_reference_profile(
+    pipeline: Pipeline, info: ModelInfo, texts: list[str], labels: list[int]
+) -> Profile:
+    """The text reference of the sentiment training sentences, each judged as if it were new.
+
+    Measured against the vocabulary it was built from, every training sentence has an OOV rate
+    of 0, and any new in-distribution sentence would look drifted. So a sentence's OOV rate is
+    taken against the vocabulary of all *other* training sentences (exact leave-one-out for the
+    model's ``min_df=1`` vocabulary: a token is out of it when no other sentence has it), and
+    its label and confidence come from a model fitted on the other folds: what the served model
+    does with new sentences from the training distribution.
+    """
+    y = np.asarray(labels, dtype=np.int64)
+    n = len(texts)
+    folds = StratifiedKFold(SENTIMENT_FOLDS, shuffle=True, random_state=0)
+    p_pos = cross_val_predict(clone(pipeline), texts, y, cv=folds, method="predict_proba")[:, 1]
+    predicted = (p_pos >= 0.5).astype(np.int64)
+    confidences = np.maximum(p_pos, 1.0 - p_pos)
+    names = list(sentiment.LABELS)
+    template = build_text_profile(
+        texts,
+        pipeline.named_steps["tfidf"].vocabulary_,
+        [names[c] for c in predicted],
+        confidences,
+        labels=names,
+        model_name=info.name,
+        model_sha256=info.sha256,
+    )
+    spec = template.text
+    if spec is None:
+        raise ValueError("build_text_profile returned a profile without its TextSpec")
+    tokens = [spec.tokens(text) for text in texts]
+    sentences_with = Counter(t for toks in tokens for t in set(toks))
+    rows = np.empty((n, 3))
+    for i, (text, toks) in enumerate(zip(texts, tokens, strict=True)):
+        oov = sum(sentences_with[t] == 1 for t in toks) / len(toks) if toks else 0.0
+        rows[i] = (len(text), len(toks), oov)
+    return profile_of_rows(template, rows, predicted, confidences)
+
+
+def rebuild_sentiment_profile(models_root: Path) -> Path:
+    """Rebuild the saved sentiment model's profile from its training sentences."""
+    loaded = load_model(models_root, sentiment.NAME)
+    data = sentiment.split()
+    path = profile_path(models_root, sentiment.NAME)
+    profile = sentiment_reference_profile(
+        loaded.model, loaded.info, data.train_texts, data.train_labels
+    )
+    profile.save(path)
+    return path
+
+
+#: How to rebuild each demo model's reference profile from its saved artifact.
+BASELINES: dict[str, Callable[[Path], Path]] = {
+    sentiment.NAME: rebuild_sentiment_profile,
+    digits.NAME: digits.rebuild_profile,
+}
+
+
+def _recorded_sha256(path: Path) -> str | None:
+    """The model sha256 a profile file names, or None if it cannot be read."""
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        sha = meta["model"]["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return sha if isinstance(sha, str) else None
+
+
+def load_reference(models_root: Path, info: ModelInfo) -> Profile:
+    """The profile of the served artifact ``info``; a demo model's is rebuilt if missing or stale.
+
+    A profile that exists for this artifact but does not load (damaged, another format version)
+    is an error: silently replacing it would hide the damage.
+    """
+    path = profile_path(models_root, info.name)
+    stale = path.is_file() and _recorded_sha256(path) not in (None, info.sha256)
+    if path.is_file() and not stale:
+        return load_profile(path, expected_sha256=info.sha256)
+    rebuild = BASELINES.get(info.name)
+    if rebuild is None:
+        why = "belongs to another artifact" if stale else "is missing"
+        raise ProfileError(
+            f"profile {path} {why} and model {info.name!r} has no baseline builder; build it "
+            "with build_tabular_profile/build_image_profile/build_text_profile and save it there"
+        )
+    log.warning(
+        "drift profile %s %s; rebuilding it from the training data",
+        path,
+        "belongs to an older artifact" if stale else "is missing",
+    )
+    rebuild(models_root)
+    return load_profile(path, expected_sha256=info.sha256)
+
+
+# -- the wiring -------------------------------------------------------------------------------
+@dataclass
+class DriftWiring:
+    """The drift monitors of the served models, their gauges, and the alerting behind them."""
+
+    monitor: Monitor
+    drift_monitors: dict[str, DriftMonitor]
+    metrics: DriftMetrics
+    engine: AlertEngine | None = None
+    dispatch: NotifierDispatch | None = None
+    _closed: bool = field(default=False, repr=False)
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Judge what is queued and the open windows, deliver notifications, stop. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        # Events still queued in the Monitor belong to the current windows: let them arrive.
+        self.monitor.flush(timeout_s)
+        for drift_monitor in self.drift_monitors.values():
+            drift_monitor.close(timeout_s)
+        if self.dispatch is not None:
+            self.dispatch.close(timeout_s)
+
+
+def _seed(model_name: str) -> int:
+    """A stable per-model sampling seed, so sampling is reproducible across restarts."""
+    return zlib.crc32(model_name.encode())
+
+
+def start_drift_monitoring(
+    settings: Settings,
+    monitor: Monitor,
+    models: Iterable[ModelInfo],
+    *,
+    config: DriftConfig | None = None,
+) -> DriftWiring:
+    """Start drift monitoring of ``models`` (and alerting, if a rules file is configured).
+
+    Fails before registering anything when a profile or the rules file is bad, or a receiver's
+    secret is missing from the environment.
+    """
+    profiles = [load_reference(settings.models_dir, info) for info in models]
+    rules = None if settings.alert_rules_file is None else load_rules(settings.alert_rules_file)
+    meter = monitor.telemetry.meter
+    dispatch = None if rules is None else NotifierDispatch.from_rules(rules, meter=meter)
+    try:
+        engine = None if rules is None else AlertEngine(rules, dispatch, settings.alert_state_path)
+    except BaseException:
+        if dispatch is not None:
+            dispatch.close(0.0)
+        raise
+    metrics = DriftMetrics(meter)
+    drift_monitors: dict[str, DriftMonitor] = {}
+    for profile in profiles:
+        drift_monitor = DriftMonitor(
+            profile,
+            config,
+            window_size=settings.drift_window_size,
+            window_seconds=settings.drift_window_seconds,
+            sample_rate=settings.drift_sample_rate,
+            seed=_seed(profile.model_name),
+            listeners=[metrics.record],
+        )
+        if engine is not None:
+            drift_monitor.add_listener(drift_listener(engine))
+        monitor.add_sink(drift_monitor)
+        drift_monitors[profile.model_name] = drift_monitor
+    return DriftWiring(monitor, drift_monitors, metrics, engine, dispatch)
+
+
+# -- ``infertrail drift ...`` -------------------------------------------------------------------
+@click.group("drift")
+def drift() -> None:
+    """Drift reference profiles of the demo models."""
+
+
+@drift.command("baseline")
+@click.argument("models", nargs=-1, type=click.Choice(sorted(BASELINES)))
+@click.pass_context
+def baseline(ctx: click.Context, models: tuple[str, ...]) -> None:
+    """Rebuild the reference profiles of trained demo models (default: every one trained)."""
+    settings = getattr(ctx.obj, "settings", None) or Settings()
+    chosen = list(models) or [
+        name for name in sorted(BASELINES) if (settings.models_dir / name).is_dir()
+    ]
+    if not chosen:
+        raise click.ClickException(
+            f"no trained demo model in {settings.models_dir}; run `infertrail train` first"
+        )
+    for name in chosen:
+        try:
+            path = BASELINES[name](settings.models_dir)
+        except ModelArtifactError as exc:
+            raise click.ClickException(str(exc)) from exc
+        click.echo(f"profile {name} -> {path}")
