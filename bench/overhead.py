@@ -274,7 +274,9 @@ def request_pieces(monitor: Monitor, ev: InferenceEvent, n: int, overhead: float
             input_size=ev.input_size,
         )
 
-    put = put_cost(queue.Queue(maxsize=10_000), ev, n, overhead)
+    # Bounded like the monitor's queue, but never full here: the consumer gets the GIL only
+    # now and then while this loop runs, and a full queue would time the drop path instead.
+    put = put_cost(queue.Queue(maxsize=n + 1), ev, n, overhead)
     simple_put = put_cost(queue.SimpleQueue(), ev, n, overhead)
     return [
         *pieces,
