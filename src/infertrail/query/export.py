@@ -10,10 +10,11 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
+from typing import Any
 
 import orjson
 
-from infertrail.query.engine import ROW_FIELDS, Row
+from infertrail.query.engine import ROW_FIELDS
 from infertrail.query.service import Export
 
 __all__ = ["CSV_COLUMNS", "FORMATS", "csv_chunks", "json_chunks", "row_csv_values"]
@@ -23,9 +24,8 @@ FORMATS = ("json", "csv")
 CSV_COLUMNS: tuple[str, ...] = ("seq", *ROW_FIELDS, "leaf_hash", "inclusion_proof", "record")
 
 
-def row_csv_values(row: Row) -> list[object]:
-    """A row's CSV cells in CSV_COLUMNS order; the proof is its base64 hashes joined by spaces."""
-    d = row.to_dict()
+def row_csv_values(d: dict[str, Any]) -> list[object]:
+    """CSV cells (CSV_COLUMNS order) of a row's JSON form; the proof's hashes joined by spaces."""
     proof = d["inclusion_proof"]
     values: list[object] = [d[name] for name in ("seq", *ROW_FIELDS, "leaf_hash")]
     values.append("" if proof is None else " ".join(proof))
@@ -42,7 +42,7 @@ def csv_chunks(export: Export) -> Iterator[bytes]:
     for batch in export.batches:
         buf.seek(0)
         buf.truncate()
-        writer.writerows(row_csv_values(row) for row in batch)
+        writer.writerows(row_csv_values(row.to_dict()) for row in batch)
         yield buf.getvalue().encode()
 
 
