@@ -1,0 +1,232 @@
+"""Counting good and total events per SLO: a Monitor sink that stays cheap.
+
+Each SLO gets a classifier, a small function of one :class:`InferenceEvent` that answers
+good (1), bad (0) or "not an event of this SLI" (-1), written to count exactly what the
+telemetry histogram or counter behind the SLI counts, so that the in-process evaluator and
+Prometheus see the same events. :class:`SLICounter` is registered with ``Monitor.add_sink``
+(it runs on the Monitor's background worker) and adds each event to a ring of time buckets
+(:class:`EventCounts`); the evaluator sums buckets off the request path.
+
+An event belongs to the bucket of the time its outcome was known (start + duration), as a
+counter increment on ``/metrics`` does. OOD SLIs are not per event: the drift monitor judges
+sampled windows, and :meth:`SLICounter.record_drift_report` adds each window's counts.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from infertrail.events import InferenceEvent
+from infertrail.slo.definitions import SLO, AvailabilitySLI, ConfidenceSLI, LatencySLI
+
+if TYPE_CHECKING:
+    from infertrail.monitoring.drift import DriftReport
+
+GOOD, BAD, SKIP = 1, 0, -1
+Classifier = Callable[[InferenceEvent], int]
+DEFAULT_BUCKET_S = 60
+#: Bucket sizes divide a minute, so every window (whole minutes) is whole buckets.
+VALID_BUCKETS_S = (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60)
+_MAX_MODEL_CACHE = 1024
+
+
+def classifier(slo: SLO) -> Classifier | None:
+    """The per-event classifier of ``slo``; None for OOD (counted from drift reports)."""
+    sli = slo.sli
+    if isinstance(sli, LatencySLI):
+        threshold = sli.threshold_seconds
+
+        def latency(ev: InferenceEvent) -> int:
+            # Rejected requests record no duration (Monitor._record_metrics): not counted.
+            if ev.status == "error" and ev.inputs is None:
+                return SKIP
+            # The same value and comparison as the histogram's bucket le=threshold.
+            return GOOD if ev.duration_ns / 1e9 <= threshold else BAD
+
+        return latency
+    if isinstance(sli, AvailabilitySLI):
+        excluded = frozenset(sli.exclude_error_types)
+
+        def availability(ev: InferenceEvent) -> int:
+            if ev.status == "ok":
+                return GOOD
+            return SKIP if ev.error_type in excluded else BAD
+
+        return availability
+    if isinstance(sli, ConfidenceSLI):
+        tau = sli.threshold
+
+        def confidence(ev: InferenceEvent) -> int:
+            # The confidence histogram holds successful predictions that carry a confidence.
+            if ev.status != "ok" or ev.confidence is None:
+                return SKIP
+            return GOOD if ev.confidence > tau else BAD
+
+        return confidence
+    return None
+
+
+class EventCounts:
+    """Good and total events in a ring of fixed-width time buckets (index = time // width).
+
+    Not thread-safe by itself: :class:`SLICounter` holds its lock around every use.
+    """
+
+    __slots__ = ("bucket_s", "dropped", "good", "last", "n", "total")
+
+    def __init__(self, bucket_s: int, n_buckets: int) -> None:
+        if n_buckets < 1:
+            raise ValueError(f"n_buckets must be >= 1, got {n_buckets}")
+        self.bucket_s = bucket_s
+        self.n = n_buckets
+        self.good = [0] * n_buckets
+        self.total = [0] * n_buckets
+        self.last = -1  # newest bucket index written; slots after it hold nothing yet
+        self.dropped = 0  # events older than the ring when they arrived
+
+    def add(self, idx: int, good: int, total: int = 1) -> None:
+        """Add ``good`` of ``total`` events to bucket ``idx``."""
+        if idx > self.last:
+            self._advance(idx)
+        elif idx <= self.last - self.n:
+            self.dropped += total
+            return
+        slot = idx % self.n
+        self.good[slot] += good
+        self.total[slot] += total
+
+    def _advance(self, idx: int) -> None:
+        # Zero the slots the ring moves onto: they hold buckets a whole ring older.
+        if self.last >= 0 and idx - self.last >= self.n:
+            self.good = [0] * self.n
+            self.total = [0] * self.n
+        elif self.last >= 0:
+            for i in range(self.last + 1, idx + 1):
+                slot = i % self.n
+                self.good[slot] = 0
+                self.total[slot] = 0
+        self.last = idx
+
+    def window(self, end: int, k: int) -> tuple[int, int]:
+        """(good, total) in the ``k`` buckets before bucket ``end`` (end excluded)."""
+        lo = max(end - k, self.last - self.n + 1, 0)
+        hi = min(end - 1, self.last)
+        if lo > hi:
+            return 0, 0
+        a, b = lo % self.n, hi % self.n
+        if a <= b:
+            return sum(self.good[a : b + 1]), sum(self.total[a : b + 1])
+        return (
+            sum(self.good[a:]) + sum(self.good[: b + 1]),
+            sum(self.total[a:]) + sum(self.total[: b + 1]),
+        )
+
+    def nonzero(self) -> list[tuple[int, int, int]]:
+        """(bucket index, good, total) of every bucket with events, oldest first."""
+        if self.last < 0:
+            return []
+        out = []
+        for i in range(max(0, self.last - self.n + 1), self.last + 1):
+            slot = i % self.n
+            if self.total[slot]:
+                out.append((i, self.good[slot], self.total[slot]))
+        return out
+
+
+class _Target:
+    """One SLO as the sink sees it: its classifier and its counts."""
+
+    __slots__ = ("classify", "counts", "slo")
+
+    def __init__(self, slo: SLO, classify: Classifier | None, counts: EventCounts) -> None:
+        self.slo = slo
+        self.classify = classify
+        self.counts = counts
+
+
+class SLICounter:
+    """Counts good/total events of every SLO; register it with ``Monitor.add_sink``.
+
+    Also a drift-report listener (:meth:`record_drift_report`) for OOD SLIs. Evaluation reads
+    the counts under :meth:`locked`.
+    """
+
+    def __init__(self, slos: Iterable[SLO], *, bucket_s: int = DEFAULT_BUCKET_S) -> None:
+        if bucket_s not in VALID_BUCKETS_S:
+            raise ValueError(
+                f"bucket_s must divide a minute ({', '.join(map(str, VALID_BUCKETS_S))}), "
+                f"got {bucket_s}"
+            )
+        self.bucket_s = bucket_s
+        self._bucket_ns = bucket_s * 1_000_000_000
+        self._lock = threading.Lock()
+        self._targets: dict[str, _Target] = {}
+        for slo in slos:
+            # One bucket more than the window: the bucket being filled is not yet counted.
+            counts = EventCounts(bucket_s, slo.window_s // bucket_s + 1)
+            self._targets[slo.name] = _Target(slo, classifier(slo), counts)
+        self._per_event = [t for t in self._targets.values() if t.classify is not None]
+        self._by_model: dict[str, tuple[tuple[Classifier, EventCounts], ...]] = {}
+
+    @property
+    def slos(self) -> list[SLO]:
+        """The SLOs counted, in definition order."""
+        return [t.slo for t in self._targets.values()]
+
+    def counts(self, name: str) -> EventCounts:
+        """The counts of SLO ``name`` (read them under :meth:`locked`)."""
+        try:
+            return self._targets[name].counts
+        except KeyError:
+            raise KeyError(f"no SLO {name!r}; counted: {', '.join(self._targets)}") from None
+
+    def locked(self) -> threading.Lock:
+        """The lock guarding every count: hold it while reading several windows."""
+        return self._lock
+
+    # -- the sink (Monitor's worker thread) ------------------------------------------------
+    def __call__(self, ev: InferenceEvent) -> None:
+        """Count ``ev`` for every SLO of its model."""
+        targets = self._by_model.get(ev.model.name)
+        if targets is None:
+            targets = self._targets_for(ev.model.name)
+        if not targets:
+            return
+        idx = (ev.start_time_ns + ev.duration_ns) // self._bucket_ns
+        with self._lock:
+            for classify, counts in targets:
+                verdict = classify(ev)
+                if verdict >= 0:
+                    counts.add(idx, verdict)
+
+    def _targets_for(self, model: str) -> tuple[tuple[Classifier, EventCounts], ...]:
+        found = tuple(
+            (t.classify, t.counts)
+            for t in self._per_event
+            if t.classify is not None and t.slo.model in ("*", model)
+        )
+        if len(self._by_model) < _MAX_MODEL_CACHE:  # bounded: model names come from callers
+            self._by_model[model] = found
+        return found
+
+    # -- drift reports (the drift monitor's thread) ----------------------------------------
+    def record_drift_report(self, report: DriftReport) -> None:
+        """Listener: count a judged window for the OOD SLIs of its model (bad = OOD inputs)."""
+        if report.n_samples <= 0:
+            return
+        bad = round(report.ood_rate * report.n_samples)
+        idx = int(report.closed_at // self.bucket_s)
+        with self._lock:
+            for t in self._targets.values():
+                if t.slo.sli.kind == "ood" and t.slo.model == report.model_name:
+                    t.counts.add(idx, report.n_samples - bad, report.n_samples)
+
+    # -- restore -----------------------------------------------------------------------------
+    def restore(self, name: str, buckets: Sequence[Sequence[Any]]) -> None:
+        """Add saved ``(index, good, total)`` buckets to SLO ``name`` (after a restart)."""
+        with self._lock:
+            counts = self.counts(name)
+            for idx, good, total in buckets:
+                counts.add(int(idx), int(good), int(total))
