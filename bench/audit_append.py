@@ -27,6 +27,7 @@ import statistics
 import tempfile
 import threading
 import time
+import timeit
 from collections import deque
 from concurrent.futures import Future
 from pathlib import Path
@@ -228,8 +229,23 @@ def sync_latency(bench: Bench, threads: int, per_thread: int, batch_wait_ms: flo
     )
 
 
+def calibration() -> None:
+    """Costs of two primitives the ledger uses, to judge how busy this machine is right now."""
+    payload = b"x" * 900
+    for name, fn in (
+        ("sha256 of 900 bytes", lambda: hashlib.sha256(payload).digest()),
+        (
+            "Future() + set_running_or_notify_cancel",
+            lambda: Future().set_running_or_notify_cancel(),
+        ),
+    ):
+        best = min(timeit.repeat(fn, number=20_000, repeat=5)) / 20_000
+        print(f"   calibration: {name:<42}{best * 1e6:>8.2f} us")
+
+
 def run(bench: Bench, quick: bool) -> None:
     scale = 1 if quick else 5
+    calibration()
     request_thread_cost(bench, 20_000 * scale)
     print("\n2. durable throughput (fsync=True); each thread queues its records, then waits")
     print(
