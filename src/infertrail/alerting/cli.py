@@ -56,7 +56,7 @@ def export_prometheus_rules_cmd(rules_path: Path, out_path: Path, window_seconds
         text = prometheus_rules(rules, window_seconds, source=rules_path.name)
     except (ExportError, UnknownSignalError) as exc:
         raise click.ClickException(str(exc)) from None
-    _write(out_path, text)
+    write_output(out_path, text)
 
 
 @export.command("grafana-dashboard")
@@ -72,7 +72,7 @@ def export_grafana_cmd(rules_path: Path, out_path: Path, datasource_uid: str) ->
     """Write a Grafana dashboard (JSON) with the rules' thresholds drawn on their panels."""
     rules = _load(rules_path)
     dashboard = grafana_dashboard(rules, datasource_uid=datasource_uid)
-    _write(out_path, json.dumps(dashboard, indent=2, sort_keys=True) + "\n")
+    write_output(out_path, json.dumps(dashboard, indent=2, sort_keys=True) + "\n")
 
 
 def _load(path: Path) -> RuleSet:
@@ -82,7 +82,8 @@ def _load(path: Path) -> RuleSet:
         raise click.ClickException(str(exc)) from None
 
 
-def _write(path: Path, text: str) -> None:
+def write_output(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (write, then rename), or to stdout for ``-``."""
     if str(path) == "-":
         click.echo(text, nl=False)
         return
