@@ -14,13 +14,11 @@ tree.
 from __future__ import annotations
 
 import base64
-import bisect
 import logging
-import os
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any, Protocol
 
 import duckdb
@@ -29,21 +27,11 @@ from fsspec.implementations.local import LocalFileSystem
 
 from infertrail.audit import merkle
 from infertrail.audit.checkpoint import Checkpoint, NoteError, NoteVerifier, open_checkpoint
-from infertrail.audit.lake import (
-    FILE_SCHEMA,
-    MANIFEST_DIR,
-    MANIFEST_SUFFIX,
-    TYPED_SCHEMA,
-    LakeReader,
-    Manifest,
-    ManifestError,
-    build_table,
-    open_manifest,
-    typed_columns,
-)
+from infertrail.audit.lake import FILE_SCHEMA, TYPED_SCHEMA, LakeReader, build_table, typed_columns
 from infertrail.audit.ledger import Receipt
 from infertrail.audit.proofs import PROOF_FORMAT
 from infertrail.query.filters import QueryFilters
+from infertrail.query.lakefiles import LakeFile, LakeFiles, LakeIntegrityError, sealed_frontier
 
 __all__ = [
     "ROW_FIELDS",
@@ -61,10 +49,6 @@ ROW_FIELDS: tuple[str, ...] = tuple(TYPED_SCHEMA.names)
 _SELECT = ["seq", *ROW_FIELDS, "canonical", "leaf_hash"]
 _FILES_PER_STATEMENT = 512  # bounded statement size; files are visited in seq order
 _TAIL_RETRIES = 5  # the sealer may retire WAL segments between listing and reading
-
-
-class LakeIntegrityError(RuntimeError):
-    """Stored data disagrees with itself (leaf hash, typed columns or manifests): run verify."""
 
 
 class LogView(Protocol):
@@ -147,13 +131,6 @@ class Row:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class _LakeFile:
-    first: int
-    last: int
-    path: str
-
-
 class _Tail:
     """Decoded unsealed records [start, end), extended and trimmed as the log grows and seals."""
 
@@ -194,12 +171,12 @@ class LakeQuery:
         self.log = log
         self.lake = LakeReader(lake_url)
         self._verifier = verifier
-        self._local = isinstance(self.lake.fs, LocalFileSystem)
+        self.files = LakeFiles(self.lake, verifier)
         self._db = duckdb.connect()
         self._db.execute("SET TimeZone = 'UTC'")
         self._db.execute("SET enable_progress_bar = false")
         self._db.execute("SET parquet_metadata_cache = true")
-        if not self._local:
+        if not isinstance(self.lake.fs, LocalFileSystem):
             self._db.register_filesystem(self.lake.fs)
         self._tail = _Tail()
 
@@ -270,38 +247,25 @@ class LakeQuery:
                 f"seq {seq} is not covered by the latest checkpoint (tree size {tree_size}); "
                 f"valid seqs are 0..{tree_size - 1}"
             )
-        names = self.lake.manifest_names()
-        frontier = self._frontier(names)
+        frontier = sealed_frontier(self.lake.manifest_names())
         columns = ", ".join(_SELECT)
         if seq >= frontier:
             tail = self._tail_table(frontier, tree_size)
-            table = self._arrow(f"SELECT {columns} FROM tail_rows WHERE seq = ?", [seq], tail)  # noqa: S608
+            sql = f"SELECT {columns} FROM tail_rows WHERE seq = ?"  # noqa: S608
+            table = self._arrow(sql, [seq], tail)
         else:
-            stems = [n[: -len(MANIFEST_SUFFIX)] for n in names]
-            index = bisect.bisect_right(stems, f"{seq:020d}-{'9' * 20}") - 1
-            manifest = self._manifest(names[index])
-            path = self._path(manifest.file)
-            table = self._arrow(f"SELECT {columns} FROM read_parquet(?) WHERE seq = ?", [path, seq])  # noqa: S608
+            path = self.files.path(self.files.manifest_of(seq).file)
+            sql = f"SELECT {columns} FROM read_parquet(?) WHERE seq = ?"  # noqa: S608
+            table = self._arrow(sql, [path, seq])
         if table.num_rows != 1:
             raise LakeIntegrityError(
                 f"seq {seq} is missing from the lake: run 'infertrail audit verify'"
             )
         return self._rows(table, tree_size)[0]
 
-    def _manifest(self, name: str) -> Manifest:
-        note = self.lake.read_bytes(f"{MANIFEST_DIR}/{name}")
-        try:
-            if self._verifier is not None:
-                return open_manifest(note, self._verifier)
-            return Manifest.parse(note[: note.rfind(b"\n\n") + 1])
-        except ManifestError as exc:
-            raise LakeIntegrityError(
-                f"{MANIFEST_DIR}/{name}: {exc}: run 'infertrail audit verify'"
-            ) from exc
-
     def count(self, filters: QueryFilters, tree_size: int) -> int:
         """How many records match (what an export of these filters will hold)."""
-        frontier, files = self._lake_files(filters)
+        frontier, files = self.files.snapshot(filters.window)
         where, params = _where(filters, -1, tree_size)
         total = 0
         for group in _groups(files):
@@ -325,7 +289,7 @@ class LakeQuery:
     def _tables(
         self, filters: QueryFilters, tree_size: int, after: int, limit: int | None
     ) -> Iterator[pa.Table]:
-        frontier, files = self._lake_files(filters)
+        frontier, files = self.files.snapshot(filters.window)
         files = [f for f in files if f.last > after]
         where, params = _where(filters, after, tree_size)
         order = " ORDER BY seq" + ("" if limit is None else f" LIMIT {int(limit)}")
@@ -355,7 +319,7 @@ class LakeQuery:
             try:
                 return self._tail.table(self.log, frontier, tree_size)
             except LookupError:
-                frontier = self._frontier(self.lake.manifest_names())
+                frontier = sealed_frontier(self.lake.manifest_names())
         raise LakeIntegrityError(
             f"the WAL kept moving past the lake frontier {frontier} during {_TAIL_RETRIES} reads"
         )
@@ -384,65 +348,12 @@ class LakeQuery:
             out.append(Row(seq, fields, item["canonical"], leaf, proof))
         return out
 
-    # ---- lake files ----------------------------------------------------------------------
-
-    def _frontier(self, manifest_names: list[str]) -> int:
-        """First unsealed seq: end of the contiguous run of manifests from seq 0."""
-        expected = 0
-        for name in manifest_names:
-            first, last = (int(x) for x in name[: -len(MANIFEST_SUFFIX)].split("-"))
-            if first != expected:
-                raise LakeIntegrityError(
-                    f"lake manifests are not contiguous at {name} (expected first seq "
-                    f"{expected}): run 'infertrail audit verify'"
-                )
-            expected = last + 1
-        return expected
-
-    def _lake_files(self, filters: QueryFilters) -> tuple[int, list[_LakeFile]]:
-        """The sealed frontier, and the manifested files of the window's hours by first seq."""
-        names = self.lake.manifest_names()
-        frontier = self._frontier(names)
-        sealed = {name[: -len(MANIFEST_SUFFIX)] for name in names}
-        files = []
-        window = filters.window
-        hour = window.start.replace(minute=0, second=0, microsecond=0)
-        days: dict[str, list[str]] = {}
-        while hour < window.end:
-            day = f"dt={hour:%Y-%m-%d}"
-            if day not in days:
-                days[day] = self._listdir(day)
-            if f"hour={hour:%H}" in days[day]:
-                partition = f"{day}/hour={hour:%H}"
-                for name in self._listdir(partition):
-                    stem = name.removesuffix(".parquet")
-                    if stem != name and stem in sealed:
-                        first, last = (int(x) for x in stem.split("-"))
-                        files.append(_LakeFile(first, last, self._path(f"{partition}/{name}")))
-            hour += timedelta(hours=1)
-        files.sort(key=lambda f: f.first)
-        return frontier, files
-
-    def _listdir(self, relative: str) -> list[str]:
-        path = self.lake.path(relative)
-        try:
-            if self._local:
-                # Plain names, no Path objects: a quarter lists ~2,300 directories per query.
-                return os.listdir(path)  # noqa: PTH208
-            return [p.rsplit("/", 1)[-1] for p in self.lake.fs.ls(path, detail=False)]
-        except FileNotFoundError:
-            return []
-
-    def _path(self, relative: str) -> str:
-        path = self.lake.path(relative)
-        return path if self._local else str(self.lake.fs.unstrip_protocol(path))
-
     def close(self) -> None:
         """Close the DuckDB database."""
         self._db.close()
 
 
-def _groups(files: list[_LakeFile]) -> Iterator[list[_LakeFile]]:
+def _groups(files: list[LakeFile]) -> Iterator[list[LakeFile]]:
     for start in range(0, len(files), _FILES_PER_STATEMENT):
         yield files[start : start + _FILES_PER_STATEMENT]
 

@@ -352,3 +352,14 @@ def test_broken_lake_is_an_integrity_error(world: World) -> None:
     first.unlink()
     with pytest.raises(LakeIntegrityError, match="not contiguous"):
         world.service.query(world.caller("auditor"), RecordsQuery(JUL1, JUL4))
+
+
+def test_files_without_a_manifest_are_never_read(world: World) -> None:
+    """A crash between the sealer's file and its manifest leaves a file no query may read."""
+    lake = world.settings.audit_dir / "lake"
+    sealed = sorted(lake.glob("dt=2026-07-02/hour=07/*.parquet"))[0]
+    size = world.log.size
+    stray = sealed.with_name(f"{size:020d}-{size + 5:020d}.parquet")
+    stray.write_bytes(sealed.read_bytes())
+    q = RecordsQuery(JUL1, JUL4, limit=1000)
+    assert seqs(world.service.query(world.caller("auditor"), q).rows) == expected(world)
