@@ -70,7 +70,11 @@ class Settings(BaseSettings):
     audit_enabled: bool = True
     audit_origin: str = Field("infertrail.local/demo", min_length=1)
     audit_batch_max: int = Field(4096, ge=1, description="Records per group commit, at most.")
-    audit_batch_wait_ms: float = Field(2.0, ge=0.0, description="Wait for a fuller batch.")
+    audit_batch_wait_ms: float = Field(
+        0.0,
+        ge=0.0,
+        description="Extra wait for a fuller batch (0: what queues during an fsync is the next).",
+    )
     audit_queue_max: int = Field(65_536, ge=1, description="Bounded queue: backpressure beyond.")
     audit_wait_durable: bool = Field(
         True, description="Answer a request only once its audit record is durable."
@@ -98,6 +102,54 @@ class Settings(BaseSettings):
         min_length=1,
         description="Key-encryption keys: 'keyring', or 'package.module:factory' (KMS, Vault).",
     )
+
+    # Drift monitoring and alerting
+    drift_enabled: bool = Field(
+        True, description="Compare sampled live inputs with each served model's reference profile."
+    )
+    drift_sample_rate: float = Field(
+        1.0, gt=0.0, le=1.0, description="Share of inferences sampled into drift windows."
+    )
+    drift_window_size: int = Field(
+        500, ge=1, description="A drift window closes at this many samples."
+    )
+    drift_window_seconds: float | None = Field(
+        300.0,
+        gt=0,
+        description="... or when this old, if it holds 30 samples (None: by count only).",
+    )
+    alert_rules_file: Path | None = Field(
+        None, description="Alert rules, TOML or YAML (docs/alerting.md); none: no alerting."
+    )
+    alert_state_file: Path | None = Field(
+        None, description="Alert state and outbox (default <data_dir>/alerts/state.json)."
+    )
+
+    # Cost attribution (docs/cost.md)
+    cost_enabled: bool = Field(True, description="Price every inference and sum it per hour.")
+    cost_prices_file: Path | None = Field(
+        None, description="Versioned price table (.toml/.json); default: OpenCost's rates."
+    )
+    cost_flush_interval_s: float = Field(
+        10.0, gt=0, description="How often cost sums are written and the process is sampled."
+    )
+    cost_reserved_cores: float | None = Field(
+        None, gt=0, description="Cores reserved for the service; unused ones are idle capacity."
+    )
+
+    # Outcomes joined back to predictions (docs/outcomes.md)
+    outcomes_enabled: bool = Field(True, description="Index predictions; accept outcomes.")
+    outcome_positive_labels: dict[str, str] = Field(
+        default_factory=lambda: {"credit": "1", "sentiment": "positive"},
+        description="Per model, the outcome label its score is the probability of (binary).",
+    )
+    outcome_threshold: float = Field(
+        0.5, ge=0.0, le=1.0, description="Binary models predict positive at score >= this."
+    )
+    outcome_window: int = Field(
+        200, ge=10, description="Joined outcomes per performance window (alert signals)."
+    )
+    outcome_batch_max: int = Field(10_000, ge=1, description="Outcomes per request, at most.")
 
     @field_validator("otlp_endpoint")
     @classmethod
@@ -161,6 +213,10 @@ class Settings(BaseSettings):
     @property
     def privacy_dir(self) -> Path:
         return self.data_dir / "privacy"
+
+    @property
+    def alert_state_path(self) -> Path:
+        return self.alert_state_file or self.data_dir / "alerts" / "state.json"
 
     def ensure_dirs(self) -> None:
         """Create the data directory tree on first use."""
