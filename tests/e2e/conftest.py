@@ -1,0 +1,166 @@
+"""End-to-end fixtures: the service with digits and drift monitoring, a real Alertmanager.
+
+The service is wired here exactly as ``build_services`` / ``create_app`` will wire it (see
+:func:`build_drift_service`): the digits model and its router, and
+:func:`~infertrail.monitoring.wiring.start_drift_monitoring` over the sentiment and digits models,
+closed with the other services. Everything listens on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from infertrail.config import Settings
+from infertrail.demo import digits
+from infertrail.demo.digits import DigitsModel
+from infertrail.monitoring import DriftMonitor, DriftReport, profile_path
+from infertrail.monitoring.wiring import DriftWiring, rebuild_sentiment_profile
+from infertrail.monitoring.wiring import start_drift_monitoring as start_drift
+from infertrail.server.app import Services, build_services, create_app
+from infertrail.server.digits import digits_router
+from tests.integration.conftest import (
+    LOOPBACK,
+    ManagedProcess,
+    ProcessLauncher,
+    assert_loopback_only,
+    free_port,
+    isolated_env,
+    launcher,
+    wait_http_ok,
+)
+
+__all__ = ["isolated_env", "launcher"]  # fixtures re-exported for the e2e tests
+
+
+@pytest.fixture(scope="session")
+def drift_models(trained_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's trained models plus the digits model, each with its reference profile."""
+    root = tmp_path_factory.mktemp("drift-models")
+    shutil.copytree(trained_models, root, dirs_exist_ok=True)
+    if not (root / digits.NAME / "model.json").is_file():
+        digits.train(root)
+    if not profile_path(root, "sentiment").is_file():
+        rebuild_sentiment_profile(root)
+    return root
+
+
+@dataclass
+class DriftService:
+    """The running service and the objects behind it."""
+
+    base_url: str
+    services: Services
+    wiring: DriftWiring
+
+    def drift_monitor(self, model: str) -> DriftMonitor:
+        return self.wiring.drift_monitors[model]
+
+    def judged(self, model: str, timeout_s: float = 30.0) -> list[DriftReport]:
+        """Every report of ``model`` once the traffic answered so far has been judged.
+
+        The Monitor's queue is drained first (so full windows are closed), then the drift
+        worker is waited for; its listeners, alert evaluation included, have run by then.
+        """
+        self.services.monitor.flush(timeout_s)
+        if not self.drift_monitor(model).flush(timeout_s):
+            pytest.fail(f"the {model} drift worker did not finish in {timeout_s} s")
+        return self.drift_monitor(model).reports
+
+
+def build_drift_service(settings: Settings) -> tuple[Services, FastAPI, DriftWiring]:
+    """The services and app with digits and drift monitoring, as the lead will wire them."""
+    services = build_services(settings)
+    try:
+        digits_model = DigitsModel.load(settings.models_dir)
+        wiring = start_drift(
+            settings, services.monitor, [services.sentiment.info, digits_model.info]
+        )
+        services.closers.append(wiring.close)
+        app = create_app(services)
+        app.include_router(digits_router(services.monitor, digits_model, settings))
+    except BaseException:
+        services.close()
+        raise
+    return services, app, wiring
+
+
+@contextlib.contextmanager
+def drift_service(settings: Settings, models: Path) -> Iterator[DriftService]:
+    """The service on a free loopback port for the block; stopped and flushed on exit."""
+    shutil.copytree(models, settings.models_dir, dirs_exist_ok=True)
+    services, app, wiring = build_drift_service(settings)
+    port = free_port()
+    config = uvicorn.Config(app, host=LOOPBACK, port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                pytest.fail(f"the service did not start on port {port}", pytrace=False)
+            time.sleep(0.02)
+        yield DriftService(f"http://{LOOPBACK}:{port}", services, wiring)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        services.close()
+
+
+# -- a real Alertmanager ------------------------------------------------------------------------
+# No notification integrations: the test reads the alerts back through the API.
+AM_CONFIG = """\
+route:
+  receiver: api-only
+  group_by: ['alertname', 'model']
+  group_wait: 1s
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+  - name: api-only
+"""
+
+
+@pytest.fixture
+def alertmanager(launcher: ProcessLauncher, tmp_path: Path) -> tuple[str, ManagedProcess]:
+    """Debian's prometheus-alertmanager on a free loopback port: (base URL, process)."""
+    binary = shutil.which("prometheus-alertmanager")
+    if binary is None:
+        pytest.fail("prometheus-alertmanager is not installed; run scripts/test-services.sh")
+    config = tmp_path / "alertmanager.yml"
+    config.write_text(AM_CONFIG)
+    port = free_port()
+    proc = launcher.start(
+        "alertmanager",
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.path={tmp_path / 'am-data'}",
+            f"--web.listen-address={LOOPBACK}:{port}",
+            "--cluster.listen-address=",  # no HA gossip port on 0.0.0.0:9094
+        ],
+    )
+    base = f"http://{LOOPBACK}:{port}"
+    wait_http_ok(f"{base}/-/ready", timeout_s=30, process=proc)
+    assert_loopback_only(port, proc)
+    return base, proc
+
+
+def alertmanager_alerts(base: str, alertname: str) -> list[dict[str, Any]]:
+    """The alerts named ``alertname`` Alertmanager holds (GET /api/v2/alerts)."""
+    r = httpx.get(f"{base}/api/v2/alerts", params={"filter": f'alertname="{alertname}"'}, timeout=5)
+    r.raise_for_status()
+    alerts: list[dict[str, Any]] = r.json()
+    return alerts
