@@ -14,9 +14,8 @@ tree.
 from __future__ import annotations
 
 import base64
-import logging
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Protocol
@@ -28,7 +27,6 @@ from fsspec.implementations.local import LocalFileSystem
 from infertrail.audit import merkle
 from infertrail.audit.checkpoint import Checkpoint, NoteError, NoteVerifier, open_checkpoint
 from infertrail.audit.lake import FILE_SCHEMA, TYPED_SCHEMA, LakeReader, build_table, typed_columns
-from infertrail.audit.ledger import Receipt
 from infertrail.audit.proofs import PROOF_FORMAT
 from infertrail.query.filters import QueryFilters
 from infertrail.query.lakefiles import LakeFile, LakeFiles, LakeIntegrityError, sealed_frontier
@@ -41,8 +39,6 @@ __all__ = [
     "LogView",
     "Row",
 ]
-
-_log = logging.getLogger(__name__)
 
 #: Typed fields of a result row, in output order (CSV columns follow this order).
 ROW_FIELDS: tuple[str, ...] = tuple(TYPED_SCHEMA.names)
@@ -67,8 +63,6 @@ class LogView(Protocol):
     def inclusion_proof(self, seq: int, tree_size: int | None = None) -> list[bytes]: ...
 
     def flush(self, timeout: float | None = None) -> None: ...
-
-    def append(self, record: Mapping[str, Any], timeout: float | None = None) -> Receipt: ...
 
 
 @dataclass(frozen=True, slots=True)
