@@ -326,3 +326,9 @@ def test_openapi_documents_the_endpoints(api: Api) -> None:
     assert {"/v1/audit/records", "/v1/audit/export", "/v1/audit/proof/{seq}"} <= set(spec["paths"])
     params = {p["name"] for p in spec["paths"]["/v1/audit/records"]["get"]["parameters"]}
     assert {"from", "to", "subject_id", "pseudonym", "cursor", "justification"} <= params
+
+
+def test_503_when_the_access_record_cannot_be_written(api: Api) -> None:
+    api.world.log.close()
+    response = api.get("/records", "auditor", **WINDOW)
+    assert "closed" in error_of(response, 503, "audit_unavailable")
