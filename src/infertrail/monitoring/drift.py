@@ -210,12 +210,14 @@ class DriftDetector:
             )
         if rows.shape[0] == 0:
             raise ValueError("window is empty; a drift comparison needs at least one row")
-        has_nan = np.asarray(np.isnan(rows).any(axis=0), dtype=bool)
+        # NaN is a missing value; an infinite one cannot enter the statistics either (it still
+        # counts as out of distribution). Both are skipped per feature.
+        incomplete = np.asarray(~np.isfinite(rows).all(axis=0), dtype=bool)
         raw = []
         for j, plan in enumerate(self._plans):
             col = rows[:, j]
-            if has_nan[j]:
-                col = col[~np.isnan(col)]
+            if incomplete[j]:
+                col = col[np.isfinite(col)]
             raw.append(self._judge(plan, col) if col.size else None)
         if self._pooled is not None and self.profile.image is not None:
             pix = rows[:, : self.profile.image.n_pixels].ravel()
@@ -334,7 +336,7 @@ class DriftDetector:
                 names = [*cats, "(other)"]
                 shares = {names[i]: float(counts[i] / codes.size) for i in np.flatnonzero(counts)}
         if window.confidences is not None:
-            c = window.confidences[~np.isnan(window.confidences)]
+            c = window.confidences[np.isfinite(window.confidences)]
             if c.size:
                 conf_mean = float(c.mean())
                 low_rate = float(np.mean(c < self.config.low_confidence))

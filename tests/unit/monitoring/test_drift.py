@@ -175,6 +175,11 @@ def test_missing_values_are_skipped_per_feature() -> None:
     report = DriftDetector(p).compare(DriftWindow(window))
     assert [f.name for f in report.features] == ["f0"]  # f1 has no value at all
     assert not report.features[0].drifted
+    window[1, 0] = np.inf  # skipped by the statistics, counted as out of distribution
+    for config in (DriftConfig(), DriftConfig(method="ks", ks_mode="exact")):
+        r = DriftDetector(p, config).compare(DriftWindow(window))
+        assert not r.features[0].drifted
+        assert r.ood_rate == pytest.approx(report.ood_rate + 1 / 2000)
 
 
 def test_prediction_drift_and_confidence(tabular_profile: Profile) -> None:
