@@ -1,0 +1,146 @@
+"""Business-impact confidence signals: histogram quantiles, the reference, the rolling window."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from infertrail.alerting.engine import AlertEngine
+from infertrail.alerting.rules import parse_rules
+from infertrail.alerting.testing import RecordingDispatch
+from infertrail.slo.business import (
+    ConfidenceReference,
+    ConfidenceWindow,
+    histogram_quantile,
+    quantile_key,
+)
+from infertrail.telemetry.conventions import CONFIDENCE_BUCKETS as B
+from tests.unit.slo.helpers import T0, event
+
+# Buckets: <=0.5, (0.5,0.6], (0.6,0.7], (0.7,0.8], (0.8,0.9], (0.9,0.95], (0.95,0.99], +Inf
+TWO_AND_EIGHT = [0, 2, 0, 0, 0, 8, 0, 0]
+
+
+@pytest.mark.parametrize(
+    ("q", "counts", "expected"),
+    [
+        (0.1, TWO_AND_EIGHT, 0.5 + 0.1 * (1 / 2)),  # rank 1 of the 2 in (0.5, 0.6]
+        (0.5, TWO_AND_EIGHT, 0.9 + 0.05 * (3 / 8)),  # rank 5: 3rd of the 8 in (0.9, 0.95]
+        (1.0, TWO_AND_EIGHT, 0.95),
+        (0.5, [4, 0, 0, 0, 0, 0, 0, 0], 0.25),  # the lowest bucket starts at 0
+        (0.5, [0, 0, 0, 0, 0, 0, 0, 5], 0.99),  # +Inf: the highest finite bound
+        (0.5, [0] * 8, math.nan),
+        (-0.1, TWO_AND_EIGHT, -math.inf),
+        (1.1, TWO_AND_EIGHT, math.inf),
+    ],
+)
+def test_histogram_quantile_by_hand(q: float, counts: list[int], expected: float) -> None:
+    got = histogram_quantile(q, B, counts)
+    if math.isnan(expected):
+        assert math.isnan(got)
+    else:
+        assert got == pytest.approx(expected)
+
+
+def test_histogram_quantile_needs_every_bucket() -> None:
+    with pytest.raises(ValueError, match="need 8 bucket counts, got 7"):
+        histogram_quantile(0.5, B, [1] * 7)
+
+
+def test_quantile_keys() -> None:
+    assert [quantile_key(q) for q in (0.1, 0.5, 0.05, 0.999)] == ["p10", "p50", "p5", "p99_9"]
+
+
+def test_reference_goes_through_the_same_buckets() -> None:
+    ref = ConfidenceReference.from_confidences(
+        [0.55, 0.6, *[0.93] * 8], quantiles=(0.1, 0.5), low=0.6
+    )
+    assert ref.mean == pytest.approx((0.55 + 0.6 + 8 * 0.93) / 10)
+    assert ref.quantiles[0.1] == pytest.approx(0.55)
+    assert ref.quantiles[0.5] == pytest.approx(0.91875)
+    assert ref.low_confidence_rate == pytest.approx(0.2)  # at most 0.6, as bucket le=0.6 counts
+    with pytest.raises(ValueError, match="no confidences"):
+        ConfidenceReference.from_confidences([math.nan])
+
+
+def test_window_signals_and_deltas_against_the_reference() -> None:
+    rng = np.random.default_rng(0)
+    train = rng.uniform(0.8, 1.0, 2000)
+    ref = ConfidenceReference.from_confidences(train)
+    window = ConfidenceWindow({"sentiment": ref}, window_s=600)
+    for i, conf in enumerate(rng.uniform(0.8, 1.0, 600)):
+        window(event(T0 + i, confidence=float(conf)))
+    same = window.signals("sentiment", T0 + 600)
+    assert same["business.confidence_mean_delta"] == pytest.approx(0, abs=0.01)
+    assert same["business.confidence_p10_delta"] == pytest.approx(0, abs=0.01)
+    assert same["business.low_confidence_rate"] == 0.0
+    # The model gets unsure: confidences fall to 0.5..0.7.
+    for i, conf in enumerate(rng.uniform(0.5, 0.7, 600)):
+        window(event(T0 + 600 + i, confidence=float(conf)))
+    low = window.signals("sentiment", T0 + 1200)
+    assert low["business.confidence_mean"] == pytest.approx(0.6, abs=0.01)
+    assert low["business.confidence_mean_delta"] == pytest.approx(0.6 - train.mean(), abs=0.01)
+    assert low["business.confidence_p10_delta"] < -0.2
+    assert low["business.low_confidence_rate"] == pytest.approx(0.5, abs=0.05)
+    assert low["business.low_confidence_rate_delta"] == pytest.approx(0.5, abs=0.05)
+    assert set(low) == {
+        "business.confidence_mean",
+        "business.confidence_mean_delta",
+        "business.low_confidence_rate",
+        "business.low_confidence_rate_delta",
+        "business.confidence_p10",
+        "business.confidence_p10_delta",
+        "business.confidence_p50",
+        "business.confidence_p50_delta",
+    }
+
+
+def test_window_counts_only_successful_predictions_with_a_confidence() -> None:
+    window = ConfidenceWindow(window_s=60)
+    window(event(T0 + 1, confidence=0.9))
+    window(event(T0 + 2, confidence=None))
+    window(event(T0 + 3, status="error", error_type="E"))
+    assert window.signals("sentiment", T0 + 60)["business.confidence_mean"] == pytest.approx(0.9)
+    assert "business.confidence_mean_delta" not in window.signals("sentiment", T0 + 60)
+    assert window.signals("sentiment", T0 + 180) == {}  # the window has moved past it
+    assert window.signals("credit", T0 + 60) == {}
+
+
+def test_window_feeds_the_engine() -> None:
+    rules = parse_rules(
+        {
+            "rules": [
+                {
+                    "name": "confidence-drop",
+                    "signal": "business.confidence_mean_delta",
+                    "comparison": "<",
+                    "threshold": -0.1,
+                }
+            ]
+        }
+    )
+    dispatch = RecordingDispatch()
+    engine = AlertEngine(rules, dispatch, None)
+    window = ConfidenceWindow({"sentiment": ConfidenceReference.from_confidences([0.9] * 10)})
+    window(event(T0 + 1, confidence=0.6))
+    listener = window.listener(engine)
+    listener(T0 + 60, [])
+    (trigger,) = engine.firing()
+    assert trigger.rule == "confidence-drop" and trigger.model == "sentiment"
+    assert trigger.value == pytest.approx(-0.3)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"low": 0.65}, "low must be a confidence bucket boundary"),
+        ({"window_s": 90}, "window_s must be a multiple of bucket_s=60"),
+        ({"bucket_s": 7}, "bucket_s must divide a minute"),
+        ({"quantiles": (1.0,)}, "quantiles must lie in"),
+    ],
+)
+def test_window_settings_are_checked(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ConfidenceWindow(**kwargs)  # type: ignore[arg-type]
