@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -84,6 +84,7 @@ def work_evidently(rows: int, method: str) -> dict[str, Any]:
 def work_infertrail(rows: int, method: str) -> dict[str, Any]:
     """Profile build and one compare; ``method`` 'default' keeps infertrail's own rule."""
     from infertrail.monitoring import DriftConfig, DriftDetector, DriftWindow, build_tabular_profile
+    from infertrail.monitoring.rule import Method
 
     ref, cur = _data(rows)
     names = [f"c{i}" for i in range(COLUMNS)]
@@ -91,8 +92,9 @@ def work_infertrail(rows: int, method: str) -> dict[str, Any]:
     t0, c0 = time.perf_counter(), time.process_time()
     profile = build_tabular_profile(ref, names)
     build_s, build_cpu = time.perf_counter() - t0, time.process_time() - c0
-    forced = {"method": method, "correction": "none"}
-    config = DriftConfig() if method == "default" else DriftConfig(**forced)
+    config = DriftConfig()
+    if method != "default":
+        config = DriftConfig(method=cast(Method, method), correction="none")
     detector = DriftDetector(profile, config)
     t1, c1 = time.perf_counter(), time.process_time()
     report = detector.compare(DriftWindow(cur))
