@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from infertrail.events import ModelInfo
+from infertrail.events import InferenceEvent, ModelInfo
+from infertrail.monitoring.drift import DriftReport
 from infertrail.slo.sli import BAD, GOOD, SKIP, EventCounts, SLICounter, classifier
 from tests.unit.slo.helpers import T0, event, make_slo, slo_body, slo_set
 
 
-def classify(sli: dict[str, object], ev: object) -> int:
-    fn = classifier(make_slo(sli=sli))
+def classify(sli: Mapping[str, Any], ev: InferenceEvent) -> int:
+    fn = classifier(make_slo(sli=dict(sli)))
     assert fn is not None
-    return fn(ev)  # type: ignore[arg-type]
+    return fn(ev)
 
 
 LATENCY = {"kind": "latency", "threshold_seconds": 0.25}
@@ -134,17 +137,20 @@ def test_events_are_bucketed_by_the_time_their_outcome_was_known() -> None:
         assert counts.window(T0 // 60 + 2, 1) == (0, 1)
 
 
+def drift_report(model: str, n_samples: int, ood_rate: float) -> DriftReport:
+    """The fields of a drift report the OOD SLI reads."""
+    fields = SimpleNamespace(
+        model_name=model, n_samples=n_samples, ood_rate=ood_rate, closed_at=T0 + 5
+    )
+    return cast(DriftReport, fields)
+
+
 def test_drift_reports_feed_ood_slis() -> None:
     slos = slo_set(slo_body(name="digits-ood", model="digits", sli={"kind": "ood"}))
     counter = SLICounter(slos.slos)
-    report = SimpleNamespace(model_name="digits", n_samples=200, ood_rate=0.015, closed_at=T0 + 5)
-    counter.record_drift_report(report)  # type: ignore[arg-type]
-    counter.record_drift_report(
-        SimpleNamespace(model_name="other", n_samples=9, ood_rate=1.0, closed_at=T0 + 5)
-    )  # type: ignore[arg-type]
-    counter.record_drift_report(
-        SimpleNamespace(model_name="digits", n_samples=0, ood_rate=0.0, closed_at=T0 + 5)
-    )  # type: ignore[arg-type]
+    counter.record_drift_report(drift_report("digits", 200, 0.015))
+    counter.record_drift_report(drift_report("other", 9, 1.0))
+    counter.record_drift_report(drift_report("digits", 0, 0.0))
     with counter.locked():
         assert counter.counts("digits-ood").window(T0 // 60 + 1, 1) == (197, 200)
 
