@@ -57,7 +57,7 @@ N_BODIES = 200  # distinct held-out review sentences cycled through by the Lua s
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-# -- the two servers (run in a child process with --serve) -------------------------------------
+# -- the servers (each run in a child process with --serve) -----------------------------------
 
 
 def bare_app(models_dir: Path, max_text_chars: int) -> FastAPI:
@@ -92,16 +92,16 @@ def serve(variant: str, data_dir: Path, port: int) -> None:
     """Serve one variant on 127.0.0.1:``port`` until SIGINT (then flush telemetry and exit)."""
     import uvicorn
 
-    settings = Settings(
-        **{
-            "data_dir": data_dir,
-            "telemetry_files": True,
-            "otlp_endpoint": None,
-            "traces_sampler": "parentbased_always_on",
-            "log_raw_input": False,
-            **DIAGNOSTIC.get(variant, {}),
-        }
-    )
+    # Explicit telemetry settings (the caller's environment is cleaned too), then the variant's.
+    options: dict[str, Any] = {
+        "data_dir": data_dir,
+        "telemetry_files": True,
+        "otlp_endpoint": None,
+        "traces_sampler": "parentbased_always_on",
+        "log_raw_input": False,
+        **DIAGNOSTIC.get(variant, {}),
+    }
+    settings = Settings(**options)
     if variant == BARE:
         app = bare_app(settings.models_dir, settings.max_text_chars)
     else:
@@ -352,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{pkg} {metadata.version(pkg)}" for pkg in ("uvicorn", "fastapi", "opentelemetry-sdk")
     )
     print(f"python   {platform.python_version()}, {versions}")
-    print(f"load     wrk -t{opts.threads} -c{opts.connections} -d{seconds}s, POST /v1/sentiment,")
+    print(f"wrk      -t{opts.threads} -c{opts.connections} -d{seconds}s, POST /v1/sentiment,")
     print(f"         {N_BODIES} held-out review sentences in turn; {opts.rounds} alternated rounds")
     print("servers  uvicorn (asyncio, h11), 1 worker, own process; instrumented =")
     print("         create_app(build_services()): spans, metrics, logs to OTLP/JSON files,")
@@ -402,6 +402,8 @@ def main(argv: list[str] | None = None) -> int:
             " answered requests (wrk does not count those in flight when a run ends)"
         )
         print(f"          {dropped} 'Queue full, dropping' warnings (spans/logs lost by the SDK)")
+        if log_lines < served[INSTRUMENTED]:
+            print("WARNING  fewer inference log lines than answered requests: telemetry was lost")
         if any(r.errors or r.status_errors for r in runs):
             print("WARNING  some requests failed (socket errors or non-2xx); see the errors column")
         print(f"load     {load_average()} (1/5/15 min) at the end")
