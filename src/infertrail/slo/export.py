@@ -158,14 +158,15 @@ def alert_expr(slo: SLO, severity: AlertSeverity) -> str:
             continue
         t = f"({a.factor:g} * {budget})"
         short, long = format_duration(a.short_s), format_duration(a.long_s)
+        # max ... without (sloth_window): one alert identity whichever pair fires.
         pairs.append(
             "(\n"
-            f"    (slo:sli_error:ratio_rate{short}{ids} > {t})\n"
-            "    and ignoring (sloth_window)\n"
-            f"    (slo:sli_error:ratio_rate{long}{ids} > {t})\n"
+            f"    max(slo:sli_error:ratio_rate{short}{ids} > {t}) without (sloth_window)\n"
+            "    and\n"
+            f"    max(slo:sli_error:ratio_rate{long}{ids} > {t}) without (sloth_window)\n"
             ")"
         )
-    return "\nor ignoring (sloth_window)\n".join(pairs)
+    return "\nor\n".join(pairs)
 
 
 def _alert_group(slo: SLO) -> dict[str, Any] | None:
