@@ -1,8 +1,10 @@
 """OTLP-JSON lines file exporters: one ``Export*ServiceRequest`` per line, as OTLP/JSON says.
 
-The encoding is the OTLP protobuf messages rendered with protobuf's JSON mapping, with the one
-difference OTLP/JSON requires: trace and span ids are hex strings, not base64. The files are read
-back by ``infertrail trace`` and by any tool that reads the Collector's file exporter format.
+Spans and log records (one per inference: the hot volume) are encoded directly by
+:mod:`infertrail.telemetry.otlp_json`; metrics (one export per interval) go through the protobuf
+messages and protobuf's JSON mapping, with the differences OTLP/JSON requires: hex trace and span
+ids, integer enums. The files are read back by ``infertrail trace`` and by any tool that reads
+the Collector's file exporter format.
 """
 
 from __future__ import annotations
@@ -14,11 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
-from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
-from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.metrics.export import (
@@ -30,6 +31,8 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.metrics.view import Aggregation
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from infertrail.telemetry.otlp_json import logs_request, traces_request
 
 TRACES_FILE = "traces.jsonl"
 METRICS_FILE = "metrics.jsonl"
@@ -52,7 +55,12 @@ def _hex_ids(node: Any) -> Any:
 
 def otlp_json_line(message: Message) -> str:
     """One OTLP/JSON line for an export request message."""
-    return json.dumps(_hex_ids(MessageToDict(message)), separators=(",", ":")) + "\n"
+    as_dict = MessageToDict(message, use_integers_for_enums=True)
+    return json.dumps(_hex_ids(as_dict), separators=(",", ":")) + "\n"
+
+
+def _line(request: dict[str, Any]) -> str:
+    return orjson.dumps(request).decode() + "\n"
 
 
 class _JsonLinesFile:
@@ -76,7 +84,7 @@ class OtlpJsonSpanExporter(SpanExporter):
         self._file = _JsonLinesFile(path)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        self._file.write(otlp_json_line(encode_spans(spans)))
+        self._file.write(_line(traces_request(spans)))
         return SpanExportResult.SUCCESS
 
     def shutdown(self) -> None:
@@ -90,7 +98,7 @@ class OtlpJsonLogExporter(LogRecordExporter):
         self._file = _JsonLinesFile(path)
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
-        self._file.write(otlp_json_line(encode_logs(batch)))
+        self._file.write(_line(logs_request(batch)))
         return LogRecordExportResult.SUCCESS
 
     def shutdown(self) -> None:

@@ -86,6 +86,14 @@ def _attrs(items: list[dict[str, Any]] | None) -> dict[str, Any]:
     return {kv["key"]: _any_value(kv.get("value", {})) for kv in items or []}
 
 
+_STATUS_NAMES = {0: "STATUS_CODE_UNSET", 1: "STATUS_CODE_OK", 2: "STATUS_CODE_ERROR"}
+
+
+def _status_name(code: int | str) -> str:
+    """OTLP/JSON writes enums as integers; files from older writers may carry the names."""
+    return code if isinstance(code, str) else _STATUS_NAMES.get(code, str(code))
+
+
 def _lines(path: Path) -> Iterator[dict[str, Any]]:
     if not path.is_file():
         return
@@ -108,7 +116,7 @@ def iter_spans(tdir: Path) -> Iterator[SpanView]:
                         start_ns=int(s.get("startTimeUnixNano", 0)),
                         end_ns=int(s.get("endTimeUnixNano", 0)),
                         attributes=_attrs(s.get("attributes")),
-                        status=s.get("status", {}).get("code", "STATUS_CODE_UNSET"),
+                        status=_status_name(s.get("status", {}).get("code", 0)),
                     )
 
 
