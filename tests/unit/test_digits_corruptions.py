@@ -78,8 +78,8 @@ def test_occlusion_paints_a_square_of_full_ink(images: np.ndarray) -> None:
     out = corrupt(blank, "occlusion", 5, rng=0).reshape(50, 8, 8)
     for image in out:
         rows, cols = np.nonzero(image == 16)
-        assert len(rows) == 16  # side 4
-        assert rows.max() - rows.min() == 3 and cols.max() - cols.min() == 3
+        assert len(rows) == 25  # side 5
+        assert rows.max() - rows.min() == 4 and cols.max() - cols.min() == 4
 
 
 def test_accepts_8x8_arrays_and_lists() -> None:

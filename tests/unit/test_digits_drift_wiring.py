@@ -24,7 +24,7 @@ from infertrail.demo.corruptions import corrupt
 from infertrail.demo.digits import DigitsModel
 from infertrail.events import ModelInfo
 from infertrail.monitor import Monitor
-from infertrail.monitoring import ProfileError, load_profile, profile_path
+from infertrail.monitoring import DriftConfig, ProfileError, load_profile, profile_path
 from infertrail.monitoring.wiring import (
     BASELINES,
     drift,
@@ -209,6 +209,17 @@ def test_a_bad_rules_file_fails_before_anything_is_registered(
     sinks_before = len(monitor._async_sinks)
     with pytest.raises(RuleError, match="rule 'digits-drift': for_windows must be >= 1"):
         start_drift_monitoring(s, monitor, served(s))
+    assert len(monitor._async_sinks) == sinks_before
+
+
+def test_a_bad_drift_config_fails_before_anything_is_registered(
+    tmp_path: Path, models: Path, monitor: Monitor
+) -> None:
+    s = make_settings(tmp_path, models)
+    sinks_before = len(monitor._async_sinks)
+    bad = DriftConfig(thresholds={"no_such_feature": 0.2})
+    with pytest.raises(ValueError, match="no_such_feature"):
+        start_drift_monitoring(s, monitor, served(s), config=bad)
     assert len(monitor._async_sinks) == sinks_before
 
 

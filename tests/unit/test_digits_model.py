@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from infertrail.demo import digits
-from infertrail.demo.artifacts import ModelArtifactError
+from infertrail.demo.artifacts import LoadedModel, ModelArtifactError
 from infertrail.demo.digits import DigitsModel
+from infertrail.events import ModelInfo
 from infertrail.monitoring import DriftDetector, DriftWindow, ProfileError, load_profile
 from infertrail.monitoring import profile_path as monitoring_profile_path
 
@@ -156,3 +157,13 @@ def test_a_tampered_artifact_is_refused(root: Path, tmp_path: Path) -> None:
 def test_a_missing_model_says_how_to_train_it(tmp_path: Path) -> None:
     with pytest.raises(ModelArtifactError, match="infertrail train digits"):
         DigitsModel.load(tmp_path)
+
+
+def test_a_model_for_other_classes_is_refused(tmp_path: Path) -> None:
+    data = digits.split()
+    keep = data.train_labels < 3
+    three = digits.build_pipeline().fit(data.train_images[keep], data.train_labels[keep])
+    info = ModelInfo("digits", digits.VERSION, "ab" * 32)
+    loaded = LoadedModel(info, three, {}, tmp_path / "model.joblib")
+    with pytest.raises(ModelArtifactError, match=r"has classes \['0', '1', '2'\], not 0..9"):
+        DigitsModel(loaded)

@@ -14,7 +14,7 @@ blur           Gaussian blur (scipy.ndimage.gaussian_filter)  sigma 0.4, 0.6, 0.
 brightness     every pixel raised by a constant (over-        +1, +2, +3, +4, +6
                exposure, a grey background)
 rotation       about the centre, random direction per image   5, 10, 15, 20, 30 degrees
-occlusion      a square of full ink at a random place         side 2, 2, 3, 3, 4 pixels
+occlusion      a square of full ink at a random place         side 1, 2, 3, 4, 5 pixels
                (a finger, a sticker)
 ============== ============================================== ==============================
 
@@ -41,7 +41,7 @@ _NOISE_SIGMA = (1.0, 2.0, 3.0, 4.5, 6.0)
 _BLUR_SIGMA = (0.4, 0.6, 0.8, 1.0, 1.3)
 _BRIGHTNESS_DELTA = (1, 2, 3, 4, 6)
 _ROTATION_DEGREES = (5.0, 10.0, 15.0, 20.0, 30.0)
-_OCCLUSION_SIDE = (2, 2, 3, 3, 4)
+_OCCLUSION_SIDE = (1, 2, 3, 4, 5)
 
 
 def _clean(images: FloatArray, severity: int, rng: np.random.Generator) -> FloatArray:

@@ -22,7 +22,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict, train_te
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from infertrail.demo.artifacts import LoadedModel, load_model, save_model
+from infertrail.demo.artifacts import LoadedModel, ModelArtifactError, load_model, save_model
 from infertrail.events import ModelInfo
 from infertrail.monitoring import Profile, build_image_profile, profile_path
 
@@ -139,7 +139,7 @@ class DigitsModel:
         self._pipe: Pipeline = loaded.model
         classes = [str(c) for c in self._pipe.classes_]
         if classes != list(LABELS):
-            raise ValueError(f"digits model {loaded.path} has classes {classes}, not 0..9")
+            raise ModelArtifactError(f"model file {loaded.path} has classes {classes}, not 0..9")
 
     @classmethod
     def load(cls, models_root: Path) -> DigitsModel:

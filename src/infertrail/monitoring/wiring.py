@@ -188,34 +188,37 @@ def start_drift_monitoring(
     """Start drift monitoring of ``models`` (and alerting, if a rules file is configured).
 
     Fails before registering anything when a profile or the rules file is bad, or a receiver's
-    secret is missing from the environment.
+    secret is missing from the environment. The caller decides whether drift monitoring runs
+    at all (``settings.drift_enabled``).
     """
     profiles = [load_reference(settings.models_dir, info) for info in models]
     rules = None if settings.alert_rules_file is None else load_rules(settings.alert_rules_file)
     meter = monitor.telemetry.meter
     dispatch = None if rules is None else NotifierDispatch.from_rules(rules, meter=meter)
+    drift_monitors: dict[str, DriftMonitor] = {}
     try:
         engine = None if rules is None else AlertEngine(rules, dispatch, settings.alert_state_path)
+        for profile in profiles:
+            drift_monitors[profile.model_name] = DriftMonitor(
+                profile,
+                config,
+                window_size=settings.drift_window_size,
+                window_seconds=settings.drift_window_seconds,
+                sample_rate=settings.drift_sample_rate,
+                seed=_seed(profile.model_name),
+            )
     except BaseException:
+        for built in drift_monitors.values():
+            built.close(0.0)
         if dispatch is not None:
             dispatch.close(0.0)
         raise
     metrics = DriftMetrics(meter)
-    drift_monitors: dict[str, DriftMonitor] = {}
-    for profile in profiles:
-        drift_monitor = DriftMonitor(
-            profile,
-            config,
-            window_size=settings.drift_window_size,
-            window_seconds=settings.drift_window_seconds,
-            sample_rate=settings.drift_sample_rate,
-            seed=_seed(profile.model_name),
-            listeners=[metrics.record],
-        )
+    for drift_monitor in drift_monitors.values():
+        drift_monitor.add_listener(metrics.record)
         if engine is not None:
             drift_monitor.add_listener(drift_listener(engine))
         monitor.add_sink(drift_monitor)
-        drift_monitors[profile.model_name] = drift_monitor
     return DriftWiring(monitor, drift_monitors, metrics, engine, dispatch)
 
 
