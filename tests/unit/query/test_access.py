@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,7 @@ from infertrail.query.access import (
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> UserStore:
+def store(tmp_path: Path) -> Iterator[UserStore]:
     s = UserStore(users_db_path(tmp_path / "data"))
     yield s
     s.close()
