@@ -1,0 +1,69 @@
+"""Delayed outcomes joined back to the predictions that caused them.
+
+``OutcomeLoop.open(settings, monitor, audit=trail, engine=engine)`` wires it into a service:
+a predictions index (a background Monitor sink), ``POST /v1/outcomes`` (idempotent, audited),
+performance windows feeding ``outcome.*`` alert signals and gauges. ``performance_report``
+joins and measures; ``infertrail outcomes ingest|report`` is the CLI. See docs/outcomes.md.
+"""
+
+from infertrail.outcomes.index import PredictionIndex
+from infertrail.outcomes.join import (
+    OutcomeSpec,
+    Performance,
+    PerformanceReport,
+    kpi_bands,
+    performance,
+    performance_report,
+    spec_from_settings,
+)
+from infertrail.outcomes.payload import Outcome, OutcomeValidationError, parse_outcomes
+from infertrail.outcomes.performance import (
+    PerformanceMetrics,
+    PerformanceWindows,
+    WindowReport,
+    engine_listener,
+    performance_signals,
+)
+from infertrail.outcomes.service import (
+    AuditUnavailableError,
+    IngestResult,
+    OutcomeAudit,
+    OutcomeService,
+    outcome_record,
+)
+from infertrail.outcomes.store import (
+    OutcomeConflictError,
+    OutcomeStore,
+    Prediction,
+    outcomes_db_path,
+)
+from infertrail.outcomes.wiring import OutcomeLoop
+
+__all__ = [
+    "AuditUnavailableError",
+    "IngestResult",
+    "Outcome",
+    "OutcomeAudit",
+    "OutcomeConflictError",
+    "OutcomeLoop",
+    "OutcomeService",
+    "OutcomeSpec",
+    "OutcomeStore",
+    "OutcomeValidationError",
+    "Performance",
+    "PerformanceMetrics",
+    "PerformanceReport",
+    "PerformanceWindows",
+    "Prediction",
+    "PredictionIndex",
+    "WindowReport",
+    "engine_listener",
+    "kpi_bands",
+    "outcome_record",
+    "outcomes_db_path",
+    "parse_outcomes",
+    "performance",
+    "performance_report",
+    "performance_signals",
+    "spec_from_settings",
+]

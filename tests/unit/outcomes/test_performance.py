@@ -1,0 +1,151 @@
+"""Performance windows: signals, gauges, and the "performance dropped" rule of docs/outcomes.md."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+from infertrail.alerting.engine import AlertEngine
+from infertrail.alerting.export import prometheus_rules
+from infertrail.alerting.rules import parse_rules
+from infertrail.alerting.testing import RecordingDispatch
+from infertrail.outcomes.join import OutcomeSpec
+from infertrail.outcomes.payload import Outcome
+from infertrail.outcomes.performance import (
+    PerformanceMetrics,
+    PerformanceWindows,
+    WindowReport,
+    engine_listener,
+    performance_signals,
+)
+from infertrail.outcomes.store import Prediction
+from infertrail.telemetry import conventions as c
+
+from .helpers import outcome, prediction
+
+DOC = (Path(__file__).resolve().parents[3] / "docs" / "outcomes.md").read_text()
+
+
+def doc_rules() -> dict[str, Any]:
+    [toml] = re.findall(r"^```toml\n(.*?)^```$", DOC, flags=re.M | re.S)
+    return tomllib.loads(toml)
+
+
+def pairs(model: str, n: int, right: float, start: int = 0) -> list[tuple[Outcome, Prediction]]:
+    """n joined outcomes; in every run of 100 (or n), a share ``right`` match the prediction."""
+    period = min(n, 100)
+    out = []
+    for i in range(start, start + n):
+        score = 0.8 if i % 2 else 0.2
+        predicted = "1" if score >= 0.5 else "0"
+        wrong = (i - start) % period >= round(period * right)
+        truth = ("0" if predicted == "1" else "1") if wrong else predicted
+        out.append(
+            (outcome(f"{model}-{i}", truth), prediction(f"{model}-{i}", model=model, score=score))
+        )
+    return out
+
+
+def windows(size: int = 10) -> tuple[PerformanceWindows, list[WindowReport]]:
+    seen: list[WindowReport] = []
+    w = PerformanceWindows(lambda m: OutcomeSpec("1"), size=size, clock=lambda: 1_772_359_200.0)
+    w.add_listener(seen.append)
+    return w, seen
+
+
+def test_windows_close_per_model_every_n() -> None:
+    w, seen = windows(10)
+    w(pairs("credit", 7, 1.0))
+    w(pairs("other", 10, 0.5))
+    assert [r.model for r in seen] == ["other"] and w.pending("credit") == 7
+    w(pairs("credit", 25, 0.8, start=7))  # 32 in all: three credit windows, 2 left over
+    assert [r.model for r in seen] == ["other", "credit", "credit", "credit"]
+    assert w.pending("credit") == 2
+    credit = [r for r in seen if r.model == "credit"]
+    assert credit[0].closed_at < credit[1].closed_at  # one batch, still distinct times
+    assert seen[0].performance.accuracy == 0.5 and seen[0].versions == ("1.0.0",)
+    w([(outcome("x", "1", kind="revenue"), prediction("x"))])  # other kinds are not windowed
+    assert w.pending("credit") == 2
+    with pytest.raises(ValueError, match="window size must be >= 1"):
+        PerformanceWindows(lambda m: OutcomeSpec(), size=0)
+
+
+def test_signals_leave_undefined_metrics_out() -> None:
+    w, seen = windows(4)
+    w(pairs("credit", 4, 1.0))
+    signals = performance_signals(seen[0].performance)
+    assert signals["outcome.accuracy"] == 1.0 and signals["outcome.samples"] == 4.0
+    assert "outcome.mean_value" not in signals
+    one_class = [(outcome(f"k{i}", "1"), prediction(f"k{i}", score=0.9)) for i in range(4)]
+    w(one_class)
+    assert "outcome.roc_auc" not in performance_signals(seen[1].performance)
+
+
+def test_gauges() -> None:
+    reader = InMemoryMetricReader()
+    meter = MeterProvider(metric_readers=[reader]).get_meter("test")
+    metrics = PerformanceMetrics(meter)
+    w, _ = windows(10)
+    w.add_listener(metrics)
+    w(pairs("credit", 10, 0.7))
+    data = reader.get_metrics_data()
+    assert data is not None
+    points = {
+        m.name: [(dict(p.attributes or {}), p.value) for p in m.data.data_points]  # type: ignore[union-attr]
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+    }
+    assert points["infertrail.outcome.accuracy"] == [({c.MODEL_NAME: "credit"}, 0.7)]
+    assert points["infertrail.outcome.samples"] == [({c.MODEL_NAME: "credit"}, 10.0)]
+    assert (
+        "infertrail.outcome.mean_value" not in points or not points["infertrail.outcome.mean_value"]
+    )
+
+
+def test_the_documented_rule_fires_and_resolves(tmp_path: Path) -> None:
+    rules = parse_rules(doc_rules(), source="docs/outcomes.md")
+    engine = AlertEngine(rules, RecordingDispatch(), tmp_path / "state.json")
+    w, _ = windows(200)
+    w.add_listener(engine_listener(engine))
+    w(pairs("credit", 400, 0.78))  # two healthy windows
+    w(pairs("credit", 200, 0.50, start=400))  # one bad window: not yet (for_windows = 2)
+    assert engine.firing() == []
+    w(pairs("credit", 200, 0.55, start=600))  # the second bad window in a row fires
+    [trigger] = engine.firing()
+    assert trigger.labels["alertname"] == "credit-performance-dropped"
+    assert "credit accuracy on joined outcomes is 0.550" in trigger.annotations["summary"]
+    w(pairs("credit", 200, 0.60, start=800))  # still bad: the same alert, not a new one
+    assert engine.firing() == [trigger]
+    w(pairs("credit", 200, 0.80, start=1000))  # one good window: still firing
+    assert engine.firing() == [trigger]
+    w(pairs("credit", 200, 0.80, start=1200))  # two good windows resolve it
+    assert engine.firing() == []
+    w(pairs("digits", 400, 0.1))  # the rule is for credit only
+    assert engine.firing() == []
+
+
+def test_the_documented_rule_exports() -> None:
+    rules = parse_rules(doc_rules(), source="docs/outcomes.md")
+    [rule] = yaml.safe_load(prometheus_rules(rules, 300))["groups"][0]["rules"]
+    assert rule["alert"] == "credit-performance-dropped"
+    assert 'infertrail_outcome_accuracy{infertrail_model_name="credit"}' in rule["expr"]
+    assert rule["expr"].endswith("< 0.65") and rule["for"] in ("10m", "600s")
+
+
+def test_engine_listener_survives_a_bad_evaluation(tmp_path: Path) -> None:
+    engine = AlertEngine(parse_rules(doc_rules()), RecordingDispatch(), tmp_path / "s.json")
+    listener = engine_listener(engine)
+    w, seen = windows(10)
+    w(pairs("credit", 10, 1.0))
+    report = seen[0]
+    bad = WindowReport("", report.versions, datetime.now(UTC), report.performance)
+    listener(bad)  # an empty model name is refused by the engine: logged, not raised
