@@ -1,7 +1,7 @@
 """The SLOs as Prometheus recording and alerting rules, in Sloth's shape.
 
-Per SLO three groups, as ``sloth generate`` writes them, so Sloth's Grafana dashboards and
-routing work unchanged:
+Per SLO the recording and alerting rules ``sloth generate`` writes, with its record names and
+labels, so Sloth's Grafana dashboards and routing work unchanged:
 
 * SLI recordings ``slo:sli_error:ratio_rate<W>`` for W in 5m, 30m, 1h, 2h, 6h, 1d, 3d and the
   SLO window, labelled ``sloth_id``, ``sloth_service``, ``sloth_slo``, ``sloth_window`` and the
@@ -12,10 +12,16 @@ routing work unchanged:
 * two alerts sharing the SLO's alert name, ``sloth_severity`` page (1h/5m at 14.4x or 6h/30m at
   6x) and ticket (1d/2h at 3x or 3d/6h at 1x).
 
+One difference in layout: Sloth puts the SLI recordings, the meta recordings and the alerts in
+three groups; here they are one group per SLO, in that order. Prometheus evaluates the rules
+of a group one after the other at the same timestamp, so the alerts read this evaluation's
+ratios; separate groups run on their own schedules and an alert can read ratios one
+evaluation interval old.
+
 The SLI queries read the series infertrail puts on ``/metrics``: the duration histogram
 (latency), the prediction and error counters (availability), the confidence histogram
-(confidence) and the drift monitor's OOD-rate gauge (ood). Two deliberate differences from
-Sloth: the SLO-window ratio is computed from the counters over the whole window (by
+(confidence) and the drift monitor's OOD-rate gauge (ood). Two more deliberate differences
+from Sloth: the SLO-window ratio is computed from the counters over the whole window (by
 occurrences, as the in-process evaluator does) rather than as the time average of the 5m ratio;
 and an ``ood`` ratio is the time average of the per-window OOD rate gauge, which equals the
 in-process count (OOD inputs over sampled inputs) when drift windows are of equal size.
@@ -93,7 +99,7 @@ def _id_selector(slo: SLO) -> str:
     return "{" + ", ".join(f'{k}="{v}"' for k, v in _ids(slo).items()) + "}"
 
 
-def _sli_group(slo: SLO) -> dict[str, Any]:
+def _sli_rules(slo: SLO) -> list[dict[str, Any]]:
     rules = []
     for w in (*RATIO_WINDOWS_S, slo.window_s):
         window = format_duration(w)
@@ -104,10 +110,10 @@ def _sli_group(slo: SLO) -> dict[str, Any]:
                 "labels": {**slo.labels, **_ids(slo), "sloth_window": window},
             }
         )
-    return {"name": f"infertrail-slo-sli-recordings-{slo.slo_id}", "rules": rules}
+    return rules
 
 
-def _meta_group(slo: SLO) -> dict[str, Any]:
+def _meta_rules(slo: SLO) -> list[dict[str, Any]]:
     ids = _id_selector(slo)
     labels = {**slo.labels, **_ids(slo)}
     on = "on(sloth_id, sloth_slo, sloth_service) group_left"
@@ -116,36 +122,33 @@ def _meta_group(slo: SLO) -> dict[str, Any]:
     def rec(name: str, expr: str, extra: dict[str, str] | None = None) -> dict[str, Any]:
         return {"record": name, "expr": expr, "labels": {**labels, **(extra or {})}}
 
-    return {
-        "name": f"infertrail-slo-meta-recordings-{slo.slo_id}",
-        "rules": [
-            rec("slo:objective:ratio", f"vector({slo.target!r})"),
-            rec("slo:error_budget:ratio", f"vector({slo.error_budget!r})"),
-            rec("slo:time_period:days", f"vector({slo.window_s // 86400})"),
-            rec(
-                "slo:current_burn_rate:ratio",
-                f"slo:sli_error:ratio_rate5m{ids}\n/ {on}\nslo:error_budget:ratio{ids}",
-            ),
-            rec(
-                "slo:period_burn_rate:ratio",
-                f"slo:sli_error:ratio_rate{period}{ids}\n/ {on}\nslo:error_budget:ratio{ids}",
-            ),
-            rec(
-                "slo:period_error_budget_remaining:ratio",
-                f"1 - slo:period_burn_rate:ratio{ids}",
-            ),
-            rec(
-                "sloth_slo_info",
-                "vector(1)",
-                {
-                    "sloth_mode": "infertrail",
-                    "sloth_objective": f"{slo.objective:g}",
-                    "sloth_spec": SPEC_VERSION,
-                    "sloth_version": "infertrail",
-                },
-            ),
-        ],
-    }
+    return [
+        rec("slo:objective:ratio", f"vector({slo.target!r})"),
+        rec("slo:error_budget:ratio", f"vector({slo.error_budget!r})"),
+        rec("slo:time_period:days", f"vector({slo.window_s // 86400})"),
+        rec(
+            "slo:current_burn_rate:ratio",
+            f"slo:sli_error:ratio_rate5m{ids}\n/ {on}\nslo:error_budget:ratio{ids}",
+        ),
+        rec(
+            "slo:period_burn_rate:ratio",
+            f"slo:sli_error:ratio_rate{period}{ids}\n/ {on}\nslo:error_budget:ratio{ids}",
+        ),
+        rec(
+            "slo:period_error_budget_remaining:ratio",
+            f"1 - slo:period_burn_rate:ratio{ids}",
+        ),
+        rec(
+            "sloth_slo_info",
+            "vector(1)",
+            {
+                "sloth_mode": "infertrail",
+                "sloth_objective": f"{slo.objective:g}",
+                "sloth_spec": SPEC_VERSION,
+                "sloth_version": "infertrail",
+            },
+        ),
+    ]
 
 
 def alert_expr(slo: SLO, severity: AlertSeverity) -> str:
@@ -169,7 +172,7 @@ def alert_expr(slo: SLO, severity: AlertSeverity) -> str:
     return "\nor\n".join(pairs)
 
 
-def _alert_group(slo: SLO) -> dict[str, Any] | None:
+def _alert_rules(slo: SLO) -> list[dict[str, Any]]:
     rules = []
     for sev in SEVERITIES:
         spec = alert_spec(slo, sev)
@@ -194,9 +197,7 @@ def _alert_group(slo: SLO) -> dict[str, Any] | None:
                 "annotations": annotations,
             }
         )
-    if not rules:
-        return None
-    return {"name": f"infertrail-slo-alerts-{slo.slo_id}", "rules": rules}
+    return rules
 
 
 def _go_literal(text: str) -> str:
@@ -206,12 +207,13 @@ def _go_literal(text: str) -> str:
 
 def prometheus_slo_rules(slos: SLOSet | Iterable[SLO], *, source: str | None = None) -> str:
     """A Prometheus rule file (YAML) with the recordings and alerts of every SLO."""
-    groups: list[dict[str, Any]] = []
-    for slo in slos.slos if isinstance(slos, SLOSet) else slos:
-        groups += [_sli_group(slo), _meta_group(slo)]
-        alerts = _alert_group(slo)
-        if alerts is not None:
-            groups.append(alerts)
+    groups = [
+        {
+            "name": f"infertrail-slo-{slo.slo_id}",
+            "rules": [*_sli_rules(slo), *_meta_rules(slo), *_alert_rules(slo)],
+        }
+        for slo in (slos.slos if isinstance(slos, SLOSet) else slos)
+    ]
     header = (
         f"# Generated by `infertrail export slo-rules`{f' from {source}' if source else ''}.\n"
         "# Sloth-compatible SLO rules; edit the SLO definitions, not this file.\n"
