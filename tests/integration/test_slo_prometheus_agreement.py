@@ -263,7 +263,7 @@ def test_in_process_and_prometheus_agree_minute_by_minute(tmp_path: Path) -> Non
         assert not statuses[-1][j].firing["page"] and not statuses[-1][j].firing["ticket"]
     write_rules(tmp_path, slos)
     alerts, exprs = expectations(slos, statuses)
-    doc = {
+    doc: dict[str, Any] = {
         "rule_files": [RULES_FILE],
         "evaluation_interval": "1m",
         "tests": [
