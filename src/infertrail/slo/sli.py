@@ -1,11 +1,16 @@
 """Counting good and total events per SLO: a Monitor sink that stays cheap.
 
-Each SLO gets a classifier, a small function of one :class:`InferenceEvent` that answers
-good (1), bad (0) or "not an event of this SLI" (-1), written to count exactly what the
-telemetry histogram or counter behind the SLI counts, so that the in-process evaluator and
-Prometheus see the same events. :class:`SLICounter` is registered with ``Monitor.add_sink``
-(it runs on the Monitor's background worker) and adds each event to a ring of time buckets
-(:class:`EventCounts`); the evaluator sums buckets off the request path.
+What counts as good is defined per SLO kind by a classifier (:func:`classifier`, a function of
+one :class:`InferenceEvent` answering good, bad or "not an event of this SLI"), written to count
+exactly what the telemetry histogram or counter behind the SLI counts, so that the in-process
+evaluator and Prometheus see the same events. :class:`SLICounter` is registered with
+``Monitor.add_sink`` (it runs on the Monitor's background worker). It does not run every
+classifier on every event: like /metrics, it adds each event to its model's histograms of the
+newest time bucket (duration and confidence buckets, error types), and reads each SLO's good
+and total off those histograms (:func:`reducer`) once the bucket is complete, which is exact
+because thresholds are bucket boundaries. The per-event cost is then the same for one SLO or
+twenty. Each SLO's counts live in a ring of time buckets (:class:`EventCounts`) that the
+evaluator sums off the request path.
 
 An event belongs to the bucket of the time its outcome was known (start + duration), as a
 counter increment on ``/metrics`` does. OOD SLIs are not per event: the drift monitor judges
@@ -15,11 +20,14 @@ sampled windows, and :meth:`SLICounter.record_drift_report` adds each window's c
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from infertrail.events import InferenceEvent
 from infertrail.slo.definitions import SLO, AvailabilitySLI, ConfidenceSLI, LatencySLI
+from infertrail.telemetry import conventions as c
 
 if TYPE_CHECKING:
     from infertrail.monitoring.drift import DriftReport
@@ -135,22 +143,85 @@ class EventCounts:
         return out
 
 
+Reducer = Callable[["_Bucket"], tuple[int, int]]
+
+
+def reducer(slo: SLO) -> Reducer | None:
+    """(good, total) of ``slo`` from one bucket's histograms; None for OOD.
+
+    Exact because every threshold is a bucket boundary: the events at or below a boundary are
+    the sum of the buckets up to it, as ``le`` counts them on /metrics.
+    """
+    sli = slo.sli
+    if isinstance(sli, LatencySLI):
+        upto = c.DURATION_BUCKETS_S.index(sli.threshold_seconds) + 1
+        return lambda b: (sum(b.duration[:upto]), sum(b.duration))
+    if isinstance(sli, AvailabilitySLI):
+        excluded = frozenset(sli.exclude_error_types)
+
+        def availability(b: _Bucket) -> tuple[int, int]:
+            bad = sum(n for kind, n in b.errors.items() if kind not in excluded)
+            return b.ok, b.ok + bad
+
+        return availability
+    if isinstance(sli, ConfidenceSLI):
+        upto = c.CONFIDENCE_BUCKETS.index(sli.threshold) + 1
+
+        def confidence(b: _Bucket) -> tuple[int, int]:
+            total = sum(b.confidence)
+            return total - sum(b.confidence[:upto]), total
+
+        return confidence
+    return None
+
+
+class _Bucket:
+    """What one model's events of the newest bucket looked like: the /metrics histograms."""
+
+    __slots__ = ("confidence", "duration", "errors", "idx", "ok")
+
+    def __init__(self) -> None:
+        self.idx = -1
+        self.ok = 0
+        self.duration = [0] * (len(c.DURATION_BUCKETS_S) + 1)  # recorded durations, +Inf last
+        self.confidence = [0] * (len(c.CONFIDENCE_BUCKETS) + 1)  # successful predictions
+        self.errors: dict[str | None, int] = {}  # error type -> count
+
+    def clear(self) -> None:
+        self.ok = 0
+        self.duration = [0] * len(self.duration)
+        self.confidence = [0] * len(self.confidence)
+        self.errors = {}
+
+
+class _ModelState:
+    """One model's newest bucket and the SLOs it feeds (its own and those of every model)."""
+
+    __slots__ = ("bucket", "slos")
+
+    def __init__(self, slos: list[tuple[SLO, Classifier, Reducer, EventCounts]]) -> None:
+        self.bucket = _Bucket()
+        self.slos = slos
+
+
 class _Target:
-    """One SLO as the sink sees it: its classifier and its counts."""
+    """One SLO: its definition and its counts."""
 
-    __slots__ = ("classify", "counts", "slo")
+    __slots__ = ("counts", "slo")
 
-    def __init__(self, slo: SLO, classify: Classifier | None, counts: EventCounts) -> None:
+    def __init__(self, slo: SLO, counts: EventCounts) -> None:
         self.slo = slo
-        self.classify = classify
         self.counts = counts
 
 
 class SLICounter:
     """Counts good/total events of every SLO; register it with ``Monitor.add_sink``.
 
-    Also a drift-report listener (:meth:`record_drift_report`) for OOD SLIs. Evaluation reads
-    the counts under :meth:`locked`.
+    Per event it only adds to the histograms of its model's newest bucket (duration, confidence,
+    error types, as /metrics has them), at a cost that does not grow with the number of SLOs;
+    when a bucket is complete, each SLO's good and total are read off it. It is also a
+    drift-report listener (:meth:`record_drift_report`) for OOD SLIs. Read counts under
+    :meth:`locked`, which first settles the newest buckets.
     """
 
     def __init__(self, slos: Iterable[SLO], *, bucket_s: int = DEFAULT_BUCKET_S) -> None:
@@ -166,9 +237,8 @@ class SLICounter:
         for slo in slos:
             # One bucket more than the window: the bucket being filled is not yet counted.
             counts = EventCounts(bucket_s, slo.window_s // bucket_s + 1)
-            self._targets[slo.name] = _Target(slo, classifier(slo), counts)
-        self._per_event = [t for t in self._targets.values() if t.classify is not None]
-        self._by_model: dict[str, tuple[tuple[Classifier, EventCounts], ...]] = {}
+            self._targets[slo.name] = _Target(slo, counts)
+        self._models: dict[str, _ModelState | None] = {}
 
     @property
     def slos(self) -> list[SLO]:
@@ -182,34 +252,56 @@ class SLICounter:
         except KeyError:
             raise KeyError(f"no SLO {name!r}; counted: {', '.join(self._targets)}") from None
 
-    def locked(self) -> threading.Lock:
-        """The lock guarding every count: hold it while reading several windows."""
-        return self._lock
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the lock over every count, with the newest buckets added to the counts."""
+        with self._lock:
+            for state in self._models.values():
+                if state is not None:
+                    _settle(state)
+            yield
 
     # -- the sink (Monitor's worker thread) ------------------------------------------------
     def __call__(self, ev: InferenceEvent) -> None:
-        """Count ``ev`` for every SLO of its model."""
-        targets = self._by_model.get(ev.model.name)
-        if targets is None:
-            targets = self._targets_for(ev.model.name)
-        if not targets:
+        """Count ``ev`` into its model's newest bucket."""
+        state = self._models.get(ev.model.name, _UNSEEN)
+        if state is _UNSEEN:
+            state = self._state_for(ev.model.name)
+        if state is None:
             return
+        assert isinstance(state, _ModelState)
         idx = (ev.start_time_ns + ev.duration_ns) // self._bucket_ns
         with self._lock:
-            for classify, counts in targets:
-                verdict = classify(ev)
-                if verdict >= 0:
-                    counts.add(idx, verdict)
+            b = state.bucket
+            if idx != b.idx:
+                if idx < b.idx:
+                    _count_late(state, ev, idx)
+                    return
+                _settle(state)
+                b.idx = idx
+            # What Monitor._record_metrics records for this event, bucketed like /metrics.
+            if ev.status == "ok":
+                b.ok += 1
+                b.duration[bisect_left(_DURATION, ev.duration_ns / 1e9)] += 1
+                conf = ev.confidence
+                if conf is not None:
+                    b.confidence[bisect_left(_CONFIDENCE, conf)] += 1
+            else:
+                kind = ev.error_type
+                b.errors[kind] = b.errors.get(kind, 0) + 1
+                if ev.inputs is not None:  # a rejection records no duration
+                    b.duration[bisect_left(_DURATION, ev.duration_ns / 1e9)] += 1
 
-    def _targets_for(self, model: str) -> tuple[tuple[Classifier, EventCounts], ...]:
-        found = tuple(
-            (t.classify, t.counts)
-            for t in self._per_event
-            if t.classify is not None and t.slo.model in ("*", model)
-        )
-        if len(self._by_model) < _MAX_MODEL_CACHE:  # bounded: model names come from callers
-            self._by_model[model] = found
-        return found
+    def _state_for(self, model: str) -> _ModelState | None:
+        found = []
+        for t in self._targets.values():
+            classify, reduce = classifier(t.slo), reducer(t.slo)
+            if classify is not None and reduce is not None and t.slo.model in ("*", model):
+                found.append((t.slo, classify, reduce, t.counts))
+        state = _ModelState(found) if found else None
+        if len(self._models) < _MAX_MODEL_CACHE:  # bounded: model names come from callers
+            self._models[model] = state
+        return state
 
     # -- drift reports (the drift monitor's thread) ----------------------------------------
     def record_drift_report(self, report: DriftReport) -> None:
@@ -230,3 +322,28 @@ class SLICounter:
             counts = self.counts(name)
             for idx, good, total in buckets:
                 counts.add(int(idx), int(good), int(total))
+
+
+_UNSEEN = object()
+_DURATION = c.DURATION_BUCKETS_S
+_CONFIDENCE = c.CONFIDENCE_BUCKETS
+
+
+def _settle(state: _ModelState) -> None:
+    """Add the newest bucket's events to every SLO of the model and empty it (lock held)."""
+    b = state.bucket
+    if not (b.ok or b.errors):
+        return
+    for _slo, _classify, reduce, counts in state.slos:
+        good, total = reduce(b)
+        if total:
+            counts.add(b.idx, good, total)
+    b.clear()
+
+
+def _count_late(state: _ModelState, ev: InferenceEvent, idx: int) -> None:
+    """An event older than the newest bucket (a slow request that ended late): count it alone."""
+    for _slo, classify, _reduce, counts in state.slos:
+        verdict = classify(ev)
+        if verdict >= 0:
+            counts.add(idx, verdict)

@@ -165,3 +165,54 @@ def test_restore_adds_saved_buckets() -> None:
     counter.restore("sentiment-latency", [(100, 3, 4), (101, 0, 1)])
     with counter.locked():
         assert counter.counts("sentiment-latency").window(102, 2) == (3, 5)
+
+
+_EVENTS = st.tuples(
+    st.integers(0, 400),  # end time, seconds after T0 (crosses buckets, late ones included)
+    st.sampled_from([0.0001, 0.01, 0.25, 0.3, 1.0, 12.0]),  # durations, boundaries included
+    st.sampled_from(["ok", "ok", "RuntimeError", "invalid_input", None]),
+    st.sampled_from([None, 0.5, 0.6, 0.61, 0.99, 1.0]),
+    st.booleans(),  # rejected before inference (no input, no duration)
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(stream=st.lists(_EVENTS, max_size=80))
+def test_histogram_counting_equals_classifying_each_event(
+    stream: list[tuple[int, float, str | None, float | None, bool]],
+) -> None:
+    """The sink's bucket histograms give every SLO exactly what its classifier would."""
+    slos = slo_set(
+        slo_body(),
+        slo_body(
+            name="avail",
+            model="*",
+            sli={"kind": "availability", "exclude_error_types": ["invalid_input"]},
+        ),
+        slo_body(name="conf", sli={"kind": "confidence", "threshold": 0.6}),
+        slo_body(name="slow", sli={"kind": "latency", "threshold_seconds": 10.0}),
+    )
+    counter = SLICounter(slos.slos)
+    expected = {s.name: EventCounts(60, 1000) for s in slos.slos}
+    for t, duration, outcome, confidence, rejected in stream:
+        status = "ok" if outcome == "ok" else "error"
+        ev = event(
+            T0 + t,
+            duration_s=duration,
+            status=status,  # type: ignore[arg-type]
+            confidence=confidence,
+            error_type=outcome if status == "error" else None,
+            inputs=None if rejected and status == "error" else "x",
+        )
+        counter(ev)
+        for s in slos.slos:
+            fn = classifier(s)
+            assert fn is not None
+            verdict = fn(ev)
+            if verdict >= 0:
+                idx = (ev.start_time_ns + ev.duration_ns) // 60_000_000_000
+                expected[s.name].add(idx, verdict)
+    end = T0 // 60 + 10
+    with counter.locked():
+        for s in slos.slos:
+            assert counter.counts(s.name).window(end, 10) == expected[s.name].window(end, 10)
