@@ -21,7 +21,6 @@ Listeners (the performance windows) see each committed batch of new (outcome, pr
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
@@ -73,6 +72,13 @@ class AsyncAppender(Protocol):
 
 class AuditUnavailableError(RuntimeError):
     """The audit log could not record the batch's outcomes; nothing was stored."""
+
+
+def _unavailable(n: int, exc: Exception) -> AuditUnavailableError:
+    return AuditUnavailableError(
+        f"the audit log could not record {n} outcome(s): {exc}; nothing was stored, send the "
+        "batch again"
+    )
 
 
 def outcome_record(
@@ -133,10 +139,13 @@ class OutcomeAudit:
         self.service = service
         self.timeout_s = timeout_s
         self._clock_ns = clock_ns
-        self.last_receipts: list[Receipt] = []
 
     def record_all(self, pairs: Sequence[tuple[Outcome, Prediction]]) -> list[Receipt]:
         """Append one record per pair; return their receipts once every one is durable."""
+        return self.queue_all(pairs)()
+
+    def queue_all(self, pairs: Sequence[tuple[Outcome, Prediction]]) -> Callable[[], list[Receipt]]:
+        """Queue one record per pair; the returned function waits until all are durable."""
         ts = rfc3339_micros(self._clock_ns())
         futures = [
             self.log.append_async(
@@ -153,9 +162,11 @@ class OutcomeAudit:
             for o, p in pairs
         ]
         deadline = time.monotonic() + self.timeout_s
-        receipts = [f.result(timeout=max(deadline - time.monotonic(), 0.0)) for f in futures]
-        self.last_receipts = receipts
-        return receipts
+
+        def wait() -> list[Receipt]:
+            return [f.result(timeout=max(deadline - time.monotonic(), 0.0)) for f in futures]
+
+        return wait
 
 
 @dataclass
@@ -201,7 +212,6 @@ class OutcomeService:
         self.batch_max = batch_max
         self._clock_ns = clock_ns
         self._listeners: list[Listener] = []
-        self._lock = threading.Lock()  # one batch at a time: audit order = commit order
         self._counter = (
             None
             if meter is None
@@ -236,19 +246,24 @@ class OutcomeService:
             self.index.flush()
         seqs: list[int] = []
 
-        def audit(pairs: list[tuple[Outcome, Prediction]]) -> None:
+        def audit(pairs: list[tuple[Outcome, Prediction]]) -> Callable[[], None]:
             if self.audit is None:
-                return
+                return lambda: None
             try:
-                seqs.extend(r.seq for r in self.audit.record_all(pairs))
+                wait = self.audit.queue_all(pairs)
             except Exception as exc:
-                raise AuditUnavailableError(
-                    f"the audit log could not record {len(pairs)} outcome(s): {exc}; "
-                    "nothing was stored, send the batch again"
-                ) from exc
+                raise _unavailable(len(pairs), exc) from exc
 
-        with self._lock:
-            written = self.store.write_outcomes(outcomes, received_ns=now, before_commit=audit)
+            def durable() -> None:
+                try:
+                    seqs.extend(r.seq for r in wait())
+                except Exception as exc:
+                    raise _unavailable(len(pairs), exc) from exc
+
+            return durable
+
+        # The store's transaction serializes batches: audit order is commit order.
+        written = self.store.write_outcomes(outcomes, received_ns=now, before_commit=audit)
         result = IngestResult(
             received=len(outcomes),
             accepted=len(written.accepted),

@@ -192,11 +192,14 @@ class OutcomeStore:
         outcomes: Sequence[Outcome],
         *,
         received_ns: int,
-        before_commit: Callable[[list[tuple[Outcome, Prediction]]], None] | None = None,
+        before_commit: Callable[[list[tuple[Outcome, Prediction]]], Callable[[], None]]
+        | None = None,
     ) -> WriteResult:
         """Store new outcomes atomically; OutcomeConflictError (nothing written) on a conflict.
 
-        ``before_commit`` gets the new (outcome, prediction) pairs inside the transaction; if it
+        Inside the transaction, ``before_commit`` is called with the new (outcome, prediction)
+        pairs before they are inserted and returns a function that is called after the insert,
+        before the commit (so the audit log's writer works while SQLite inserts). If either
         raises (the audit log is down), nothing is written.
         """
         result = WriteResult()
@@ -227,6 +230,9 @@ class OutcomeStore:
                 seen.setdefault(key, o)
             if conflicts:
                 raise OutcomeConflictError(conflicts)
+            finish = None
+            if before_commit is not None and result.accepted:
+                finish = before_commit(result.accepted)
             conn.executemany(
                 "INSERT INTO outcomes VALUES (?,?,?,?,?,?)",
                 (
@@ -234,8 +240,8 @@ class OutcomeStore:
                     for o, _ in result.accepted
                 ),
             )
-            if before_commit is not None and result.accepted:
-                before_commit(result.accepted)
+            if finish is not None:
+                finish()
         return result
 
     @staticmethod

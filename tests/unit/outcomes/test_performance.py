@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
@@ -17,7 +19,7 @@ from infertrail.alerting.engine import AlertEngine
 from infertrail.alerting.export import prometheus_rules
 from infertrail.alerting.rules import parse_rules
 from infertrail.alerting.testing import RecordingDispatch
-from infertrail.outcomes.join import OutcomeSpec
+from infertrail.outcomes.join import OutcomeSpec, Performance, performance
 from infertrail.outcomes.payload import Outcome
 from infertrail.outcomes.performance import (
     PerformanceMetrics,
@@ -25,8 +27,9 @@ from infertrail.outcomes.performance import (
     WindowReport,
     engine_listener,
     performance_signals,
+    window_performance,
 )
-from infertrail.outcomes.store import Prediction
+from infertrail.outcomes.store import JoinedRow, Prediction
 from infertrail.telemetry import conventions as c
 
 from .helpers import outcome, prediction
@@ -149,3 +152,79 @@ def test_engine_listener_survives_a_bad_evaluation(tmp_path: Path) -> None:
     report = seen[0]
     bad = WindowReport("", report.versions, datetime.now(UTC), report.performance)
     listener(bad)  # an empty model name is refused by the engine: logged, not raised
+
+
+SCALARS = (
+    "mode",
+    "n",
+    "n_used",
+    "accuracy",
+    "precision",
+    "recall",
+    "roc_auc",
+    "brier",
+    "positive_rate",
+    "mean_value",
+)
+
+
+def same_scalars(fast: Performance, reference: Performance) -> None:
+    for name in SCALARS:
+        a, b = getattr(fast, name), getattr(reference, name)
+        assert (a is None) == (b is None), name
+        if isinstance(a, float):
+            assert a == pytest.approx(b, abs=1e-12), name
+        else:
+            assert a == b, name
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([0.0, 0.25, 0.5, 0.7, 1.0]) | st.floats(0, 1), st.booleans()),
+        min_size=1,
+        max_size=80,
+    ),
+    st.floats(0, 1),
+)
+@settings(max_examples=150, deadline=None)
+def test_window_metrics_equal_the_sklearn_ones_binary(
+    data: list[tuple[float, bool]], threshold: float
+) -> None:
+    rows = [
+        JoinedRow(prediction(f"r{i}", score=s), outcome(f"r{i}", "1" if t else "0"), 0)
+        for i, (s, t) in enumerate(data)
+    ]
+    spec = OutcomeSpec("1", threshold)
+    same_scalars(window_performance(rows, spec), performance(rows, spec))
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from("abcd"), st.sampled_from("abcde"), st.none() | st.floats(0, 1)),
+        min_size=1,
+        max_size=60,
+    )
+)
+@settings(max_examples=150, deadline=None)
+def test_window_metrics_equal_the_sklearn_ones_multiclass(
+    data: list[tuple[str, str, float | None]],
+) -> None:
+    rows = [
+        JoinedRow(prediction(f"r{i}", label=q, score=None, confidence=c), outcome(f"r{i}", t), 0)
+        for i, (t, q, c) in enumerate(data)
+    ]
+    same_scalars(window_performance(rows, OutcomeSpec()), performance(rows, OutcomeSpec()))
+
+
+def test_window_metrics_other_modes() -> None:
+    values = [
+        JoinedRow(prediction(f"r{i}"), outcome(f"r{i}", None, v, kind="revenue"), 0)
+        for i, v in enumerate([1.0, 2.0, 4.5])
+    ]
+    same_scalars(
+        window_performance(values, OutcomeSpec("1")), performance(values, OutcomeSpec("1"))
+    )
+    unscored = [JoinedRow(prediction("r", score=None), outcome("r", "1"), 0)]
+    assert window_performance(unscored, OutcomeSpec("1")).n_used == 0
+    unlabelled = [JoinedRow(prediction("r", label=None), outcome("r", "1"), 0)]
+    assert window_performance(unlabelled, OutcomeSpec()).n_used == 0

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -62,17 +63,31 @@ def test_conflicts_inside_one_batch(store: OutcomeStore) -> None:
 
 
 def test_a_failing_before_commit_writes_nothing(store: OutcomeStore) -> None:
-    def fail(_pairs: object) -> None:
+    def fail_at_once(_pairs: object) -> Callable[[], None]:
         raise RuntimeError("audit log down")
 
+    def fail_later(_pairs: object) -> Callable[[], None]:
+        def finish() -> None:
+            raise RuntimeError("audit record not durable")
+
+        return finish
+
     with pytest.raises(RuntimeError, match="audit log down"):
-        store.write_outcomes([outcome("r0", "1")], received_ns=T0, before_commit=fail)
+        store.write_outcomes([outcome("r0", "1")], received_ns=T0, before_commit=fail_at_once)
+    with pytest.raises(RuntimeError, match="not durable"):
+        store.write_outcomes([outcome("r0", "1")], received_ns=T0, before_commit=fail_later)
     assert store.counts()["outcomes"] == 0
-    seen: list[int] = []
-    store.write_outcomes(
-        [outcome("r0", "1")], received_ns=T0, before_commit=lambda pairs: seen.append(len(pairs))
-    )
-    assert seen == [1] and store.counts()["outcomes"] == 1
+    seen: list[str] = []
+
+    def record(pairs: list[Any]) -> Callable[[], None]:
+        seen.append(f"queued {len(pairs)}")
+        return lambda: seen.append(f"durable, {store_count()} inserted")
+
+    def store_count() -> int:  # inside the transaction, on the same connection
+        return int(store._conn.execute("SELECT COUNT(*) FROM outcomes").fetchone()[0])
+
+    store.write_outcomes([outcome("r0", "1")], received_ns=T0, before_commit=record)
+    assert seen == ["queued 1", "durable, 1 inserted"] and store.counts()["outcomes"] == 1
 
 
 def test_first_prediction_of_a_request_id_wins(store: OutcomeStore) -> None:
