@@ -2,7 +2,8 @@
 
 Load definitions with ``load_slos`` (native or OpenSLO v1), count events with an
 ``SLICounter`` registered as a Monitor sink, and evaluate them with an ``SLOEvaluator``, whose
-timer feeds the alert engine (build its rules with ``with_slo_rules``). ``prometheus_slo_rules``
+timer feeds the alert engine (build its rules with ``with_slo_rules``); ``attach_slos`` does
+the wiring for a service. ``prometheus_slo_rules``
 writes the same SLOs as Sloth-shaped Prometheus rules. See docs/slo.md.
 """
 
@@ -20,6 +21,7 @@ from infertrail.slo.definitions import SLO, SLOError, SLOSet, load_slos, parse_s
 from infertrail.slo.evaluator import SLOEvaluator
 from infertrail.slo.export import prometheus_slo_rules
 from infertrail.slo.openslo import parse_openslo
+from infertrail.slo.service import SLOService, attach_slos
 from infertrail.slo.sli import EventCounts, SLICounter
 
 __all__ = [
@@ -33,9 +35,11 @@ __all__ = [
     "SLICounter",
     "SLOError",
     "SLOEvaluator",
+    "SLOService",
     "SLOSet",
     "SLOStatus",
     "WindowCounts",
+    "attach_slos",
     "burn_signal",
     "evaluate_slo",
     "histogram_quantile",
