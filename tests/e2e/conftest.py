@@ -80,9 +80,16 @@ class DriftService:
 
 
 def build_drift_service(settings: Settings) -> tuple[Services, FastAPI, DriftWiring]:
-    """The services and app with digits and drift monitoring, as the lead will wire them."""
+    """The services and app with digits and drift monitoring.
+
+    Once ``build_services`` wires drift monitoring itself (``Services.drift``), that is used;
+    until then it is wired here with exactly the lines the service will use.
+    """
     services = build_services(settings)
+    wiring: DriftWiring | None = getattr(services, "drift", None)
     try:
+        if wiring is not None:
+            return services, create_app(services), wiring
         digits_model = DigitsModel.load(settings.models_dir)
         wiring = start_drift(
             settings, services.monitor, [services.sentiment.info, digits_model.info]
