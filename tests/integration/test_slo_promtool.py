@@ -3,8 +3,9 @@
 The rule file is the one ``infertrail export slo-rules`` writes for examples/slos.yaml. Each
 SLI kind gets a fixture that must fire and one that must not, over the series names and labels
 infertrail writes on /metrics; a negative control with inverted expectations must make promtool
-fail (its exit code is the verdict). A last test checks that ``histogram_quantile`` in
-:mod:`infertrail.slo.business` matches PromQL's on the same buckets.
+fail (its exit code is the verdict). ``histogram_quantile`` in :mod:`infertrail.slo.business`
+is checked against PromQL's on the same buckets, and the example business-impact rules
+(examples/slo-alert-rules.toml) are exported and tested the same way.
 """
 
 from __future__ import annotations
@@ -12,12 +13,16 @@ from __future__ import annotations
 import copy
 import shutil
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from infertrail.alerting.engine import AlertEngine
+from infertrail.alerting.export import prometheus_rules
+from infertrail.alerting.rules import RuleSet, load_rules
 from infertrail.slo.alerts import alert_labels, alert_severity, alert_spec
 from infertrail.slo.burnrate import AlertSeverity
 from infertrail.slo.business import histogram_quantile
@@ -296,3 +301,61 @@ def test_histogram_quantile_matches_promql(tmp_path: Path) -> None:
     (tmp_path / "quantile.yml").write_text(yaml.safe_dump(doc, sort_keys=False))
     result = run_promtool("test", "rules", "quantile.yml", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def business_rule_tests(rules: RuleSet, *, invert: bool = False) -> dict[str, Any]:
+    """The confidence-drop rule of examples/slo-alert-rules.toml, on /metrics-shaped series."""
+    rule = rules.rule("digits-confidence-drop")
+    engine = AlertEngine([rule.model_copy(update={"for_windows": 1})], None, None)
+    (fired,) = engine.evaluate({rule.signal: 0.6 - 0.8838}, "digits", datetime.now(UTC))
+    firing = [
+        {
+            "exp_labels": {"severity": "warning", "signal": rule.signal, "model": "digits"},
+            "exp_annotations": dict(fired.annotations),
+        }
+    ]
+
+    def series(mean: float) -> list[dict[str, str]]:
+        labels = {"infertrail_model_name": "digits", "infertrail_status": "ok"}
+        return [
+            {"series": metric(f"{CONF}_count", **labels), "values": counter(100)},
+            {"series": metric(f"{CONF}_sum", **labels), "values": counter(100 * mean)},
+        ]
+
+    def check(at: str, fires: bool) -> dict[str, Any]:
+        return {
+            "eval_time": at,
+            "alertname": rule.name,
+            "exp_alerts": firing if fires != invert else [],
+        }
+
+    return {
+        "rule_files": ["business.yml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "name": "mean confidence 0.6 against 0.88: fires once held for 5 minutes",
+                "interval": "1m",
+                "input_series": series(0.6),
+                # The 1h rate needs two samples; then for: 5m.
+                "alert_rule_test": [check("5m", False), check("7m", True), check("70m", True)],
+            },
+            {
+                "name": "mean confidence as in training stays quiet",
+                "interval": "1m",
+                "input_series": series(0.88),
+                "alert_rule_test": [check("70m", False)],
+            },
+        ],
+    }
+
+
+def test_example_business_rules_with_promtool(tmp_path: Path) -> None:
+    rules = load_rules(REPO / "examples" / "slo-alert-rules.toml")
+    (tmp_path / "business.yml").write_text(prometheus_rules(rules, 60))
+    result = run_promtool("check", "rules", "business.yml", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name, invert in (("business-tests.yml", False), ("business-inverted.yml", True)):
+        (tmp_path / name).write_text(yaml.safe_dump(business_rule_tests(rules, invert=invert)))
+        result = run_promtool("test", "rules", name, cwd=tmp_path)
+        assert (result.returncode == 0) != invert, result.stdout + result.stderr

@@ -1,10 +1,11 @@
-"""``infertrail export slo-rules`` and ``infertrail slo status``: thin skins over the SLO layer.
+"""``infertrail export slo-rules`` and ``infertrail slo ...``: thin skins over the SLO layer.
 
 Two click objects for the main command to add: ``slo_rules`` under the ``export`` group
 (``export.add_command(slo_rules)``) and the ``slo`` group (``main.add_command(slo)``).
 ``slo status`` evaluates the SLOs now from the counts the service saves (``--counts``, default
 ``<data_dir>/slo/counts.json``), so it shows what the in-process evaluator sees without asking
-the service.
+the service. ``slo reference`` prints a model's reference confidences (mean, percentiles,
+low-confidence rate) as the business signals compare them, e.g. for a rule's PromQL.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pydantic import ValidationError
 from infertrail.alerting.cli import write_output
 from infertrail.config import Settings
 from infertrail.slo.burnrate import RATIO_WINDOWS_S, SEVERITIES, SLOStatus, evaluate_slo
+from infertrail.slo.business import ConfidenceReference, quantile_key
 from infertrail.slo.definitions import SLOError, SLOSet, format_duration, load_slos
 from infertrail.slo.export import prometheus_slo_rules
 from infertrail.slo.sli import DEFAULT_BUCKET_S, SLICounter
@@ -112,6 +114,44 @@ def status(
         click.echo(json.dumps([st.to_json() for st in statuses], indent=2))
     else:
         click.echo(format_status(statuses))
+
+
+@slo.command("reference")
+@click.option("--model", "model_name", required=True, help="Model whose saved profile to read.")
+@click.option(
+    "--profile",
+    "profile_file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Profile file (default: the model's, under <data_dir>/models).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.pass_context
+def reference(
+    ctx: click.Context, model_name: str, profile_file: Path | None, as_json: bool
+) -> None:
+    """The reference confidences of a model's profile, as the business signals compare them."""
+    from infertrail.monitoring import ProfileError, load_profile, profile_path
+
+    path = profile_file or profile_path(_settings(ctx).models_dir, model_name)
+    try:
+        ref = ConfidenceReference.from_profile(load_profile(path))
+    except (ProfileError, OSError, ValueError) as exc:
+        raise click.ClickException(f"{path}: {exc}") from None
+    body = {
+        "model": model_name,
+        "confidence_mean": ref.mean,
+        **{f"confidence_{quantile_key(q)}": v for q, v in ref.quantiles.items()},
+        "low_confidence_rate": ref.low_confidence_rate,
+    }
+    if as_json:
+        click.echo(json.dumps(body, indent=2))
+    else:
+        click.echo(
+            "\n".join(
+                f"{k:<22} {v:.6g}" if isinstance(v, float) else f"{k:<22} {v}"
+                for k, v in body.items()
+            )
+        )
 
 
 def _settings(ctx: click.Context) -> Settings:

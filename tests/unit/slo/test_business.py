@@ -144,3 +144,34 @@ def test_window_feeds_the_engine() -> None:
 def test_window_settings_are_checked(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ConfidenceWindow(**kwargs)  # type: ignore[arg-type]
+
+
+def test_example_business_rules_fire_in_process() -> None:
+    """examples/slo-alert-rules.toml on the confidence window: a drop fires after 5 minutes."""
+    from pathlib import Path
+
+    from infertrail.alerting.rules import load_rules
+    from infertrail.events import ModelInfo
+    from infertrail.slo.alerts import with_slo_rules
+    from infertrail.slo.definitions import load_slos
+
+    repo = Path(__file__).resolve().parents[3]
+    rules = load_rules(repo / "examples" / "slo-alert-rules.toml")
+    # One engine for the business rules and the SLOs' burn alerts, whose receivers it defines.
+    combined = with_slo_rules(rules, load_slos(repo / "examples" / "slos.yaml"))
+    engine = AlertEngine(combined, RecordingDispatch(), None)
+    reference = ConfidenceReference(0.8838, {0.1: 0.6322, 0.5: 0.9506}, 0.0861)
+    window = ConfidenceWindow({"digits": reference})
+    digits = ModelInfo("digits", "1", "ef" * 32)
+    fired = []
+    for minute in range(8):
+        for i in range(30):  # confidences spread over 0.45 .. 0.74: far below training
+            window(event(T0 + minute * 60 + i, confidence=0.45 + i / 100, model=digits))
+        window.evaluate(engine, T0 + (minute + 1) * 60)
+        fired.append(sorted(t.rule for t in engine.firing()))
+    assert fired[3] == []  # 4 breaching evaluations: not yet (for_windows = 5)
+    assert fired[4] == [
+        "digits-confidence-drop",
+        "digits-confidence-p10-drop",
+        "digits-low-confidence-rise",
+    ]

@@ -107,3 +107,45 @@ def test_status_defaults_to_the_data_dir(tmp_path: Path, monkeypatch: pytest.Mon
     )
     assert result.exit_code == 0, result.output
     assert "(5 bad of 100 events)" in result.output
+
+
+def test_reference_of_a_saved_profile(tmp_path: Path) -> None:
+    import numpy as np
+
+    from infertrail.monitoring import build_tabular_profile, save_profile
+
+    rng = np.random.default_rng(0)
+    confidences = rng.uniform(0.55, 1.0, 500)
+    profile = build_tabular_profile(
+        rng.normal(size=(500, 2)),
+        ["a", "b"],
+        predictions=rng.integers(0, 2, 500),
+        confidences=confidences,
+        model_name="m",
+    )
+    path = tmp_path / "profile.json"
+    save_profile(profile, path)
+    result = CliRunner().invoke(
+        slo, ["reference", "--model", "m", "--profile", str(path), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.output)
+    assert set(body) == {
+        "model",
+        "confidence_mean",
+        "confidence_p10",
+        "confidence_p50",
+        "low_confidence_rate",
+    }
+    assert body["confidence_mean"] == pytest.approx(confidences.mean())
+    assert 0.5 < body["confidence_p10"] < body["confidence_p50"] <= 1
+    assert body["low_confidence_rate"] == pytest.approx(np.mean(confidences <= 0.6))
+    text = CliRunner().invoke(slo, ["reference", "--model", "m", "--profile", str(path)])
+    assert text.output.startswith("model                  m\nconfidence_mean")
+
+
+def test_reference_without_a_profile(tmp_path: Path) -> None:
+    bad = tmp_path / "profile.json"
+    bad.write_text("{}")
+    result = CliRunner().invoke(slo, ["reference", "--model", "digits", "--profile", str(bad)])
+    assert result.exit_code == 1 and str(bad) in result.output
