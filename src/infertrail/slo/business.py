@@ -18,8 +18,9 @@ way PromQL computes it from ``/metrics``, and compared with the reference profil
 
 The reference percentiles go through the histogram's buckets too, so a delta is zero when the
 live confidences look like the training ones, not the coarseness of the buckets.
-:class:`ConfidenceWindow` is a Monitor sink (background worker); :meth:`ConfidenceWindow.evaluate`
-runs on the SLO evaluator's timer and feeds the alert engine.
+:class:`ConfidenceWindow` gets whole buckets from the ``SLICounter``, which keeps these
+histograms anyway (or is a Monitor sink of its own); :meth:`ConfidenceWindow.evaluate` runs on
+the SLO evaluator's timer and feeds the alert engine.
 """
 
 from __future__ import annotations
@@ -165,23 +166,45 @@ class ConfidenceWindow:
         self._lock = threading.Lock()
 
     def __call__(self, ev: InferenceEvent) -> None:
-        """Sink: add a successful prediction's confidence to its model's current bucket."""
+        """Sink: add a successful prediction's confidence to its model's current bucket.
+
+        Standalone use; with SLOs, pass the window to ``SLICounter(confidence=...)`` instead,
+        which hands it whole buckets (:meth:`add_bucket`) from the histograms it keeps anyway.
+        """
         value = ev.confidence
         if ev.status != "ok" or value is None:
             return
         idx = (ev.start_time_ns + ev.duration_ns) // self._bucket_ns
-        slot_bucket = bisect.bisect_left(_BOUNDS, value)
+        j = bisect.bisect_left(_BOUNDS, value)
         with self._lock:
-            ring = self._rings.get(ev.model.name)
-            if ring is None:
-                ring = self._rings[ev.model.name] = _ModelRing(self._k + 1)
-            if idx > ring.last:
-                self._advance(ring, idx)
-            elif idx <= ring.last - ring.n:
-                return
-            slot = idx % ring.n
-            ring.counts[slot][slot_bucket] += 1
-            ring.sums[slot] += value
+            found = self._slot(ev.model.name, idx)
+            if found is not None:
+                ring, slot = found
+                ring.counts[slot][j] += 1
+                ring.sums[slot] += value
+
+    def add_bucket(self, model: str, idx: int, counts: Sequence[int], total: float) -> None:
+        """Add one time bucket's confidence histogram (``counts`` per bucket, +Inf last) and
+        the sum of its confidences for ``model``."""
+        with self._lock:
+            found = self._slot(model, idx)
+            if found is not None:
+                ring, slot = found
+                row = ring.counts[slot]
+                for j, n in enumerate(counts):
+                    row[j] += n
+                ring.sums[slot] += total
+
+    def _slot(self, model: str, idx: int) -> tuple[_ModelRing, int] | None:
+        """The ring and slot of bucket ``idx`` (lock held); None when it is older than the ring."""
+        ring = self._rings.get(model)
+        if ring is None:
+            ring = self._rings[model] = _ModelRing(self._k + 1)
+        if idx > ring.last:
+            self._advance(ring, idx)
+        elif idx <= ring.last - ring.n:
+            return None
+        return ring, idx % ring.n
 
     @staticmethod
     def _advance(ring: _ModelRing, idx: int) -> None:

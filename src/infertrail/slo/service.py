@@ -58,21 +58,19 @@ def attach_slos(
 ) -> SLOService:
     """Count the SLOs' events on ``monitor``, evaluate them on a timer, alert through ``engine``.
 
-    The counter and (when ``engine`` is given) the confidence window are background sinks of
-    the Monitor; OOD SLIs listen to ``drift_monitors``; ``references`` (model -> reference
-    confidences) turn on the business delta signals.
+    The counter is a background sink of the Monitor and, when ``engine`` is given, feeds the
+    confidence window of the business signals; OOD SLIs listen to ``drift_monitors``;
+    ``references`` (model -> reference confidences) turn on the business delta signals.
     """
-    counter = SLICounter(slos.slos)
+    window = ConfidenceWindow(references, window_s=business_window_s) if engine else None
+    counter = SLICounter(slos.slos, confidence=window)
     monitor.add_sink(counter)
     for drift in drift_monitors:
         drift.add_listener(counter.record_drift_report)
     evaluator = SLOEvaluator(
         counter, engine, meter=monitor.telemetry.meter, counts_path=counts_path
     )
-    window = None
-    if engine is not None:
-        window = ConfidenceWindow(references, window_s=business_window_s)
-        monitor.add_sink(window)
+    if window is not None and engine is not None:
         evaluator.add_listener(window.listener(engine))
     if start:
         evaluator.start()

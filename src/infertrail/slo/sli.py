@@ -23,7 +23,7 @@ import threading
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from infertrail.events import InferenceEvent
 from infertrail.slo.definitions import SLO, AvailabilitySLI, ConfidenceSLI, LatencySLI
@@ -178,30 +178,40 @@ def reducer(slo: SLO) -> Reducer | None:
 class _Bucket:
     """What one model's events of the newest bucket looked like: the /metrics histograms."""
 
-    __slots__ = ("confidence", "duration", "errors", "idx", "ok")
+    __slots__ = ("confidence", "confidence_sum", "duration", "errors", "idx", "ok")
 
     def __init__(self) -> None:
         self.idx = -1
         self.ok = 0
         self.duration = [0] * (len(c.DURATION_BUCKETS_S) + 1)  # recorded durations, +Inf last
         self.confidence = [0] * (len(c.CONFIDENCE_BUCKETS) + 1)  # successful predictions
+        self.confidence_sum = 0.0
         self.errors: dict[str | None, int] = {}  # error type -> count
 
     def clear(self) -> None:
         self.ok = 0
         self.duration = [0] * len(self.duration)
         self.confidence = [0] * len(self.confidence)
+        self.confidence_sum = 0.0
         self.errors = {}
 
 
 class _ModelState:
-    """One model's newest bucket and the SLOs it feeds (its own and those of every model)."""
+    """One model's newest bucket and what it feeds: SLOs (its own and every model's), and the
+    confidence window of the business signals when there is one."""
 
-    __slots__ = ("bucket", "slos")
+    __slots__ = ("bucket", "confidence", "model", "slos")
 
-    def __init__(self, slos: list[tuple[SLO, Classifier, Reducer, EventCounts]]) -> None:
+    def __init__(
+        self,
+        model: str,
+        slos: list[tuple[SLO, Classifier, Reducer, EventCounts]],
+        confidence: ConfidenceSink | None,
+    ) -> None:
+        self.model = model
         self.bucket = _Bucket()
         self.slos = slos
+        self.confidence = confidence
 
 
 class _Target:
@@ -224,7 +234,15 @@ class SLICounter:
     :meth:`locked`, which first settles the newest buckets.
     """
 
-    def __init__(self, slos: Iterable[SLO], *, bucket_s: int = DEFAULT_BUCKET_S) -> None:
+    def __init__(
+        self,
+        slos: Iterable[SLO],
+        *,
+        bucket_s: int = DEFAULT_BUCKET_S,
+        confidence: ConfidenceSink | None = None,
+    ) -> None:
+        """``confidence`` (a ``business.ConfidenceWindow``) gets every model's confidence
+        histogram per bucket from here, so the business signals cost no second sink."""
         if bucket_s not in VALID_BUCKETS_S:
             raise ValueError(
                 f"bucket_s must divide a minute ({', '.join(map(str, VALID_BUCKETS_S))}), "
@@ -238,6 +256,12 @@ class SLICounter:
             # One bucket more than the window: the bucket being filled is not yet counted.
             counts = EventCounts(bucket_s, slo.window_s // bucket_s + 1)
             self._targets[slo.name] = _Target(slo, counts)
+        if confidence is not None and confidence.bucket_s != bucket_s:
+            raise ValueError(
+                f"the confidence window's buckets ({confidence.bucket_s} s) must be the "
+                f"counter's ({bucket_s} s)"
+            )
+        self._confidence = confidence
         self._models: dict[str, _ModelState | None] = {}
 
     @property
@@ -286,6 +310,7 @@ class SLICounter:
                 conf = ev.confidence
                 if conf is not None:
                     b.confidence[bisect_left(_CONFIDENCE, conf)] += 1
+                    b.confidence_sum += conf
             else:
                 kind = ev.error_type
                 b.errors[kind] = b.errors.get(kind, 0) + 1
@@ -298,7 +323,7 @@ class SLICounter:
             classify, reduce = classifier(t.slo), reducer(t.slo)
             if classify is not None and reduce is not None and t.slo.model in ("*", model):
                 found.append((t.slo, classify, reduce, t.counts))
-        state = _ModelState(found) if found else None
+        state = _ModelState(model, found, self._confidence) if found or self._confidence else None
         if len(self._models) < _MAX_MODEL_CACHE:  # bounded: model names come from callers
             self._models[model] = state
         return state
@@ -338,6 +363,8 @@ def _settle(state: _ModelState) -> None:
         good, total = reduce(b)
         if total:
             counts.add(b.idx, good, total)
+    if state.confidence is not None and any(b.confidence):
+        state.confidence.add_bucket(state.model, b.idx, b.confidence, b.confidence_sum)
     b.clear()
 
 
@@ -347,3 +374,15 @@ def _count_late(state: _ModelState, ev: InferenceEvent, idx: int) -> None:
         verdict = classify(ev)
         if verdict >= 0:
             counts.add(idx, verdict)
+    if state.confidence is not None:
+        state.confidence(ev)
+
+
+class ConfidenceSink(Protocol):
+    """What the counter hands the business signals: per-bucket confidence histograms."""
+
+    bucket_s: int
+
+    def __call__(self, ev: InferenceEvent) -> None: ...
+
+    def add_bucket(self, model: str, idx: int, counts: Sequence[int], total: float) -> None: ...

@@ -175,3 +175,36 @@ def test_example_business_rules_fire_in_process() -> None:
         "digits-confidence-p10-drop",
         "digits-low-confidence-rise",
     ]
+
+
+def test_counter_fed_window_equals_the_standalone_sink() -> None:
+    """Handing whole buckets from the SLICounter gives the signals of per-event counting."""
+    from infertrail.slo.sli import SLICounter
+    from tests.unit.slo.helpers import slo_set
+
+    rng = np.random.default_rng(1)
+    ref = {"sentiment": ConfidenceReference.from_confidences(rng.uniform(0.7, 1, 100))}
+    alone = ConfidenceWindow(ref, window_s=600)
+    fed = ConfidenceWindow(ref, window_s=600)
+    counter = SLICounter(slo_set().slos, confidence=fed)
+    times = sorted(rng.uniform(0, 900, 500))
+    times[100], times[101] = times[101] + 200, times[100]  # one late event
+    for t in times:
+        ev = event(T0 + float(t), confidence=float(rng.uniform(0.4, 1.0)))
+        alone(ev)
+        counter(ev)
+    with counter.locked():  # settles the newest buckets, as each evaluation does
+        pass
+    for at in (T0 + 600, T0 + 960):
+        a, b = alone.signals("sentiment", at), fed.signals("sentiment", at)
+        assert a.keys() == b.keys()
+        for key in a:
+            assert b[key] == pytest.approx(a[key], abs=1e-12), key
+
+
+def test_counter_and_window_buckets_must_match() -> None:
+    from infertrail.slo.sli import SLICounter
+    from tests.unit.slo.helpers import slo_set
+
+    with pytest.raises(ValueError, match="confidence window's buckets"):
+        SLICounter(slo_set().slos, confidence=ConfidenceWindow(bucket_s=30, window_s=600))
