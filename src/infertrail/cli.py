@@ -47,7 +47,7 @@ def main(ctx: click.Context, data_dir: Path | None) -> None:
 
 
 @main.command()
-@click.argument("model", type=click.Choice(["sentiment", "credit", "all"]), default="all")
+@click.argument("model", type=click.Choice(["sentiment", "credit", "digits", "all"]), default="all")
 @pass_ctx
 def train(ctx: Context, model: str) -> None:
     """Train demo models deterministically and save each with its sha256."""
@@ -124,9 +124,11 @@ def _register_groups() -> None:
     """Command groups that live beside the features they drive."""
     from infertrail.alerting.cli import export
     from infertrail.audit.cli import audit, keys
+    from infertrail.demo.simulate import simulate
+    from infertrail.monitoring.wiring import drift
     from infertrail.privacy.cli import privacy
 
-    for group in (audit, keys, export, privacy):
+    for group in (audit, keys, export, privacy, drift, simulate):
         main.add_command(group)
 
 

@@ -23,13 +23,9 @@ import uvicorn
 from fastapi import FastAPI
 
 from infertrail.config import Settings
-from infertrail.demo import digits
-from infertrail.demo.digits import DigitsModel
 from infertrail.monitoring import DriftMonitor, DriftReport, profile_path
-from infertrail.monitoring.wiring import DriftWiring, rebuild_sentiment_profile
-from infertrail.monitoring.wiring import start_drift_monitoring as start_drift
+from infertrail.monitoring.wiring import DriftWiring
 from infertrail.server.app import Services, build_services, create_app
-from infertrail.server.digits import digits_router
 from tests.integration.conftest import (
     LOOPBACK,
     ManagedProcess,
@@ -45,15 +41,11 @@ __all__ = ["isolated_env", "launcher"]  # fixtures re-exported for the e2e tests
 
 
 @pytest.fixture(scope="session")
-def drift_models(trained_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def drift_models(trained_models: Path) -> Path:
     """The session's trained models plus the digits model, each with its reference profile."""
-    root = tmp_path_factory.mktemp("drift-models")
-    shutil.copytree(trained_models, root, dirs_exist_ok=True)
-    if not (root / digits.NAME / "model.json").is_file():
-        digits.train(root)
-    if not profile_path(root, "sentiment").is_file():
-        rebuild_sentiment_profile(root)
-    return root
+    for name in ("sentiment", "digits"):
+        assert profile_path(trained_models, name).is_file(), f"{name} was trained without profile"
+    return trained_models
 
 
 @dataclass
@@ -80,27 +72,12 @@ class DriftService:
 
 
 def build_drift_service(settings: Settings) -> tuple[Services, FastAPI, DriftWiring]:
-    """The services and app with digits and drift monitoring.
-
-    Once ``build_services`` wires drift monitoring itself (``Services.drift``), that is used;
-    until then it is wired here with exactly the lines the service will use.
-    """
+    """The services (digits and drift monitoring included) and their app."""
     services = build_services(settings)
-    wiring: DriftWiring | None = getattr(services, "drift", None)
-    try:
-        if wiring is not None:
-            return services, create_app(services), wiring
-        digits_model = DigitsModel.load(settings.models_dir)
-        wiring = start_drift(
-            settings, services.monitor, [services.sentiment.info, digits_model.info]
-        )
-        services.closers.append(wiring.close)
-        app = create_app(services)
-        app.include_router(digits_router(services.monitor, digits_model, settings))
-    except BaseException:
+    if services.drift is None:
         services.close()
-        raise
-    return services, app, wiring
+        pytest.fail("build_services did not start drift monitoring (drift_enabled is off?)")
+    return services, create_app(services), services.drift
 
 
 @contextlib.contextmanager

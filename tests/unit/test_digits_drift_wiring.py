@@ -29,7 +29,6 @@ from infertrail.monitoring.wiring import (
     BASELINES,
     drift,
     load_reference,
-    rebuild_sentiment_profile,
     start_drift_monitoring,
 )
 from tests.unit.alerting.fakes import webhook_receiver
@@ -38,13 +37,9 @@ WINDOW = 50
 
 
 @pytest.fixture(scope="module")
-def models(trained_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def models(trained_models: Path) -> Path:
     """Trained sentiment and digits models with their reference profiles."""
-    root = tmp_path_factory.mktemp("wiring-models")
-    shutil.copytree(trained_models, root, dirs_exist_ok=True)
-    digits.train(root)
-    rebuild_sentiment_profile(root)
-    return root
+    return trained_models
 
 
 @pytest.fixture

@@ -154,7 +154,7 @@ def test_invalid_request_id_is_rejected_traced_logged_and_counted(
 
 def test_health_readiness_metrics_and_openapi(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
-    assert client.get("/readyz").json()["models"] == ["sentiment", "credit"]
+    assert client.get("/readyz").json()["models"] == ["sentiment", "credit", "digits"]
     client.post("/v1/sentiment", json={"text": "good"})
     metrics = client.get("/metrics")
     assert metrics.headers["content-type"].startswith("text/plain")

@@ -3,13 +3,14 @@
 from collections.abc import Callable
 from pathlib import Path
 
-from infertrail.demo import credit, sentiment
+from infertrail.demo import credit, digits, sentiment
 from infertrail.events import ModelInfo
 
 # Every demo model's deterministic trainer, by name (`infertrail train NAME`).
 TRAINERS: dict[str, Callable[[Path], ModelInfo]] = {
     sentiment.NAME: sentiment.train,
     credit.NAME: credit.train,
+    digits.NAME: digits.train,
 }
 
 

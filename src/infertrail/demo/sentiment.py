@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
+from sklearn.base import clone
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedKFold, cross_val_predict, train_test_split
 from sklearn.pipeline import Pipeline
 
 from infertrail.demo.artifacts import LoadedModel, load_model, save_model
 from infertrail.events import ModelInfo
+from infertrail.monitoring import Profile, build_text_profile, profile_path
+from infertrail.monitoring.calibration import profile_of_rows
 
 NAME = "sentiment"
+PROFILE_FOLDS = 5  # folds of the reference profile's out-of-fold predictions
 VERSION = "1.0.0"
 TRAIN_SOURCES = ("amazon", "yelp")
 SHIFTED_SOURCE = "imdb"
@@ -65,6 +70,55 @@ def split() -> SentimentSplit:
     return SentimentSplit(tr_x, tr_y, te_x, te_y)
 
 
+def reference_profile(
+    pipeline: Pipeline, info: ModelInfo, texts: list[str], labels: list[int]
+) -> Profile:
+    """The text reference of the sentiment training sentences, each judged as if it were new.
+
+    Measured against the vocabulary it was built from, every training sentence has an OOV rate
+    of 0, and any new in-distribution sentence would look drifted. So a sentence's OOV rate is
+    taken against the vocabulary of all *other* training sentences (exact leave-one-out for the
+    model's ``min_df=1`` vocabulary: a token is out of it when no other sentence has it), and
+    its label and confidence come from a model fitted on the other folds: what the served model
+    does with new sentences from the training distribution.
+    """
+    y = np.asarray(labels, dtype=np.int64)
+    n = len(texts)
+    folds = StratifiedKFold(PROFILE_FOLDS, shuffle=True, random_state=0)
+    p_pos = cross_val_predict(clone(pipeline), texts, y, cv=folds, method="predict_proba")[:, 1]
+    predicted = (p_pos >= 0.5).astype(np.int64)
+    confidences = np.maximum(p_pos, 1.0 - p_pos)
+    names = list(LABELS)
+    template = build_text_profile(
+        texts,
+        pipeline.named_steps["tfidf"].vocabulary_,
+        [names[c] for c in predicted],
+        confidences,
+        labels=names,
+        model_name=info.name,
+        model_sha256=info.sha256,
+    )
+    spec = template.text
+    if spec is None:
+        raise ValueError("build_text_profile returned a profile without its TextSpec")
+    tokens = [spec.tokens(text) for text in texts]
+    sentences_with = Counter(t for toks in tokens for t in set(toks))
+    rows = np.empty((n, 3))
+    for i, (text, toks) in enumerate(zip(texts, tokens, strict=True)):
+        oov = sum(sentences_with[t] == 1 for t in toks) / len(toks) if toks else 0.0
+        rows[i] = (len(text), len(toks), oov)
+    return profile_of_rows(template, rows, predicted, confidences)
+
+
+def rebuild_profile(models_root: Path) -> Path:
+    """Rebuild the saved model's profile from its training sentences (``drift baseline``)."""
+    loaded = load_model(models_root, NAME)
+    data = split()
+    path = profile_path(models_root, NAME)
+    reference_profile(loaded.model, loaded.info, data.train_texts, data.train_labels).save(path)
+    return path
+
+
 def build_pipeline() -> Pipeline:
     return Pipeline(
         [
@@ -82,7 +136,7 @@ def train(models_root: Path) -> ModelInfo:
     # A cache key scikit-learn derives from id() (set again by every transform): it would make
     # the artifact's sha256 differ between identical trainings. It is only a cache; drop it.
     pipe.named_steps["tfidf"].__dict__.pop("_stop_words_id", None)
-    return save_model(
+    info = save_model(
         models_root,
         NAME,
         VERSION,
@@ -93,6 +147,10 @@ def train(models_root: Path) -> ModelInfo:
         train_rows=len(data.train_texts),
         test_accuracy=round(accuracy, 4),
     )
+    reference_profile(pipe, info, data.train_texts, data.train_labels).save(
+        profile_path(models_root, NAME)
+    )
+    return info
 
 
 @dataclass(frozen=True)

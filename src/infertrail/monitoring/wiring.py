@@ -16,22 +16,17 @@ from __future__ import annotations
 import json
 import logging
 import zlib
-from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
-import numpy as np
-from sklearn.base import clone
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
-from sklearn.pipeline import Pipeline
 
 from infertrail.alerting import AlertEngine, NotifierDispatch, load_rules
 from infertrail.alerting.sources import drift_listener
 from infertrail.config import Settings
 from infertrail.demo import digits, sentiment
-from infertrail.demo.artifacts import ModelArtifactError, load_model
+from infertrail.demo.artifacts import ModelArtifactError
 from infertrail.events import ModelInfo
 from infertrail.monitor import Monitor
 from infertrail.monitoring import (
@@ -40,74 +35,15 @@ from infertrail.monitoring import (
     DriftMonitor,
     Profile,
     ProfileError,
-    build_text_profile,
     load_profile,
     profile_path,
 )
-from infertrail.monitoring.calibration import profile_of_rows
 
 log = logging.getLogger("infertrail.monitoring")
 
-#: Folds of the sentiment reference's out-of-fold predictions.
-SENTIMENT_FOLDS = 5
-
-
-# -- reference profiles of the demo models ------------------------------------------------------
-def sentiment_reference_profile(
-    pipeline: Pipeline, info: ModelInfo, texts: list[str], labels: list[int]
-) -> Profile:
-    """The text reference of the sentiment training sentences, each judged as if it were new.
-
-    Measured against the vocabulary it was built from, every training sentence has an OOV rate
-    of 0, and any new in-distribution sentence would look drifted. So a sentence's OOV rate is
-    taken against the vocabulary of all *other* training sentences (exact leave-one-out for the
-    model's ``min_df=1`` vocabulary: a token is out of it when no other sentence has it), and
-    its label and confidence come from a model fitted on the other folds: what the served model
-    does with new sentences from the training distribution.
-    """
-    y = np.asarray(labels, dtype=np.int64)
-    n = len(texts)
-    folds = StratifiedKFold(SENTIMENT_FOLDS, shuffle=True, random_state=0)
-    p_pos = cross_val_predict(clone(pipeline), texts, y, cv=folds, method="predict_proba")[:, 1]
-    predicted = (p_pos >= 0.5).astype(np.int64)
-    confidences = np.maximum(p_pos, 1.0 - p_pos)
-    names = list(sentiment.LABELS)
-    template = build_text_profile(
-        texts,
-        pipeline.named_steps["tfidf"].vocabulary_,
-        [names[c] for c in predicted],
-        confidences,
-        labels=names,
-        model_name=info.name,
-        model_sha256=info.sha256,
-    )
-    spec = template.text
-    if spec is None:
-        raise ValueError("build_text_profile returned a profile without its TextSpec")
-    tokens = [spec.tokens(text) for text in texts]
-    sentences_with = Counter(t for toks in tokens for t in set(toks))
-    rows = np.empty((n, 3))
-    for i, (text, toks) in enumerate(zip(texts, tokens, strict=True)):
-        oov = sum(sentences_with[t] == 1 for t in toks) / len(toks) if toks else 0.0
-        rows[i] = (len(text), len(toks), oov)
-    return profile_of_rows(template, rows, predicted, confidences)
-
-
-def rebuild_sentiment_profile(models_root: Path) -> Path:
-    """Rebuild the saved sentiment model's profile from its training sentences."""
-    loaded = load_model(models_root, sentiment.NAME)
-    data = sentiment.split()
-    path = profile_path(models_root, sentiment.NAME)
-    profile = sentiment_reference_profile(
-        loaded.model, loaded.info, data.train_texts, data.train_labels
-    )
-    profile.save(path)
-    return path
-
-
 #: How to rebuild each demo model's reference profile from its saved artifact.
 BASELINES: dict[str, Callable[[Path], Path]] = {
-    sentiment.NAME: rebuild_sentiment_profile,
+    sentiment.NAME: sentiment.rebuild_profile,
     digits.NAME: digits.rebuild_profile,
 }
 

@@ -23,10 +23,13 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from infertrail.audit.trail import AUDIT_FUTURE, AuditTrail
 from infertrail.config import Settings
 from infertrail.demo.credit import CreditModel
+from infertrail.demo.digits import DigitsModel
 from infertrail.demo.sentiment import SentimentModel
 from infertrail.events import ModelInfo, new_request_id
 from infertrail.monitor import Monitor
+from infertrail.monitoring.wiring import DriftWiring, start_drift_monitoring
 from infertrail.server.credit import CREDIT_SCORE_PATH, credit_router
+from infertrail.server.digits import DIGITS_PATH, digits_router
 from infertrail.server.requestid import RequestIdMiddleware
 
 SENTIMENT_PATH = "/v1/sentiment"
@@ -69,7 +72,9 @@ class Services:
     monitor: Monitor
     sentiment: SentimentModel
     credit: CreditModel
+    digits: DigitsModel
     audit: AuditTrail | None = None
+    drift: DriftWiring | None = None
     closers: list[Any] = field(default_factory=list)
 
     def close(self) -> None:
@@ -89,8 +94,9 @@ def build_services(settings: Settings) -> Services:
     settings.ensure_dirs()
     sentiment = SentimentModel.load(settings.models_dir)
     credit = CreditModel.load(settings.models_dir)
+    digits = DigitsModel.load(settings.models_dir)
     monitor = Monitor(settings)
-    services = Services(settings, monitor, sentiment, credit)
+    services = Services(settings, monitor, sentiment, credit, digits)
     if settings.audit_enabled:
         try:
             services.audit = AuditTrail.open(settings)
@@ -99,6 +105,15 @@ def build_services(settings: Settings) -> Services:
             raise
         monitor.add_sink(services.audit, on_request_thread=True)
         services.closers.append(services.audit.close)
+    if settings.drift_enabled:
+        try:
+            services.drift = start_drift_monitoring(
+                settings, monitor, [sentiment.info, digits.info]
+            )
+        except BaseException:
+            services.close()
+            raise
+        services.closers.append(services.drift.close)
     return services
 
 
@@ -133,7 +148,11 @@ def create_app(services: Services, *, close_on_shutdown: bool = False) -> FastAP
     )
 
     def reject(request_id: str, message: str, path: str, error_type: str) -> None:
-        models = {SENTIMENT_PATH: services.sentiment.info, CREDIT_SCORE_PATH: services.credit.info}
+        models = {
+            SENTIMENT_PATH: services.sentiment.info,
+            CREDIT_SCORE_PATH: services.credit.info,
+            DIGITS_PATH: services.digits.info,
+        }
         model = models.get(path, _UNKNOWN_MODEL)
         services.monitor.record_rejection(
             model, error_type=error_type, message=message, request_id=request_id, endpoint=path
@@ -217,6 +236,7 @@ def create_app(services: Services, *, close_on_shutdown: bool = False) -> FastAP
         }
 
     app.include_router(credit_router(services.monitor, services.credit, settings))
+    app.include_router(digits_router(services.monitor, services.digits, settings))
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -226,7 +246,7 @@ def create_app(services: Services, *, close_on_shutdown: bool = False) -> FastAP
     async def readyz() -> dict[str, Any]:
         return {
             "status": "ready",
-            "models": [services.sentiment.info.name, services.credit.info.name],
+            "models": [m.info.name for m in (services.sentiment, services.credit, services.digits)],
         }
 
     @app.get("/metrics")
