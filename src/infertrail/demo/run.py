@@ -19,7 +19,8 @@ from infertrail.audit.proofs import make_evidence
 from infertrail.audit.verify import verify_log
 from infertrail.config import Settings
 from infertrail.demo import credit, sentiment, train_all
-from infertrail.server.app import SENTIMENT_PATH, build_services, create_app
+from infertrail.demo.simulate import simulate_traffic
+from infertrail.server.app import SENTIMENT_PATH, Services, build_services, create_app
 from infertrail.server.credit import CREDIT_SCORE_PATH
 from infertrail.telemetry.files import LOGS_FILE, METRICS_FILE, TRACES_FILE
 from infertrail.telemetry.readback import RequestTelemetry, find_request
@@ -118,6 +119,7 @@ def run_demo(settings: Settings, *, n_requests: int, port: int, keep_serving: bo
 
         with ThreadPoolExecutor(4) as pool:
             outcomes = list(pool.map(send, traffic(n_requests)))
+    drift_lines = drive_digits(base, services, settings) if services.drift else []
     if keep_serving:
         print("serving until Ctrl-C ...")
         try:
@@ -129,7 +131,37 @@ def run_demo(settings: Settings, *, n_requests: int, port: int, keep_serving: bo
     server.join(timeout=30)
     services.close()  # drains the event queue and flushes every exporter
     print_summary(settings, outcomes)
+    for line in drift_lines:
+        print(line)
     return 0
+
+
+def drive_digits(base: str, services: Services, settings: Settings) -> list[str]:
+    """One window of clean digits, then one of noisy ones; what drift monitoring made of each."""
+    assert services.drift is not None
+    monitor = services.drift.drift_monitors["digits"]
+    lines = [f"\ndrift monitoring (digits, windows of {settings.drift_window_size} images):"]
+    for scenario in ("clean", "gaussian_noise"):
+        simulate_traffic(
+            base,
+            model="digits",
+            scenario=scenario,
+            severity=3,
+            windows=1,
+            window_size=settings.drift_window_size,
+        )
+        services.monitor.flush()
+        monitor.flush()
+        report = monitor.latest
+        if report is not None:
+            lines.append(
+                f"  {scenario:<15} share of drifted features {report.share_drifted:.2f}"
+                f"  drift score {report.drift_score:.3f}  dataset drift {report.dataset_drift}"
+            )
+    lines.append(
+        "  alerts: set INFERTRAIL_ALERT_RULES_FILE (see examples/alert-rules.toml) to page on it"
+    )
+    return lines
 
 
 def pick_correlated(settings: Settings, outcomes: list[Outcome]) -> RequestTelemetry | None:
