@@ -37,7 +37,7 @@ Classifier = Callable[[InferenceEvent], int]
 DEFAULT_BUCKET_S = 60
 #: Bucket sizes divide a minute, so every window (whole minutes) is whole buckets.
 VALID_BUCKETS_S = (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60)
-_MAX_MODEL_CACHE = 1024
+_MAX_MODEL_CACHE = 1024  # models with a bucket of their own
 
 
 def classifier(slo: SLO) -> Classifier | None:
@@ -288,13 +288,18 @@ class SLICounter:
     # -- the sink (Monitor's worker thread) ------------------------------------------------
     def __call__(self, ev: InferenceEvent) -> None:
         """Count ``ev`` into its model's newest bucket."""
+        idx = (ev.start_time_ns + ev.duration_ns) // self._bucket_ns
         state = self._models.get(ev.model.name, _UNSEEN)
         if state is _UNSEEN:
             state = self._state_for(ev.model.name)
+            if state is not None and ev.model.name not in self._models:
+                # Past the model cap: no bucket of its own, counted event by event.
+                with self._lock:
+                    _count_late(state, ev, idx)
+                return
         if state is None:
             return
         assert isinstance(state, _ModelState)
-        idx = (ev.start_time_ns + ev.duration_ns) // self._bucket_ns
         with self._lock:
             b = state.bucket
             if idx != b.idx:
@@ -324,8 +329,10 @@ class SLICounter:
             if classify is not None and reduce is not None and t.slo.model in ("*", model):
                 found.append((t.slo, classify, reduce, t.counts))
         state = _ModelState(model, found, self._confidence) if found or self._confidence else None
-        if len(self._models) < _MAX_MODEL_CACHE:  # bounded: model names come from callers
-            self._models[model] = state
+        with self._lock:  # the evaluator iterates the states under the lock
+            # Bounded: model names come from callers. Beyond the cap, events are still counted.
+            if len(self._models) < _MAX_MODEL_CACHE:
+                self._models[model] = state
         return state
 
     # -- drift reports (the drift monitor's thread) ----------------------------------------
@@ -369,7 +376,8 @@ def _settle(state: _ModelState) -> None:
 
 
 def _count_late(state: _ModelState, ev: InferenceEvent, idx: int) -> None:
-    """An event older than the newest bucket (a slow request that ended late): count it alone."""
+    """Count one event alone, straight into the SLOs' buckets: one older than its model's
+    newest bucket (a slow request that ended late), or of a model past the cap."""
     for _slo, classify, _reduce, counts in state.slos:
         verdict = classify(ev)
         if verdict >= 0:

@@ -216,3 +216,17 @@ def test_histogram_counting_equals_classifying_each_event(
     with counter.locked():
         for s in slos.slos:
             assert counter.counts(s.name).window(end, 10) == expected[s.name].window(end, 10)
+
+
+def test_models_past_the_cap_are_still_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    from infertrail.slo import sli
+
+    monkeypatch.setattr(sli, "_MAX_MODEL_CACHE", 1)
+    slos = slo_set(slo_body(name="all", model="*", sli={"kind": "availability"}))
+    counter = SLICounter(slos.slos)
+    for name in ("a", "b", "c"):
+        model = ModelInfo(name, "1", "00")
+        counter(event(T0 + 1, model=model))
+        counter(event(T0 + 2, model=model, status="error", error_type="E"))
+    with counter.locked():
+        assert counter.counts("all").window(T0 // 60 + 1, 1) == (3, 6)
