@@ -16,7 +16,8 @@ windows, which measure every window of 200 joined outcomes with scikit-learn). V
   2. store + join + audit: one ``outcome`` record per accepted outcome in a real AuditLog with
      fsync on, waited for until durable before the transaction commits (the service default);
   3. the same batches again (all repeats): the idempotent no-op path;
-  4. HTTP: the same as 2 through the FastAPI router in-process (TestClient), body included.
+  4. HTTP: the same as 2 through the FastAPI router, driven in-process by Starlette's TestClient
+     (its portal thread adds its own overhead; a real server is not measured here).
 
 Then the report join: ``performance_report`` over all N joined outcomes (SQL join, grouping,
 metrics, KPI bands), as outcomes joined per second.
@@ -242,7 +243,7 @@ def main() -> None:
                 repeat=True,
             ),
             run_variant(
-                "HTTP router + audit (fsync)",
+                "HTTP (TestClient, in-process) + audit",
                 tmp,
                 rounds,
                 predictions,

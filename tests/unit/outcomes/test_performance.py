@@ -14,11 +14,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from prometheus_client import generate_latest
 
 from infertrail.alerting.engine import AlertEngine
 from infertrail.alerting.export import prometheus_rules
 from infertrail.alerting.rules import parse_rules
 from infertrail.alerting.testing import RecordingDispatch
+from infertrail.config import Settings
 from infertrail.outcomes.join import OutcomeSpec, Performance, performance
 from infertrail.outcomes.payload import Outcome
 from infertrail.outcomes.performance import (
@@ -31,6 +33,7 @@ from infertrail.outcomes.performance import (
 )
 from infertrail.outcomes.store import JoinedRow, Prediction
 from infertrail.telemetry import conventions as c
+from infertrail.telemetry.setup import Telemetry
 
 from .helpers import outcome, prediction
 
@@ -228,3 +231,18 @@ def test_window_metrics_other_modes() -> None:
     assert window_performance(unscored, OutcomeSpec("1")).n_used == 0
     unlabelled = [JoinedRow(prediction("r", label=None), outcome("r", "1"), 0)]
     assert window_performance(unlabelled, OutcomeSpec()).n_used == 0
+
+
+def test_gauge_names_on_metrics_are_the_documented_ones(tmp_path: Path, clean_env: None) -> None:
+    telemetry = Telemetry(Settings(data_dir=tmp_path, telemetry_files=False))
+    try:
+        w, _ = windows(10)
+        w.add_listener(PerformanceMetrics(telemetry.meter))
+        w(pairs("credit", 10, 0.7))
+        text = generate_latest(telemetry.prometheus_registry).decode()
+    finally:
+        telemetry.shutdown()
+    documented = set(re.findall(r"\| `outcome\.\w+` \| `(infertrail_outcome_\w+)` \|", DOC))
+    exposed = {ln.split("{")[0] for ln in text.splitlines() if ln.startswith("infertrail_outcome_")}
+    assert documented - {"infertrail_outcome_mean_value"} == exposed  # no value outcomes here
+    assert 'infertrail_outcome_accuracy{infertrail_model_name="credit"' in text
