@@ -1,8 +1,10 @@
 """The SLO counts on disk, so that a restart keeps the error budget of the whole SLO window.
 
-One JSON file: per SLO its fingerprint (SLI and model) and the buckets that hold events, as
-``[index, good, total]``. It is replaced atomically (temp file, rename) after evaluations; a
-crash loses at most the buckets counted since the last save. Counts are restored only into an
+One JSON file: per SLO its fingerprint (SLI and model), the index of its newest bucket
+(``last``) and its ``good`` and ``total`` counts, oldest bucket first, ending at ``last``. The
+counts are copied under the counter's lock (two list copies per SLO) and written outside it;
+the file is replaced atomically (temp file, rename). A crash loses at most the buckets counted
+since the last save. Counts are restored only into an
 SLO whose fingerprint and bucket width match: a changed SLI starts from zero, never from
 events counted under another definition.
 """
@@ -29,12 +31,21 @@ class CountsFileError(RuntimeError):
 def save_counts(counter: SLICounter, path: str | os.PathLike[str]) -> None:
     """Write every SLO's non-empty buckets to ``path`` (atomically)."""
     with counter.locked():
-        slos = {
-            slo.name: {
-                "fingerprint": slo.fingerprint(),
-                "buckets": counter.counts(slo.name).nonzero(),
-            }
+        copies = [
+            (slo, c.last, c.good[:], c.total[:])
             for slo in counter.slos
+            for c in (counter.counts(slo.name),)
+        ]
+    slos = {}
+    for slo, last, good, total in copies:
+        oldest = (last + 1) % len(total)  # the ring's slot after the newest is its oldest
+        good, total = good[oldest:] + good[:oldest], total[oldest:] + total[:oldest]
+        first = next((i for i, n in enumerate(total) if n), len(total))
+        slos[slo.name] = {
+            "fingerprint": slo.fingerprint(),
+            "last": last,
+            "good": good[first:],
+            "total": total[first:],
         }
     doc = {"version": FORMAT_VERSION, "bucket_s": counter.bucket_s, "slos": slos}
     p = Path(path)
@@ -42,7 +53,7 @@ def save_counts(counter: SLICounter, path: str | os.PathLike[str]) -> None:
     fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, separators=(",", ":"))
+            fh.write(json.dumps(doc, separators=(",", ":")))  # one write: dump() makes many
         Path(tmp).replace(p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -95,8 +106,11 @@ def load_counts(counter: SLICounter, path: str | os.PathLike[str]) -> list[str]:
             )
             continue
         try:
-            counter.restore(slo.name, entry.get("buckets", []))
-        except (TypeError, ValueError) as exc:
+            good, total = entry["good"], entry["total"]
+            first = int(entry["last"]) - len(total) + 1
+            pairs = enumerate(zip(good, total, strict=True))  # ValueError if lengths differ
+            counter.restore(slo.name, [(first + i, g, n) for i, (g, n) in pairs if n])
+        except (KeyError, TypeError, ValueError) as exc:
             raise CountsFileError(
                 f"SLO counts {path}: bad buckets for {slo.name!r}: {exc}"
             ) from None

@@ -155,9 +155,8 @@ def test_counts_survive_a_restart(tmp_path: Path) -> None:
     evaluator = SLOEvaluator(counter, counts_path=path)
     feed(counter, 0, 3)
     before = evaluator.evaluate(T0 + 61)[0]
-    assert json.loads(path.read_text())["slos"]["sentiment-latency"]["buckets"] == [
-        [T0 // 60, 97, 100]
-    ]
+    saved = json.loads(path.read_text())["slos"]["sentiment-latency"]
+    assert saved["last"] == T0 // 60 and saved["good"] == [97] and saved["total"] == [100]
     again = SLICounter(slos.slos)
     after = SLOEvaluator(again, counts_path=path).evaluate(T0 + 61)[0]
     assert after.period == before.period and after.budget_remaining == before.budget_remaining
@@ -177,7 +176,16 @@ def test_counts_of_a_changed_sli_are_not_restored(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("{", "is not valid JSON"), ('{"version": 9}', "not a version 1 counts file")],
+    [
+        ("{", "is not valid JSON"),
+        ('{"version": 9}', "not a version 1 counts file"),
+        (
+            '{"version": 1, "bucket_s": 60, "slos": {"sentiment-latency": {"fingerprint": "'
+            + slo_set().slos[0].fingerprint()
+            + '", "last": 5, "good": [1, 2], "total": [3]}}}',
+            "bad buckets for 'sentiment-latency'",
+        ),
+    ],
 )
 def test_a_damaged_counts_file_is_an_error(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "counts.json"
@@ -230,3 +238,19 @@ def test_timer_evaluates_at_bucket_boundaries_and_stops() -> None:
     assert len(ats) == n  # stopped
     with pytest.raises(ValueError, match="settle_s must be in"):
         SLOEvaluator(counter, settle_s=1.0)
+
+
+def test_a_full_ring_round_trips(tmp_path: Path) -> None:
+    """Every bucket of a wrapped 28-day ring comes back where it was."""
+    path = tmp_path / "counts.json"
+    slos = slo_set()
+    counter = SLICounter(slos.slos)
+    minutes = 28 * 1440 + 500  # more than the ring: it has wrapped
+    counter.restore("sentiment-latency", [(T0 // 60 + m, m % 7, 7 + m % 3) for m in range(minutes)])
+    save_counts(counter, path)
+    again = SLICounter(slos.slos)
+    assert load_counts(again, path) == ["sentiment-latency"]
+    with counter.locked(), again.locked():
+        a, b = counter.counts("sentiment-latency"), again.counts("sentiment-latency")
+        assert a.nonzero() == b.nonzero()
+        assert len(a.nonzero()) == 28 * 1440 + 1
