@@ -7,6 +7,9 @@ sorted keys. Whatever the fast path cannot prove equal (object keys outside the 
 Multilingual Plane, subclasses of the JSON types, invalid input) goes to :func:`_exact`, a
 direct transcription of RFC 8785 that also names the offending value and its path. Tests pin
 both against the RFC's vectors and against the independent ``rfc8785`` package.
+
+:func:`canonical_parts` encodes a record once, around the place where one integer member goes:
+the audit log numbers records under its queue lock by joining three byte strings.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["MAX_SAFE_INTEGER", "CanonicalizationError", "canonicalize"]
+__all__ = ["MAX_SAFE_INTEGER", "CanonicalizationError", "canonical_parts", "canonicalize"]
 
 #: Largest integer I-JSON (RFC 7493) numbers carry exactly; JCS rejects anything beyond +-this.
 MAX_SAFE_INTEGER = 2**53 - 1
@@ -39,6 +42,10 @@ class _NotFast(Exception):
 # test_canonical.py checks each of these claims against the installed orjson.
 _ORJSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER
 _FOUR_BYTE_UTF8 = re.compile(rb"[\xf0-\xf4]")
+# Marks where canonical_parts splits. JSON text never holds a raw NUL: both encoders escape it
+# in strings (as \u0000), so the only NUL byte in the output is this one.
+_SLOT_FRAGMENT = orjson.Fragment(b"\x00")
+_SLOT = object()  # the same mark for the exact path
 
 
 def canonicalize(obj: Any) -> bytes:
@@ -58,6 +65,32 @@ def canonicalize(obj: Any) -> bytes:
     if not out.isascii() and _FOUR_BYTE_UTF8.search(out) and _has_astral_key(obj):
         return _exact(obj)
     return out
+
+
+def canonical_parts(obj: dict[str, Any], key: str) -> tuple[bytes, bytes]:
+    """``(head, tail)`` such that ``canonicalize({**obj, key: n}) == head + b"%d" % n + tail``.
+
+    For any int ``n`` within +-(2**53 - 1). ``obj`` must be a dict without ``key``; it is
+    checked and encoded as :func:`canonicalize` does (same errors).
+    """
+    if type(obj) is not dict:
+        raise TypeError(f"canonical_parts needs a dict, got {type(obj).__name__}")
+    if key in obj:
+        raise ValueError(f"the object already has the member {key!r} to be numbered")
+    out = None
+    try:
+        fast = _fast_dict(obj)
+        numbered = dict(fast) if fast is obj else fast
+        numbered[key] = _SLOT_FRAGMENT
+        out = orjson.dumps(numbered, option=_ORJSON_OPTIONS)
+    except (_NotFast, orjson.JSONEncodeError, RecursionError):
+        pass
+    if out is None or (
+        not out.isascii() and _FOUR_BYTE_UTF8.search(out) and _has_astral_key({**obj, key: 0})
+    ):
+        out = _exact({**obj, key: _SLOT})
+    head, _, tail = out.partition(b"\x00")
+    return head, tail
 
 
 # -- fast path -------------------------------------------------------------------------------
@@ -92,57 +125,61 @@ def _fast_float(x: float) -> Any:
 
 
 def _fast_dict(d: dict[Any, Any]) -> dict[Any, Any]:
-    copy: dict[Any, Any] | None = None
-    for k, v in d.items():
+    # A first pass over the values alone finds most records need no change (floats already
+    # in orjson's JCS range, nested objects unchanged); only then are keys looked at.
+    for v in d.values():
+        # Inlined _fast: this loop is most of canonicalize's own cost. Strings and nulls come
+        # first: they are most of an audit record's values.
         t = type(v)
-        # Inlined _fast: this loop is most of canonicalize's own cost. Floats come first
-        # because scores, confidences and attributions are the most common non-str values.
+        if t is str or v is None:
+            continue
         if t is float:
             if (1e-5 <= v < 1e16 or -1e16 < v <= -1e-5) and not v.is_integer():
                 continue
-            nv: Any = _fast_float(v)
-        elif t is str or t is int or v is None or t is bool:
+            return _fixed_dict(d)
+        if t is int or t is bool:
             continue
-        elif t is dict:
-            nv = _fast_dict(v)
-            if nv is v:
-                continue
+        if t is dict:
+            if _fast_dict(v) is not v:
+                return _fixed_dict(d)
         elif t is list or t is tuple:
-            nv = _fast_list(v)
-            if nv is v:
-                continue
+            if _fast_list(v) is not v:
+                return _fixed_dict(d)
         else:
             raise _NotFast
-        if copy is None:
-            copy = dict(d)
-        copy[k] = nv
-    return d if copy is None else copy
+    return d
+
+
+def _fixed_dict(d: dict[Any, Any]) -> dict[Any, Any]:
+    """A copy of ``d`` with every value replaced by its _fast form."""
+    copy = dict(d)
+    for k, v in d.items():
+        nv = _fast(v)
+        if nv is not v:
+            copy[k] = nv
+    return copy
 
 
 def _fast_list(items: list[Any] | tuple[Any, ...]) -> list[Any] | tuple[Any, ...]:
-    copy: list[Any] | None = None
-    for i, v in enumerate(items):
+    for v in items:  # as _fast_dict: copy only once a value needs a change
         t = type(v)
+        if t is str or v is None:
+            continue
         if t is float:
             if (1e-5 <= v < 1e16 or -1e16 < v <= -1e-5) and not v.is_integer():
                 continue
-            nv: Any = _fast_float(v)
-        elif t is str or t is int or v is None or t is bool:
+            return [_fast(x) for x in items]
+        if t is int or t is bool:
             continue
-        elif t is dict:
-            nv = _fast_dict(v)
-            if nv is v:
-                continue
+        if t is dict:
+            if _fast_dict(v) is not v:
+                return [_fast(x) for x in items]
         elif t is list or t is tuple:
-            nv = _fast_list(v)
-            if nv is v:
-                continue
+            if _fast_list(v) is not v:
+                return [_fast(x) for x in items]
         else:
             raise _NotFast
-        if copy is None:
-            copy = list(items)
-        copy[i] = nv
-    return items if copy is None else copy
+    return items
 
 
 def _has_astral_key(obj: Any) -> bool:
@@ -236,6 +273,8 @@ def _exact_value(obj: Any, out: list[str]) -> None:
                 e.path.append(i)
                 raise
         out.append("]")
+    elif obj is _SLOT:
+        out.append("\x00")
     else:
         raise _Invalid(
             f"value of type {type(obj).__module__}.{type(obj).__qualname__} has no JSON form "

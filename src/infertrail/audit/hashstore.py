@@ -5,6 +5,10 @@ hold the roots of complete aligned subtrees of 2^8, 2^16 and 2^24 leaves, like t
 tiles, so any subtree root a proof needs costs at most a few hundred hashes even at 10M+ leaves.
 Every level is derived from the leaves: on open (and ``truncate``) levels that lag behind the
 leaves are recomputed and levels that run ahead are cut.
+
+``HashStore(tree_dir, read_only=True)`` is for readers in other processes (verify, proofs) while
+the writer may be appending: it repairs nothing, sees the leaves that were complete when it was
+opened, and computes any level entry the writer has not written yet from the level below.
 """
 
 from __future__ import annotations
@@ -13,8 +17,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from infertrail.audit.framing import LogCorruptedError, fsync_dir, write_all
 from infertrail.audit.merkle import HASH_SIZE, node_hash, root
-from infertrail.audit.wal import LogCorruptedError, fsync_dir, write_all
 
 LEVEL_BITS = (8, 16, 24)
 _FAN_OUT = 1 << 8  # entries of one level that make one entry of the next
@@ -28,46 +32,73 @@ def _chunks(data: bytes) -> list[bytes]:
     return [data[i : i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)]
 
 
+_NAMES = ("leaves.bin", *(f"level{bits}.bin" for bits in LEVEL_BITS))
+
+
 class HashStore:
     """Leaf hashes and level roots under ``tree_dir``, appended by one writer thread.
 
     Readers (``leaf``, ``subtree_root``) may run concurrently with ``append``: they read the
     files with ``pread`` and never look past ``size``, which is published after the data.
+    With ``read_only=True`` nothing is created, repaired or appended (FileNotFoundError if the
+    leaves file is missing), so other processes can read while the writer runs.
     """
 
-    def __init__(self, tree_dir: Path) -> None:
-        tree_dir.mkdir(parents=True, exist_ok=True)
+    def __init__(self, tree_dir: Path, *, read_only: bool = False) -> None:
         self._dir = tree_dir
-        names = ["leaves.bin", *(f"level{bits}.bin" for bits in LEVEL_BITS)]
-        created = not all((tree_dir / name).exists() for name in names)
-        flags = os.O_RDWR | os.O_CREAT | os.O_APPEND
-        # _fds[0] is the leaves file, _fds[k] the level LEVEL_BITS[k-1] file.
-        self._fds = [os.open(tree_dir / name, flags, 0o644) for name in names]
-        if created:
-            fsync_dir(tree_dir)
+        self._read_only = read_only
         # _open_blocks[k]: entries of file k since its last complete block of 256 (the top level
         # has no block: nothing is built above it).
         self._open_blocks: list[list[bytes]] = [[] for _ in LEVEL_BITS]
         self._size = 0
-        self._load(os.fstat(self._fds[0]).st_size // HASH_SIZE)
+        if read_only:
+            # _fds[0] is the leaves file, _fds[k] the level LEVEL_BITS[k-1] file (-1: absent).
+            self._fds = [os.open(tree_dir / _NAMES[0], os.O_RDONLY)]
+            for name in _NAMES[1:]:
+                try:
+                    self._fds.append(os.open(tree_dir / name, os.O_RDONLY))
+                except FileNotFoundError:
+                    self._fds.append(-1)
+            self._size = self._count(0)
+            return
+        tree_dir.mkdir(parents=True, exist_ok=True)
+        created = not all((tree_dir / name).exists() for name in _NAMES)
+        flags = os.O_RDWR | os.O_CREAT | os.O_APPEND
+        self._fds = [os.open(tree_dir / name, flags, 0o644) for name in _NAMES]
+        if created:
+            fsync_dir(tree_dir)
+        self._load(self._count(0))
 
     @property
     def size(self) -> int:
         """Number of leaf hashes stored."""
         return self._size
 
+    @property
+    def read_only(self) -> bool:
+        """Whether this handle only reads (see the class docstring)."""
+        return self._read_only
+
     def _count(self, k: int) -> int:
-        return os.fstat(self._fds[k]).st_size // HASH_SIZE
+        fd = self._fds[k]
+        return 0 if fd < 0 else os.fstat(fd).st_size // HASH_SIZE
 
     def _read(self, k: int, begin: int, end: int) -> bytes:
         """Entries [begin, end) of file k as one bytes object."""
         want = (end - begin) * HASH_SIZE
-        data = os.pread(self._fds[k], want, begin * HASH_SIZE)
-        if len(data) != want:
-            raise LogCorruptedError(
-                f"{self._dir}: file {k} has fewer than {end} hashes (short read at {begin})"
-            )
-        return data
+        data = os.pread(self._fds[k], want, begin * HASH_SIZE) if self._fds[k] >= 0 else b""
+        if len(data) == want:
+            return data
+        if self._read_only and k > 0:
+            # The writer appends a level after the leaves (or a crash left it lagging, which
+            # the next writer repairs): derive the missing entries from the level below.
+            have = len(data) // HASH_SIZE
+            children = _chunks(self._read(k - 1, (begin + have) * _FAN_OUT, end * _FAN_OUT))
+            missing = [root(children[i : i + _FAN_OUT]) for i in range(0, len(children), _FAN_OUT)]
+            return data[: have * HASH_SIZE] + b"".join(missing)
+        raise LogCorruptedError(
+            f"{self._dir}: file {k} has fewer than {end} hashes (short read at {begin})"
+        )
 
     def _load(self, size: int) -> None:
         """Make every file consistent with ``size`` leaves: cut extra entries, compute missing."""
@@ -90,8 +121,13 @@ class HashStore:
             self._open_blocks[k] = _chunks(self._read(k, block_start, count))
         self._size = size
 
+    def _check_writable(self, what: str) -> None:
+        if self._read_only:
+            raise PermissionError(f"{what} on a read-only hash store ({self._dir})")
+
     def append(self, leaf_hashes: Sequence[bytes]) -> None:
         """Append leaf hashes, and the level roots of any aligned subtree they complete."""
+        self._check_writable("append")
         data = b"".join(leaf_hashes)
         if len(data) != HASH_SIZE * len(leaf_hashes):
             raise ValueError(f"leaf hashes must all be {HASH_SIZE} bytes")
@@ -150,6 +186,7 @@ class HashStore:
 
     def truncate(self, size: int) -> None:
         """Drop leaves from ``size`` on (recovery: the WAL is authoritative), with their levels."""
+        self._check_writable("truncate")
         if not 0 <= size <= self._size:
             raise ValueError(f"cannot truncate a hash store of size {self._size} to {size}")
         self._load(size)
@@ -160,6 +197,7 @@ class HashStore:
         Appends go straight to the OS (one write per batch and file), so there is no buffer to
         flush; after a process crash the data is in the page cache, only a power loss needs this.
         """
+        self._check_writable("sync")
         for fd in self._fds:
             os.fsync(fd)
 

@@ -1,9 +1,13 @@
-"""Write-ahead log: length + CRC framed records in numbered segment files.
+"""Write-ahead log: framed records (see :mod:`infertrail.audit.framing`) in numbered segment files.
 
-Frame: ``u32 LE payload length | u32 LE zlib.crc32(payload) | payload``. A segment
-``<first_seq:020d>.seg`` holds consecutive records starting at ``first_seq``. Only the tail of the
-last segment may be torn (a write cut short by a crash); damage anywhere else is corruption and is
-reported, never silently cut. The same framing is used for the checkpoint history file.
+A segment ``<first_seq:020d>.seg`` holds consecutive records starting at ``first_seq``. Only the
+tail of the last segment may be torn (a write cut short by a crash); damage anywhere else is
+corruption and is reported, never silently cut.
+
+A writer given an ``index_dir`` also appends, after each durable batch, ``u64 first seq | u64
+offset`` to ``<index_dir>/<first_seq:020d>.idx``, so that reading one record seeks to the start of
+its batch instead of walking the segment from its first frame. The index is a hint, never synced:
+readers check the frame it points at and walk from the segment start if it is wrong or missing.
 """
 
 from __future__ import annotations
@@ -14,32 +18,49 @@ import os
 import re
 import struct
 import threading
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-FRAME_HEADER = struct.Struct("<II")
-HEADER_SIZE = FRAME_HEADER.size
-# A record is a few hundred bytes; a length beyond this is a damaged header, not a real frame.
-MAX_PAYLOAD = 16 << 20
+from infertrail.audit.framing import (
+    FRAME_HEADER,
+    HEADER_SIZE,
+    MAX_PAYLOAD,
+    LogCorruptedError,
+    TornTail,
+    crc32,
+    cut_tail,
+    encode_frame,
+    fsync_dir,
+    read_frames,
+    walk_frames,
+    write_all,
+)
+
+__all__ = [
+    "FRAME_HEADER",
+    "HEADER_SIZE",
+    "MAX_PAYLOAD",
+    "LogCorruptedError",
+    "SegmentWriter",
+    "TornTail",
+    "WalState",
+    "encode_frame",
+    "fsync_dir",
+    "iter_records",
+    "list_segments",
+    "read_frames",
+    "scan_wal",
+    "segment_index_path",
+    "segment_path",
+    "write_all",
+]
+
 SEGMENT_SUFFIX = ".seg"
+INDEX_SUFFIX = ".idx"
+_INDEX_ENTRY = struct.Struct("<QQ")  # first seq of a batch, byte offset of its first frame
+_READ_CHUNK = 1 << 20  # bytes read per pread while walking a segment
 _SEGMENT_RE = re.compile(r"(\d{20})\.seg")
-_NONZERO = re.compile(rb"[^\x00]")
-
-
-class LogCorruptedError(RuntimeError):
-    """Stored log data is damaged in a way recovery must not repair silently (not a torn tail)."""
-
-
-@dataclass(frozen=True, slots=True)
-class TornTail:
-    """The incomplete end of a file left by a crash mid-write, and what recovery cut off."""
-
-    segment: Path
-    offset: int
-    bytes_dropped: int
-    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,13 +71,6 @@ class WalState:
     next_seq: int
     segments: tuple[tuple[int, Path], ...]
     torn_tail: TornTail | None
-
-
-def encode_frame(payload: bytes) -> bytes:
-    """Frame one payload for the WAL (length, CRC-32, bytes)."""
-    if not 0 < len(payload) <= MAX_PAYLOAD:
-        raise ValueError(f"frame payload must be 1..{MAX_PAYLOAD} bytes, got {len(payload)}")
-    return FRAME_HEADER.pack(len(payload), zlib.crc32(payload)) + payload
 
 
 def segment_path(wal_dir: Path, first_seq: int) -> Path:
@@ -79,101 +93,6 @@ def list_segments(wal_dir: Path) -> list[tuple[int, Path]]:
     return found
 
 
-def fsync_dir(path: Path) -> None:
-    """Make created, renamed or deleted directory entries durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_all(fd: int, data: bytes) -> None:
-    """``os.write`` until every byte is written (regular files may accept short writes)."""
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
-def _frame_at(buf: bytes, offset: int) -> int | str:
-    """Payload length of the intact frame at ``offset``, or why it is not one."""
-    remaining = len(buf) - offset
-    if remaining < HEADER_SIZE:
-        return f"partial frame header ({remaining} of {HEADER_SIZE} bytes)"
-    length, crc = FRAME_HEADER.unpack_from(buf, offset)
-    if length == 0 or length > MAX_PAYLOAD:
-        return f"frame length {length} outside 1..{MAX_PAYLOAD}"
-    if length > remaining - HEADER_SIZE:
-        return f"frame of {length} bytes runs past the end of the file"
-    start = offset + HEADER_SIZE
-    if zlib.crc32(memoryview(buf)[start : start + length]) != crc:
-        return "CRC mismatch"
-    return int(length)
-
-
-def _walk(buf: bytes) -> tuple[list[tuple[int, int]], int, str | None]:
-    """Intact frames from the start of ``buf`` as (payload offset, length), where they stop, why."""
-    frames: list[tuple[int, int]] = []
-    offset = 0
-    while offset < len(buf):
-        found = _frame_at(buf, offset)
-        if isinstance(found, str):
-            return frames, offset, found
-        frames.append((offset + HEADER_SIZE, found))
-        offset += HEADER_SIZE + found
-    return frames, offset, None
-
-
-def _frame_follows(buf: bytes, bad_offset: int) -> int | None:
-    """Offset of an intact frame after ``bad_offset``, if any.
-
-    A crash only tears the end of a file, so an intact frame after a bad one means the bad one was
-    damaged in place: that is corruption, not a torn tail.
-    """
-    offset = bad_offset + 1
-    while offset < len(buf) - HEADER_SIZE:
-        if isinstance(_frame_at(buf, offset), int):
-            return offset
-        # A frame's length field is never zero: skip zero runs (a filesystem may leave a torn
-        # tail zero-filled) to the last position whose length could include a non-zero byte.
-        nonzero = _NONZERO.search(buf, offset)
-        if nonzero is None:
-            return None
-        offset = max(offset + 1, nonzero.start() - 3)
-    return None
-
-
-def _cut_tail(path: Path, buf: bytes, offset: int, reason: str, repair: bool) -> TornTail:
-    """Check that the bad frame at ``offset`` is a torn tail and truncate the file there."""
-    follower = _frame_follows(buf, offset)
-    if follower is not None:
-        raise LogCorruptedError(
-            f"{path}: damaged frame at offset {offset} ({reason}) is followed by an intact frame "
-            f"at offset {follower}; this is not a torn tail, refusing to truncate"
-        )
-    if repair:
-        with path.open("r+b") as f:
-            f.truncate(offset)
-            f.flush()
-            os.fsync(f.fileno())
-    return TornTail(path, offset, len(buf) - offset, reason)
-
-
-def read_frames(path: Path, *, repair: bool = True) -> tuple[list[bytes], TornTail | None]:
-    """All payloads of a single framed file (e.g. checkpoint history), cutting a torn tail.
-
-    A missing file reads as empty. With ``repair=False`` the tail is reported but not cut.
-    """
-    try:
-        buf = path.read_bytes()
-    except FileNotFoundError:
-        return [], None
-    frames, end, error = _walk(buf)
-    tail = None if error is None else _cut_tail(path, buf, end, error, repair)
-    return [buf[start : start + length] for start, length in frames], tail
-
-
 def _check_seq(path: Path, buf: bytes, frame: tuple[int, int], expected: int) -> None:
     """Cheap cross-check that a segment's name agrees with the seq stored inside its records."""
     start, length = frame
@@ -188,6 +107,13 @@ def _check_seq(path: Path, buf: bytes, frame: tuple[int, int], expected: int) ->
             f"{path}: record at offset {start - HEADER_SIZE} holds seq {seq!r}, but its position "
             f"in the segment makes it seq {expected} (misnamed, reordered or spliced segment)"
         )
+
+
+def _carries_seq(payload: bytes, seq: int) -> bool:
+    try:
+        return bool(json.loads(payload).get("seq") == seq)
+    except (ValueError, AttributeError):
+        return False
 
 
 def scan_wal(wal_dir: Path, *, repair: bool = True) -> WalState:
@@ -207,7 +133,7 @@ def scan_wal(wal_dir: Path, *, repair: bool = True) -> WalState:
                 f"but this one starts at seq {first_seq}"
             )
         buf = path.read_bytes()
-        frames, end, error = _walk(buf)
+        frames, end, error = walk_frames(buf)
         if error is not None:
             bad_seq = first_seq + len(frames)
             if index != len(segments) - 1:
@@ -215,7 +141,7 @@ def scan_wal(wal_dir: Path, *, repair: bool = True) -> WalState:
                     f"{path}: damaged frame at offset {end} (seq {bad_seq}): {error}; "
                     "only the last segment may have a torn tail"
                 )
-            torn = _cut_tail(path, buf, end, f"{error} (seq {bad_seq})", repair)
+            torn = cut_tail(path, buf, end, f"{error} (seq {bad_seq})", repair)
         if frames:
             _check_seq(path, buf, frames[0], first_seq)
             _check_seq(path, buf, frames[-1], first_seq + len(frames) - 1)
@@ -226,14 +152,24 @@ def scan_wal(wal_dir: Path, *, repair: bool = True) -> WalState:
     return WalState(segments[0][0], expected_first, tuple(segments), torn)
 
 
+def segment_index_path(index_dir: Path, first_seq: int) -> Path:
+    """Path of the batch index of the segment whose first record is ``first_seq``."""
+    return index_dir / f"{first_seq:020d}{INDEX_SUFFIX}"
+
+
 def iter_records(
-    wal_dir: Path, start_seq: int = 0, end_seq: int | None = None
+    wal_dir: Path,
+    start_seq: int = 0,
+    end_seq: int | None = None,
+    *,
+    index_dir: Path | None = None,
 ) -> Iterator[tuple[int, bytes]]:
     """Yield ``(seq, payload)`` for ``start_seq <= seq < end_seq`` in order, checking each CRC.
 
     ``end_seq=None`` reads to the end of the last segment (run :func:`scan_wal` first to cut a
-    torn tail). Raises LogCorruptedError on a damaged or missing frame inside the range and
-    LookupError if the range starts below the oldest segment.
+    torn tail). With the writer's ``index_dir``, a read starts at the batch holding ``start_seq``.
+    Raises LogCorruptedError on a damaged or missing frame inside the range and LookupError if
+    the range starts below the oldest segment.
     """
     if start_seq < 0 or (end_seq is not None and end_seq < start_seq):
         raise ValueError(f"bad seq range [{start_seq}, {end_seq})")
@@ -250,32 +186,107 @@ def iter_records(
         if end_seq is not None and first_seq >= end_seq:
             return
         stop = end_seq if next_first is None else min(next_first, end_seq or next_first)
-        yield from _read_segment(path, first_seq, start_seq, stop)
+        hint = None if index_dir is None else segment_index_path(index_dir, first_seq)
+        yield from _read_segment(path, first_seq, start_seq, stop, hint)
+
+
+class _Chunks:
+    """A window of a file's bytes, read with pread in large chunks as a walk moves forward."""
+
+    __slots__ = ("base", "buf", "fd")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buf = b""  # the file's bytes [base, base + len(buf))
+        self.base = 0
+
+    def need(self, offset: int, count: int) -> int:
+        """Make ``count`` bytes from ``offset`` available if the file has them; their index."""
+        at = offset - self.base
+        if at < 0 or at + count > len(self.buf):
+            keep = self.buf[at:] if 0 <= at < len(self.buf) else b""
+            want = max(_READ_CHUNK, count - len(keep))
+            self.buf = keep + os.pread(self.fd, want, offset + len(keep))
+            self.base = offset
+            at = 0
+        return at
 
 
 def _read_segment(
-    path: Path, first_seq: int, start_seq: int, stop: int | None
+    path: Path, first_seq: int, start_seq: int, stop: int | None, index_path: Path | None
 ) -> Iterator[tuple[int, bytes]]:
     """Records ``start_seq <= seq < stop`` of one segment; ``stop=None`` reads to its end."""
     # An open handle keeps reading a segment even if retire_through unlinks it meanwhile.
-    with path.open("rb") as f:
+    with path.open("rb", buffering=0) as f:
+        chunks = _Chunks(f.fileno())
         seq, offset = first_seq, 0
+        if index_path is not None and start_seq > first_seq:
+            seq, offset = _batch_start(chunks, index_path, first_seq, start_seq)
+        unpack = FRAME_HEADER.unpack_from
         while stop is None or seq < stop:
-            header = f.read(HEADER_SIZE)
-            if not header and stop is None:
-                return
-            if len(header) < HEADER_SIZE:
+            at = chunks.need(offset, HEADER_SIZE)
+            buf = chunks.buf
+            if len(buf) - at < HEADER_SIZE:
+                if stop is None and len(buf) == at:
+                    return
                 raise LogCorruptedError(f"{path}: seq {seq} missing at offset {offset}")
-            length, crc = FRAME_HEADER.unpack(header)
-            if seq < start_seq:
-                f.seek(length, os.SEEK_CUR)
-            else:
-                payload = f.read(length)
-                if length == 0 or len(payload) != length or zlib.crc32(payload) != crc:
+            length, crc = unpack(buf, at)
+            if seq >= start_seq:
+                at = chunks.need(offset, HEADER_SIZE + length)
+                payload = chunks.buf[at + HEADER_SIZE : at + HEADER_SIZE + length]
+                if length == 0 or len(payload) != length or crc32(payload) != crc:
                     raise LogCorruptedError(f"{path}: damaged frame at offset {offset} (seq {seq})")
                 yield seq, payload
             seq += 1
             offset += HEADER_SIZE + length
+
+
+def _batch_start(
+    chunks: _Chunks, index_path: Path, first_seq: int, start_seq: int
+) -> tuple[int, int]:
+    """(seq, offset) of the last indexed batch start at or before ``start_seq``, once checked.
+
+    Falls back to the segment's first frame when the index is missing, or when the frame it
+    points at is not an intact record carrying that seq (a stale or damaged hint).
+    """
+    try:
+        entries = index_path.read_bytes()
+    except OSError:
+        return first_seq, 0
+    size = _INDEX_ENTRY.size
+    lo, hi = 0, len(entries) // size
+    while lo < hi:  # the last entry whose seq <= start_seq
+        mid = (lo + hi) // 2
+        if _INDEX_ENTRY.unpack_from(entries, mid * size)[0] <= start_seq:
+            lo = mid + 1
+        else:
+            hi = mid
+    if lo == 0:
+        return first_seq, 0
+    seq, offset = _INDEX_ENTRY.unpack_from(entries, (lo - 1) * size)
+    at = chunks.need(offset, HEADER_SIZE)
+    if len(chunks.buf) - at >= HEADER_SIZE:
+        length, crc = FRAME_HEADER.unpack_from(chunks.buf, at)
+        at = chunks.need(offset, HEADER_SIZE + length)
+        payload = chunks.buf[at + HEADER_SIZE : at + HEADER_SIZE + length]
+        if 0 < length == len(payload) and crc32(payload) == crc and _carries_seq(payload, seq):
+            return seq, offset
+    return first_seq, 0
+
+
+def _valid_entries(data: bytes, next_seq: int, size: int) -> int:
+    """How many leading index entries still point inside the segment, in rising seq order.
+
+    After a torn tail was cut, entries past the new end point at nothing (or, once new batches
+    are written, at other records): they must go before new entries are appended.
+    """
+    valid, last_seq = 0, -1
+    for seq, offset in _INDEX_ENTRY.iter_unpack(data[: len(data) - len(data) % _INDEX_ENTRY.size]):
+        if not last_seq < seq < next_seq or offset >= size:
+            break
+        last_seq = seq
+        valid += 1
+    return valid
 
 
 class SegmentWriter:
@@ -283,22 +294,35 @@ class SegmentWriter:
 
     Rolls to a new segment (named by its first seq) before a batch that would push the active one
     past ``segment_bytes``. One writer thread owns ``write``; ``retire_through`` may be called from
-    other threads.
+    other threads. With ``index_dir``, each batch's first seq and offset go to the segment's index.
     """
 
-    def __init__(self, wal_dir: Path, state: WalState, *, segment_bytes: int, fsync: bool) -> None:
+    def __init__(
+        self,
+        wal_dir: Path,
+        state: WalState,
+        *,
+        segment_bytes: int,
+        fsync: bool,
+        index_dir: Path | None = None,
+    ) -> None:
         if segment_bytes < HEADER_SIZE + 1:
             raise ValueError(f"segment_bytes must be > {HEADER_SIZE}, got {segment_bytes}")
         self._dir = wal_dir
+        self._index_dir = index_dir
         self._segment_bytes = segment_bytes
         self._fsync = fsync
         self._lock = threading.Lock()
         self._segments: list[tuple[int, Path]] = list(state.segments)
         self._next_seq = state.next_seq
+        self._index_fd = -1
+        if index_dir is not None:
+            index_dir.mkdir(exist_ok=True)
         if self._segments:
-            path = self._segments[-1][1]
+            first_seq, path = self._segments[-1]
             self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
             self._size = os.fstat(self._fd).st_size
+            self._index_fd = self._open_index(first_seq, keep=True)
         else:
             self._fd = self._create(state.next_seq)
             self._size = 0
@@ -315,6 +339,28 @@ class SegmentWriter:
         # The new name must be durable before any record in it is acknowledged.
         fsync_dir(self._dir)
         self._segments.append((first_seq, path))
+        self._index_fd = self._open_index(first_seq, keep=False)
+        return fd
+
+    def _open_index(self, first_seq: int, *, keep: bool) -> int:
+        """Open the index of the active segment, keeping only entries that still hold."""
+        if self._index_dir is None:
+            return -1
+        path = segment_index_path(self._index_dir, first_seq)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            return -1
+        try:
+            valid = 0
+            if keep:
+                data = os.pread(fd, os.fstat(fd).st_size, 0)
+                valid = _valid_entries(data, self._next_seq, self._size)
+            os.ftruncate(fd, valid * _INDEX_ENTRY.size)
+            os.lseek(fd, 0, os.SEEK_END)
+        except OSError:
+            os.close(fd)
+            return -1
         return fd
 
     def write(self, first_seq: int, count: int, frames: bytes) -> None:
@@ -328,6 +374,7 @@ class SegmentWriter:
             if self._size > 0 and self._size + len(frames) > self._segment_bytes:
                 os.close(self._fd)
                 self._fd = -1
+                self._close_index()
                 self._fd = self._create(first_seq)
                 self._size = 0
             try:
@@ -337,8 +384,25 @@ class SegmentWriter:
             except OSError:
                 self._cut_back()
                 raise
+            self._index(first_seq, self._size)
             self._size += len(frames)
             self._next_seq = first_seq + count
+
+    def _index(self, first_seq: int, offset: int) -> None:
+        # Only a hint: an error or short write stops indexing this segment, readers then walk.
+        if self._index_fd < 0:
+            return
+        try:
+            if os.write(self._index_fd, _INDEX_ENTRY.pack(first_seq, offset)) == _INDEX_ENTRY.size:
+                return
+        except OSError:
+            pass
+        self._close_index()
+
+    def _close_index(self) -> None:
+        if self._index_fd >= 0:
+            os.close(self._index_fd)
+            self._index_fd = -1
 
     def _cut_back(self) -> None:
         # Leave no unacknowledged bytes behind if the disk lets us; recovery handles the rest.
@@ -350,9 +414,11 @@ class SegmentWriter:
         removed: list[Path] = []
         with self._lock:
             while len(self._segments) > 1 and self._segments[1][0] - 1 <= seq:
-                _, path = self._segments.pop(0)
+                first_seq, path = self._segments.pop(0)
                 path.unlink()
                 removed.append(path)
+                if self._index_dir is not None:
+                    segment_index_path(self._index_dir, first_seq).unlink(missing_ok=True)
             if removed:
                 fsync_dir(self._dir)
         return removed
@@ -363,3 +429,4 @@ class SegmentWriter:
             if self._fd >= 0:
                 os.close(self._fd)
                 self._fd = -1
+            self._close_index()

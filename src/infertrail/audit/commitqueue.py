@@ -1,0 +1,188 @@
+"""The bounded queue between request threads and the audit writer, and its group-commit batching.
+
+``put`` numbers a record under the queue lock (so queue order is seq order) by joining its
+canonical bytes around the seq, and blocks while the queue is full (backpressure, never a drop).
+``take`` hands the writer everything queued, up to a batch, after waiting ``batch_wait`` for
+concurrent appenders to join the same fdatasync. Records are kept as two parallel lists (bytes,
+futures): no tuple per record, and a whole queue is taken by swapping lists.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from infertrail.audit.framing import MAX_PAYLOAD
+from infertrail.audit.receipts import RecordFuture
+
+__all__ = ["CommitQueue", "LogClosedError", "LogFailedError"]
+
+Batch = tuple[list[bytes], list[RecordFuture]]
+
+
+class LogClosedError(RuntimeError):
+    """The log was closed; it accepts no more records."""
+
+
+class LogFailedError(RuntimeError):
+    """The writer hit an I/O error; the log accepts no more records until it is reopened."""
+
+
+class CommitQueue:
+    """Records waiting for the writer: numbered in order, bounded, taken in batches."""
+
+    def __init__(
+        self,
+        log_dir: Path,
+        next_seq: int,
+        *,
+        batch_max: int,
+        batch_wait: float,
+        queue_max: int,
+    ) -> None:
+        self._log_dir = log_dir
+        # What every record future waits on, notified by the writer once per batch (reentrant).
+        self.committed = threading.Condition()
+        self._batch_max = batch_max
+        self._batch_wait = batch_wait
+        self._queue_max = queue_max
+        self._lock = threading.Lock()
+        self._has_work = threading.Condition(self._lock)
+        self._not_full = threading.Condition(self._lock)
+        self._payloads: list[bytes] = []
+        self._futures: list[RecordFuture] = []
+        self._next_seq = next_seq
+        self._blocked = 0  # appenders waiting for space
+        self.flush_target = 0  # seq the newest flush waits to see checkpointed
+        self.writer_ident: int | None = None  # the writer thread, which must never block here
+        self.closing = False
+        self.failure: BaseException | None = None
+
+    @property
+    def next_seq(self) -> int:
+        """The seq the next record will get."""
+        return self._next_seq
+
+    def put(self, head: bytes, tail: bytes, deadline: float | None) -> RecordFuture:
+        """Number and queue one record (``head + seq + tail``); its future.
+
+        TimeoutError if the queue stays full until ``deadline``; ValueError if the numbered
+        record is too large; LogClosedError / LogFailedError once the log stops accepting.
+        """
+        with self._lock:
+            if len(self._payloads) >= self._queue_max:
+                self._wait_for_space(deadline)
+            if self.closing or self.failure is not None:
+                self.check_accepting()
+            seq = self._next_seq
+            payload = b"%b%d%b" % (head, seq, tail)
+            if len(payload) > MAX_PAYLOAD:  # checked before the seq is consumed
+                raise ValueError(
+                    f"audit record is {len(payload)} bytes canonicalized, over {MAX_PAYLOAD}"
+                )
+            future = RecordFuture(self.committed, seq)
+            self._payloads.append(payload)
+            self._futures.append(future)
+            self._next_seq = seq + 1
+            queued = len(self._payloads)
+            if queued == 1 or queued == self._batch_max:
+                self._has_work.notify()
+        return future
+
+    def _wait_for_space(self, deadline: float | None) -> None:
+        """Block (holding the lock) until the queue has room; TimeoutError at ``deadline``."""
+        while len(self._payloads) >= self._queue_max:
+            self.check_accepting()
+            if threading.get_ident() == self.writer_ident:
+                # Receipt callbacks run on the writer thread, which would wait for itself.
+                raise RuntimeError(
+                    "append_async on a full queue from a receipt callback would deadlock the "
+                    "audit writer"
+                )
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError(
+                    f"audit queue full ({self._queue_max} records): the writer is not "
+                    "keeping up; the record was NOT appended"
+                )
+            self._blocked += 1
+            try:
+                self._not_full.wait(remaining)
+            finally:
+                self._blocked -= 1
+
+    def check_accepting(self) -> None:
+        """Raise LogClosedError or LogFailedError if records are no longer accepted."""
+        if self.closing:
+            raise LogClosedError(f"audit log {self._log_dir} is closed")
+        if self.failure is not None:
+            raise LogFailedError(
+                f"audit log {self._log_dir} failed and accepts no more records "
+                f"(reopen it to recover): {self.failure!r}"
+            ) from self.failure
+
+    def request_flush(self) -> int:
+        """Ask the writer for a checkpoint covering everything queued; the seq it must reach."""
+        with self._lock:
+            self.check_accepting()
+            target = self._next_seq
+            self.flush_target = max(self.flush_target, target)
+            self._has_work.notify()
+        return target
+
+    def take(self, checkpoint_in: Callable[[], float | None]) -> Batch | None:
+        """The next batch for the writer; None once closing with nothing left.
+
+        ``checkpoint_in()`` (called with the lock held) says when the writer owes a checkpoint:
+        None for never, <= 0 for now. When one is due an empty batch is returned if nothing is
+        queued, and the group-commit wait is cut short otherwise.
+        """
+        with self._lock:
+            while not self._payloads:
+                if self.closing:
+                    return None
+                timeout = checkpoint_in()
+                if _now(timeout):
+                    return [], []
+                self._has_work.wait(timeout)
+            if self._batch_wait > 0 and len(self._payloads) < self._batch_max:
+                # Group commit: give concurrent appenders a moment to join this fdatasync.
+                deadline = time.monotonic() + self._batch_wait
+                while len(self._payloads) < self._batch_max and not self.closing:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or _now(checkpoint_in()):
+                        break
+                    self._has_work.wait(remaining)
+            if len(self._payloads) <= self._batch_max:
+                payloads, self._payloads = self._payloads, []
+                futures, self._futures = self._futures, []
+            else:
+                payloads = self._payloads[: self._batch_max]
+                futures = self._futures[: self._batch_max]
+                del self._payloads[: self._batch_max], self._futures[: self._batch_max]
+            if self._blocked:
+                self._not_full.notify_all()
+            return payloads, futures
+
+    def close(self) -> bool:
+        """Accept no more records and wake the writer to drain; whether it had failed already."""
+        with self._lock:
+            self.closing = True
+            self._has_work.notify()
+            return self.failure is not None
+
+    def fail(self, exc: BaseException) -> list[RecordFuture]:
+        """Enter the failed state; the futures of everything still queued (to be failed)."""
+        with self._lock:
+            if self.failure is None:
+                self.failure = exc
+            futures, self._futures, self._payloads = self._futures, [], []
+            self._not_full.notify_all()
+        return futures
+
+
+def _now(wait: float | None) -> bool:
+    """Whether a checkpoint owed in ``wait`` seconds (None: none owed) is due now."""
+    return wait is not None and wait <= 0

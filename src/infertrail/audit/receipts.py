@@ -1,0 +1,187 @@
+"""Receipts of appended audit records and the futures that deliver them.
+
+``AuditLog.append_async`` returns one future per record. A plain ``concurrent.futures.Future``
+costs a Condition (a lock and two lists) to create and a lock round trip plus a wake-up to
+resolve: several microseconds per record, more than the rest of the request-thread work. A
+:class:`RecordFuture` shares the log's commit condition instead, and the writer resolves a whole
+batch under one acquisition of it with a single ``notify_all``.
+
+It is still a real ``concurrent.futures.Future`` (``asyncio.wrap_future``,
+``concurrent.futures.wait`` and ``as_completed`` accept it): it keeps the attributes those
+functions read (``_condition``, ``_state``, ``_waiters``) consistent, and waits in a loop on the
+predicate because the shared condition also wakes it for other records' batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+__all__ = ["Receipt", "RecordFuture", "fail_futures", "resolve_futures", "run_callbacks"]
+
+_log = logging.getLogger("infertrail.audit")
+
+# The states concurrent.futures.wait and as_completed compare against (concurrent.futures._base).
+_RUNNING = "RUNNING"
+_FINISHED = "FINISHED"
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """Acknowledgement that a record is durable: its position and leaf hash in the log."""
+
+    seq: int
+    leaf_hash: bytes
+
+
+class RecordFuture(Future[Receipt]):
+    """The future of one queued record: resolved by the log's writer, never by its holder.
+
+    It cannot be cancelled (a numbered record is always written or the log fails), and
+    ``set_result`` / ``set_exception`` are refused: only the writer settles it.
+    """
+
+    seq: int
+
+    def __init__(self, condition: threading.Condition, seq: int) -> None:
+        """Internal: made by the log under its queue lock; ``condition`` is its commit condition."""
+        # Future.__init__ is skipped on purpose: it would create a Condition per record.
+        self._condition = condition
+        self._state = _RUNNING
+        self._result = None
+        self._exception = None
+        self._waiters = []
+        self._callbacks: list[Callable[[Future[Receipt]], object]] = []
+        self._leaf = b""
+        self.seq = seq
+
+    def cancel(self) -> bool:
+        """Always False: a queued record is written or the log fails."""
+        return False
+
+    def cancelled(self) -> bool:
+        """Always False (see :meth:`cancel`)."""
+        return False
+
+    def running(self) -> bool:
+        """True until the record is durable or has failed."""
+        with self._condition:
+            return self._state == _RUNNING
+
+    def done(self) -> bool:
+        """True once the record is durable or has failed."""
+        with self._condition:
+            return self._state == _FINISHED
+
+    def result(self, timeout: float | None = None) -> Receipt:
+        """The record's Receipt once durable; its failure raised; TimeoutError after ``timeout``."""
+        with self._condition:
+            self._await(timeout)
+            if self._exception is not None:
+                raise self._exception
+            if self._result is None:
+                self._result = Receipt(self.seq, self._leaf)
+            return self._result
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """The error that failed the record, None once durable; TimeoutError after ``timeout``."""
+        with self._condition:
+            self._await(timeout)
+            return self._exception
+
+    def _await(self, timeout: float | None) -> None:
+        """Wait (holding the condition) until finished; the condition also wakes for others."""
+        if self._state == _FINISHED:
+            return
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._state != _FINISHED:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError(f"audit record seq {self.seq} is not durable yet")
+            self._condition.wait(remaining)
+
+    def add_done_callback(self, fn: Callable[[Future[Receipt]], object]) -> None:
+        """Call ``fn(future)`` once settled: now if it already is, else on the writer thread."""
+        with self._condition:
+            if self._state != _FINISHED:
+                self._callbacks.append(fn)
+                return
+        _call(fn, self)
+
+    def set_running_or_notify_cancel(self) -> bool:
+        """Refused: the log runs the record from the moment it is queued."""
+        raise RuntimeError("an audit record future is running from the moment it is queued")
+
+    def set_result(self, result: Receipt) -> None:
+        """Refused: only the log's writer settles a record."""
+        raise RuntimeError("only the audit log's writer can settle a record future")
+
+    def set_exception(self, exception: BaseException | None) -> None:
+        """Refused: only the log's writer settles a record."""
+        raise RuntimeError("only the audit log's writer can settle a record future")
+
+    def __repr__(self) -> str:
+        state = "running" if self._state == _RUNNING else "finished"
+        if self._state == _FINISHED and self._exception is not None:
+            state = f"failed: {self._exception!r}"
+        return f"<RecordFuture seq={self.seq} {state}>"
+
+
+def resolve_futures(
+    condition: threading.Condition, futures: Iterable[RecordFuture], leaves: Iterable[bytes]
+) -> list[RecordFuture]:
+    """Mark records durable with their leaf hashes; return those with callbacks to run.
+
+    One acquisition of ``condition`` (the futures' shared one, reentrant) and one notify_all for
+    the whole batch; the caller runs :func:`run_callbacks` on the result after releasing it.
+    """
+    with condition:
+        pending = []
+        for future, leaf in zip(futures, leaves, strict=True):
+            future._leaf = leaf
+            future._state = _FINISHED
+            if future._waiters:  # concurrent.futures.wait / as_completed are watching
+                for waiter in future._waiters:
+                    waiter.add_result(future)
+            if future._callbacks:
+                pending.append(future)
+        condition.notify_all()
+    return pending
+
+
+def fail_futures(
+    condition: threading.Condition, futures: Iterable[RecordFuture], exc: BaseException
+) -> list[RecordFuture]:
+    """Mark records failed with ``exc`` (skipping settled ones); return those with callbacks."""
+    with condition:
+        pending = []
+        for future in futures:
+            if future._state == _FINISHED:
+                continue
+            future._exception = exc
+            future._state = _FINISHED
+            for waiter in future._waiters:
+                waiter.add_exception(future)
+            if future._callbacks:
+                pending.append(future)
+        condition.notify_all()
+    return pending
+
+
+def run_callbacks(futures: Iterable[RecordFuture]) -> None:
+    """Run the done callbacks of settled futures, in the order they were added."""
+    for future in futures:
+        callbacks, future._callbacks = future._callbacks, []
+        for fn in callbacks:
+            _call(fn, future)
+
+
+def _call(fn: Callable[[Future[Receipt]], object], future: RecordFuture) -> None:
+    try:
+        fn(future)
+    except Exception:  # as concurrent.futures does: a bad callback must not stop the writer
+        _log.exception("exception calling callback for %r", future)

@@ -1,0 +1,333 @@
+"""Opening an audit log directory: its layout, the writer lock, and recovery after a crash.
+
+On open, a torn WAL tail is cut (by the WAL scan), the hash store is brought back in line with
+the WAL, and the checkpoint history must still match the recovered tree (no rollback). The
+checkpoint writer lives here too: open writes a checkpoint when the newest one lags the tree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from infertrail.audit.checkpoint import (
+    Checkpoint,
+    NoteError,
+    NoteSigner,
+    NoteVerifier,
+    open_checkpoint,
+    sign_checkpoint,
+)
+from infertrail.audit.framing import (
+    LogCorruptedError,
+    TornTail,
+    encode_frame,
+    fsync_dir,
+    read_frames,
+    write_all,
+)
+from infertrail.audit.hashstore import HashStore
+from infertrail.audit.merkle import EMPTY_ROOT, consistency_proof_by, leaf_hash, verify_consistency
+from infertrail.audit.wal import SegmentWriter, WalState, iter_records, scan_wal
+
+__all__ = [
+    "HISTORY_RECHECK",
+    "LOG_FORMAT",
+    "CheckpointWriter",
+    "LogLockedError",
+    "LogParts",
+    "RecoveryReport",
+    "acquire_lock",
+    "check_history",
+    "note_size",
+    "open_parts",
+    "prepare_layout",
+    "reconcile",
+    "replace_file",
+    "tree_root",
+]
+
+LOG_FORMAT = 1
+# Checkpoints at the end of the history whose signatures and consistency proofs are re-checked
+# on every open; older entries get the cheap checks (framing, origin, sizes never shrink).
+# Checking all of them is `verify`'s job: the history grows by one entry per interval.
+HISTORY_RECHECK = 32
+_COMPARE_CHUNK = 65536  # leaf hashes compared or appended per step during recovery
+
+
+class LogLockedError(RuntimeError):
+    """Another process (or handle) already has this log open for writing."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryReport:
+    """What ``AuditLog.open`` found after an unclean shutdown and repaired."""
+
+    wal_tail: TornTail | None  # torn end of the last WAL segment, cut off
+    history_tail: TornTail | None  # torn end of checkpoints/history.log, cut off
+    leaves_rebuilt: int  # leaf hashes re-derived from the WAL (the hash store lagged)
+    leaves_dropped: int  # hash store leaves beyond the end of the WAL, cut off
+
+
+@dataclass(frozen=True, slots=True)
+class LogParts:
+    """The recovered, open pieces of a log directory that the writer takes over."""
+
+    lock_fd: int
+    wal: SegmentWriter
+    hashes: HashStore
+    checkpoints: CheckpointWriter
+    latest_note: bytes
+    recovery: RecoveryReport | None
+
+    def close(self) -> None:
+        """Close every file and release the writer lock."""
+        self.wal.close()
+        self.hashes.close()
+        self.checkpoints.close()
+        os.close(self.lock_fd)
+
+
+def open_parts(
+    log_dir: Path, signer: NoteSigner, origin: str, *, segment_bytes: int, fsync: bool
+) -> LogParts:
+    """Lock ``log_dir`` for writing, create or check its layout, recover it after a crash.
+
+    A new checkpoint is signed when the newest one does not cover the recovered tree. Raises
+    LogLockedError, LogCorruptedError (damage recovery must not repair) or ValueError.
+    """
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as cleanup:
+        lock_fd = acquire_lock(log_dir)
+        cleanup.callback(os.close, lock_fd)
+        prepare_layout(log_dir, signer, origin)
+        wal_state = scan_wal(log_dir / "wal")
+        hashes = HashStore(log_dir / "tree")
+        cleanup.callback(hashes.close)
+        rebuilt, dropped = reconcile(log_dir / "wal", wal_state, hashes)
+        checkpoints = CheckpointWriter(log_dir / "checkpoints", signer, origin, fsync)
+        cleanup.callback(checkpoints.close)
+        history_tail, latest = check_history(
+            log_dir / "checkpoints", NoteVerifier.from_key(signer.verifier_key), origin, hashes
+        )
+        if latest is None or note_size(latest) != hashes.size:
+            latest = checkpoints.write(hashes.size, tree_root(hashes, hashes.size))
+        wal = SegmentWriter(
+            log_dir / "wal",
+            wal_state,
+            segment_bytes=segment_bytes,
+            fsync=fsync,
+            index_dir=log_dir / "wal-index",
+        )
+        repaired = wal_state.torn_tail or history_tail or rebuilt or dropped
+        report = RecoveryReport(wal_state.torn_tail, history_tail, rebuilt, dropped)
+        parts = LogParts(lock_fd, wal, hashes, checkpoints, latest, report if repaired else None)
+        cleanup.pop_all()
+    return parts
+
+
+def tree_root(hashes: HashStore, size: int) -> bytes:
+    """MTH of the first ``size`` stored leaves, from the store's levels (a few hundred hashes)."""
+    return EMPTY_ROOT if size == 0 else hashes.subtree_root(0, size)
+
+
+class CheckpointWriter:
+    """Signs checkpoints, appends them to the history and atomically replaces ``latest``."""
+
+    def __init__(self, cp_dir: Path, signer: NoteSigner, origin: str, fsync: bool) -> None:
+        self._latest = cp_dir / "latest"
+        self._signer = signer
+        self._origin = origin
+        self._fsync = fsync
+        self._fd = os.open(cp_dir / "history.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    def write(self, size: int, root: bytes) -> bytes:
+        """Sign a checkpoint of the tree of ``size`` leaves, make it durable, return the note."""
+        note = sign_checkpoint(Checkpoint(self._origin, size, root), self._signer)
+        write_all(self._fd, encode_frame(note))
+        if self._fsync:
+            os.fdatasync(self._fd)
+        replace_file(self._latest, note, self._fsync)
+        return note
+
+    def close(self) -> None:
+        """Close the history file (idempotent)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def acquire_lock(log_dir: Path) -> int:
+    """Take the log's exclusive writer lock (flock: released by the kernel if we die)."""
+    fd = os.open(log_dir / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        os.close(fd)
+        raise LogLockedError(
+            f"audit log {log_dir} is already open for writing"
+            + (f" (LOCK held by pid {holder})" if holder else "")
+            + "; a log has one writer: give each process its own log directory (shard)"
+        ) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def replace_file(path: Path, data: bytes, fsync: bool) -> None:
+    """Atomically replace ``path`` with ``data`` (temp file, fsync, rename, fsync dir)."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        write_all(fd, data)
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    tmp.replace(path)
+    if fsync:
+        fsync_dir(path.parent)
+
+
+def prepare_layout(log_dir: Path, signer: NoteSigner, origin: str) -> None:
+    """Create the directories and log.json, or check log.json matches this origin and key."""
+    for sub in ("wal", "tree", "checkpoints"):
+        (log_dir / sub).mkdir(exist_ok=True)
+    meta_path = log_dir / "log.json"
+    if not meta_path.exists():
+        meta = {"format": LOG_FORMAT, "origin": origin, "verifier_key": signer.verifier_key}
+        replace_file(meta_path, json.dumps(meta, sort_keys=True).encode() + b"\n", True)
+        return
+    try:
+        meta = json.loads(meta_path.read_bytes())
+    except ValueError as exc:
+        raise LogCorruptedError(f"{meta_path} is not valid JSON: {exc}") from exc
+    if not isinstance(meta, dict) or meta.get("format") != LOG_FORMAT:
+        raise LogCorruptedError(f"{meta_path}: unsupported log format {meta!r}")
+    if meta.get("origin") != origin:
+        raise ValueError(f"log {log_dir} has origin {meta.get('origin')!r}, not {origin!r}")
+    if meta.get("verifier_key") != signer.verifier_key:
+        raise ValueError(
+            f"log {log_dir} is signed by {meta.get('verifier_key')!r}; the signer's verifier key "
+            f"is {signer.verifier_key!r}"
+        )
+
+
+def reconcile(wal_dir: Path, wal: WalState, hashes: HashStore) -> tuple[int, int]:
+    """Bring the hash store in line with the WAL; return (leaves rebuilt, leaves dropped).
+
+    Leaves present in both must agree. The store may lag (crash between WAL and store writes)
+    or, if the WAL lost its tail, run ahead; it must cover everything below the WAL.
+    """
+    if not wal.segments and hashes.size:
+        raise LogCorruptedError(
+            f"{wal_dir} has no segments but the hash store has {hashes.size} leaves"
+        )
+    if hashes.size < wal.first_seq:
+        raise LogCorruptedError(
+            f"the hash store has {hashes.size} leaves but the WAL starts at seq {wal.first_seq}: "
+            f"leaves {hashes.size}..{wal.first_seq - 1} exist nowhere"
+        )
+    overlap_end = min(hashes.size, wal.next_seq)
+    dropped = hashes.size - overlap_end
+    missing: list[bytes] = []
+    stored: list[bytes] = []
+    for seq, payload in iter_records(wal_dir, wal.first_seq, wal.next_seq):
+        digest = leaf_hash(payload)
+        if seq >= overlap_end:
+            missing.append(digest)
+            continue
+        offset = (seq - wal.first_seq) % _COMPARE_CHUNK
+        if offset == 0:
+            stored = hashes.leaves(seq, min(seq + _COMPARE_CHUNK, overlap_end))
+        if stored[offset] != digest:
+            raise LogCorruptedError(
+                f"leaf hash of seq {seq} in tree/leaves.bin does not match its WAL record"
+            )
+    if dropped:
+        hashes.truncate(overlap_end)
+    for start in range(0, len(missing), _COMPARE_CHUNK):
+        hashes.append(missing[start : start + _COMPARE_CHUNK])
+    return len(missing), dropped
+
+
+def _note_text(note: bytes) -> bytes:
+    split = note.rfind(b"\n\n")
+    if split < 0:
+        raise NoteError("note has no blank line before its signatures")
+    return note[: split + 1]
+
+
+def note_size(note: bytes) -> int:
+    """Tree size of a signed checkpoint note (its signature is not checked here)."""
+    return Checkpoint.parse(_note_text(note)).size
+
+
+def check_history(
+    cp_dir: Path, verifier: NoteVerifier, origin: str, hashes: HashStore
+) -> tuple[TornTail | None, bytes | None]:
+    """Check the checkpoint history against the recovered tree; return (torn tail, latest note).
+
+    Every entry: well framed, parses, right origin, sizes never shrink. The last HISTORY_RECHECK:
+    valid signature and a consistency proof from each to the next. The newest must not be larger
+    than the tree (a rolled-back log) and its root must be the tree's root at its size.
+    """
+    history_path = cp_dir / "history.log"
+    notes, tail = read_frames(history_path)
+    checkpoints: list[Checkpoint] = []
+    recheck_from = max(0, len(notes) - HISTORY_RECHECK)
+    for index, note in enumerate(notes):
+        where = f"{history_path} entry {index}"
+        try:
+            if index >= recheck_from:
+                cp = open_checkpoint(note, verifier, expected_origin=origin)
+            else:
+                cp = Checkpoint.parse(_note_text(note))
+        except NoteError as exc:
+            raise LogCorruptedError(f"{where}: {exc}") from exc
+        if cp.origin != origin:
+            raise LogCorruptedError(f"{where}: origin {cp.origin!r}, expected {origin!r}")
+        if checkpoints and cp.size < checkpoints[-1].size:
+            raise LogCorruptedError(
+                f"{where}: size {cp.size} is smaller than the previous {checkpoints[-1].size}"
+            )
+        checkpoints.append(cp)
+    latest_path = cp_dir / "latest"
+    latest = latest_path.read_bytes() if latest_path.exists() else None
+    if not checkpoints:
+        if latest is not None:
+            raise LogCorruptedError(f"{latest_path} exists but {history_path} is empty")
+        return tail, None
+    newest = checkpoints[-1]
+    if newest.size > hashes.size:
+        raise LogCorruptedError(
+            f"log rolled back: checkpoint says {newest.size} records, only {hashes.size} recovered"
+        )
+    root = EMPTY_ROOT if newest.size == 0 else hashes.subtree_root(0, newest.size)
+    if root != newest.root:
+        raise LogCorruptedError(
+            f"the recovered tree's root at size {newest.size} differs from the signed checkpoint"
+        )
+    for old, new in zip(checkpoints[recheck_from:], checkpoints[recheck_from + 1 :], strict=False):
+        if old.size == 0:
+            continue
+        proof = consistency_proof_by(hashes.subtree_root, old.size, new.size)
+        if not verify_consistency(old.size, new.size, old.root, new.root, proof):
+            raise LogCorruptedError(
+                f"{history_path}: checkpoint at size {new.size} is not consistent with the one "
+                f"at size {old.size}"
+            )
+    # The history is appended before latest is replaced, so a crash may leave latest one behind.
+    if latest is not None and latest not in notes[-2:]:
+        raise LogCorruptedError(f"{latest_path} is not one of the last two history entries")
+    if latest != notes[-1]:
+        replace_file(latest_path, notes[-1], True)
+    return tail, notes[-1]
