@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import re
 import threading
 from dataclasses import dataclass
 from datetime import timedelta
@@ -29,6 +30,8 @@ from infertrail.audit.lake import (
 from infertrail.query.filters import TimeWindow
 
 __all__ = ["LakeFile", "LakeFiles", "LakeIntegrityError", "sealed_frontier"]
+
+_STEM_RE = re.compile(r"\d{20}-\d{20}")
 
 
 class LakeIntegrityError(RuntimeError):
@@ -76,7 +79,7 @@ class LakeFiles:
 
     def snapshot(self, window: TimeWindow) -> tuple[int, list[LakeFile]]:
         """The sealed frontier, and the sealed files below it in the window's hours, by seq."""
-        names = self.lake.manifest_names()
+        names = self.manifest_names()
         frontier = sealed_frontier(names)
         with self._lock:
             self._learn(names)
@@ -96,12 +99,29 @@ class LakeFiles:
 
     def manifest_of(self, seq: int) -> Manifest:
         """The (verified) manifest of the sealed file holding ``seq``; LookupError if none."""
-        names = self.lake.manifest_names()
+        names = self.manifest_names()
         stems = [n[: -len(MANIFEST_SUFFIX)] for n in names]
         index = bisect.bisect_right(stems, f"{seq:020d}-{'9' * 20}") - 1
         if index < 0 or not _range(stems[index])[0] <= seq <= _range(stems[index])[1]:
             raise LookupError(f"seq {seq} is in no sealed lake file")
         return self._manifest(names[index])
+
+    def manifest_names(self) -> list[str]:
+        """Manifest file names by first seq, as LakeReader.manifest_names, faster on local disk.
+
+        fsspec's local listing builds a dict per entry; a year of hourly files is ~9,000
+        manifests, listed on every query.
+        """
+        if not self._local:
+            return self.lake.manifest_names()
+        try:
+            names = os.listdir(self.lake.path(MANIFEST_DIR))  # noqa: PTH208
+        except FileNotFoundError:
+            return []
+        return sorted(
+            n for n in names
+            if n.endswith(MANIFEST_SUFFIX) and _STEM_RE.fullmatch(n[: -len(MANIFEST_SUFFIX)])
+        )  # fmt: skip
 
     def path(self, relative: str) -> str:
         """The path DuckDB opens for a lake-relative path (with the protocol off the local disk)."""

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import fsspec
 
+from infertrail.audit import merkle
 from infertrail.audit.checkpoint import NoteSigner, NoteVerifier
 from infertrail.audit.lake import Sealer
 from infertrail.audit.ledger import AuditLog
 from infertrail.query.engine import LakeQuery
 from infertrail.query.filters import QueryFilters, parse_window
 
-from .conftest import make_record
+from .conftest import World, make_record
 
 T0 = int(datetime(2026, 7, 1, tzinfo=UTC).timestamp() * 1e9)
 HOUR_NS = 3600 * 10**9
@@ -45,3 +46,26 @@ def test_lake_in_an_fsspec_filesystem(tmp_path: Path) -> None:
     finally:
         log.close()
         fsspec.filesystem("memory").rm(lake.removeprefix("memory://"), recursive=True)
+
+
+def test_memoized_subtree_roots_give_the_same_proofs(world: World) -> None:
+    """Proofs from memoized hash-store subtree roots equal AuditLog.inclusion_proof's."""
+    # AuditLog has no public subtree_root yet; the test reaches its hash store directly.
+    engine = LakeQuery(
+        world.log,
+        world.settings.lake_url,
+        world.verifier,
+        subtree_root=world.log._hashes.subtree_root,
+        root_cache=64,
+    )
+    try:
+        cp = engine.checkpoint()
+        everything = QueryFilters.create(parse_window("2026-06-01", "2026-08-01", 366))
+        rows = [r for b in engine.rows(everything, cp.size) for r in b]
+        assert len(rows) == len(world.written)
+        for row in rows:
+            assert row.proof == world.log.inclusion_proof(row.seq, cp.size)
+            leaf = merkle.leaf_hash(row.canonical)
+            assert merkle.verify_inclusion(row.seq, cp.size, leaf, row.proof, cp.root)
+    finally:
+        engine.close()
