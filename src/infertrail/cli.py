@@ -124,11 +124,15 @@ def _register_groups() -> None:
     """Command groups that live beside the features they drive."""
     from infertrail.alerting.cli import export
     from infertrail.audit.cli import audit, keys
+    from infertrail.cost.cli import cost
     from infertrail.demo.simulate import simulate
     from infertrail.monitoring.wiring import drift
+    from infertrail.outcomes.cli import outcomes
     from infertrail.privacy.cli import privacy
+    from infertrail.slo.cli import slo, slo_rules
 
-    for group in (audit, keys, export, privacy, drift, simulate):
+    export.add_command(slo_rules)
+    for group in (audit, keys, export, privacy, drift, simulate, slo, cost, outcomes):
         main.add_command(group)
 
 

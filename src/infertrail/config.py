@@ -124,6 +124,9 @@ class Settings(BaseSettings):
     alert_state_file: Path | None = Field(
         None, description="Alert state and outbox (default <data_dir>/alerts/state.json)."
     )
+    slo_file: Path | None = Field(
+        None, description="SLO definitions, native or OpenSLO v1 (docs/slo.md); none: no SLOs."
+    )
 
     # Cost attribution (docs/cost.md)
     cost_enabled: bool = Field(True, description="Price every inference and sum it per hour.")
@@ -217,6 +220,10 @@ class Settings(BaseSettings):
     @property
     def alert_state_path(self) -> Path:
         return self.alert_state_file or self.data_dir / "alerts" / "state.json"
+
+    @property
+    def slo_counts_path(self) -> Path:
+        return self.data_dir / "slo" / "counts.json"
 
     def ensure_dirs(self) -> None:
         """Create the data directory tree on first use."""

@@ -38,6 +38,9 @@ from infertrail.monitoring import (
     load_profile,
     profile_path,
 )
+from infertrail.slo.alerts import with_slo_rules
+from infertrail.slo.definitions import load_slos
+from infertrail.slo.service import SLOService, attach_slos
 
 log = logging.getLogger("infertrail.monitoring")
 
@@ -94,6 +97,7 @@ class DriftWiring:
     metrics: DriftMetrics
     engine: AlertEngine | None = None
     dispatch: NotifierDispatch | None = None
+    slo: SLOService | None = None
     _closed: bool = field(default=False, repr=False)
 
     def close(self, timeout_s: float = 10.0) -> None:
@@ -105,6 +109,8 @@ class DriftWiring:
         self.monitor.flush(timeout_s)
         for drift_monitor in self.drift_monitors.values():
             drift_monitor.close(timeout_s)
+        if self.slo is not None:
+            self.slo.close()
         if self.dispatch is not None:
             self.dispatch.close(timeout_s)
 
@@ -121,14 +127,18 @@ def start_drift_monitoring(
     *,
     config: DriftConfig | None = None,
 ) -> DriftWiring:
-    """Start drift monitoring of ``models`` (and alerting, if a rules file is configured).
+    """Start drift monitoring of ``models``, the SLOs of ``settings.slo_file``, and alerting.
 
-    Fails before registering anything when a profile or the rules file is bad, or a receiver's
-    secret is missing from the environment. The caller decides whether drift monitoring runs
-    at all (``settings.drift_enabled``).
+    One alert engine holds the rules of ``alert_rules_file`` and the SLOs' burn-rate rules.
+    Fails before registering anything when a profile, the rules or the SLO file is bad, or a
+    receiver's secret is missing from the environment. The caller decides whether drift
+    monitoring runs at all (``settings.drift_enabled``).
     """
     profiles = [load_reference(settings.models_dir, info) for info in models]
     rules = None if settings.alert_rules_file is None else load_rules(settings.alert_rules_file)
+    slos = None if settings.slo_file is None else load_slos(settings.slo_file)
+    if slos is not None:
+        rules = with_slo_rules(rules, slos)
     meter = monitor.telemetry.meter
     dispatch = None if rules is None else NotifierDispatch.from_rules(rules, meter=meter)
     drift_monitors: dict[str, DriftMonitor] = {}
@@ -155,7 +165,16 @@ def start_drift_monitoring(
         if engine is not None:
             drift_monitor.add_listener(drift_listener(engine))
         monitor.add_sink(drift_monitor)
-    return DriftWiring(monitor, drift_monitors, metrics, engine, dispatch)
+    slo = None
+    if slos is not None:
+        slo = attach_slos(
+            monitor,
+            slos,
+            engine,
+            counts_path=settings.slo_counts_path,
+            drift_monitors=drift_monitors.values(),
+        )
+    return DriftWiring(monitor, drift_monitors, metrics, engine, dispatch, slo)
 
 
 # -- ``infertrail drift ...`` -------------------------------------------------------------------

@@ -22,12 +22,14 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from infertrail.audit.trail import AUDIT_FUTURE, AuditTrail
 from infertrail.config import Settings
+from infertrail.cost.attribution import CostAttribution
 from infertrail.demo.credit import CreditModel
 from infertrail.demo.digits import DigitsModel
 from infertrail.demo.sentiment import SentimentModel
 from infertrail.events import ModelInfo, new_request_id
 from infertrail.monitor import Monitor
 from infertrail.monitoring.wiring import DriftWiring, start_drift_monitoring
+from infertrail.outcomes.wiring import OutcomeLoop
 from infertrail.server.credit import CREDIT_SCORE_PATH, credit_router
 from infertrail.server.digits import DIGITS_PATH, digits_router
 from infertrail.server.requestid import RequestIdMiddleware
@@ -75,11 +77,14 @@ class Services:
     digits: DigitsModel
     audit: AuditTrail | None = None
     drift: DriftWiring | None = None
+    outcomes: OutcomeLoop | None = None
     closers: list[Any] = field(default_factory=list)
 
     def close(self) -> None:
         """Close the audit trail (final seal and checkpoint), then telemetry. Idempotent."""
         closers, self.closers = self.closers, []
+        if closers:
+            self.monitor.flush()  # queued events reach the sinks before those close
         for close in reversed(closers):
             close()
         self.monitor.shutdown()
@@ -114,6 +119,20 @@ def build_services(settings: Settings) -> Services:
             services.close()
             raise
         services.closers.append(services.drift.close)
+    try:
+        if settings.cost_enabled:
+            cost = CostAttribution.open(settings, meter=monitor.telemetry.meter)
+            monitor.add_sink(cost)
+            services.closers.append(cost.close)
+        if settings.outcomes_enabled:
+            engine = services.drift.engine if services.drift else None
+            services.outcomes = OutcomeLoop.open(
+                settings, monitor, audit=services.audit, engine=engine
+            )
+            services.closers.append(services.outcomes.close)
+    except BaseException:
+        services.close()
+        raise
     return services
 
 
@@ -237,6 +256,8 @@ def create_app(services: Services, *, close_on_shutdown: bool = False) -> FastAP
 
     app.include_router(credit_router(services.monitor, services.credit, settings))
     app.include_router(digits_router(services.monitor, services.digits, settings))
+    if services.outcomes is not None:
+        app.include_router(services.outcomes.router())
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""Cost and outcomes wired into the real service the way docs/cost.md and docs/outcomes.md say."""
+"""Cost and outcomes as build_services wires them into the real service."""
 
 from __future__ import annotations
 
@@ -7,21 +7,15 @@ from datetime import UTC, datetime, timedelta
 from fastapi.testclient import TestClient
 
 from infertrail.config import Settings
-from infertrail.cost import CostAttribution, cost_db_path, cost_report
+from infertrail.cost import cost_db_path, cost_report
 from infertrail.demo.credit import as_application, load_dataset
-from infertrail.outcomes import OutcomeLoop
 from infertrail.server.app import build_services, create_app
 
 
 def test_credit_decisions_cost_and_outcomes(settings: Settings) -> None:
     services = build_services(settings)
-    cost = CostAttribution.open(settings, meter=services.monitor.telemetry.meter)
-    services.monitor.add_sink(cost)
-    services.closers.append(cost.close)
-    loop = OutcomeLoop.open(settings, services.monitor, audit=services.audit)
-    services.closers.append(loop.close)
+    assert services.outcomes is not None  # cost_enabled and outcomes_enabled by default
     app = create_app(services)
-    app.include_router(loop.router())
     data = load_dataset()
     try:
         with TestClient(app) as client:
