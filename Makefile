@@ -10,7 +10,7 @@ test:
 
 serve:
 	scripts/bootstrap.sh
-	.venv/bin/infertrail train sentiment
+	.venv/bin/infertrail train
 	.venv/bin/infertrail serve
 
 clean:
