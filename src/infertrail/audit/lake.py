@@ -2,30 +2,24 @@
 
 Layout (see docs of the audit log): ``<lake>/dt=YYYY-MM-DD/hour=HH/<first>-<last>.parquet``,
 written once, each followed by a signed manifest ``<lake>/_manifests/<first>-<last>.json.note``
-whose text is the canonical JSON of :class:`Manifest`. The sealed frontier is derived from the
-manifest names alone, so there is no mutable state to corrupt or lose. Files hold the exact WAL
-payload (``canonical``), its leaf hash and typed columns for querying; the typed columns are
-computed from the canonical bytes by :func:`typed_columns`, which the verifier runs again.
+(:mod:`infertrail.audit.manifest`). The sealed frontier is derived from the manifest names alone,
+so there is no mutable state to corrupt or lose. Files hold the exact WAL payload
+(``canonical``), its leaf hash and typed columns for querying (:mod:`infertrail.audit.typed`).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import json
 import logging
 import os
-import re
 import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import duckdb
 import fsspec.core
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -33,15 +27,29 @@ from fsspec import AbstractFileSystem
 from fsspec.implementations.local import LocalFileSystem
 
 from infertrail.audit import merkle
-from infertrail.audit.canonical import canonicalize
 from infertrail.audit.checkpoint import NoteSigner, NoteVerifier
+from infertrail.audit.manifest import (
+    MANIFEST_DIR,
+    MANIFEST_SUFFIX,
+    RANGE_RE,
+    Manifest,
+    ManifestError,
+    open_manifest,
+    range_name,
+    range_of,
+)
+from infertrail.audit.subtrees import leaf_hashes
+from infertrail.audit.typed import FILE_SCHEMA, STRING_FIELDS, TYPED_SCHEMA, typed_columns
 
 if TYPE_CHECKING:
     from infertrail.audit.ledger import AuditLog
 
+# Manifests and typed columns used to live here: their names stay importable from this module.
 __all__ = [
     "FILE_SCHEMA",
     "MANIFEST_DIR",
+    "MANIFEST_SUFFIX",
+    "ORIGIN_METADATA_KEY",
     "TYPED_SCHEMA",
     "LakeReader",
     "Manifest",
@@ -49,209 +57,24 @@ __all__ = [
     "SealError",
     "SealedFile",
     "Sealer",
+    "build_table",
+    "hour_runs",
+    "open_manifest",
+    "range_name",
     "typed_columns",
 ]
 
 _log = logging.getLogger(__name__)
 
-MANIFEST_FORMAT = 1
-MANIFEST_DIR = "_manifests"
-MANIFEST_SUFFIX = ".json.note"
 ORIGIN_METADATA_KEY = b"infertrail.origin"
-_RANGE_RE = re.compile(r"(\d{20})-(\d{20})")
-_FILE_RE = re.compile(r"dt=\d{4}-\d{2}-\d{2}/hour=\d{2}/(\d{20})-(\d{20})\.parquet")
 _HOUR_MICROS = 3_600_000_000
 # Row groups of ~20 MB of records: DuckDB scans a file with several threads, and fetching one
 # record (for a proof) decodes one group, not the file.
 _ROW_GROUP_ROWS = 16 * 1024
 
-# Typed columns copied out of the record for querying. Strings take any JSON value's text (a
-# non-string value gives its JSON text), numbers must be JSON numbers, anything else is null.
-STRING_FIELDS = (
-    "record_id", "event_type", "request_id", "trace_id", "span_id", "service", "team",
-    "endpoint", "subject", "model_name", "model_version", "model_sha256", "decision",
-    "decision_mode", "status", "retention_class",
-)  # fmt: skip
-FLOAT_FIELDS = ("score", "confidence", "ci_low", "ci_high", "latency_ms")
-TYPED_SCHEMA = pa.schema(
-    [
-        pa.field("ts", pa.timestamp("us", tz="UTC")),
-        *(pa.field(name, pa.string()) for name in STRING_FIELDS),
-        *(pa.field(name, pa.float64()) for name in FLOAT_FIELDS),
-        pa.field("retention_until", pa.date32()),
-    ]
-)
-FILE_SCHEMA = pa.schema(
-    [
-        pa.field("seq", pa.int64(), nullable=False),
-        pa.field("canonical", pa.binary(), nullable=False),
-        pa.field("leaf_hash", pa.binary(merkle.HASH_SIZE), nullable=False),
-        *TYPED_SCHEMA,
-    ]
-)
-
-
-def _typed_query() -> str:
-    """The DuckDB query deriving typed columns from ``canonical_input(canonical BLOB)``.
-
-    json_transform parses each document once. Strings take any value's text; numbers are taken
-    as raw JSON and cast, so a quoted "0.5" stays null. TRY: damaged bytes give nulls.
-    """
-    shape = {name: "VARCHAR" for name in ("ts", *STRING_FIELDS, "retention_until")}
-    shape |= {name: "JSON" for name in ("seq", *FLOAT_FIELDS)}
-    structure = "{" + ", ".join(f'"{k}": "{v}"' for k, v in shape.items()) + "}"
-    cols = [
-        "TRY_CAST(CAST(r.seq AS VARCHAR) AS BIGINT) AS seq",
-        "TRY_CAST(r.ts AS TIMESTAMPTZ) AS ts",
-        *(f"r.{name} AS {name}" for name in STRING_FIELDS),
-        *(f"TRY_CAST(CAST(r.{name} AS VARCHAR) AS DOUBLE) AS {name}" for name in FLOAT_FIELDS),
-        "TRY_CAST(r.retention_until AS DATE) AS retention_until",
-    ]
-    # Built only from the constant field names above, never from input: no injection surface.
-    return (
-        f"SELECT {', '.join(cols)} FROM (SELECT "  # noqa: S608
-        f"TRY(json_transform(TRY(decode(canonical)), '{structure}')) AS r FROM canonical_input)"
-    )
-
-
-_TYPED_QUERY = _typed_query()
-_duck = threading.local()
-
-
-def _connection() -> duckdb.DuckDBPyConnection:
-    """One single-threaded DuckDB connection per thread (connections are not thread-safe)."""
-    con: duckdb.DuckDBPyConnection | None = getattr(_duck, "con", None)
-    if con is None:
-        con = duckdb.connect(config={"threads": 1})
-        con.execute("SET TimeZone = 'UTC'")
-        con.execute("SET enable_progress_bar = false")  # it would write to the CLI's stderr
-        _duck.con = con
-    return con
-
-
-def typed_columns(canonical: pa.Array | pa.ChunkedArray) -> pa.Table:
-    """Derive ``seq`` and the TYPED_SCHEMA columns from canonical record bytes, row for row.
-
-    The sealer writes these columns and the verifier recomputes them; vectorised in DuckDB because
-    parsing each record in Python would be the slowest step of sealing and verifying.
-    """
-    con = _connection()
-    con.register("canonical_input", pa.table({"canonical": canonical}))
-    try:
-        out = con.sql(_TYPED_QUERY).to_arrow_table()
-    finally:
-        con.unregister("canonical_input")
-    return out.cast(pa.schema([pa.field("seq", pa.int64()), *TYPED_SCHEMA]))
-
-
-class ManifestError(ValueError):
-    """A lake manifest is malformed, inconsistent or not signed by the log's key."""
-
 
 class SealError(RuntimeError):
     """Sealing cannot proceed without risking the lake's integrity; the message says why."""
-
-
-def range_name(first_seq: int, last_seq: int) -> str:
-    """The ``<first:020d>-<last:020d>`` stem shared by a lake file and its manifest."""
-    return f"{first_seq:020d}-{last_seq:020d}"
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """The signed description of one lake file: its seq range, sha256 and the tree root after it."""
-
-    origin: str
-    file: str
-    first_seq: int
-    last_seq: int
-    sha256: str
-    root: bytes
-    created: str
-
-    @property
-    def count(self) -> int:
-        return self.last_seq - self.first_seq + 1
-
-    @property
-    def tree_size(self) -> int:
-        return self.last_seq + 1
-
-    @property
-    def name(self) -> str:
-        """File name of the signed manifest under ``_manifests/``."""
-        return range_name(self.first_seq, self.last_seq) + MANIFEST_SUFFIX
-
-    def text(self) -> bytes:
-        """The note text: canonical JSON of the manifest plus a newline."""
-        obj = asdict(self)
-        obj.update(
-            format=MANIFEST_FORMAT,
-            count=self.count,
-            tree_size=self.tree_size,
-            root=base64.b64encode(self.root).decode(),
-        )
-        return canonicalize(obj) + b"\n"
-
-    @classmethod
-    def parse(cls, text: bytes) -> Manifest:
-        """Parse and check a manifest text strictly; ManifestError names the bad field."""
-        try:
-            obj = json.loads(text)
-        except ValueError as exc:
-            raise ManifestError(f"manifest text is not JSON: {exc}") from exc
-        keys = {"format", "origin", "file", "first_seq", "last_seq", "count", "sha256"}
-        keys |= {"tree_size", "root", "created"}
-        if not isinstance(obj, dict) or set(obj) != keys:
-            got = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
-            raise ManifestError(f"manifest must have exactly the keys {sorted(keys)}, got {got}")
-        if obj["format"] != MANIFEST_FORMAT:
-            raise ManifestError(f"manifest format {obj['format']!r} is not {MANIFEST_FORMAT}")
-        for key in ("origin", "file", "sha256", "root", "created"):
-            if not isinstance(obj[key], str):
-                raise ManifestError(f"manifest {key} must be a string, got {obj[key]!r}")
-        for key in ("first_seq", "last_seq", "count", "tree_size"):
-            if type(obj[key]) is not int or obj[key] < 0:
-                raise ManifestError(f"manifest {key} must be an int >= 0, got {obj[key]!r}")
-        try:
-            root = base64.b64decode(obj["root"], validate=True)
-        except binascii.Error as exc:
-            raise ManifestError(f"manifest root {obj['root']!r} is not base64") from exc
-        manifest = cls(
-            obj["origin"], obj["file"], obj["first_seq"], obj["last_seq"], obj["sha256"], root,
-            obj["created"],
-        )  # fmt: skip
-        manifest._check(obj)
-        if manifest.text() != text:
-            raise ManifestError("manifest text is not in canonical form (RFC 8785 + newline)")
-        return manifest
-
-    def _check(self, obj: dict[str, Any]) -> None:
-        if self.last_seq < self.first_seq:
-            raise ManifestError(f"manifest last_seq {self.last_seq} < first_seq {self.first_seq}")
-        if obj["count"] != self.count or obj["tree_size"] != self.tree_size:
-            raise ManifestError(
-                f"manifest count {obj['count']} / tree_size {obj['tree_size']} disagree with "
-                f"its range [{self.first_seq}, {self.last_seq}]"
-            )
-        match = _FILE_RE.fullmatch(self.file)
-        if not match or match.groups() != tuple(
-            range_name(self.first_seq, self.last_seq).split("-")
-        ):
-            raise ManifestError(f"manifest file {self.file!r} does not name its seq range")
-        if not re.fullmatch(r"[0-9a-f]{64}", self.sha256):
-            raise ManifestError(f"manifest sha256 {self.sha256!r} is not 64 lowercase hex digits")
-        if len(self.root) != merkle.HASH_SIZE:
-            raise ManifestError(f"manifest root must be {merkle.HASH_SIZE} bytes")
-
-
-def open_manifest(note: bytes, verifier: NoteVerifier) -> Manifest:
-    """Verify a signed manifest note and parse it; ManifestError if either fails."""
-    try:
-        text = verifier.verify(note)
-    except ValueError as exc:
-        raise ManifestError(f"manifest signature: {exc}") from exc
-    return Manifest.parse(text)
 
 
 @dataclass(frozen=True)
@@ -286,7 +109,7 @@ class LakeReader:
         names = [p.rsplit("/", 1)[-1] for p in self.fs.ls(directory, detail=False)]
         found = [
             n for n in names
-            if n.endswith(MANIFEST_SUFFIX) and _RANGE_RE.fullmatch(n[: -len(MANIFEST_SUFFIX)])
+            if n.endswith(MANIFEST_SUFFIX) and RANGE_RE.fullmatch(n[: -len(MANIFEST_SUFFIX)])
         ]  # fmt: skip
         return sorted(found)
 
@@ -438,7 +261,7 @@ class Sealer:
         """First unsealed seq: the end of the contiguous run of manifests from seq 0."""
         expected = 0
         for name in self._reader.manifest_names():
-            first, last = (int(x) for x in name[: -len(MANIFEST_SUFFIX)].split("-"))
+            first, last = range_of(name)
             if first != expected or last < first:
                 raise SealError(
                     f"lake manifests are not contiguous at {name} (expected first seq "
@@ -465,7 +288,7 @@ class Sealer:
             canonicals.append(payload)
         if seqs != list(range(start, end)):
             raise SealError(f"the log returned seqs {seqs[:1]}..{seqs[-1:]} for [{start}, {end})")
-        leaves = [merkle.leaf_hash(c) for c in canonicals]
+        leaves = leaf_hashes(canonicals)
         table = build_table(seqs, canonicals, leaves)
         out = []
         for begin, stop in hour_runs(table):

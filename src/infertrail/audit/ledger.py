@@ -11,7 +11,6 @@ checkpoints follow at an interval, on flush and on close. Opening a log recovers
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 import time
@@ -42,6 +41,7 @@ from infertrail.audit.recovery import (
     open_parts,
     tree_root,
 )
+from infertrail.audit.subtrees import leaf_hashes
 from infertrail.audit.wal import iter_records
 
 __all__ = [
@@ -55,9 +55,9 @@ __all__ = [
     "RecoveryReport",
 ]
 
-_sha256 = hashlib.sha256
-_digest = type(_sha256()).digest  # unbound: lets map() hash a batch without Python frames
-_leaf_prefix = b"\x00".__add__  # RFC 6962 leaf hash input: 0x00 || record bytes
+# Records hashed per C-level call: between calls the interpreter may hand the GIL to request
+# threads, which a whole batch (up to batch_max records, milliseconds of hashing) would block.
+_HASH_CHUNK = 256
 _fork_generation = [0]  # bumped in a forked child: cheaper to compare than os.getpid()
 
 
@@ -167,13 +167,13 @@ class AuditLog:
         self._check_process()
         future = self._queue.put(head, tail, deadline)
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        with self._committed:
+        with self._committed:  # reentrant: done() and result() take it again, uncontended
             if not self._committed.wait_for(future.done, remaining):
                 raise TimeoutError(
                     f"audit record seq {future.seq} was queued but not durable within "
                     f"{timeout} s; it may still be committed"
                 )
-        return future.result()
+            return future.result()
 
     def append_async(
         self, record: Mapping[str, Any], timeout: float | None = None
@@ -324,7 +324,9 @@ class AuditLog:
 
     def _commit(self, payloads: list[bytes], futures: list[RecordFuture]) -> None:
         # map() over C functions: no Python frame per record for hashing and framing.
-        leaves = list(map(_digest, map(_sha256, map(_leaf_prefix, payloads))))
+        leaves: list[bytes] = []
+        for start in range(0, len(payloads), _HASH_CHUNK):
+            leaves += leaf_hashes(payloads[start : start + _HASH_CHUNK])
         headers = map(FRAME_HEADER.pack, map(len, payloads), map(crc32, payloads))
         frames = b"".join(chain.from_iterable(zip(headers, payloads, strict=True)))
         try:

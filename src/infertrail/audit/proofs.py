@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import fcntl
 import json
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -24,7 +22,8 @@ import pyarrow.parquet as pq
 from infertrail.audit import merkle
 from infertrail.audit.checkpoint import Checkpoint, NoteError, NoteVerifier, open_checkpoint
 from infertrail.audit.hashstore import HashStore
-from infertrail.audit.lake import MANIFEST_SUFFIX, LakeReader, open_manifest
+from infertrail.audit.lake import LakeReader
+from infertrail.audit.manifest import MANIFEST_DIR, open_manifest, range_of
 from infertrail.audit.wal import LogCorruptedError, iter_records
 
 __all__ = [
@@ -63,8 +62,9 @@ class CheckResult:
 def make_evidence(log_dir: Path, lake_url: str, seq: int) -> dict[str, Any]:
     """Evidence that record ``seq`` is in the log, against its newest signed checkpoint.
 
-    The record comes from the WAL or, once sealed, from the lake; the proof from the hash store.
-    The evidence is checked before it is returned, so damaged storage raises ProofError.
+    The record comes from the WAL or, once sealed, from the lake; the proof from the hash store,
+    read-only, so this works while the writer runs. The evidence is checked before it is
+    returned, so damaged storage raises ProofError.
     """
     log_dir = Path(log_dir)
     verifier = _log_verifier(log_dir)
@@ -251,7 +251,9 @@ def _latest_note(log_dir: Path) -> bytes:
 def _record(log_dir: Path, lake_url: str, verifier: NoteVerifier, seq: int) -> bytes:
     """Canonical bytes of record ``seq``: from the WAL if still there, else from its lake file."""
     try:
-        for _, payload in iter_records(log_dir / "wal", seq, seq + 1):
+        for _, payload in iter_records(
+            log_dir / "wal", seq, seq + 1, index_dir=log_dir / "wal-index"
+        ):
             return payload
     except LookupError:
         pass  # retired from the WAL: sealed in the lake
@@ -259,9 +261,9 @@ def _record(log_dir: Path, lake_url: str, verifier: NoteVerifier, seq: int) -> b
         raise ProofError(f"cannot read record {seq}: {exc}; run verify") from exc
     reader = LakeReader(lake_url)
     for name in reader.manifest_names():
-        first, last = (int(x) for x in name[: -len(MANIFEST_SUFFIX)].split("-"))
+        first, last = range_of(name)
         if first <= seq <= last:
-            manifest = open_manifest(reader.read_bytes(f"_manifests/{name}"), verifier)
+            manifest = open_manifest(reader.read_bytes(f"{MANIFEST_DIR}/{name}"), verifier)
             with reader.fs.open(reader.path(manifest.file), "rb") as f:
                 data = _lake_record(pq.ParquetFile(f), seq - first)
             if data is not None:
@@ -283,24 +285,12 @@ def _lake_record(parquet: pq.ParquetFile, row: int) -> bytes | None:
 
 @contextmanager
 def _hash_store(log_dir: Path) -> Iterator[HashStore]:
-    """The log's hash store, opened only while no writer holds the log.
-
-    HashStore repairs its files on open, which must not race a live writer; a running service
-    answers proofs from its own AuditLog instead.
-    """
-    fd = os.open(log_dir / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+    """The log's hash store, read-only: safe while the writer appends, repairs nothing."""
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ProofError(
-                f"audit log {log_dir} is open by its writer; ask the running service for "
-                "proofs (AuditLog.inclusion_proof) or stop it first"
-            ) from None
-        store = HashStore(log_dir / "tree")
-        try:
-            yield store
-        finally:
-            store.close()
+        store = HashStore(log_dir / "tree", read_only=True)
+    except FileNotFoundError as exc:
+        raise ProofError(f"{log_dir} has no hash store (tree/leaves.bin is missing)") from exc
+    try:
+        yield store
     finally:
-        os.close(fd)
+        store.close()

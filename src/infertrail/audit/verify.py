@@ -3,77 +3,45 @@
 Reads the lake (via its signed manifests), then the unsealed WAL tail, never a running AuditLog,
 so it works read-only while the writer runs or is stopped. Every leaf hash is recomputed from the
 stored record bytes; seqs must be dense and in order; typed lake columns must equal what the
-canonical bytes say; file sha256 and signed roots (manifests, every checkpoint in the history,
-an optional older checkpoint the caller kept) must match roots recomputed with a CompactRange.
-The recorded leaf hashes (the lake's ``leaf_hash`` column, ``tree/leaves.bin``) only serve to
-locate damage: the signatures are what is trusted.
+canonical bytes say (re-derived for files whose bytes changed, or all with ``deep``); file sha256
+and signed roots (manifests, every checkpoint in the history, an optional older checkpoint the
+caller kept) must match roots recomputed from the leaves. The recorded leaf hashes (the lake's
+``leaf_hash`` column, ``tree/leaves.bin``) only serve to locate damage: the signatures are what
+is trusted.
+
+Files are checked on their own (:mod:`infertrail.audit.verify_files`), in worker processes when
+``workers > 1``; each returns the roots of the aligned subtrees it hashed, and this module joins
+them in seq order with a :class:`~infertrail.audit.subtrees.CompactTree`.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import multiprocessing
-import os
-import zlib
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
-
-from infertrail.audit import merkle
 from infertrail.audit.checkpoint import Checkpoint, NoteError, NoteVerifier, open_checkpoint
-from infertrail.audit.lake import (
-    FILE_SCHEMA,
-    MANIFEST_DIR,
-    MANIFEST_SUFFIX,
-    ORIGIN_METADATA_KEY,
-    TYPED_SCHEMA,
-    LakeReader,
-    ManifestError,
-    open_manifest,
-    typed_columns,
-)
-from infertrail.audit.wal import (
-    FRAME_HEADER,
-    HEADER_SIZE,
-    MAX_PAYLOAD,
-    LogCorruptedError,
-    list_segments,
-    read_frames,
-)
+from infertrail.audit.framing import LogCorruptedError, read_frames
+from infertrail.audit.lake import LakeReader
+from infertrail.audit.manifest import range_of
+from infertrail.audit.subtrees import CompactTree
+from infertrail.audit.verify_files import DamageKind, FileResult, FileTask, Finding, check_file
+from infertrail.audit.wal import list_segments
 
 __all__ = ["DAMAGE_KINDS", "Finding", "VerifyError", "VerifyReport", "verify_log"]
 
-DamageKind = Literal[
-    "modified", "typed_column_mismatch", "missing", "reordered", "inserted", "truncated",
-    "file_missing", "file_replaced", "manifest_mismatch", "bad_signature", "rollback",
-    "wal_corrupt",
-]  # fmt: skip
 DAMAGE_KINDS: tuple[str, ...] = get_args(DamageKind)
-HASH = merkle.HASH_SIZE
 _RETRIES = 3  # re-reads when the sealer moved records from the WAL to the lake meanwhile
+Check = tuple[int, bytes, str, int | None]  # tree size, signed root, source, history entry
 
 
 class VerifyError(RuntimeError):
     """The log cannot be verified at all (no log there, unreadable metadata): a usage error."""
-
-
-@dataclass(frozen=True)
-class Finding:
-    """The first damage found: its kind, the first bad seq and/or file, and what was seen."""
-
-    kind: DamageKind
-    seq: int | None
-    file: str | None
-    detail: str
-    entry: int | None = None  # index of the checkpoint in checkpoints/history.log, if one
 
 
 @dataclass
@@ -101,37 +69,6 @@ class VerifyReport:
         return {"ok": self.ok, **asdict(self)}
 
 
-@dataclass(frozen=True)
-class _Task:
-    """One unit of work for a worker: a lake file (by manifest name) or a WAL segment."""
-
-    kind: Literal["lake", "wal"]
-    name: str  # manifest name, or the segment path relative to log_dir
-    first: int  # seq of its first record by name
-    last: int  # lake: last seq by name; wal: -1
-    skip_below: int  # wal: records below this seq are sealed already and skipped
-    is_last: bool
-    log_dir: str
-    lake_url: str
-    origin: str
-    vkey: str
-
-
-@dataclass
-class _Result:
-    task: _Task
-    start: int  # seq position of the first returned record
-    seqs: list[int]  # seq each record claims, in stored order
-    leaves: bytes  # recomputed leaf hashes, 32 bytes each
-    finding: Finding | None = None
-    row: int = -1  # row of ``finding`` (-1: not tied to a row)
-    root: bytes | None = None  # lake: the manifest's signed root after this file
-    file: str | None = None
-    sha_ok: bool = True
-    torn: tuple[int, str, bool] | None = None  # wal tail: row, reason, was a complete frame
-    vanished: bool = False
-
-
 def verify_log(
     log_dir: Path,
     lake_url: str,
@@ -139,12 +76,15 @@ def verify_log(
     *,
     from_checkpoint: bytes | None = None,
     workers: int = 1,
+    deep: bool = False,
 ) -> VerifyReport:
     """Verify everything stored for the log in ``log_dir`` and the lake at ``lake_url``.
 
     ``from_checkpoint``: an older signed checkpoint the caller kept; the log must have grown
     consistently from it (else ``rollback``). ``workers > 1`` checks files in that many processes
-    and gives the same report. Raises VerifyError if there is no readable log at ``log_dir``.
+    and gives the same report. ``deep`` also re-derives the typed columns of lake files whose
+    bytes match their signed manifest (a check of the sealer itself). Raises VerifyError if there
+    is no readable log at ``log_dir``.
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
@@ -152,7 +92,9 @@ def verify_log(
     origin = _read_origin(log_dir)
     for _ in range(_RETRIES):
         names = LakeReader(lake_url).manifest_names()
-        report, raced = _verify_once(log_dir, lake_url, verifier, origin, from_checkpoint, workers)
+        report, raced = _verify_once(
+            log_dir, lake_url, verifier, origin, from_checkpoint, workers, deep
+        )
         if not raced and (report.ok or LakeReader(lake_url).manifest_names() == names):
             return report
     return report
@@ -178,6 +120,7 @@ def _verify_once(
     origin: str,
     from_checkpoint: bytes | None,
     workers: int,
+    deep: bool,
 ) -> tuple[VerifyReport, bool]:
     report = VerifyReport(origin)
     checks, finding = _checkpoint_checks(log_dir, verifier, origin, report)
@@ -189,18 +132,19 @@ def _verify_once(
         report.finding = finding
         return report, False
     checks.sort(key=lambda c: c[0])
-    tasks = _tasks(log_dir, lake_url, origin, verifier.verifier_key)
+    sizes = tuple(sorted({c[0] for c in checks}))
+    tasks = _tasks(log_dir, lake_url, origin, verifier.verifier_key, sizes, deep)
     if workers == 1 or len(tasks) < 2:
-        return _merge(map(_check, tasks), checks, report)
+        return _merge(map(check_file, tasks), checks, report)
     context = multiprocessing.get_context("forkserver")
+    # Workers fork from a server that imported the checks (pyarrow, DuckDB) once, instead of
+    # each importing them: that import costs more than checking a small log.
+    context.set_forkserver_preload([check_file.__module__])
     with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=context) as pool:
         try:
-            return _merge(pool.map(_check, tasks), checks, report)
+            return _merge(pool.map(check_file, tasks), checks, report)
         finally:
             pool.shutdown(cancel_futures=True)
-
-
-Check = tuple[int, bytes, str, int | None]  # tree size, signed root, source, history entry
 
 
 def _checkpoint_checks(
@@ -252,12 +196,16 @@ def _from_checkpoint(
     return None, old
 
 
-def _tasks(log_dir: Path, lake_url: str, origin: str, vkey: str) -> list[_Task]:
+def _tasks(
+    log_dir: Path, lake_url: str, origin: str, vkey: str, sizes: tuple[int, ...], deep: bool
+) -> list[FileTask]:
     common = {"log_dir": str(log_dir), "lake_url": lake_url, "origin": origin, "vkey": vkey}
     tasks, frontier = [], 0
     for name in LakeReader(lake_url).manifest_names():
-        first, last = (int(x) for x in name[: -len(MANIFEST_SUFFIX)].split("-"))
-        tasks.append(_Task("lake", name, first, last, 0, False, **common))
+        first, last = range_of(name)
+        inside = tuple(s for s in sizes if first < s <= last + 1)
+        tasks.append(FileTask("lake", name, first, last, 0, False, **common, check_sizes=inside,
+                              deep=deep))  # fmt: skip
         frontier = max(frontier, last + 1)
     wal_dir = log_dir / "wal"
     segments = list_segments(wal_dir) if wal_dir.is_dir() else []
@@ -267,194 +215,17 @@ def _tasks(log_dir: Path, lake_url: str, origin: str, vkey: str) -> list[_Task]:
         if next_first is not None and next_first <= frontier:
             continue
         rel = str(path.relative_to(log_dir))
-        tasks.append(_Task("wal", rel, first, -1, frontier, next_first is None, **common))
+        inside = tuple(s for s in sizes if s > first and (next_first is None or s <= next_first))
+        tasks.append(FileTask("wal", rel, first, -1, frontier, next_first is None, **common,
+                              check_sizes=inside, deep=deep))  # fmt: skip
     return tasks
 
 
-def _check(task: _Task) -> _Result:
-    """Check one lake file or WAL segment on its own (runs in a worker process)."""
-    if task.kind == "lake":
-        return _check_lake_file(task)
-    return _check_segment(task)
-
-
-def _check_lake_file(task: _Task) -> _Result:
-    reader = LakeReader(task.lake_url)
-    result = _Result(task, task.first, [], b"")
-    note_path = f"{MANIFEST_DIR}/{task.name}"
-
-    def fail(kind: DamageKind, detail: str, file: str = note_path) -> _Result:
-        result.finding = Finding(kind, task.first, file, detail)
-        result.row = 0
-        return result
-
-    try:
-        manifest = open_manifest(reader.read_bytes(note_path), NoteVerifier.from_key(task.vkey))
-    except (ManifestError, FileNotFoundError) as exc:
-        return fail("manifest_mismatch", str(exc))
-    if manifest.name != task.name or manifest.origin != task.origin:
-        return fail(
-            "manifest_mismatch", f"manifest describes {manifest.name} of {manifest.origin!r}"
-        )
-    result.root, result.file = manifest.root, manifest.file
-    try:
-        data = reader.read_bytes(manifest.file)
-    except FileNotFoundError:
-        return fail("file_missing", "the manifest's file is gone", manifest.file)
-    result.sha_ok = hashlib.sha256(data).hexdigest() == manifest.sha256
-    try:
-        table = pq.read_table(pa.BufferReader(data))
-    except (pa.ArrowException, OSError) as exc:
-        return fail("file_replaced", f"not a readable Parquet file: {exc}", manifest.file)
-    file_origin = (
-        (table.schema.metadata or {}).get(ORIGIN_METADATA_KEY, b"").decode(errors="replace")
-    )
-    if file_origin != task.origin or not table.schema.remove_metadata().equals(FILE_SCHEMA):
-        detail = f"file of log {file_origin!r} / another schema, not of {task.origin!r}"
-        return fail("file_replaced", detail, manifest.file)
-    canonical = table.column("canonical")
-    result.seqs = table.column("seq").to_pylist()
-    leaves = [merkle.leaf_hash(c) for c in canonical.to_pylist()]
-    result.leaves = b"".join(leaves)
-    stored_leaves = table.column("leaf_hash").to_pylist()
-    rows: list[tuple[int, int, DamageKind, str, str]] = []  # row, priority, kind, file, detail
-    bad = _first_difference(leaves, stored_leaves)
-    if bad >= 0:
-        rows.append((bad, 0, "modified", manifest.file, "record bytes do not hash to leaf_hash"))
-    reference = _reference_leaves(Path(task.log_dir), task.first, len(leaves))
-    bad_ref = _first_difference(leaves[: len(reference)], reference)
-    if bad_ref >= 0:
-        if not result.sha_ok and bad_ref == 0 and _all_differ(leaves, reference):
-            return fail("file_replaced", "no record matches the log's leaf hashes", manifest.file)
-        where = manifest.file if not result.sha_ok else "tree/leaves.bin"
-        rows.append((bad_ref, 0, "modified", where, "leaf hash differs from tree/leaves.bin"))
-    bad_typed, column = _typed_difference(table, typed_columns(canonical))
-    if bad_typed >= 0:
-        detail = f"column {column!r} disagrees with the record's canonical bytes"
-        rows.append((bad_typed, 1, "typed_column_mismatch", manifest.file, detail))
-    if rows:
-        row, _, kind, file, detail = min(rows)
-        result.finding = Finding(kind, task.first + row, file, detail)
-        result.row = row
-    return result
-
-
-def _check_segment(task: _Task) -> _Result:
-    path = Path(task.log_dir) / task.name
-    result = _Result(task, task.first, [], b"")
-    try:
-        buf = path.read_bytes()
-    except FileNotFoundError:
-        result.vanished = True  # retired by the ledger after sealing, since we listed it
-        return result
-    skip = max(0, task.skip_below - task.first)
-    payloads, stop, reason, follows = _walk(buf, skip)
-    result.start = task.first + skip
-    if reason is not None:
-        row = len(payloads) - skip
-        if follows or not task.is_last:
-            detail = f"{reason} at offset {stop} of {task.name}"
-            result.finding = Finding("wal_corrupt", task.first + len(payloads), task.name, detail)
-            result.row = row
-        else:
-            result.torn = (row, f"{reason} at offset {stop}", reason == "CRC mismatch")
-    payloads = payloads[skip:]
-    if not payloads:
-        return result
-    leaves = [merkle.leaf_hash(p) for p in payloads]
-    result.leaves = b"".join(leaves)
-    claimed = typed_columns(pa.array(payloads, pa.binary())).column("seq").to_pylist()
-    # An unparsable record claims nothing: keep its position so the leaf check names it.
-    result.seqs = [result.start + i if s is None else s for i, s in enumerate(claimed)]
-    reference = _reference_leaves(Path(task.log_dir), result.start, len(leaves))
-    bad = _first_difference(leaves[: len(reference)], reference)
-    if bad >= 0 and (result.finding is None or bad < result.row):
-        detail = f"record bytes do not hash to the leaf in tree/leaves.bin ({task.name})"
-        result.finding = Finding("modified", result.start + bad, task.name, detail)
-        result.row = bad
-    return result
-
-
-def _walk(buf: bytes, skip: int) -> tuple[list[bytes], int, str | None, bool]:
-    """Frames of a WAL segment: payloads, where they stop, why, and if an intact frame follows.
-
-    The first ``skip`` frames (already sealed, so their payloads are not needed) are only
-    checked for framing, not CRC; their payloads come back empty.
-    """
-    payloads: list[bytes] = []
-    offset = 0
-    while offset < len(buf):
-        reason = _frame_error(buf, offset, len(payloads) >= skip)
-        if reason is not None:
-            follows = any(
-                _frame_error(buf, o, True) is None
-                for o in range(offset + 1, len(buf) - HEADER_SIZE)
-            )
-            return payloads, offset, reason, follows
-        length = FRAME_HEADER.unpack_from(buf, offset)[0]
-        start = offset + HEADER_SIZE
-        payloads.append(buf[start : start + length] if len(payloads) >= skip else b"")
-        offset = start + length
-    return payloads, offset, None, False
-
-
-def _frame_error(buf: bytes, offset: int, check_crc: bool) -> str | None:
-    if len(buf) - offset < HEADER_SIZE:
-        return "partial frame header"
-    length, crc = FRAME_HEADER.unpack_from(buf, offset)
-    if not 0 < length <= MAX_PAYLOAD:
-        return f"bad frame length {length}"
-    if offset + HEADER_SIZE + length > len(buf):
-        return "frame runs past the end of the file"
-    start = offset + HEADER_SIZE
-    if check_crc and zlib.crc32(buf[start : start + length]) != crc:
-        return "CRC mismatch"
-    return None
-
-
-def _reference_leaves(log_dir: Path, begin: int, count: int) -> list[bytes]:
-    """Leaf hashes [begin, begin+count) from tree/leaves.bin, as far as it has them."""
-    try:
-        fd = os.open(log_dir / "tree/leaves.bin", os.O_RDONLY)
-    except FileNotFoundError:
-        return []
-    try:
-        data = os.pread(fd, count * HASH, begin * HASH)
-    finally:
-        os.close(fd)
-    return [data[i : i + HASH] for i in range(0, len(data) - len(data) % HASH, HASH)]
-
-
-def _first_difference(a: list[bytes], b: list[bytes]) -> int:
-    if a == b[: len(a)]:
-        return -1
-    return next(i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y)
-
-
-def _all_differ(a: list[bytes], b: list[bytes]) -> bool:
-    return all(x != y for x, y in zip(a, b, strict=False))
-
-
-def _typed_difference(table: pa.Table, derived: pa.Table) -> tuple[int, str]:
-    """First row where a stored typed column (or seq) differs from the derived one, and which."""
-    first, which = -1, ""
-    for name in ["seq", *TYPED_SCHEMA.names]:
-        stored, fresh = table.column(name), derived.column(name)
-        same = pc.or_kleene(
-            pc.fill_null(pc.equal(stored, fresh), False),
-            pc.and_(pc.is_null(stored), pc.is_null(fresh)),
-        )
-        index = pc.index(same, False).as_py()
-        if index >= 0 and (first < 0 or index < first):
-            first, which = index, name
-    return first, which
-
-
 def _merge(
-    results: Iterable[_Result], checks: list[Check], report: VerifyReport
+    results: Iterable[FileResult], checks: list[Check], report: VerifyReport
 ) -> tuple[VerifyReport, bool]:
     """Walk the results in seq order: density and order, row findings, signed roots."""
-    tree = merkle.CompactRange()
+    tree = CompactTree()
     state = {"check": 0, "verified": 0}
     expected = 0
     for result in results:
@@ -475,14 +246,13 @@ def _merge(
         if first is not None:
             report.finding = first
             return report, False
-        leaves = [result.leaves[i : i + HASH] for i in range(0, len(result.leaves), HASH)]
-        bad = _extend(tree, leaves, checks, state)
+        bad = _extend(tree, result, checks, state)
         if bad is not None:
             report.finding = bad
             return report, False
-        expected += len(leaves)
+        expected += result.count
         if task.kind == "lake":
-            report.sealed_records += len(leaves)
+            report.sealed_records += result.count
             if (
                 result.root is not None
                 and tree.size == task.last + 1
@@ -514,7 +284,7 @@ def _merge(
     return report, False
 
 
-def _first_finding(order: tuple[int, Finding] | None, result: _Result) -> Finding | None:
+def _first_finding(order: tuple[int, Finding] | None, result: FileResult) -> Finding | None:
     """The earlier of the order finding and the result's own (row) finding.
 
     A forged record inserted before a real one fails the leaf check one row before its seq
@@ -532,53 +302,62 @@ def _first_finding(order: tuple[int, Finding] | None, result: _Result) -> Findin
     return local if result.row < row or (result.row == row and whole) else found
 
 
-def _order_finding(result: _Result, expected: int) -> tuple[int, Finding] | None:
+def _order_finding(result: FileResult, expected: int) -> tuple[int, Finding] | None:
     """Where this result's claimed seqs stop being start, start+1, ..., and what that means."""
-    seqs = result.seqs
     base = expected - result.start  # >0: leading records already covered (overlap)
     if base > 0:
         return 0, Finding(
             "inserted", result.start, result.task.name, f"seqs from {result.start} appear twice"
         )
-    for i, seq in enumerate(seqs):
-        want = expected + i
-        if seq == want:
-            continue
-        name = result.file or result.task.name
-        if seq < want:
-            return i, Finding("inserted", seq, name, f"seq {seq} appears again at position {want}")
-        if want in seqs[i + 1 :]:
-            return i, Finding("reordered", want, name, f"seq {seq} stored where seq {want} belongs")
-        return i, Finding("missing", want, name, f"seq {want} is absent (next stored is {seq})")
-    if result.task.kind == "lake" and result.task.last + 1 != expected + len(seqs):
-        return len(seqs), Finding(
-            "missing", expected + len(seqs), result.file, "file ends before its manifest's range"
+    if result.seqs is not None:
+        seqs = result.seqs
+        for i, seq in enumerate(seqs):
+            want = expected + i
+            if seq == want:
+                continue
+            name = result.file or result.task.name
+            if seq < want:
+                detail = f"seq {seq} appears again at position {want}"
+                return i, Finding("inserted", seq, name, detail)
+            if want in seqs[i + 1 :]:
+                detail = f"seq {seq} stored where seq {want} belongs"
+                return i, Finding("reordered", want, name, detail)
+            return i, Finding("missing", want, name, f"seq {want} is absent (next stored is {seq})")
+    if result.task.kind == "lake" and result.task.last + 1 != expected + result.count:
+        return result.count, Finding(
+            "missing", expected + result.count, result.file, "file ends before its manifest's range"
         )
     return None
 
 
 def _extend(
-    tree: merkle.CompactRange, leaves: list[bytes], checks: list[Check], state: dict[str, int]
+    tree: CompactTree, result: FileResult, checks: list[Check], state: dict[str, int]
 ) -> Finding | None:
-    """Append leaves, comparing the root with each signed root whose tree size is reached."""
-    pos = 0
+    """Append the result's subtrees, checking each signed root whose tree size is reached.
+
+    Checks are sorted by size; the tree grows only by whole files, so a size inside this file is
+    checked on a copy extended by the file's subtrees up to that size.
+    """
+    end = tree.size + result.count
     while state["check"] < len(checks):
         check = checks[state["check"]]
-        take = check[0] - tree.size
-        if take > len(leaves) - pos:
+        if check[0] > end:
             break
-        tree.extend(leaves[pos : pos + take])
-        pos += take
-        bad = _check_root(tree, check, state["verified"])
+        at = tree
+        if check[0] > tree.size:
+            at = tree.copy()
+            at.extend(result.blocks[check[0]])
+        bad = _check_root(at, check, state["verified"])
         if bad is not None:
             return bad
         state["verified"] = check[0]
         state["check"] += 1
-    tree.extend(leaves[pos:])
+    if result.count:
+        tree.extend(result.blocks[end])
     return None
 
 
-def _check_root(tree: merkle.CompactRange, check: Check, lower: int) -> Finding | None:
+def _check_root(tree: CompactTree, check: Check, lower: int) -> Finding | None:
     """None if the recomputed root matches the signed one; else where the damage must lie."""
     size, root, source, entry = check
     if tree.root() == root:

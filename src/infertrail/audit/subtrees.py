@@ -1,0 +1,139 @@
+"""RFC 6962 subtrees over leaf ranges: how verification shares tree hashing between processes.
+
+An aligned subtree covers leaves ``[a, a + 2**k)`` with ``a`` a multiple of ``2**k``. Any range
+``[begin, end)`` splits uniquely into maximal aligned subtrees (:func:`aligned_blocks`). A worker
+that holds the leaves of one file hashes every aligned subtree inside it once
+(:class:`RangeTree`); the process that joins the files keeps a :class:`CompactTree` of
+``[0, n)`` and extends it by those subtree roots, in O(log n) hashes per file instead of one
+Python call per leaf. Node hashing maps C functions over whole levels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+from infertrail.audit.merkle import EMPTY_ROOT
+
+__all__ = ["CompactTree", "RangeTree", "aligned_blocks", "leaf_hashes", "node_hashes"]
+
+_sha256 = hashlib.sha256
+_digest = type(_sha256()).digest  # unbound: map() applies it without a Python frame
+_leaf_prefix = b"\x00".__add__  # RFC 6962 2.1: leaf = SHA-256(0x00 || data)
+_node_prefix = b"\x01".__add__  # node = SHA-256(0x01 || left || right)
+
+
+def leaf_hashes(records: Sequence[bytes]) -> list[bytes]:
+    """RFC 6962 leaf hashes of ``records``, without a Python frame per record."""
+    return list(map(_digest, map(_sha256, map(_leaf_prefix, records))))
+
+
+def node_hashes(lefts: Sequence[bytes], rights: Sequence[bytes]) -> list[bytes]:
+    """RFC 6962 node hashes of pairs ``(lefts[i], rights[i])``."""
+    return list(map(_digest, map(_sha256, map(_node_prefix, map(bytes.__add__, lefts, rights)))))
+
+
+def aligned_blocks(begin: int, end: int) -> list[tuple[int, int]]:
+    """``(start, width)`` of the maximal aligned subtrees covering ``[begin, end)``, in order."""
+    if not 0 <= begin <= end:
+        raise ValueError(f"bad leaf range [{begin}, {end})")
+    blocks = []
+    while begin < end:
+        width = begin & -begin if begin else 1 << ((end - 1).bit_length())
+        while begin + width > end:
+            width >>= 1
+        blocks.append((begin, width))
+        begin += width
+    return blocks
+
+
+class CompactTree:
+    """Roots of the perfect subtrees of the tree over leaves ``[0, size)``, largest first.
+
+    Grows by whole aligned subtrees (:meth:`push`), not only by leaves; the root is folded on
+    demand. The same state as :class:`infertrail.audit.merkle.CompactRange`.
+    """
+
+    __slots__ = ("_hashes", "_size")
+
+    def __init__(self) -> None:
+        self._size = 0
+        self._hashes: list[bytes] = []
+
+    @property
+    def size(self) -> int:
+        """Number of leaves covered."""
+        return self._size
+
+    def push(self, root: bytes, width: int) -> None:
+        """Append the aligned subtree of ``width`` (a power of two) leaves starting at ``size``."""
+        if width <= 0 or width & (width - 1) or self._size % width:
+            raise ValueError(f"a subtree of {width} leaves cannot start at leaf {self._size}")
+        hashes = self._hashes
+        bit = width
+        # As a binary counter carries: each set bit from `width` up is a subtree of that width
+        # ending where this one starts.
+        while self._size & bit:
+            root = _sha256(b"\x01" + hashes.pop() + root).digest()
+            bit <<= 1
+        hashes.append(root)
+        self._size += width
+
+    def extend(self, blocks: Sequence[tuple[bytes, int]]) -> None:
+        """Push ``(root, width)`` subtrees in order (as :meth:`RangeTree.blocks` returns)."""
+        for root, width in blocks:
+            self.push(root, width)
+
+    def root(self) -> bytes:
+        """RFC 6962 root of the covered tree (EMPTY_ROOT when empty)."""
+        hashes = self._hashes
+        if not hashes:
+            return EMPTY_ROOT
+        result = hashes[-1]
+        for left in reversed(hashes[:-1]):
+            result = _sha256(b"\x01" + left + result).digest()
+        return result
+
+    def copy(self) -> CompactTree:
+        """An independent copy (to check a signed root part-way through a file)."""
+        clone = CompactTree()
+        clone._size = self._size
+        clone._hashes = list(self._hashes)
+        return clone
+
+
+class RangeTree:
+    """Every aligned subtree root inside ``[begin, begin + len(leaves))``, hashed level by level.
+
+    ``blocks(end)`` gives the roots of :func:`aligned_blocks` ``(begin, end)`` for any ``end`` in
+    the range, so one pass of hashing serves every signed tree size that falls inside it.
+    """
+
+    def __init__(self, begin: int, leaves: list[bytes]) -> None:
+        self.begin = begin
+        self.end = begin + len(leaves)
+        # levels[k][i]: root of the subtree of 2**k leaves starting at (firsts[k] + i) * 2**k.
+        self._levels = [leaves]
+        self._firsts = [begin]
+        level, first = leaves, begin
+        while True:
+            skip = first & 1  # a first node at an odd index has its sibling outside the range
+            pairs = (len(level) - skip) // 2
+            if pairs == 0:
+                break
+            level = node_hashes(
+                level[skip : skip + 2 * pairs : 2], level[skip + 1 : skip + 2 * pairs : 2]
+            )
+            first = (first + skip) >> 1
+            self._levels.append(level)
+            self._firsts.append(first)
+
+    def blocks(self, end: int) -> list[tuple[bytes, int]]:
+        """``(root, width)`` of the aligned subtrees covering ``[begin, end)``, in order."""
+        if not self.begin <= end <= self.end:
+            raise ValueError(f"end {end} outside [{self.begin}, {self.end}]")
+        out = []
+        for start, width in aligned_blocks(self.begin, end):
+            k = width.bit_length() - 1
+            out.append((self._levels[k][(start >> k) - self._firsts[k]], width))
+        return out

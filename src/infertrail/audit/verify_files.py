@@ -1,0 +1,352 @@
+"""Checks of one lake file or one WAL segment, on their own: the per-file half of verification.
+
+Each check runs in a worker process (or inline) and returns a :class:`FileResult`: the seqs its
+records claim (or just "dense"), the first damage inside it, and, for a clean file, the roots of
+the aligned subtrees its leaves form at every signed tree size that falls inside it, so that
+the main process joins files without touching single leaves.
+
+A lake file whose bytes match the sha256 in its signed manifest is the file the sealer wrote,
+typed columns included; re-deriving those columns from the record bytes (a JSON parse per
+record, the slowest step) is then only done with ``deep``. A file that changed is always
+checked column by column, to tell a typed-column edit from a record edit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from infertrail.audit.checkpoint import NoteVerifier
+from infertrail.audit.framing import FRAME_HEADER, HEADER_SIZE, MAX_PAYLOAD, crc32
+from infertrail.audit.lake import ORIGIN_METADATA_KEY, LakeReader
+from infertrail.audit.manifest import MANIFEST_DIR, ManifestError, open_manifest
+from infertrail.audit.merkle import HASH_SIZE
+from infertrail.audit.subtrees import RangeTree, leaf_hashes
+from infertrail.audit.typed import FILE_SCHEMA, TYPED_SCHEMA, claimed_seqs, typed_columns
+
+__all__ = ["DamageKind", "FileResult", "FileTask", "Finding", "check_file"]
+
+DamageKind = Literal[
+    "modified", "typed_column_mismatch", "missing", "reordered", "inserted", "truncated",
+    "file_missing", "file_replaced", "manifest_mismatch", "bad_signature", "rollback",
+    "wal_corrupt",
+]  # fmt: skip
+Blocks = list[tuple[bytes, int]]  # (root, width) of aligned subtrees, left to right
+
+
+@dataclass(frozen=True)
+class Finding:
+    """The first damage found: its kind, the first bad seq and/or file, and what was seen."""
+
+    kind: DamageKind
+    seq: int | None
+    file: str | None
+    detail: str
+    entry: int | None = None  # index of the checkpoint in checkpoints/history.log, if one
+
+
+@dataclass(frozen=True)
+class FileTask:
+    """One unit of work for a worker: a lake file (by manifest name) or a WAL segment."""
+
+    kind: Literal["lake", "wal"]
+    name: str  # manifest name, or the segment path relative to log_dir
+    first: int  # seq of its first record by name
+    last: int  # lake: last seq by name; wal: -1
+    skip_below: int  # wal: records below this seq are sealed already and skipped
+    is_last: bool
+    log_dir: str
+    lake_url: str
+    origin: str
+    vkey: str
+    check_sizes: tuple[int, ...]  # signed tree sizes (sorted): subtree roots are kept for them
+    deep: bool  # re-derive typed columns of lake files whose sha256 matches too
+
+
+@dataclass
+class FileResult:
+    """What one check found: claimed seqs, the first damage, subtree roots for the tree."""
+
+    task: FileTask
+    start: int  # seq position of the first returned record
+    count: int = 0  # records returned
+    seqs: list[int] | None = None  # seq each record claims, in stored order; None: dense
+    finding: Finding | None = None
+    row: int = -1  # row of ``finding`` (-1: not tied to a row)
+    root: bytes | None = None  # lake: the manifest's signed root after this file
+    file: str | None = None
+    sha_ok: bool = True
+    torn: tuple[int, str, bool] | None = None  # wal tail: row, reason, was a complete frame
+    vanished: bool = False
+    blocks: dict[int, Blocks] = field(default_factory=dict)  # end -> subtrees of [start, end)
+
+    def claimed(self) -> list[int]:
+        """The seq each record claims (dense results expanded)."""
+        return list(range(self.start, self.start + self.count)) if self.seqs is None else self.seqs
+
+
+def check_file(task: FileTask) -> FileResult:
+    """Check one lake file or WAL segment on its own (runs in a worker process)."""
+    result, leaves = _check_lake_file(task) if task.kind == "lake" else _check_segment(task)
+    if result.finding is None and leaves:
+        _keep_blocks(result, leaves)
+    return result
+
+
+def _keep_blocks(result: FileResult, leaves: list[bytes]) -> None:
+    """Hash the file's subtrees; keep those the join needs (its end, signed sizes inside)."""
+    tree = RangeTree(result.start, leaves)
+    end = result.start + result.count
+    for size in (*result.task.check_sizes, end):
+        if result.start < size <= end:
+            result.blocks[size] = tree.blocks(size)
+
+
+def _check_lake_file(task: FileTask) -> tuple[FileResult, list[bytes]]:
+    reader = LakeReader(task.lake_url)
+    result = FileResult(task, task.first)
+    note_path = f"{MANIFEST_DIR}/{task.name}"
+
+    def fail(
+        kind: DamageKind, detail: str, file: str = note_path
+    ) -> tuple[FileResult, list[bytes]]:
+        result.finding = Finding(kind, task.first, file, detail)
+        result.row = 0
+        return result, []
+
+    try:
+        manifest = open_manifest(reader.read_bytes(note_path), NoteVerifier.from_key(task.vkey))
+    except (ManifestError, FileNotFoundError) as exc:
+        return fail("manifest_mismatch", str(exc))
+    if manifest.name != task.name or manifest.origin != task.origin:
+        return fail(
+            "manifest_mismatch", f"manifest describes {manifest.name} of {manifest.origin!r}"
+        )
+    result.root, result.file = manifest.root, manifest.file
+    try:
+        data = reader.read_bytes(manifest.file)
+    except FileNotFoundError:
+        return fail("file_missing", "the manifest's file is gone", manifest.file)
+    result.sha_ok = hashlib.sha256(data).hexdigest() == manifest.sha256
+    try:
+        parquet = pq.ParquetFile(pa.BufferReader(data))
+        schema = parquet.schema_arrow
+        file_origin = (schema.metadata or {}).get(ORIGIN_METADATA_KEY, b"")
+        if file_origin != task.origin.encode() or not schema.remove_metadata().equals(FILE_SCHEMA):
+            detail = f"file of log {file_origin.decode(errors='replace')!r} / another schema, "
+            return fail("file_replaced", detail + f"not of {task.origin!r}", manifest.file)
+        scan = _scan_row_groups(parquet, typed=task.deep or not result.sha_ok)
+    except (pa.ArrowException, OSError) as exc:
+        return fail("file_replaced", f"not a readable Parquet file: {exc}", manifest.file)
+    leaves = scan.leaves
+    result.count = len(leaves)
+    result.seqs = _seqs_unless_dense(pa.chunked_array(scan.seqs, pa.int64()), task.first)
+    joined = b"".join(leaves)
+    rows: list[tuple[int, int, DamageKind, str, str]] = []  # row, priority, kind, file, detail
+    bad = _first_difference(joined, scan.stored_leaves)
+    if bad >= 0:
+        rows.append((bad, 0, "modified", manifest.file, "record bytes do not hash to leaf_hash"))
+    reference = _reference_leaves(Path(task.log_dir), task.first, len(leaves))
+    bad_ref = _first_difference(joined[: len(reference)], reference)
+    if bad_ref >= 0:
+        if not result.sha_ok and bad_ref == 0 and _all_differ(joined, reference):
+            return fail("file_replaced", "no record matches the log's leaf hashes", manifest.file)
+        where = manifest.file if not result.sha_ok else "tree/leaves.bin"
+        rows.append((bad_ref, 0, "modified", where, "leaf hash differs from tree/leaves.bin"))
+    if scan.typed_row >= 0:
+        detail = f"column {scan.typed_column!r} disagrees with the record's canonical bytes"
+        rows.append((scan.typed_row, 1, "typed_column_mismatch", manifest.file, detail))
+    if rows:
+        row, _, kind, file, detail = min(rows)
+        result.finding = Finding(kind, task.first + row, file, detail)
+        result.row = row
+    return result, leaves
+
+
+@dataclass
+class _Scan:
+    """What a pass over a lake file's row groups collected."""
+
+    leaves: list[bytes] = field(default_factory=list)  # recomputed from the record bytes
+    seqs: list[pa.Array] = field(default_factory=list)  # the stored seq column, per group
+    stored_leaves: bytes = b""  # the stored leaf_hash column, concatenated
+    typed_row: int = -1  # first row whose typed columns disagree with its bytes (-1: none)
+    typed_column: str = ""
+
+
+def _scan_row_groups(parquet: pq.ParquetFile, *, typed: bool) -> _Scan:
+    """Hash the records of a lake file one row group at a time (memory stays one group).
+
+    With ``typed``, also re-derive every group's typed columns and find the first mismatch.
+    """
+    scan = _Scan()
+    stored: list[bytes] = []
+    columns = None if typed else ["seq", "canonical", "leaf_hash"]
+    for group in range(parquet.num_row_groups):
+        part = parquet.read_row_group(group, columns=columns, use_threads=False)
+        canonical = part.column("canonical")
+        if typed and scan.typed_row < 0:
+            row, column = _typed_difference(part, typed_columns(canonical))
+            if row >= 0:
+                scan.typed_row, scan.typed_column = len(scan.leaves) + row, column
+        scan.leaves += leaf_hashes(canonical.to_pylist())
+        scan.seqs += part.column("seq").chunks
+        stored.append(_fixed_width_bytes(part.column("leaf_hash")))
+    scan.stored_leaves = b"".join(stored)
+    return scan
+
+
+def _check_segment(task: FileTask) -> tuple[FileResult, list[bytes]]:
+    path = Path(task.log_dir) / task.name
+    result = FileResult(task, task.first)
+    try:
+        buf = path.read_bytes()
+    except FileNotFoundError:
+        result.vanished = True  # retired by the ledger after sealing, since we listed it
+        return result, []
+    skip = max(0, task.skip_below - task.first)
+    payloads, stop, reason, follows = _walk(buf, skip)
+    result.start = task.first + skip
+    if reason is not None:
+        row = len(payloads) - skip
+        if follows or not task.is_last:
+            detail = f"{reason} at offset {stop} of {task.name}"
+            result.finding = Finding("wal_corrupt", task.first + len(payloads), task.name, detail)
+            result.row = row
+        else:
+            result.torn = (row, f"{reason} at offset {stop}", reason == "CRC mismatch")
+    payloads = payloads[skip:]
+    if not payloads:
+        return result, []
+    leaves = leaf_hashes(payloads)
+    result.count = len(leaves)
+    claimed = claimed_seqs(pa.array(payloads, pa.binary()))
+    # An unparsable record claims nothing: keep its position so the leaf check names it.
+    positions = pa.array(np.arange(result.start, result.start + len(leaves)))
+    result.seqs = _seqs_unless_dense(pc.coalesce(claimed, positions), result.start)
+    joined = b"".join(leaves)
+    reference = _reference_leaves(Path(task.log_dir), result.start, len(leaves))
+    bad = _first_difference(joined[: len(reference)], reference)
+    if bad >= 0 and (result.finding is None or bad < result.row):
+        detail = f"record bytes do not hash to the leaf in tree/leaves.bin ({task.name})"
+        result.finding = Finding("modified", result.start + bad, task.name, detail)
+        result.row = bad
+    return result, leaves
+
+
+def _seqs_unless_dense(seqs: pa.Array | pa.ChunkedArray, start: int) -> list[int] | None:
+    """None if ``seqs`` is start, start+1, ... (the common case, cheap to ship); else the list."""
+    if seqs.null_count == 0:
+        values = seqs.to_numpy()
+        if np.array_equal(values, np.arange(start, start + len(values))):
+            return None
+    return [start + i if s is None else s for i, s in enumerate(seqs.to_pylist())]
+
+
+def _walk(buf: bytes, skip: int) -> tuple[list[bytes], int, str | None, bool]:
+    """Frames of a WAL segment: payloads, where they stop, why, and if an intact frame follows.
+
+    The first ``skip`` frames (already sealed, so their payloads are not needed) are only
+    checked for framing, not CRC; their payloads come back empty.
+    """
+    unpack, size = FRAME_HEADER.unpack_from, len(buf)
+    offset = count = 0
+    while count < skip and size - offset >= HEADER_SIZE:  # sealed: framing only
+        end = offset + HEADER_SIZE + unpack(buf, offset)[0]
+        if end > size or end == offset + HEADER_SIZE or end - offset > HEADER_SIZE + MAX_PAYLOAD:
+            break
+        offset, count = end, count + 1
+    payloads = [b""] * count
+    while offset < size:
+        if size - offset >= HEADER_SIZE:
+            length, crc = unpack(buf, offset)
+            start = offset + HEADER_SIZE
+            if 0 < length <= MAX_PAYLOAD and start + length <= size:
+                payload = buf[start : start + length]
+                if len(payloads) < skip or crc32(payload) == crc:
+                    payloads.append(payload if len(payloads) >= skip else b"")
+                    offset = start + length
+                    continue
+        reason = _frame_error(buf, offset, len(payloads) >= skip)  # says what is wrong
+        follows = any(
+            _frame_error(buf, o, True) is None for o in range(offset + 1, size - HEADER_SIZE)
+        )
+        return payloads, offset, reason, follows
+    return payloads, offset, None, False
+
+
+def _frame_error(buf: bytes, offset: int, check_crc: bool) -> str | None:
+    if len(buf) - offset < HEADER_SIZE:
+        return "partial frame header"
+    length, crc = FRAME_HEADER.unpack_from(buf, offset)
+    if not 0 < length <= MAX_PAYLOAD:
+        return f"bad frame length {length}"
+    if offset + HEADER_SIZE + length > len(buf):
+        return "frame runs past the end of the file"
+    start = offset + HEADER_SIZE
+    if check_crc and crc32(memoryview(buf)[start : start + length]) != crc:
+        return "CRC mismatch"
+    return None
+
+
+def _reference_leaves(log_dir: Path, begin: int, count: int) -> bytes:
+    """Leaf hashes [begin, begin+count) from tree/leaves.bin, as far as it has them (joined)."""
+    try:
+        fd = os.open(log_dir / "tree/leaves.bin", os.O_RDONLY)
+    except FileNotFoundError:
+        return b""
+    try:
+        data = os.pread(fd, count * HASH_SIZE, begin * HASH_SIZE)
+    finally:
+        os.close(fd)
+    return data[: len(data) - len(data) % HASH_SIZE]
+
+
+def _fixed_width_bytes(column: pa.ChunkedArray) -> bytes:
+    """The values of a fixed_size_binary column, concatenated (nulls as zero bytes)."""
+    array = column.combine_chunks()
+    if array.null_count:
+        return b"".join(array.fill_null(b"\x00" * HASH_SIZE).to_pylist())
+    width: int = array.type.byte_width
+    return bytes(array.buffers()[1].slice(array.offset * width, len(array) * width))
+
+
+def _first_difference(a: bytes, b: bytes) -> int:
+    """Index of the first 32-byte hash where ``a`` and the same-length prefix of ``b`` differ."""
+    if a == b[: len(a)]:
+        return -1
+    return next(
+        i // HASH_SIZE
+        for i in range(0, len(a), HASH_SIZE)
+        if a[i : i + HASH_SIZE] != b[i : i + HASH_SIZE]
+    )
+
+
+def _all_differ(a: bytes, b: bytes) -> bool:
+    return all(
+        a[i : i + HASH_SIZE] != b[i : i + HASH_SIZE]
+        for i in range(0, min(len(a), len(b)), HASH_SIZE)
+    )
+
+
+def _typed_difference(table: pa.Table, derived: pa.Table) -> tuple[int, str]:
+    """First row where a stored typed column (or seq) differs from the derived one, and which."""
+    first, which = -1, ""
+    for name in ["seq", *TYPED_SCHEMA.names]:
+        stored, fresh = table.column(name), derived.column(name)
+        same = pc.or_kleene(
+            pc.fill_null(pc.equal(stored, fresh), False),
+            pc.and_(pc.is_null(stored), pc.is_null(fresh)),
+        )
+        index = pc.index(same, False).as_py()
+        if index >= 0 and (first < 0 or index < first):
+            first, which = index, name
+    return first, which
