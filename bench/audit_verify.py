@@ -56,7 +56,7 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-LOG_FORMAT = "v2"  # bump when the sealer's or the WAL's layout changes: the cache is rebuilt
+LOG_FORMAT = "v3"  # bump when the sealer's or the WAL's layout changes: the cache is rebuilt
 
 
 def build_log(root: Path, n: int) -> NoteVerifier:

@@ -38,6 +38,7 @@ __all__ = [
 ]
 
 PROOF_FORMAT = "infertrail-proof/1"
+_PROOF_BATCH = 256  # rows decoded per step while seeking a record in a lake file
 CONSISTENCY_FORMAT = "infertrail-consistency/1"
 
 
@@ -272,13 +273,21 @@ def _record(log_dir: Path, lake_url: str, verifier: NoteVerifier, seq: int) -> b
 
 
 def _lake_record(parquet: pq.ParquetFile, row: int) -> bytes | None:
-    """Canonical bytes at ``row`` of a lake file, decoding only the row group that holds it."""
+    """Canonical bytes at ``row`` of a lake file, decoding only what precedes it in its group.
+
+    Pages are decoded in order, so a read stops at the record: half a row group on average.
+    """
     for group in range(parquet.metadata.num_row_groups):
         rows = parquet.metadata.row_group(group).num_rows
         if row < rows:
-            table = parquet.read_row_group(group, columns=["canonical"])
-            data: bytes = table.column("canonical")[row].as_py()
-            return data
+            for batch in parquet.iter_batches(
+                _PROOF_BATCH, row_groups=[group], columns=["canonical"], use_threads=False
+            ):
+                if row < batch.num_rows:
+                    data: bytes = batch.column(0)[row].as_py()
+                    return data
+                row -= batch.num_rows
+            return None
         row -= rows
     return None
 

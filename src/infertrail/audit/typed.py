@@ -19,7 +19,6 @@ __all__ = [
     "FLOAT_FIELDS",
     "STRING_FIELDS",
     "TYPED_SCHEMA",
-    "claimed_seqs",
     "typed_columns",
 ]
 
@@ -73,10 +72,6 @@ def _typed_query() -> str:
 
 
 _TYPED_QUERY = _typed_query()
-_SEQ_QUERY = (
-    "SELECT TRY_CAST(CAST(TRY(json_extract(TRY(decode(canonical)), '$.seq')) AS VARCHAR) "
-    "AS BIGINT) AS seq FROM canonical_input"
-)
 _duck = threading.local()
 
 
@@ -91,29 +86,16 @@ def _connection() -> duckdb.DuckDBPyConnection:
     return con
 
 
-def _derive(query: str, canonical: pa.Array | pa.ChunkedArray) -> pa.Table:
-    con = _connection()
-    con.register("canonical_input", pa.table({"canonical": canonical}))
-    try:
-        return con.sql(query).to_arrow_table()
-    finally:
-        con.unregister("canonical_input")
-
-
 def typed_columns(canonical: pa.Array | pa.ChunkedArray) -> pa.Table:
     """Derive ``seq`` and the TYPED_SCHEMA columns from canonical record bytes, row for row.
 
     The sealer writes these columns and the verifier recomputes them; vectorised in DuckDB because
     parsing each record in Python would be the slowest step of sealing and verifying.
     """
-    out = _derive(_TYPED_QUERY, canonical)
+    con = _connection()
+    con.register("canonical_input", pa.table({"canonical": canonical}))
+    try:
+        out = con.sql(_TYPED_QUERY).to_arrow_table()
+    finally:
+        con.unregister("canonical_input")
     return out.cast(pa.schema([pa.field("seq", pa.int64()), *TYPED_SCHEMA]))
-
-
-def claimed_seqs(canonical: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """The ``seq`` each record's bytes carry, as :func:`typed_columns` derives it (null if none).
-
-    Parses only that member: what ``verify`` needs of unsealed WAL records.
-    """
-    column = _derive(_SEQ_QUERY, canonical).column("seq").combine_chunks()
-    return column.cast(pa.int64())

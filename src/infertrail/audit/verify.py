@@ -137,9 +137,9 @@ def _verify_once(
     if workers == 1 or len(tasks) < 2:
         return _merge(map(check_file, tasks), checks, report)
     context = multiprocessing.get_context("forkserver")
-    # Workers fork from a server that imported the checks (pyarrow, DuckDB) once, instead of
-    # each importing them: that import costs more than checking a small log.
-    context.set_forkserver_preload([check_file.__module__])
+    # Workers fork from a server that imported the checks (pyarrow, DuckDB) and the main
+    # module once, instead of each importing them: that costs more than checking a small log.
+    context.set_forkserver_preload(["__main__", check_file.__module__])
     with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=context) as pool:
         try:
             return _merge(pool.map(check_file, tasks), checks, report)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -30,7 +31,7 @@ from infertrail.audit.lake import ORIGIN_METADATA_KEY, LakeReader
 from infertrail.audit.manifest import MANIFEST_DIR, ManifestError, open_manifest
 from infertrail.audit.merkle import HASH_SIZE
 from infertrail.audit.subtrees import RangeTree, leaf_hashes
-from infertrail.audit.typed import FILE_SCHEMA, TYPED_SCHEMA, claimed_seqs, typed_columns
+from infertrail.audit.typed import FILE_SCHEMA, TYPED_SCHEMA, typed_columns
 
 __all__ = ["DamageKind", "FileResult", "FileTask", "Finding", "check_file"]
 
@@ -228,10 +229,10 @@ def _check_segment(task: FileTask) -> tuple[FileResult, list[bytes]]:
         return result, []
     leaves = leaf_hashes(payloads)
     result.count = len(leaves)
-    claimed = claimed_seqs(pa.array(payloads, pa.binary()))
     # An unparsable record claims nothing: keep its position so the leaf check names it.
-    positions = pa.array(np.arange(result.start, result.start + len(leaves)))
-    result.seqs = _seqs_unless_dense(pc.coalesce(claimed, positions), result.start)
+    claimed = [_claimed_seq(p, result.start + i) for i, p in enumerate(payloads)]
+    dense = claimed == list(range(result.start, result.start + len(claimed)))
+    result.seqs = None if dense else claimed
     joined = b"".join(leaves)
     reference = _reference_leaves(Path(task.log_dir), result.start, len(leaves))
     bad = _first_difference(joined[: len(reference)], reference)
@@ -242,10 +243,22 @@ def _check_segment(task: FileTask) -> tuple[FileResult, list[bytes]]:
     return result, leaves
 
 
+def _claimed_seq(payload: bytes, position: int) -> int:
+    """The integer ``seq`` a WAL record carries, or its position if it carries none."""
+    try:
+        seq = orjson.loads(payload).get("seq")
+    except (orjson.JSONDecodeError, AttributeError):
+        return position
+    return seq if type(seq) is int else position
+
+
 def _seqs_unless_dense(seqs: pa.Array | pa.ChunkedArray, start: int) -> list[int] | None:
     """None if ``seqs`` is start, start+1, ... (the common case, cheap to ship); else the list."""
-    if seqs.null_count == 0:
-        values = seqs.to_numpy()
+    if isinstance(seqs, pa.ChunkedArray):
+        seqs = seqs.combine_chunks()
+    if seqs.null_count == 0 and seqs.type == pa.int64():
+        # Straight from the buffer: pyarrow's to_numpy would import pandas (a second per worker).
+        values = np.frombuffer(seqs.buffers()[1], np.int64, len(seqs), seqs.offset * 8)
         if np.array_equal(values, np.arange(start, start + len(values))):
             return None
     return [start + i if s is None else s for i, s in enumerate(seqs.to_pylist())]
