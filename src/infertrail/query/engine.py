@@ -7,18 +7,18 @@ twice); inside the files, DuckDB prunes row groups on ``ts`` and ``seq`` statist
 :meth:`~infertrail.audit.ledger.AuditLog.read`, decoded into the same typed columns by
 :func:`~infertrail.audit.lake.typed_columns`, so results are complete up to the latest signed
 checkpoint, which covers every committed record (the engine asks the log to flush first).
-Proofs come from the log's hash store (``AuditLog.inclusion_proof``), never from a recomputed
-tree.
+Proofs come from the log's hash store through memoized subtree roots
+(:class:`~infertrail.query.roots.SubtreeRootCache`), never from a recomputed tree.
 """
 
 from __future__ import annotations
 
 import base64
-import functools
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 import duckdb
@@ -31,6 +31,7 @@ from infertrail.audit.lake import FILE_SCHEMA, TYPED_SCHEMA, LakeReader, build_t
 from infertrail.audit.proofs import PROOF_FORMAT
 from infertrail.query.filters import QueryFilters
 from infertrail.query.lakefiles import LakeFile, LakeFiles, LakeIntegrityError, sealed_frontier
+from infertrail.query.roots import SubtreeRootCache
 
 __all__ = [
     "ROW_FIELDS",
@@ -52,6 +53,7 @@ class LogView(Protocol):
     """What the engine needs from the writer's :class:`~infertrail.audit.ledger.AuditLog`."""
 
     origin: str
+    log_dir: Path
 
     @property
     def size(self) -> int: ...
@@ -60,8 +62,6 @@ class LogView(Protocol):
     def latest_checkpoint(self) -> bytes: ...
 
     def read(self, start: int, end: int) -> Iterator[tuple[int, bytes]]: ...
-
-    def inclusion_proof(self, seq: int, tree_size: int | None = None) -> list[bytes]: ...
 
     def flush(self, timeout: float | None = None) -> None: ...
 
@@ -168,16 +168,10 @@ class LakeQuery:
         lake_url: str,
         verifier: NoteVerifier | None = None,
         *,
-        subtree_root: merkle.SubtreeRoot | None = None,
         root_cache: int = 1 << 16,
     ) -> None:
         self.log = log
-        # A subtree root never changes once its leaves exist, so they can be memoized across
-        # rows and queries: proofs then share their upper nodes (~40x cheaper for an export in
-        # seq order). That needs the hash store's subtree_root; AuditLog offers it once it has
-        # a public ``subtree_root`` (until then proofs go through AuditLog.inclusion_proof).
-        roots = subtree_root or getattr(log, "subtree_root", None)
-        self._roots = None if roots is None else functools.lru_cache(maxsize=root_cache)(roots)
+        self._roots = SubtreeRootCache(log.log_dir / "tree", root_cache)
         self.lake = LakeReader(lake_url)
         self._verifier = verifier
         self.files = LakeFiles(self.lake, verifier)
@@ -245,9 +239,7 @@ class LakeQuery:
 
     def _proof(self, seq: int, tree_size: int) -> list[bytes]:
         """RFC 9162 inclusion proof of ``seq`` in the tree of ``tree_size`` records."""
-        if self._roots is None:
-            return self.log.inclusion_proof(seq, tree_size)
-        return merkle.inclusion_proof_by(self._roots, seq, tree_size)
+        return self._roots.inclusion_proof(seq, tree_size)
 
     def record(self, seq: int, tree_size: int) -> Row:
         """Record ``seq`` with its proof (LookupError if it is not below ``tree_size``)."""
@@ -358,8 +350,9 @@ class LakeQuery:
         return out
 
     def close(self) -> None:
-        """Close the DuckDB database."""
+        """Close the DuckDB database and the hash store handle."""
         self._db.close()
+        self._roots.close()
 
 
 def _groups(files: list[LakeFile]) -> Iterator[list[LakeFile]]:

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
+from infertrail.audit.ledger import LogFailedError
 from infertrail.audit.proofs import PROOF_FORMAT, check_evidence
 from infertrail.query.access import RateLimiter
 from infertrail.server.compliance import METRIC_ACCESS_DENIED, compliance_router
@@ -328,7 +329,14 @@ def test_openapi_documents_the_endpoints(api: Api) -> None:
     assert {"from", "to", "subject_id", "pseudonym", "cursor", "justification"} <= params
 
 
-def test_503_when_the_access_record_cannot_be_written(api: Api) -> None:
-    api.world.log.close()
+def test_503_when_the_access_record_cannot_be_written(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(record: Any, timeout: float | None = None) -> Any:
+        raise LogFailedError("disk full")
+
+    monkeypatch.setattr(api.world.log, "append", refuse)
     response = api.get("/records", "auditor", **WINDOW)
-    assert "closed" in error_of(response, 503, "audit_unavailable")
+    assert "disk full" in error_of(response, 503, "audit_unavailable")
+    response = api.get("/export", "auditor", **WINDOW)
+    assert "disk full" in error_of(response, 503, "audit_unavailable")
