@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from infertrail.audit.framing import LogCorruptedError, fsync_dir, write_all
-from infertrail.audit.merkle import HASH_SIZE, node_hash, root
+from infertrail.audit.merkle import HASH_SIZE, node_hash
+from infertrail.audit.subtrees import tree_root
 
 LEVEL_BITS = (8, 16, 24)
 _FAN_OUT = 1 << 8  # entries of one level that make one entry of the next
@@ -30,6 +31,11 @@ _REBUILD_CHUNK = 4096  # level entries recomputed per read when repairing laggin
 
 def _chunks(data: bytes) -> list[bytes]:
     return [data[i : i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)]
+
+
+def _block_roots(entries: list[bytes]) -> list[bytes]:
+    """Roots of consecutive blocks of 256 entries (the entries of the next level up)."""
+    return [tree_root(entries[i : i + _FAN_OUT]) for i in range(0, len(entries), _FAN_OUT)]
 
 
 _NAMES = ("leaves.bin", *(f"level{bits}.bin" for bits in LEVEL_BITS))
@@ -94,8 +100,7 @@ class HashStore:
             # the next writer repairs): derive the missing entries from the level below.
             have = len(data) // HASH_SIZE
             children = _chunks(self._read(k - 1, (begin + have) * _FAN_OUT, end * _FAN_OUT))
-            missing = [root(children[i : i + _FAN_OUT]) for i in range(0, len(children), _FAN_OUT)]
-            return data[: have * HASH_SIZE] + b"".join(missing)
+            return data[: have * HASH_SIZE] + b"".join(_block_roots(children))
         raise LogCorruptedError(
             f"{self._dir}: file {k} has fewer than {end} hashes (short read at {begin})"
         )
@@ -111,10 +116,7 @@ class HashStore:
             for first in range(have, expected, _REBUILD_CHUNK):
                 last = min(first + _REBUILD_CHUNK, expected)
                 children = _chunks(self._read(k - 1, first * _FAN_OUT, last * _FAN_OUT))
-                roots = [
-                    root(children[i : i + _FAN_OUT]) for i in range(0, len(children), _FAN_OUT)
-                ]
-                write_all(self._fds[k], b"".join(roots))
+                write_all(self._fds[k], b"".join(_block_roots(children)))
         for k in range(len(self._open_blocks)):
             count = size >> (8 * k)
             block_start = count - count % _FAN_OUT
@@ -138,7 +140,7 @@ class HashStore:
             complete = len(block) - len(block) % _FAN_OUT
             if not complete:
                 break
-            carry = [root(block[i : i + _FAN_OUT]) for i in range(0, complete, _FAN_OUT)]
+            carry = _block_roots(block[:complete])
             del block[:complete]
             write_all(self._fds[k + 1], b"".join(carry))
         self._size += len(leaf_hashes)
@@ -171,7 +173,7 @@ class HashStore:
         if n & (n - 1) == 0 and begin % n == 0:
             return self._perfect_root(begin, n)
         if n <= _DIRECT_LEAVES:
-            return root(_chunks(self._read(0, begin, end)))
+            return tree_root(_chunks(self._read(0, begin, end)))
         split = 1 << ((n - 1).bit_length() - 1)  # RFC 6962: largest power of two below n
         return node_hash(self._mth(begin, begin + split), self._mth(begin + split, end))
 
@@ -182,7 +184,7 @@ class HashStore:
             if n >= 1 << bits:
                 k = level
         shift = 8 * k
-        return root(_chunks(self._read(k, begin >> shift, (begin + n) >> shift)))
+        return tree_root(_chunks(self._read(k, begin >> shift, (begin + n) >> shift)))
 
     def truncate(self, size: int) -> None:
         """Drop leaves from ``size`` on (recovery: the WAL is authoritative), with their levels."""

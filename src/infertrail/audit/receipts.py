@@ -46,17 +46,18 @@ class RecordFuture(Future[Receipt]):
     """
 
     seq: int
+    # Class-level defaults: one fewer attribute store per record for what is rarely set.
+    _result: Receipt | None = None
+    _exception: BaseException | None = None
+    _callbacks: tuple[()] | list[Callable[[Future[Receipt]], object]] = ()
+    _leaf = b""
 
     def __init__(self, condition: threading.Condition, seq: int) -> None:
         """Internal: made by the log under its queue lock; ``condition`` is its commit condition."""
         # Future.__init__ is skipped on purpose: it would create a Condition per record.
         self._condition = condition
         self._state = _RUNNING
-        self._result = None
-        self._exception = None
         self._waiters = []
-        self._callbacks: list[Callable[[Future[Receipt]], object]] = []
-        self._leaf = b""
         self.seq = seq
 
     def cancel(self) -> bool:
@@ -108,6 +109,8 @@ class RecordFuture(Future[Receipt]):
         """Call ``fn(future)`` once settled: now if it already is, else on the writer thread."""
         with self._condition:
             if self._state != _FINISHED:
+                if not self._callbacks:
+                    self._callbacks = []
                 self._callbacks.append(fn)
                 return
         _call(fn, self)
@@ -175,7 +178,7 @@ def fail_futures(
 def run_callbacks(futures: Iterable[RecordFuture]) -> None:
     """Run the done callbacks of settled futures, in the order they were added."""
     for future in futures:
-        callbacks, future._callbacks = future._callbacks, []
+        callbacks, future._callbacks = future._callbacks, ()
         for fn in callbacks:
             _call(fn, future)
 

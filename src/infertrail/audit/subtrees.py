@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from infertrail.audit.merkle import EMPTY_ROOT
 
-__all__ = ["CompactTree", "RangeTree", "aligned_blocks", "leaf_hashes", "node_hashes"]
+__all__ = ["CompactTree", "RangeTree", "aligned_blocks", "leaf_hashes", "node_hashes", "tree_root"]
 
 _sha256 = hashlib.sha256
 _digest = type(_sha256()).digest  # unbound: map() applies it without a Python frame
@@ -31,6 +31,24 @@ def leaf_hashes(records: Sequence[bytes]) -> list[bytes]:
 def node_hashes(lefts: Sequence[bytes], rights: Sequence[bytes]) -> list[bytes]:
     """RFC 6962 node hashes of pairs ``(lefts[i], rights[i])``."""
     return list(map(_digest, map(_sha256, map(_node_prefix, map(bytes.__add__, lefts, rights)))))
+
+
+def tree_root(leaves: Sequence[bytes]) -> bytes:
+    """RFC 6962 MTH of ``leaves`` (EMPTY_ROOT for none), hashed a whole level per call.
+
+    Unlike :func:`infertrail.audit.merkle.root`, the hashes are not checked one by one: this is
+    for hashes the caller made (the hash store's own levels), where those checks cost as much as
+    the hashing.
+    """
+    level = list(leaves)
+    if not level:
+        return EMPTY_ROOT
+    while len(level) > 1:
+        pairs = len(level) // 2
+        # An unpaired last node is carried up as is: that builds exactly the RFC 6962 tree.
+        carried = level[-1:] if len(level) & 1 else []
+        level = node_hashes(level[0 : 2 * pairs : 2], level[1 : 2 * pairs : 2]) + carried
+    return level[0]
 
 
 def aligned_blocks(begin: int, end: int) -> list[tuple[int, int]]:

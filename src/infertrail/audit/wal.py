@@ -204,9 +204,8 @@ class _Chunks:
         """Make ``count`` bytes from ``offset`` available if the file has them; their index."""
         at = offset - self.base
         if at < 0 or at + count > len(self.buf):
-            keep = self.buf[at:] if 0 <= at < len(self.buf) else b""
-            want = max(_READ_CHUNK, count - len(keep))
-            self.buf = keep + os.pread(self.fd, want, offset + len(keep))
+            # Re-read from `offset` (at most one frame twice) rather than join the old tail on.
+            self.buf = os.pread(self.fd, max(_READ_CHUNK, count), offset)
             self.base = offset
             at = 0
         return at
@@ -223,7 +222,8 @@ def _read_segment(
         if index_path is not None and start_seq > first_seq:
             seq, offset = _batch_start(chunks, index_path, first_seq, start_seq)
         unpack = FRAME_HEADER.unpack_from
-        while stop is None or seq < stop:
+        end_seq = -1 if stop is None else stop
+        while seq != end_seq:
             at = chunks.need(offset, HEADER_SIZE)
             buf = chunks.buf
             if len(buf) - at < HEADER_SIZE:
@@ -231,14 +231,34 @@ def _read_segment(
                     return
                 raise LogCorruptedError(f"{path}: seq {seq} missing at offset {offset}")
             length, crc = unpack(buf, at)
+            if not 0 < length <= MAX_PAYLOAD:  # a damaged header: do not try to read it all
+                raise LogCorruptedError(f"{path}: damaged frame at offset {offset} (seq {seq})")
             if seq >= start_seq:
                 at = chunks.need(offset, HEADER_SIZE + length)
-                payload = chunks.buf[at + HEADER_SIZE : at + HEADER_SIZE + length]
-                if length == 0 or len(payload) != length or crc32(payload) != crc:
+                buf = chunks.buf
+                payload = buf[at + HEADER_SIZE : at + HEADER_SIZE + length]
+                if len(payload) != length or crc32(payload) != crc:
                     raise LogCorruptedError(f"{path}: damaged frame at offset {offset} (seq {seq})")
                 yield seq, payload
-            seq += 1
-            offset += HEADER_SIZE + length
+                at += HEADER_SIZE + length
+                seq += 1
+                # Then every whole frame already in the window, without the checks above: the
+                # per-record cost of a bulk read (the sealer's) is this loop.
+                while seq != end_seq and at + HEADER_SIZE <= len(buf):
+                    length, crc = unpack(buf, at)
+                    payload = buf[at + HEADER_SIZE : at + HEADER_SIZE + length]
+                    if len(payload) != length:
+                        break
+                    if length == 0 or crc32(payload) != crc:
+                        where = f"offset {chunks.base + at} (seq {seq})"
+                        raise LogCorruptedError(f"{path}: damaged frame at {where}")
+                    yield seq, payload
+                    at += HEADER_SIZE + length
+                    seq += 1
+                offset = chunks.base + at
+            else:
+                seq += 1
+                offset += HEADER_SIZE + length
 
 
 def _batch_start(

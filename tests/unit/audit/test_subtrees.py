@@ -15,6 +15,7 @@ from infertrail.audit.subtrees import (
     aligned_blocks,
     leaf_hashes,
     node_hashes,
+    tree_root,
 )
 
 
@@ -88,3 +89,9 @@ def test_push_refuses_misaligned_subtrees() -> None:
             tree.push(b"x" * 32, width)
     with pytest.raises(ValueError, match="end 9 outside"):
         RangeTree(3, leaves(5)).blocks(9)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 600))
+def test_tree_root_is_mth(n: int) -> None:
+    assert tree_root(leaves(n)) == merkle.root(leaves(n))
