@@ -1,10 +1,13 @@
-"""Per-record cost of the audit hot path: derive_record, canonicalize, leaf hash, and their sum.
+"""Per-record cost of the audit hot path: derive_record, canonicalize, enqueue, and their sum.
 
 Run: .venv/bin/python bench/audit_hotpath.py [--quick] [--records N]
 Prints medians and p99 per stage over N distinct records of the real schema (timed one record
 at a time with perf_counter_ns, so each figure includes ~timer-overhead ns, printed too), then
 canonicalize against rfc8785.dumps and json.dumps(sort_keys=True) on the same records.
-The lock-free enqueue of the ledger is not part of this module and is not measured here.
+What a request thread does per record: derive_record, canonical_parts (the record encoded around
+its seq) and the enqueue (numbering under the queue lock, its future); the leaf hash is the
+writer thread's. The enqueue is timed on a bare CommitQueue (no writer thread competing for the
+GIL); bench/audit_append.py times append_async with the writer running.
 """
 
 from __future__ import annotations
@@ -17,15 +20,18 @@ import platform
 import random
 import statistics
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
 import rfc8785
 
-from infertrail.audit.canonical import canonicalize
+from infertrail.audit.canonical import canonical_parts, canonicalize
+from infertrail.audit.commitqueue import CommitQueue
 from infertrail.audit.record import DEFAULT_RETENTION, derive_record, input_hmac_hex
 from infertrail.events import InferenceEvent, ModelInfo, new_request_id
 
@@ -122,7 +128,11 @@ def main() -> None:
     n = 2_000 if args.quick else max(args.records, 1)
 
     events = make_events(n)
-    seqs = range(n)
+    seqs = list(range(n))
+    unnumbered = [derive(ev, h) for ev, h in events]
+
+    def parts_of(i: int) -> tuple[dict[str, Any], str]:
+        return unnumbered[i], "seq"
 
     def full(i: int) -> bytes:
         ev, h = events[i]
@@ -137,13 +147,30 @@ def main() -> None:
     payloads = [canonicalize(r) for r in records]
     assert all(p == rfc8785.dumps(r) for p, r in zip(payloads[:200], records, strict=False))
 
+    queue = CommitQueue(Path(tempfile.gettempdir()), 0, batch_max=n, batch_wait=0, queue_max=n)
+    parts = [canonical_parts(derive(ev, h), "seq") for ev, h in events]
+
+    def enqueue(i: int) -> None:
+        if i % 1000 == 999:  # keep memory reused, as a writer draining the queue does
+            queue.take(lambda: None)
+        queue.put(*parts[i], None)
+
+    def request_thread(i: int) -> None:
+        ev, h = events[i]
+        queue.put(*canonical_parts(derive(ev, h), "seq"), None)
+        if i % 1000 == 999:
+            queue.take(lambda: None)
+
     gc.collect()
     overhead = summary(time_each(lambda _: None, list(seqs)))[0]
     rows = [
         ("derive_record", time_each(lambda i: derive(*events[i]), list(seqs))),
         ("canonicalize", time_each(canonicalize, records)),
-        ("leaf hash (sha256)", time_each(leaf_hash, payloads)),
-        ("sum: derive+seq+canon+hash", time_each(full, list(seqs))),
+        ("canonical_parts (around seq)", time_each(lambda i: canonical_parts(*parts_of(i)), seqs)),
+        ("enqueue (CommitQueue.put)", time_each(enqueue, list(seqs))),
+        ("leaf hash (writer thread)", time_each(leaf_hash, payloads)),
+        ("request thread: derive+parts+put", time_each(request_thread, list(seqs))),
+        ("old sum: derive+seq+canon+hash", time_each(full, list(seqs))),
     ]
     compare = [
         ("canonicalize (infertrail)", time_each(canonicalize, records)),
