@@ -129,10 +129,14 @@ def _register_groups() -> None:
     from infertrail.monitoring.wiring import drift
     from infertrail.outcomes.cli import outcomes
     from infertrail.privacy.cli import privacy
+    from infertrail.query.cli import export as audit_export
+    from infertrail.query.cli import query, users
     from infertrail.slo.cli import slo, slo_rules
 
     export.add_command(slo_rules)
-    for group in (audit, keys, export, privacy, drift, simulate, slo, cost, outcomes):
+    audit.add_command(query)
+    audit.add_command(audit_export)
+    for group in (audit, keys, export, privacy, drift, simulate, slo, cost, outcomes, users):
         main.add_command(group)
 
 

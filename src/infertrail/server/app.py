@@ -20,7 +20,8 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from infertrail.audit.trail import AUDIT_FUTURE, AuditTrail
+from infertrail.audit.checkpoint import NoteVerifier
+from infertrail.audit.trail import AUDIT_FUTURE, AuditTrail, open_signer
 from infertrail.config import Settings
 from infertrail.cost.attribution import CostAttribution
 from infertrail.demo.credit import CreditModel
@@ -30,6 +31,8 @@ from infertrail.events import ModelInfo, new_request_id
 from infertrail.monitor import Monitor
 from infertrail.monitoring.wiring import DriftWiring, start_drift_monitoring
 from infertrail.outcomes.wiring import OutcomeLoop
+from infertrail.query import LakeQuery, QueryService, UserStore, users_db_path
+from infertrail.server.compliance import compliance_router
 from infertrail.server.credit import CREDIT_SCORE_PATH, credit_router
 from infertrail.server.digits import DIGITS_PATH, digits_router
 from infertrail.server.requestid import RequestIdMiddleware
@@ -78,6 +81,8 @@ class Services:
     audit: AuditTrail | None = None
     drift: DriftWiring | None = None
     outcomes: OutcomeLoop | None = None
+    query: QueryService | None = None
+    users: UserStore | None = None
     closers: list[Any] = field(default_factory=list)
 
     def close(self) -> None:
@@ -110,6 +115,11 @@ def build_services(settings: Settings) -> Services:
             raise
         monitor.add_sink(services.audit, on_request_thread=True)
         services.closers.append(services.audit.close)
+        try:
+            open_compliance(services, services.audit)
+        except BaseException:
+            services.close()
+            raise
     if settings.drift_enabled:
         try:
             services.drift = start_drift_monitoring(
@@ -134,6 +144,17 @@ def build_services(settings: Settings) -> Services:
         services.close()
         raise
     return services
+
+
+def open_compliance(services: Services, trail: AuditTrail) -> None:
+    """The compliance query service and its users (closed before the trail they read)."""
+    settings = services.settings
+    verifier = NoteVerifier.from_key(open_signer(settings).verifier_key)
+    engine = LakeQuery(trail.log, settings.lake_url, verifier)
+    services.closers.append(engine.close)
+    services.query = QueryService(engine, trail.privacy.recorder, trail.privacy)
+    services.users = UserStore(users_db_path(settings.data_dir))
+    services.closers.append(services.users.close)
 
 
 _UNKNOWN_MODEL = ModelInfo("unknown", "", "")
@@ -258,6 +279,12 @@ def create_app(services: Services, *, close_on_shutdown: bool = False) -> FastAP
     app.include_router(digits_router(services.monitor, services.digits, settings))
     if services.outcomes is not None:
         app.include_router(services.outcomes.router())
+    if services.query is not None and services.users is not None:
+        app.include_router(
+            compliance_router(
+                services.query, services.users, meter=services.monitor.telemetry.meter
+            )
+        )
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
