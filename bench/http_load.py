@@ -50,6 +50,14 @@ BARE, INSTRUMENTED = "bare", "instrumented"
 DIAGNOSTIC = {
     "instr-no-files": {"telemetry_files": False},
     "instr-no-audit": {"audit_enabled": False},
+    "instr-no-drift": {"drift_enabled": False},
+    "instr-no-cost-outcomes": {"cost_enabled": False, "outcomes_enabled": False},
+    "telemetry-only": {
+        "audit_enabled": False,
+        "drift_enabled": False,
+        "cost_enabled": False,
+        "outcomes_enabled": False,
+    },
 }
 VARIANTS = (BARE, INSTRUMENTED, *DIAGNOSTIC)
 TARGET_THROUGHPUT_RATIO = 0.85

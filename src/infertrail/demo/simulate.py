@@ -30,13 +30,23 @@ from infertrail.config import Settings
 from infertrail.demo import digits, sentiment
 from infertrail.demo.corruptions import SCENARIOS as IMAGE_SCENARIOS
 from infertrail.demo.corruptions import corrupt
+from infertrail.demo.outcomes import (
+    CREDIT_LABELS,
+    DIGITS_LABELS,
+    Degradation,
+    OutcomeEmitter,
+    credit_samples,
+    http_sender,
+)
 
 #: The endpoint of each model (the constants of infertrail.server, without importing FastAPI).
-ENDPOINTS = {digits.NAME: "/v1/digits", sentiment.NAME: "/v1/sentiment"}
+CREDIT = "credit"
+ENDPOINTS = {digits.NAME: "/v1/digits", sentiment.NAME: "/v1/sentiment", CREDIT: "/v1/credit/score"}
 TEXT_SCENARIOS = ("clean", sentiment.SHIFTED_SOURCE)
 SCENARIOS: dict[str, tuple[str, ...]] = {
     digits.NAME: IMAGE_SCENARIOS,
     sentiment.NAME: TEXT_SCENARIOS,
+    CREDIT: ("clean",),
 }
 
 
@@ -61,11 +71,74 @@ def _cycle(n_items: int, n: int, rng: np.random.Generator) -> np.ndarray:
 
 def digits_bodies(scenario: str, severity: int, n: int, seed: int = 0) -> list[dict[str, Any]]:
     """``n`` request bodies: held-out digits with ``scenario`` applied at ``severity``."""
+    return [body for body, _ in labelled_digits(scenario, severity, n, seed)]
+
+
+def labelled_digits(
+    scenario: str, severity: int, n: int, seed: int = 0
+) -> list[tuple[dict[str, Any], str]]:
+    """Held-out digits with ``scenario`` applied, each with its true digit (the outcome)."""
     check_scenario(digits.NAME, scenario)
     rng = np.random.default_rng(seed)
-    images = digits.split().test_images
-    picked = corrupt(images[_cycle(len(images), n, rng)], scenario, severity, rng)
-    return [{"pixels": [int(v) for v in row]} for row in picked]
+    data = digits.split()
+    order = _cycle(len(data.test_images), n, rng)
+    picked = corrupt(data.test_images[order], scenario, severity, rng)
+    return [
+        ({"pixels": [int(v) for v in row]}, str(int(truth)))
+        for row, truth in zip(picked, data.test_labels[order], strict=True)
+    ]
+
+
+def labelled_credit(n: int, seed: int = 0) -> list[tuple[dict[str, Any], str]]:
+    """German credit applications from a pool of 50 applicants, each with its label (1 good)."""
+    samples = credit_samples(seed)
+    out = []
+    for i in range(n):
+        application, truth = next(samples)
+        out.append(({"applicant_id": f"sim-applicant-{seed}-{i % 50}", **application}, str(truth)))
+    return out
+
+
+def simulate_outcomes(
+    base_url: str,
+    *,
+    model: str,
+    scenario: str,
+    severity: int,
+    requests: int,
+    delay_s: float = 0.0,
+    degradation: Degradation | None = None,
+    seed: int = 0,
+    timeout_s: float = 30.0,
+) -> tuple[SimulationResult, OutcomeEmitter]:
+    """Send ``requests`` requests of ``model`` one by one and post each answered one's true
+    outcome to ``/v1/outcomes`` once ``delay_s`` has passed (credit and digits: their data's
+    labels; ``degradation`` makes some outcomes wrong so a performance drop can be shown)."""
+    if model == digits.NAME:
+        labelled, labels = labelled_digits(scenario, severity, requests, seed), DIGITS_LABELS
+    elif model == CREDIT:
+        labelled, labels = labelled_credit(requests, seed), CREDIT_LABELS
+    else:
+        raise ValueError(f"outcomes are simulated for credit and digits, not {model!r}")
+    result = SimulationResult()
+    with httpx.Client(base_url=base_url, timeout=timeout_s) as client:
+        emitter = OutcomeEmitter(
+            http_sender(client), labels, delay_s=delay_s, degradation=degradation
+        )
+        for body, truth in labelled:
+            t0 = time.perf_counter()
+            try:
+                r = client.post(ENDPOINTS[model], json=body)
+            except httpx.TransportError as exc:
+                result.transport_errors[type(exc).__name__] += 1
+                continue
+            result.statuses[r.status_code] += 1
+            if r.status_code == 200:
+                result.latencies_s.append(time.perf_counter() - t0)
+                emitter.record(r.json()["request_id"], truth)
+            emitter.pump()
+        emitter.drain()
+    return result, emitter
 
 
 def sentiment_bodies(scenario: str, n: int, seed: int = 0) -> list[dict[str, Any]]:
@@ -84,6 +157,8 @@ def bodies(model: str, scenario: str, severity: int, n: int, seed: int = 0) -> l
     check_scenario(model, scenario)
     if model == digits.NAME:
         return digits_bodies(scenario, severity, n, seed)
+    if model == CREDIT:
+        return [body for body, _ in labelled_credit(n, seed)]
     return sentiment_bodies(scenario, n, seed)
 
 
@@ -270,6 +345,29 @@ def _default_url(settings: Settings) -> str:
 @click.option("--concurrency", type=click.IntRange(1, 256), default=4, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the traffic.")
 @click.option("--url", help="Base URL of the service (default: http://<host>:<port> settings).")
+@click.option(
+    "--outcomes",
+    is_flag=True,
+    help="credit, digits: also post each answered request's true outcome to /v1/outcomes.",
+)
+@click.option(
+    "--outcome-delay",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    help="Seconds before each outcome.",
+)
+@click.option(
+    "--degrade-after",
+    type=click.IntRange(min=0),
+    help="With --outcomes: after this many outcomes, make some wrong (a performance drop).",
+)
+@click.option(
+    "--degrade-rate",
+    type=click.FloatRange(0, 1),
+    default=0.5,
+    show_default=True,
+    help="Share of outcomes made wrong after --degrade-after.",
+)
 @click.pass_context
 def simulate(
     ctx: click.Context,
@@ -283,6 +381,10 @@ def simulate(
     concurrency: int,
     seed: int,
     url: str | None,
+    outcomes: bool,
+    outcome_delay: float,
+    degrade_after: int | None,
+    degrade_rate: float,
 ) -> None:
     """Drive a running service with clean or shifted traffic (see infertrail.demo.simulate)."""
     try:
@@ -303,6 +405,30 @@ def simulate(
 
     label = scenario if scenario == "clean" or model != digits.NAME else f"{scenario}@{severity}"
     click.echo(f"simulating {model} {label} -> {base_url}{ENDPOINTS[model]}")
+    if outcomes:
+        if model not in (CREDIT, digits.NAME):
+            raise click.BadParameter(
+                "outcomes are simulated for credit and digits", param_hint="--outcomes"
+            )
+        degradation = None if degrade_after is None else Degradation(degrade_after, degrade_rate)
+        result, emitter = simulate_outcomes(
+            base_url,
+            model=model,
+            scenario=scenario,
+            severity=severity,
+            requests=n_requests or (windows or 1) * size,
+            delay_s=outcome_delay,
+            degradation=degradation,
+            seed=seed,
+        )
+        click.echo(result.summary())
+        click.echo(
+            f"outcomes: {emitter.emitted} sent, {emitter.degraded} made wrong, "
+            f"{emitter.lost} unknown to the service"
+        )
+        if result.failed:
+            raise click.ClickException(f"{result.failed} of {result.sent} requests failed")
+        return
     result = simulate_traffic(
         base_url,
         model=model,
