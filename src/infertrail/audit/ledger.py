@@ -190,7 +190,8 @@ class AuditLog:
 
     def _check_not_writer(self, what: str) -> None:
         # Receipt callbacks run on the writer thread, which would then wait for itself.
-        if threading.get_ident() == self._writer.ident:
+        # Identity, not thread id: a thread started after the writer ended may reuse its id.
+        if threading.current_thread() is self._writer:
             raise RuntimeError(f"{what} from a receipt callback would deadlock the audit writer")
 
     def _check_process(self) -> None:
