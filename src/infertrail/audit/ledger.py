@@ -184,8 +184,7 @@ class AuditLog:
         cannot be cancelled: a numbered record is always written or the log fails.
         """
         head, tail = _encode(record)
-        if self._fork_generation != _fork_generation[0]:
-            self._refuse_fork()
+        self._check_process()
         return self._queue.put(head, tail, None if timeout is None else time.monotonic() + timeout)
 
     def _check_not_writer(self, what: str) -> None:
