@@ -56,7 +56,7 @@ class CommitQueue:
         self._next_seq = next_seq
         self._blocked = 0  # appenders waiting for space
         self.flush_target = 0  # seq the newest flush waits to see checkpointed
-        self.writer_ident: int | None = None  # the writer thread, which must never block here
+        self.writer: threading.Thread | None = None  # must never block here: it drains the queue
         self.closing = False
         self.failure: BaseException | None = None
 
@@ -95,7 +95,7 @@ class CommitQueue:
         """Block (holding the lock) until the queue has room; TimeoutError at ``deadline``."""
         while len(self._payloads) >= self._queue_max:
             self.check_accepting()
-            if threading.get_ident() == self.writer_ident:
+            if threading.current_thread() is self.writer:  # identity: thread ids are reused
                 # Receipt callbacks run on the writer thread, which would wait for itself.
                 raise RuntimeError(
                     "append_async on a full queue from a receipt callback would deadlock the "

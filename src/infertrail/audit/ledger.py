@@ -116,7 +116,7 @@ class AuditLog:
         self._writer = threading.Thread(target=self._run, name="infertrail-audit-writer")
         self._writer.daemon = True  # unacknowledged records may be lost at exit, never acked ones
         self._writer.start()
-        queue.writer_ident = self._writer.ident
+        queue.writer = self._writer
 
     @classmethod
     def open(
