@@ -70,29 +70,31 @@ class RecordFuture(Future[Receipt]):
 
     def running(self) -> bool:
         """True until the record is durable or has failed."""
-        with self._condition:
-            return self._state == _RUNNING
+        return self._state == _RUNNING
 
     def done(self) -> bool:
         """True once the record is durable or has failed."""
-        with self._condition:
-            return self._state == _FINISHED
+        # Unlocked reads are enough: the writer sets the state last, under the GIL.
+        return self._state == _FINISHED
 
     def result(self, timeout: float | None = None) -> Receipt:
         """The record's Receipt once durable; its failure raised; TimeoutError after ``timeout``."""
-        with self._condition:
-            self._await(timeout)
-            if self._exception is not None:
-                raise self._exception
-            if self._result is None:
-                self._result = Receipt(self.seq, self._leaf)
-            return self._result
+        if self._state != _FINISHED:
+            with self._condition:
+                self._await(timeout)
+        if self._exception is not None:
+            raise self._exception
+        result = self._result
+        if result is None:  # built on first use (two racing callers build equal ones)
+            result = self._result = Receipt(self.seq, self._leaf)
+        return result
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         """The error that failed the record, None once durable; TimeoutError after ``timeout``."""
-        with self._condition:
-            self._await(timeout)
-            return self._exception
+        if self._state != _FINISHED:
+            with self._condition:
+                self._await(timeout)
+        return self._exception
 
     def _await(self, timeout: float | None) -> None:
         """Wait (holding the condition) until finished; the condition also wakes for others."""
