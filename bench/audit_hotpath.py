@@ -170,7 +170,7 @@ def main() -> None:
         ("enqueue (CommitQueue.put)", time_each(enqueue, list(seqs))),
         ("leaf hash (writer thread)", time_each(leaf_hash, payloads)),
         ("request thread: derive+parts+put", time_each(request_thread, list(seqs))),
-        ("old sum: derive+seq+canon+hash", time_each(full, list(seqs))),
+        ("old path w/o its enqueue+Future", time_each(full, list(seqs))),
     ]
     compare = [
         ("canonicalize (infertrail)", time_each(canonicalize, records)),
