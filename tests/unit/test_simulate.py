@@ -24,12 +24,17 @@ from infertrail.demo.simulate import (
     simulate_traffic,
 )
 from infertrail.server.app import SENTIMENT_PATH
+from infertrail.server.credit import CREDIT_SCORE_PATH
 from infertrail.server.digits import DIGITS_PATH, pixel_problems
 from tests.integration.conftest import free_port
 
 
 def test_endpoints_are_the_servers() -> None:
-    assert ENDPOINTS == {"digits": DIGITS_PATH, "sentiment": SENTIMENT_PATH}
+    assert ENDPOINTS == {
+        "digits": DIGITS_PATH,
+        "sentiment": SENTIMENT_PATH,
+        "credit": CREDIT_SCORE_PATH,
+    }
 
 
 def test_clean_digits_cycle_through_the_held_out_images_without_repeats() -> None:
@@ -66,7 +71,8 @@ def test_sentiment_traffic_comes_from_the_right_source() -> None:
     [
         ("digits", "imdb", "model 'digits' has no scenario 'imdb'; valid: clean, gaussian_noise"),
         ("sentiment", "blur", "model 'sentiment' has no scenario 'blur'; valid: clean, imdb"),
-        ("credit", "clean", "unknown model 'credit'; valid: digits, sentiment"),
+        ("credit", "blur", "model 'credit' has no scenario 'blur'; valid: clean"),
+        ("fraud", "clean", "unknown model 'fraud'; valid: digits, sentiment, credit"),
     ],
 )
 def test_unknown_scenarios_name_the_valid_ones(model: str, scenario: str, message: str) -> None:
@@ -292,7 +298,8 @@ def test_an_unreachable_service_fails_the_command(clean_env: None) -> None:
         (["--severity", "6"], "6 is not in the range 1<=x<=5"),
         (["--requests", "3", "--windows", "1"], "give --requests or --windows, not both"),
         (["--rate", "0"], "0.0 is not in the range x>0"),
-        (["--model", "credit"], "'credit' is not one of"),
+        (["--model", "fraud"], "'fraud' is not one of"),
+        (["--model", "sentiment", "--outcomes"], "outcomes are simulated for credit and digits"),
     ],
 )
 def test_bad_options_are_usage_errors(args: list[str], message: str, clean_env: None) -> None:
