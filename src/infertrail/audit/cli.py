@@ -180,11 +180,22 @@ pass_paths = click.make_pass_decorator(_Paths)
     show_default=True,
     help="Processes checking files in parallel.",
 )
+@click.option(
+    "--deep",
+    is_flag=True,
+    help="Re-derive every typed column from the canonical bytes, also in lake files whose "
+    "sha256 matches their signed manifest (checks the sealer itself; slower).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--key", help="Verifier key (or a file holding it). Default: <key-file>.pub.")
 @pass_paths
 def verify(
-    paths: _Paths, from_checkpoint: Path | None, workers: int, as_json: bool, key: str | None
+    paths: _Paths,
+    from_checkpoint: Path | None,
+    workers: int,
+    deep: bool,
+    as_json: bool,
+    key: str | None,
 ) -> None:
     """Recompute the whole log from storage; exit 1 naming the first damage found."""
     paths.require_log()
@@ -197,7 +208,12 @@ def verify(
             raise UsageProblem(f"cannot read checkpoint {from_checkpoint}: {exc}") from exc
     try:
         report = verify_log(
-            paths.log_dir, paths.lake_url, verifier, from_checkpoint=old, workers=workers
+            paths.log_dir,
+            paths.lake_url,
+            verifier,
+            from_checkpoint=old,
+            workers=workers,
+            deep=deep,
         )
     except (VerifyError, LogCorruptedError) as exc:
         raise UsageProblem(str(exc)) from exc

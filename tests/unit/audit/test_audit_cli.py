@@ -70,6 +70,9 @@ def test_seal_then_verify(log_dir: Path, data_dir: Path) -> None:
     assert result.stdout.startswith(f"OK: {ORIGIN}: 40 records verified (40 sealed in 2 lake files")
     report = json.loads(invoke(audit, "verify", "--json", "--workers", "2").stdout)
     assert report["ok"] is True and report["records"] == 40
+    deep = invoke(audit, "verify", "--deep")
+    assert deep.exit_code == 0, deep.output
+    assert "40 records verified" in deep.stdout
 
 
 def test_verify_reports_tampering_with_exit_1(log_dir: Path) -> None:
