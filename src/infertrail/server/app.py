@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,13 +20,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from infertrail.audit.checkpoint import NoteVerifier
-from infertrail.audit.trail import AUDIT_FUTURE, AuditTrail, open_signer
+from infertrail.audit.trail import AuditTrail, open_signer
 from infertrail.config import Settings
 from infertrail.cost.attribution import CostAttribution
 from infertrail.demo.credit import CreditModel
 from infertrail.demo.digits import DigitsModel
 from infertrail.demo.sentiment import SentimentModel
-from infertrail.events import ModelInfo, new_request_id
+from infertrail.events import ModelInfo
 from infertrail.monitor import Monitor
 from infertrail.monitoring.wiring import DriftWiring, start_drift_monitoring
 from infertrail.outcomes.wiring import OutcomeLoop
@@ -36,6 +35,12 @@ from infertrail.server.compliance import compliance_router
 from infertrail.server.credit import CREDIT_SCORE_PATH, credit_router
 from infertrail.server.digits import DIGITS_PATH, digits_router
 from infertrail.server.requestid import RequestIdMiddleware
+from infertrail.server.responses import (
+    durable_audit_seq,
+    error_response,
+    model_ref,
+    request_id_of,
+)
 
 SENTIMENT_PATH = "/v1/sentiment"
 
@@ -203,15 +208,6 @@ def create_app(services: Services, *, close_on_shutdown: bool = False) -> FastAP
         on_invalid=lambda rid, msg, path: reject(rid, msg, path, "invalid_request_id"),
     )
 
-    def request_id_of(request: Request) -> str:
-        rid: str = request.scope.get("state", {}).get("request_id") or new_request_id()
-        return rid
-
-    def error(status: int, kind: str, detail: Any, rid: str) -> JSONResponse:
-        return JSONResponse(
-            {"error": kind, "detail": detail, "request_id": rid}, status_code=status
-        )
-
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         rid = request_id_of(request)
@@ -221,7 +217,7 @@ def create_app(services: Services, *, close_on_shutdown: bool = False) -> FastAP
                 str(e.get("ctx", {}).get("error", e.get("msg"))) for e in errors
             )
             reject(rid, msg, request.url.path, "invalid_json")
-            return error(400, "invalid_json", msg, rid)
+            return error_response(400, "invalid_json", msg, rid)
         detail = [
             {
                 "field": ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body",
@@ -231,7 +227,7 @@ def create_app(services: Services, *, close_on_shutdown: bool = False) -> FastAP
             for e in errors
         ]
         reject(rid, str(detail), request.url.path, "invalid_input")
-        return error(422, "invalid_input", detail, rid)
+        return error_response(422, "invalid_input", detail, rid)
 
     @app.post(SENTIMENT_PATH, response_model=SentimentResponse)
     async def sentiment(body: SentimentRequest, request: Request) -> Any:
@@ -247,20 +243,16 @@ def create_app(services: Services, *, close_on_shutdown: bool = False) -> FastAP
         if problem:
             detail = [{"field": "text", "message": problem, "type": "value_error"}]
             reject(rid, problem, SENTIMENT_PATH, "invalid_input")
-            return error(422, "invalid_input", detail, rid)
+            return error_response(422, "invalid_input", detail, rid)
         model = s.sentiment
         with s.monitor.observe(
             model.info, text, input_size=len(text), request_id=rid, endpoint=SENTIMENT_PATH
         ) as ev:
             p = model.predict(text)
             ev.label, ev.score, ev.confidence = p.label, p.score, p.confidence
-        audit_seq = None
-        receipt = ev.extra.get(AUDIT_FUTURE)
-        if receipt is not None and s.settings.audit_wait_durable:
-            try:
-                audit_seq = (await asyncio.wrap_future(receipt)).seq
-            except Exception as exc:  # a decision that could not be recorded is not returned
-                return error(503, "audit_unavailable", f"audit log write failed: {exc}", rid)
+        audit_seq = await durable_audit_seq(ev, s.settings, rid)
+        if isinstance(audit_seq, JSONResponse):
+            return audit_seq
         return {
             "audit_seq": audit_seq,
             "request_id": rid,
@@ -268,11 +260,7 @@ def create_app(services: Services, *, close_on_shutdown: bool = False) -> FastAP
             "label": p.label,
             "score": p.score,
             "confidence": p.confidence,
-            "model": {
-                "name": model.info.name,
-                "version": model.info.version,
-                "sha256": model.info.sha256,
-            },
+            "model": model_ref(model.info),
         }
 
     app.include_router(credit_router(services.monitor, services.credit, settings))

@@ -24,13 +24,13 @@ from opentelemetry import metrics
 from pydantic import BaseModel, ConfigDict, Field
 
 from infertrail.audit.ledger import LogClosedError, LogFailedError
-from infertrail.events import new_request_id
 from infertrail.privacy.errors import AccessRefusedError, PrivacyError
 from infertrail.query.access import AccessError, RateLimited, RateLimiter, UserStore
 from infertrail.query.engine import LakeIntegrityError
 from infertrail.query.export import FORMATS, csv_chunks, json_chunks
 from infertrail.query.filters import DEFAULT_PAGE_SIZE, QueryError
 from infertrail.query.service import Caller, NotFoundError, QueryService, RecordsQuery
+from infertrail.server.responses import request_id_of
 
 __all__ = ["METRIC_ACCESS_DENIED", "compliance_router"]
 
@@ -134,7 +134,7 @@ def compliance_router(
         api_key: str | None,
         action: Callable[[Caller], Response],
     ) -> Response:
-        rid: str = request.scope.get("state", {}).get("request_id") or new_request_id()
+        rid = request_id_of(request)
         path = request.url.path
         try:
             key = bearer.credentials if bearer is not None else api_key

@@ -10,7 +10,6 @@ only the event's ``subject``, which the audit trail pseudonymizes before anythin
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request
@@ -25,13 +24,11 @@ from pydantic import (
     create_model,
 )
 
-from infertrail.audit.trail import AUDIT_FUTURE
 from infertrail.config import Settings
 from infertrail.demo.credit import ATTRIBUTE_NAMES, ATTRIBUTES, Attribute, CreditModel
 from infertrail.demo.reason_codes import REASON_CODES_VERSION
-from infertrail.events import new_request_id
 from infertrail.monitor import Monitor
-from infertrail.privacy.errors import SubjectErasedError
+from infertrail.server.responses import durable_audit_seq, error_response, model_ref, request_id_of
 
 __all__ = ["CREDIT_SCORE_PATH", "CreditApplication", "CreditScoreResponse", "credit_router"]
 
@@ -157,14 +154,11 @@ def credit_router(monitor: Monitor, model: CreditModel, settings: Settings) -> A
     """The credit-scoring endpoint, observing every decision (and rejection) through ``monitor``."""
     router = APIRouter(tags=["credit"])
 
-    def error(status: int, kind: str, detail: Any, rid: str) -> JSONResponse:
-        return JSONResponse({"error": kind, "detail": detail, "request_id": rid}, status)
-
     def reject(status: int, kind: str, detail: Any, message: str, rid: str) -> JSONResponse:
         monitor.record_rejection(
             model.info, error_type=kind, message=message, request_id=rid, endpoint=CREDIT_SCORE_PATH
         )
-        return error(status, kind, detail, rid)
+        return error_response(status, kind, detail, rid)
 
     @router.post(
         CREDIT_SCORE_PATH,
@@ -183,7 +177,7 @@ def credit_router(monitor: Monitor, model: CreditModel, settings: Settings) -> A
     )
     async def score(request: Request) -> Any:
         """Score one applicant: decision, score and interval, reasons, exact explanation."""
-        rid: str = request.scope.get("state", {}).get("request_id") or new_request_id()
+        rid = request_id_of(request)
         try:
             application = CreditApplication.model_validate_json(await request.body())
         except ValidationError as exc:
@@ -215,15 +209,9 @@ def credit_router(monitor: Monitor, model: CreditModel, settings: Settings) -> A
                 a.ci_high,
             )
             ev.explanation = explanation = a.explanation(REASON_CODES_VERSION)
-        audit_seq = None
-        receipt = ev.extra.get(AUDIT_FUTURE)
-        if receipt is not None and settings.audit_wait_durable:
-            try:
-                audit_seq = (await asyncio.wrap_future(receipt)).seq
-            except SubjectErasedError as exc:  # a new pseudonym needs a recorded re-enrolment
-                return error(409, "subject_erased", str(exc), rid)
-            except Exception as exc:  # a decision that could not be recorded is not returned
-                return error(503, "audit_unavailable", f"audit log write failed: {exc}", rid)
+        audit_seq = await durable_audit_seq(ev, settings, rid)
+        if isinstance(audit_seq, JSONResponse):
+            return audit_seq
         return {
             "request_id": rid,
             "trace_id": ev.trace_id_hex,
@@ -242,11 +230,7 @@ def credit_router(monitor: Monitor, model: CreditModel, settings: Settings) -> A
                 "base_value": a.base_value,
                 "values": a.attributions,
             },
-            "model": {
-                "name": model.info.name,
-                "version": model.info.version,
-                "sha256": model.info.sha256,
-            },
+            "model": model_ref(model.info),
             "audit_seq": audit_seq,
         }
 

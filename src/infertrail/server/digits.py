@@ -11,7 +11,6 @@ sampled into the drift windows like the other endpoints.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 from typing import Any
@@ -20,11 +19,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from infertrail.audit.trail import AUDIT_FUTURE
 from infertrail.config import Settings
 from infertrail.demo.digits import LABELS, N_PIXELS, PIXEL_MAX, DigitsModel
-from infertrail.events import new_request_id
 from infertrail.monitor import Monitor
+from infertrail.server.responses import durable_audit_seq, error_response, model_ref, request_id_of
 
 __all__ = ["DIGITS_PATH", "DigitsRequest", "DigitsResponse", "digits_router", "pixel_problems"]
 
@@ -123,14 +121,11 @@ def digits_router(monitor: Monitor, model: DigitsModel, settings: Settings) -> A
     """The digits endpoint, observing every decision (and rejection) through ``monitor``."""
     router = APIRouter(tags=["digits"])
 
-    def error(status: int, kind: str, detail: Any, rid: str) -> JSONResponse:
-        return JSONResponse({"error": kind, "detail": detail, "request_id": rid}, status)
-
     def reject(status: int, kind: str, detail: Any, message: str, rid: str) -> JSONResponse:
         monitor.record_rejection(
             model.info, error_type=kind, message=message, request_id=rid, endpoint=DIGITS_PATH
         )
-        return error(status, kind, detail, rid)
+        return error_response(status, kind, detail, rid)
 
     @router.post(
         DIGITS_PATH,
@@ -149,7 +144,7 @@ def digits_router(monitor: Monitor, model: DigitsModel, settings: Settings) -> A
     )
     async def classify(request: Request) -> Any:
         """Classify one 8x8 digit: label, confidence and the probability of every digit."""
-        rid: str = request.scope.get("state", {}).get("request_id") or new_request_id()
+        rid = request_id_of(request)
         try:
             body = json.loads(await request.body())
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -165,24 +160,16 @@ def digits_router(monitor: Monitor, model: DigitsModel, settings: Settings) -> A
         ) as ev:
             p = model.predict(pixels)
             ev.label, ev.score, ev.confidence = p.label, p.confidence, p.confidence
-        audit_seq = None
-        receipt = ev.extra.get(AUDIT_FUTURE)
-        if receipt is not None and settings.audit_wait_durable:
-            try:
-                audit_seq = (await asyncio.wrap_future(receipt)).seq
-            except Exception as exc:  # a decision that could not be recorded is not returned
-                return error(503, "audit_unavailable", f"audit log write failed: {exc}", rid)
+        audit_seq = await durable_audit_seq(ev, settings, rid)
+        if isinstance(audit_seq, JSONResponse):
+            return audit_seq
         return {
             "request_id": rid,
             "trace_id": ev.trace_id_hex,
             "label": p.label,
             "confidence": p.confidence,
             "probabilities": dict(zip(LABELS, p.probabilities, strict=True)),
-            "model": {
-                "name": model.info.name,
-                "version": model.info.version,
-                "sha256": model.info.sha256,
-            },
+            "model": model_ref(model.info),
             "audit_seq": audit_seq,
         }
 
