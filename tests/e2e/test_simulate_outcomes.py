@@ -46,7 +46,7 @@ def test_credit_outcomes_are_joined_and_a_degraded_world_lowers_accuracy(
             seed=1,
             degradation=Degradation(after=0, rate=1.0),
         )
-        assert degraded.degraded == 60
+        assert degraded.degraded == 60 and degraded.lost == 0
         (group,) = performance(svc.base_url, "credit")["groups"]  # type: ignore[misc]
         assert group["n"] == 120
         assert group["accuracy"] < clean_accuracy

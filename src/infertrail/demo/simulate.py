@@ -138,6 +138,13 @@ def simulate_outcomes(
                 emitter.record(r.json()["request_id"], truth)
             emitter.pump()
         emitter.drain()
+        # An outcome can overtake its prediction (indexed off the request path): the service
+        # reports it unknown and the emitter sends it again, a retry interval later.
+        for _ in range(emitter.retries):
+            if not emitter.waiting:
+                break
+            time.sleep(emitter.retry_s)
+            emitter.drain()
     return result, emitter
 
 
