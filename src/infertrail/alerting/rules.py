@@ -32,6 +32,7 @@ from pydantic_core import ErrorDetails
 
 from infertrail.alerting.templates import VOLATILE, TemplateError, placeholders, render
 from infertrail.alerting.templates import sample_context as _sample_context
+from infertrail.validation import describe_error
 
 Severity = Literal["critical", "error", "warning", "info"]
 Comparison = Literal[">", ">=", "<", "<="]
@@ -357,38 +358,10 @@ def _parse_rules_list(raw: Any, problems: list[str]) -> list[AlertRule]:
     return out
 
 
-_BOUNDS = {
-    "greater_than_equal": (">=", "ge"),
-    "greater_than": (">", "gt"),
-    "less_than_equal": ("<=", "le"),
-    "less_than": ("<", "lt"),
-}
-
-
 def _describe(err: ErrorDetails, strip: Any = None) -> str:
     """One pydantic error as 'field must ..., got X', in the words of the rules file."""
     loc = list(err["loc"])
     if strip is not None and loc and loc[0] == strip:  # discriminated unions prefix the tag
         loc = loc[1:]
     field = ".".join(str(p) for p in loc)
-    kind, ctx, got = err["type"], err.get("ctx", {}), err.get("input")
-    if kind == "missing":
-        return f"{field} is required"
-    if kind == "extra_forbidden":
-        return f"{field} is not a known field"
-    if kind == "union_tag_not_found":
-        return f"type is required (one of {', '.join(RECEIVER_TYPES)})"
-    if kind == "union_tag_invalid":
-        return f"type must be one of {', '.join(RECEIVER_TYPES)}, got {ctx.get('tag')!r}"
-    if kind in _BOUNDS:
-        op, key = _BOUNDS[kind]
-        return f"{field} must be {op} {ctx[key]}, got {got!r}"
-    if kind == "literal_error":
-        return f"{field} must be one of {ctx['expected']}, got {got!r}"
-    if kind == "string_pattern_mismatch":
-        return f"{field} must match {ctx['pattern']}, got {got!r}"
-    if kind == "value_error":
-        msg = str(ctx.get("error", err["msg"]))
-        return f"{field}: {msg}" if field else msg
-    what = err["msg"][0].lower() + err["msg"][1:]
-    return f"{field}: {what}, got {got!r}" if field else f"{what}, got {got!r}"
+    return describe_error(err, field, tag_field="type", tag_values=RECEIVER_TYPES)

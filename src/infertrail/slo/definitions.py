@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import re
 import tomllib
@@ -45,6 +44,7 @@ from pydantic_core import ErrorDetails
 
 from infertrail.alerting.rules import RESERVED_LABELS, Severity
 from infertrail.telemetry import conventions as c
+from infertrail.validation import describe_error
 
 #: Longest burn-rate window (the workbook's ticket 3d/6h pair): an SLO window must cover it.
 MIN_WINDOW_S = 3 * 86400
@@ -388,14 +388,6 @@ def build_set(
     return SLOSet(slos=tuple(out), source=source)
 
 
-_BOUNDS = {
-    "greater_than_equal": (">=", "ge"),
-    "greater_than": (">", "gt"),
-    "less_than_equal": ("<=", "le"),
-    "less_than": ("<", "lt"),
-}
-
-
 def describe(err: ErrorDetails, field_names: Mapping[str, str] | None = None) -> str:
     """One pydantic error as '<field> must ..., got X', in the words of the definitions file."""
     loc = [str(p) for p in err["loc"]]
@@ -412,26 +404,10 @@ def describe(err: ErrorDetails, field_names: Mapping[str, str] | None = None) ->
             ),
             field,
         )
-    kind, ctx, got = err["type"], err.get("ctx", {}), err.get("input")
-    if kind == "missing":
-        return f"{field} is required"
-    if kind == "extra_forbidden":
-        return f"{field} is not a known field"
-    if kind == "union_tag_not_found":
-        return f"{field}.kind is required (one of {', '.join(SLI_KINDS)})"
-    if kind == "union_tag_invalid":
-        return f"{field}.kind must be one of {', '.join(SLI_KINDS)}, got {ctx.get('tag')!r}"
-    if kind in _BOUNDS:
-        op, key = _BOUNDS[kind]
-        return f"{field} must be {op} {ctx[key]}, got {got!r}"
-    if kind == "literal_error":
-        return f"{field} must be one of {ctx['expected']}, got {got!r}"
-    if kind == "string_pattern_mismatch":
-        return f"{field} must match {ctx['pattern']}, got {got!r}"
-    if kind == "value_error":
-        msg = str(ctx.get("error", err["msg"]))
-        return f"{field} {msg}" if field else msg
-    if kind == "finite_number" or (isinstance(got, float) and not math.isfinite(got)):
-        return f"{field} must be a finite number, got {got!r}"
-    what = err["msg"][0].lower() + err["msg"][1:]
-    return f"{field}: {what}, got {got!r}" if field else f"{what}, got {got!r}"
+    return describe_error(
+        err,
+        field,
+        tag_field=f"{field}.kind",
+        tag_values=SLI_KINDS,
+        value_error_sep=" ",
+    )

@@ -76,7 +76,7 @@ def test_the_brief_example_message_is_exact() -> None:
         ({"threshold": "high"}, "rule 'digits-drift': threshold: input should be a valid number"),
         (
             {"threshold": float("nan")},
-            "rule 'digits-drift': threshold: input should be a finite number",
+            "rule 'digits-drift': threshold must be a finite number, got nan",
         ),
         ({"threshold": ...}, "rule 'digits-drift': threshold is required"),
         ({"signal": ...}, "rule 'digits-drift': signal is required"),
@@ -309,7 +309,7 @@ def test_toml_nan_threshold_is_refused(tmp_path: Path) -> None:
     (tmp_path / "r.toml").write_text(
         '[[rules]]\nname = "a"\nsignal = "drift.score"\ncomparison = ">"\nthreshold = nan\n'
     )
-    with pytest.raises(RuleError, match="rule 'a': threshold: input should be a finite number"):
+    with pytest.raises(RuleError, match="rule 'a': threshold must be a finite number, got nan"):
         load_rules(tmp_path / "r.toml")
 
 
