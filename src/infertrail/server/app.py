@@ -36,6 +36,7 @@ from infertrail.server.credit import CREDIT_SCORE_PATH, credit_router
 from infertrail.server.digits import DIGITS_PATH, digits_router
 from infertrail.server.requestid import RequestIdMiddleware
 from infertrail.server.responses import (
+    ErrorResponse,
     durable_audit_seq,
     error_response,
     model_ref,
@@ -66,12 +67,6 @@ class SentimentResponse(BaseModel):
     audit_seq: int | None = Field(
         None, description="Position of the decision's audit record in the log, once durable."
     )
-
-
-class ErrorResponse(BaseModel):
-    error: str
-    detail: Any
-    request_id: str
 
 
 @dataclass

@@ -28,7 +28,13 @@ from infertrail.config import Settings
 from infertrail.demo.credit import ATTRIBUTE_NAMES, ATTRIBUTES, Attribute, CreditModel
 from infertrail.demo.reason_codes import REASON_CODES_VERSION
 from infertrail.monitor import Monitor
-from infertrail.server.responses import durable_audit_seq, error_response, model_ref, request_id_of
+from infertrail.server.responses import (
+    DECISION_ERRORS,
+    durable_audit_seq,
+    model_ref,
+    reject,
+    request_id_of,
+)
 
 __all__ = ["CREDIT_SCORE_PATH", "CreditApplication", "CreditScoreResponse", "credit_router"]
 
@@ -101,12 +107,6 @@ class CreditScoreResponse(BaseModel):
     )
 
 
-class ErrorResponse(BaseModel):
-    error: str
-    detail: Any
-    request_id: str
-
-
 _ALLOWED: dict[str, Any] = {
     "applicant_id": _APPLICANT_ID_RULE,
     **{
@@ -154,20 +154,22 @@ def credit_router(monitor: Monitor, model: CreditModel, settings: Settings) -> A
     """The credit-scoring endpoint, observing every decision (and rejection) through ``monitor``."""
     router = APIRouter(tags=["credit"])
 
-    def reject(status: int, kind: str, detail: Any, message: str, rid: str) -> JSONResponse:
-        monitor.record_rejection(
-            model.info, error_type=kind, message=message, request_id=rid, endpoint=CREDIT_SCORE_PATH
+    def refuse(status: int, kind: str, detail: Any, message: str, rid: str) -> JSONResponse:
+        return reject(
+            monitor,
+            model.info,
+            CREDIT_SCORE_PATH,
+            status=status,
+            kind=kind,
+            detail=detail,
+            message=message,
+            rid=rid,
         )
-        return error_response(status, kind, detail, rid)
 
     @router.post(
         CREDIT_SCORE_PATH,
         response_model=CreditScoreResponse,
-        responses={
-            400: {"model": ErrorResponse, "description": "The body is not valid JSON."},
-            422: {"model": ErrorResponse, "description": "Missing, unknown or invalid fields."},
-            503: {"model": ErrorResponse, "description": "The decision could not be audited."},
-        },
+        responses=DECISION_ERRORS,
         openapi_extra={
             "requestBody": {
                 "required": True,
@@ -186,10 +188,10 @@ def credit_router(monitor: Monitor, model: CreditModel, settings: Settings) -> A
                 msg = "request body is not valid JSON: " + "; ".join(
                     str(e.get("ctx", {}).get("error", e["msg"])) for e in errors
                 )
-                return reject(400, "invalid_json", msg, msg, rid)
+                return refuse(400, "invalid_json", msg, msg, rid)
             detail = [_problem(e) for e in errors]
             message = "; ".join(d["message"] for d in detail)
-            return reject(422, "invalid_input", detail, message, rid)
+            return refuse(422, "invalid_input", detail, message, rid)
         inputs = application.model_dump(exclude={"applicant_id"})
         subject: str = application.applicant_id  # type: ignore[attr-defined]
         with monitor.observe(

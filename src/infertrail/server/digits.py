@@ -22,7 +22,13 @@ from pydantic import BaseModel, Field
 from infertrail.config import Settings
 from infertrail.demo.digits import LABELS, N_PIXELS, PIXEL_MAX, DigitsModel
 from infertrail.monitor import Monitor
-from infertrail.server.responses import durable_audit_seq, error_response, model_ref, request_id_of
+from infertrail.server.responses import (
+    DECISION_ERRORS,
+    durable_audit_seq,
+    model_ref,
+    reject,
+    request_id_of,
+)
 
 __all__ = ["DIGITS_PATH", "DigitsRequest", "DigitsResponse", "digits_router", "pixel_problems"]
 
@@ -59,12 +65,6 @@ class DigitsResponse(BaseModel):
     audit_seq: int | None = Field(
         None, description="Position of the decision's audit record in the log, once durable."
     )
-
-
-class ErrorResponse(BaseModel):
-    error: str
-    detail: Any
-    request_id: str
 
 
 def _problem(field: str, message: str, kind: str) -> dict[str, Any]:
@@ -121,20 +121,22 @@ def digits_router(monitor: Monitor, model: DigitsModel, settings: Settings) -> A
     """The digits endpoint, observing every decision (and rejection) through ``monitor``."""
     router = APIRouter(tags=["digits"])
 
-    def reject(status: int, kind: str, detail: Any, message: str, rid: str) -> JSONResponse:
-        monitor.record_rejection(
-            model.info, error_type=kind, message=message, request_id=rid, endpoint=DIGITS_PATH
+    def refuse(status: int, kind: str, detail: Any, message: str, rid: str) -> JSONResponse:
+        return reject(
+            monitor,
+            model.info,
+            DIGITS_PATH,
+            status=status,
+            kind=kind,
+            detail=detail,
+            message=message,
+            rid=rid,
         )
-        return error_response(status, kind, detail, rid)
 
     @router.post(
         DIGITS_PATH,
         response_model=DigitsResponse,
-        responses={
-            400: {"model": ErrorResponse, "description": "The body is not valid JSON."},
-            422: {"model": ErrorResponse, "description": "Missing, unknown or invalid fields."},
-            503: {"model": ErrorResponse, "description": "The decision could not be audited."},
-        },
+        responses=DECISION_ERRORS,
         openapi_extra={
             "requestBody": {
                 "required": True,
@@ -149,11 +151,11 @@ def digits_router(monitor: Monitor, model: DigitsModel, settings: Settings) -> A
             body = json.loads(await request.body())
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             msg = f"request body is not valid JSON: {exc}"
-            return reject(400, "invalid_json", msg, msg, rid)
+            return refuse(400, "invalid_json", msg, msg, rid)
         problems = pixel_problems(body)
         if problems:
             message = "; ".join(p["message"] for p in problems)
-            return reject(422, "invalid_input", problems, message, rid)
+            return refuse(422, "invalid_input", problems, message, rid)
         pixels = [float(v) for v in body["pixels"]]
         with monitor.observe(
             model.info, pixels, input_size=N_PIXELS, request_id=rid, endpoint=DIGITS_PATH

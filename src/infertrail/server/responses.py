@@ -8,11 +8,29 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from infertrail.audit.trail import AUDIT_FUTURE
 from infertrail.config import Settings
 from infertrail.events import InferenceEvent, ModelInfo, new_request_id
+from infertrail.monitor import Monitor
 from infertrail.privacy.errors import SubjectErasedError
+
+
+class ErrorResponse(BaseModel):
+    """The one error shape of every endpoint."""
+
+    error: str = Field(description="Kind: invalid_input, invalid_json, forbidden, ...")
+    detail: Any
+    request_id: str
+
+
+#: OpenAPI documentation of a decision endpoint's errors.
+DECISION_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "The body is not valid JSON."},
+    422: {"model": ErrorResponse, "description": "Missing, unknown or invalid fields."},
+    503: {"model": ErrorResponse, "description": "The decision could not be audited."},
+}
 
 
 def request_id_of(request: Request) -> str:
@@ -24,6 +42,24 @@ def request_id_of(request: Request) -> str:
 def error_response(status: int, kind: str, detail: Any, rid: str) -> JSONResponse:
     """The one error shape: ``{"error", "detail", "request_id"}``."""
     return JSONResponse({"error": kind, "detail": detail, "request_id": rid}, status)
+
+
+def reject(
+    monitor: Monitor,
+    model: ModelInfo,
+    endpoint: str,
+    *,
+    status: int,
+    kind: str,
+    detail: Any,
+    message: str,
+    rid: str,
+) -> JSONResponse:
+    """Answer a request refused before inference, counted, logged and traced like any other."""
+    monitor.record_rejection(
+        model, error_type=kind, message=message, request_id=rid, endpoint=endpoint
+    )
+    return error_response(status, kind, detail, rid)
 
 
 def model_ref(info: ModelInfo) -> dict[str, str]:
