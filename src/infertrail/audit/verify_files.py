@@ -38,7 +38,7 @@ __all__ = ["DamageKind", "FileResult", "FileTask", "Finding", "check_file"]
 DamageKind = Literal[
     "modified", "typed_column_mismatch", "missing", "reordered", "inserted", "truncated",
     "file_missing", "file_replaced", "manifest_mismatch", "bad_signature", "rollback",
-    "wal_corrupt",
+    "wal_corrupt", "compaction_mismatch",
 ]  # fmt: skip
 Blocks = list[tuple[bytes, int]]  # (root, width) of aligned subtrees, left to right
 

@@ -85,7 +85,7 @@ def test_damage_kinds_are_the_documented_ones() -> None:
     assert set(DAMAGE_KINDS) == {
         "modified", "typed_column_mismatch", "missing", "reordered", "inserted", "truncated",
         "file_missing", "file_replaced", "manifest_mismatch", "bad_signature", "rollback",
-        "wal_corrupt",
+        "wal_corrupt", "compaction_mismatch",
     }  # fmt: skip
 
 
