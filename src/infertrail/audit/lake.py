@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,6 +50,8 @@ __all__ = [
     "MANIFEST_DIR",
     "MANIFEST_SUFFIX",
     "ORIGIN_METADATA_KEY",
+    "PARQUET_OPTIONS",
+    "ROW_GROUP_ROWS",
     "TYPED_SCHEMA",
     "LakeReader",
     "Manifest",
@@ -62,6 +64,8 @@ __all__ = [
     "open_manifest",
     "range_name",
     "typed_columns",
+    "write_file_once",
+    "write_once",
 ]
 
 _log = logging.getLogger(__name__)
@@ -71,7 +75,14 @@ _HOUR_MICROS = 3_600_000_000
 # Row groups of ~10 MB of records: DuckDB scans a file with several threads, verify holds one
 # group in memory at a time, and fetching one record (for a proof) decodes at most the part of
 # one group before it: a few ms (16K-row groups took ~25 ms, 4K-row ones slowed queries down).
-_ROW_GROUP_ROWS = 8 * 1024
+ROW_GROUP_ROWS = 8 * 1024
+#: How lake files are encoded (hour files and compacted copies alike). Record bytes and leaf
+#: hashes are unique: dictionaries and min/max statistics on them would only cost.
+PARQUET_OPTIONS: dict[str, Any] = {
+    "compression": "zstd",
+    "use_dictionary": list(STRING_FIELDS),
+    "write_statistics": [n for n in FILE_SCHEMA.names if n not in ("canonical", "leaf_hash")],
+}
 
 
 class SealError(RuntimeError):
@@ -192,8 +203,8 @@ def hour_runs(table: pa.Table) -> list[tuple[int, int]]:
     return runs
 
 
-def _same_records(data: bytes, table: pa.Table) -> bool:
-    """Whether Parquet ``data`` holds exactly the seqs and canonical bytes of ``table``."""
+def same_records(data: bytes, table: pa.Table) -> bool:
+    """Whether Parquet ``data`` holds exactly the seqs and record bytes of ``table``, in order."""
     try:
         existing = pq.read_table(pa.BufferReader(data), columns=["seq", "canonical"])
     except (pa.ArrowException, OSError):
@@ -201,7 +212,27 @@ def _same_records(data: bytes, table: pa.Table) -> bool:
     return bool(existing.equals(table.select(["seq", "canonical"])))
 
 
-def _write_once(fs: AbstractFileSystem, path: str, data: bytes) -> None:
+def write_file_once(
+    reader: LakeReader, relative: str, data: bytes, same: Callable[[bytes], bool]
+) -> bytes:
+    """Write a lake file once; after a crash, adopt an existing one only if ``same`` says so.
+
+    A crash between a file and its manifest leaves a complete file without a manifest: it is
+    adopted (its bytes returned) only if it holds exactly the intended records, never replaced.
+    """
+    try:
+        write_once(reader.fs, reader.path(relative), data)
+    except FileExistsError:
+        existing = reader.read_bytes(relative)
+        if not same(existing):
+            raise SealError(
+                f"lake file {relative} exists with other content; not overwriting it"
+            ) from None
+        return existing
+    return data
+
+
+def write_once(fs: AbstractFileSystem, path: str, data: bytes) -> None:
     """Create ``path`` with ``data``; FileExistsError if it exists (never overwrite).
 
     Locally the bytes go to a temporary file that is fsynced and then hard-linked into place, so
@@ -235,7 +266,11 @@ def _write_once(fs: AbstractFileSystem, path: str, data: bytes) -> None:
 
 
 class Sealer:
-    """Moves committed-but-unsealed records of an AuditLog into the lake, then retires the WAL."""
+    """Moves committed-but-unsealed records of an AuditLog into the lake, then retires the WAL.
+
+    ``after_round`` runs on the background thread after each successful seal round (the service
+    compacts closed months there: :mod:`infertrail.audit.compaction`).
+    """
 
     def __init__(
         self,
@@ -245,6 +280,7 @@ class Sealer:
         *,
         max_rows_per_file: int = 1_000_000,
         origin: str | None = None,
+        after_round: Callable[[], object] | None = None,
     ) -> None:
         if max_rows_per_file < 1:
             raise ValueError(f"max_rows_per_file must be >= 1, got {max_rows_per_file}")
@@ -253,6 +289,7 @@ class Sealer:
         self._origin = origin if origin is not None else log.origin
         self._reader = LakeReader(lake_url)
         self._max_rows = max_rows_per_file
+        self._after_round = after_round
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -302,26 +339,10 @@ class Sealer:
         rel = f"dt={ts:%Y-%m-%d}/hour={ts:%H}/{range_name(first, last)}.parquet"
         buf = pa.BufferOutputStream()
         schema = table.schema.with_metadata({ORIGIN_METADATA_KEY: self._origin.encode()})
-        # Record bytes and leaf hashes are unique: dictionaries and min/max stats would only cost.
-        pq.write_table(
-            table.cast(schema),
-            buf,
-            compression="zstd",
-            row_group_size=_ROW_GROUP_ROWS,
-            use_dictionary=list(STRING_FIELDS),
-            write_statistics=[n for n in FILE_SCHEMA.names if n not in ("canonical", "leaf_hash")],
+        pq.write_table(table.cast(schema), buf, row_group_size=ROW_GROUP_ROWS, **PARQUET_OPTIONS)
+        data = write_file_once(
+            self._reader, rel, buf.getvalue().to_pybytes(), lambda d: same_records(d, table)
         )
-        data = buf.getvalue().to_pybytes()
-        try:
-            _write_once(self._reader.fs, self._reader.path(rel), data)
-        except FileExistsError:
-            # A crash between file and manifest leaves a complete file without a manifest; adopt
-            # it only if it holds exactly these records, never overwrite it.
-            data = self._reader.read_bytes(rel)
-            if not _same_records(data, table):
-                raise SealError(
-                    f"lake file {rel} exists with other content; not overwriting it"
-                ) from None
         manifest = Manifest(
             origin=self._origin,
             file=rel,
@@ -332,7 +353,7 @@ class Sealer:
             created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         )
         manifest_rel = f"{MANIFEST_DIR}/{manifest.name}"
-        _write_once(
+        write_once(
             self._reader.fs, self._reader.path(manifest_rel), self._signer.sign(manifest.text())
         )
         self._log.retire_through(last)
@@ -354,6 +375,8 @@ class Sealer:
         while not self._stop.is_set():
             try:
                 self.seal()
+                if self._after_round is not None:
+                    self._after_round()
                 self.last_error = None
             except Exception as exc:  # the thread must outlive a bad round; the next one retries
                 self.last_error = exc

@@ -9,6 +9,10 @@ caller kept) must match roots recomputed from the leaves. The recorded leaf hash
 ``leaf_hash`` column, ``tree/leaves.bin``) only serve to locate damage: the signatures are what
 is trusted.
 
+Compacted months (:mod:`infertrail.audit.compaction`) are derived copies: once the hour files
+checked out, each is checked against them and the log's leaves
+(:mod:`infertrail.audit.compaction_check`).
+
 Files are checked on their own (:mod:`infertrail.audit.verify_files`), in worker processes when
 ``workers > 1``; each returns the roots of the aligned subtrees it hashed, and this module joins
 them in seq order with a :class:`~infertrail.audit.subtrees.CompactTree`.
@@ -26,6 +30,8 @@ from pathlib import Path
 from typing import Any, get_args
 
 from infertrail.audit.checkpoint import Checkpoint, NoteError, NoteVerifier, open_checkpoint
+from infertrail.audit.compaction import compaction_names
+from infertrail.audit.compaction_check import CompactionTask, check_compaction
 from infertrail.audit.framing import LogCorruptedError, read_frames
 from infertrail.audit.lake import LakeReader
 from infertrail.audit.manifest import range_of
@@ -53,6 +59,7 @@ class VerifyReport:
     records: int = 0
     sealed_records: int = 0
     files: int = 0
+    compactions: int = 0  # compacted months checked (after the hour files checked out)
     segments: int = 0
     checkpoints: int = 0
     checkpoint_size: int = 0
@@ -96,8 +103,44 @@ def verify_log(
             log_dir, lake_url, verifier, origin, from_checkpoint, workers, deep
         )
         if not raced and (report.ok or LakeReader(lake_url).manifest_names() == names):
-            return report
+            break
+    if report.ok:
+        report.finding = _verify_compactions(log_dir, lake_url, verifier, origin, workers, deep,
+                                             report)  # fmt: skip
     return report
+
+
+def _verify_compactions(
+    log_dir: Path,
+    lake_url: str,
+    verifier: NoteVerifier,
+    origin: str,
+    workers: int,
+    deep: bool,
+    report: VerifyReport,
+) -> Finding | None:
+    """Check every compacted month against the (verified) log; the finding of the lowest month.
+
+    Runs once the hour files checked out, so their manifests and ``tree/leaves.bin`` are sound
+    references for the copies.
+    """
+    reader = LakeReader(lake_url)
+    hour_manifests = frozenset(reader.manifest_names())
+    tasks = [
+        CompactionTask(
+            name, lake_url, str(log_dir), origin, verifier.verifier_key, hour_manifests, deep
+        )
+        for name in compaction_names(reader)
+    ]
+    report.compactions = len(tasks)
+    if workers == 1 or len(tasks) < 2:
+        findings = list(map(check_compaction, tasks))
+    else:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["__main__", check_compaction.__module__])
+        with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=context) as pool:
+            findings = list(pool.map(check_compaction, tasks))
+    return next((f for f in findings if f is not None), None)
 
 
 def _read_origin(log_dir: Path) -> str:

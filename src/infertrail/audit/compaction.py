@@ -1,0 +1,256 @@
+"""Subject-clustered monthly compaction of the lake: one read-optimised copy per closed month.
+
+The sealer writes one file per UTC hour, in seq order, so one subject's quarter touches every
+row group of ~2,200 files. Once a month is closed (its end plus a grace period is past), the
+:class:`Compactor` writes ONE derived copy of its sealed records,
+``<lake>/compacted/month=YYYY-MM/<first>-<last>.parquet``, sorted by ``(subject, seq)`` in row
+groups small enough that ``subject`` statistics admit one or two of them, then a signed
+compaction manifest ``<lake>/_compactions/YYYY-MM.json.note``
+(:class:`~infertrail.audit.manifest.CompactionManifest`) listing the hour files it covers.
+
+The hour files stay: they remain the primary record that ``verify`` and ``record(seq)`` read,
+so a compacted month takes its storage twice. Records sealed into a month after its compaction
+(late timestamps) stay in hour files only; queries read them next to the compacted copy. Writing
+follows the sealer: file first, then manifest, each write-once; a re-run after a crash between
+the two adopts the file only if it holds exactly the same records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from infertrail.audit.checkpoint import NoteSigner, NoteVerifier
+from infertrail.audit.lake import (
+    ORIGIN_METADATA_KEY,
+    PARQUET_OPTIONS,
+    ROW_GROUP_ROWS,
+    LakeReader,
+    SealError,
+    same_records,
+    write_file_once,
+    write_once,
+)
+from infertrail.audit.manifest import (
+    COMPACTED_DIR,
+    COMPACTION_DIR,
+    MANIFEST_DIR,
+    MANIFEST_SUFFIX,
+    MONTH_RE,
+    CompactionManifest,
+    Manifest,
+    ManifestError,
+    month_of,
+    open_compaction,
+    open_manifest,
+    range_name,
+)
+from infertrail.audit.typed import FILE_SCHEMA
+
+__all__ = [
+    "DEFAULT_GRACE",
+    "CompactedMonth",
+    "CompactionError",
+    "Compactor",
+    "compaction_names",
+    "month_bounds",
+]
+
+_log = logging.getLogger(__name__)
+
+DEFAULT_GRACE = timedelta(days=1)
+_SORT_KEYS = [("subject", "ascending", "at_end"), ("seq", "ascending", "at_end")]
+
+
+class CompactionError(RuntimeError):
+    """A month cannot be compacted without risking the lake's integrity; the message says why."""
+
+
+@dataclass(frozen=True)
+class CompactedMonth:
+    """A compacted copy the compactor wrote, with its manifest (paths relative to the lake)."""
+
+    manifest: CompactionManifest
+    manifest_path: str
+
+    @property
+    def path(self) -> str:
+        return self.manifest.file
+
+
+def month_bounds(month: str) -> tuple[datetime, datetime]:
+    """``[start, end)`` of a ``YYYY-MM`` month in UTC; ValueError names a bad month."""
+    if not MONTH_RE.fullmatch(month):
+        raise ValueError(f"month must be YYYY-MM, got {month!r}")
+    start = datetime.strptime(month, "%Y-%m").replace(tzinfo=UTC)
+    end = start.replace(year=start.year + start.month // 12, month=start.month % 12 + 1)
+    return start, end
+
+
+def compaction_names(reader: LakeReader) -> list[str]:
+    """Compaction manifest names (``YYYY-MM.json.note``) by month; unrelated names skipped."""
+    directory = reader.path(COMPACTION_DIR)
+    if not reader.fs.exists(directory):
+        return []
+    names = [p.rsplit("/", 1)[-1] for p in reader.fs.ls(directory, detail=False)]
+    return sorted(
+        n for n in names
+        if n.endswith(MANIFEST_SUFFIX) and MONTH_RE.fullmatch(n[: -len(MANIFEST_SUFFIX)])
+    )  # fmt: skip
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Compactor:
+    """Writes the compacted copy of every closed month that has hour files and no copy yet.
+
+    ``grace``: how long after a month's end it counts as closed (late records sealed after that
+    stay in hour files). ``clock`` gives "now" (tests inject one). Thread-safe.
+    """
+
+    def __init__(
+        self,
+        lake_url: str,
+        signer: NoteSigner,
+        origin: str,
+        *,
+        grace: timedelta = DEFAULT_GRACE,
+        row_group_rows: int = ROW_GROUP_ROWS,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        if grace < timedelta(0):
+            raise ValueError(f"grace must be >= 0, got {grace}")
+        if row_group_rows < 1:
+            raise ValueError(f"row_group_rows must be >= 1, got {row_group_rows}")
+        self._reader = LakeReader(lake_url)
+        self._signer = signer
+        self._verifier = NoteVerifier.from_key(signer.verifier_key)
+        self._origin = origin
+        self._grace = grace
+        self._rows = row_group_rows
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._manifests: dict[str, Manifest] = {}  # hour manifests verified so far, by name
+
+    def pending(self) -> dict[str, list[Manifest]]:
+        """Closed months with hour files and no compaction yet, each with its hour manifests."""
+        names = self._reader.manifest_names()
+        for name in names:
+            if name not in self._manifests:
+                self._manifests[name] = self._open_hour_manifest(name)
+        compacted = {n[: -len(MANIFEST_SUFFIX)] for n in compaction_names(self._reader)}
+        now = self._clock()
+        months: dict[str, list[Manifest]] = {}
+        for name in names:
+            manifest = self._manifests[name]
+            months.setdefault(month_of(manifest.file), []).append(manifest)
+        return {
+            month: sources
+            for month, sources in sorted(months.items())
+            if month not in compacted and month_bounds(month)[1] + self._grace <= now
+        }
+
+    def compact(self) -> list[CompactedMonth]:
+        """Compact every pending month, oldest first; return what was written (none: no-op)."""
+        with self._lock:
+            return [self._compact_month(m, s) for m, s in self.pending().items()]
+
+    def _open_hour_manifest(self, name: str) -> Manifest:
+        path = f"{MANIFEST_DIR}/{name}"
+        try:
+            manifest = open_manifest(self._reader.read_bytes(path), self._verifier)
+        except (ManifestError, FileNotFoundError) as exc:
+            raise CompactionError(f"{path}: {exc}; run 'infertrail audit verify'") from exc
+        if manifest.name != name or manifest.origin != self._origin:
+            raise CompactionError(
+                f"{path} describes {manifest.name} of log {manifest.origin!r}, "
+                f"not of {self._origin!r}; run 'infertrail audit verify'"
+            )
+        return manifest
+
+    def _compact_month(self, month: str, sources: list[Manifest]) -> CompactedMonth:
+        t0 = datetime.now(UTC)
+        table = pa.concat_tables([self._read_source(month, m) for m in sources])
+        order = pc.sort_indices(table, sort_keys=_SORT_KEYS)
+        first, last = sources[0].first_seq, sources[-1].last_seq
+        rel = f"{COMPACTED_DIR}/month={month}/{range_name(first, last)}.parquet"
+
+        def same(data: bytes) -> bool:
+            return same_records(data, table.select(["seq", "canonical"]).take(order))
+
+        try:
+            data = write_file_once(self._reader, rel, self._encode(table, order), same)
+        except SealError as exc:
+            raise CompactionError(f"cannot compact {month}: {exc}") from exc
+        manifest = CompactionManifest(
+            origin=self._origin,
+            month=month,
+            file=rel,
+            sources=tuple(m.name[: -len(MANIFEST_SUFFIX)] for m in sources),
+            count=table.num_rows,
+            sha256=hashlib.sha256(data).hexdigest(),
+            created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        )
+        # What is signed must read back: this checks the sources are disjoint and counted right.
+        CompactionManifest.parse(manifest.text())
+        manifest_rel = f"{COMPACTION_DIR}/{manifest.name}"
+        try:
+            write_once(
+                self._reader.fs,
+                self._reader.path(manifest_rel),
+                self._signer.sign(manifest.text()),
+            )
+        except FileExistsError:
+            manifest = self._adopt_manifest(manifest_rel, manifest)
+        seconds = (datetime.now(UTC) - t0).total_seconds()
+        _log.info("compacted %s: %d records -> %s in %.1f s", month, manifest.count, rel, seconds)
+        return CompactedMonth(manifest, manifest_rel)
+
+    def _read_source(self, month: str, manifest: Manifest) -> pa.Table:
+        """One hour file, sha256-checked against its manifest, holding exactly its seq range."""
+        try:
+            table = self._reader.read_table(manifest)
+        except (ManifestError, FileNotFoundError) as exc:
+            raise CompactionError(f"cannot compact {month}: {exc}") from exc
+        if not table.schema.remove_metadata().equals(FILE_SCHEMA):
+            raise CompactionError(f"cannot compact {month}: {manifest.file} has another schema")
+        seqs = table.column("seq").combine_chunks()
+        expected = np.arange(manifest.first_seq, manifest.last_seq + 1, dtype=np.int64)
+        if seqs.null_count or not np.array_equal(seqs.to_numpy(), expected):
+            raise CompactionError(
+                f"cannot compact {month}: {manifest.file} does not hold exactly seqs "
+                f"{manifest.first_seq}..{manifest.last_seq}; run 'infertrail audit verify'"
+            )
+        return table.replace_schema_metadata(None)
+
+    def _encode(self, table: pa.Table, order: pa.Array) -> bytes:
+        """The Parquet bytes of ``table`` in ``order``, one row group per ``row_group_rows``."""
+        schema = FILE_SCHEMA.with_metadata({ORIGIN_METADATA_KEY: self._origin.encode()})
+        buf = pa.BufferOutputStream()
+        with pq.ParquetWriter(buf, schema, **PARQUET_OPTIONS) as writer:
+            for start in range(0, table.num_rows, self._rows):
+                part = table.take(order.slice(start, self._rows))
+                writer.write_table(part.cast(schema), row_group_size=self._rows)
+        data: bytes = buf.getvalue().to_pybytes()
+        return data
+
+    def _adopt_manifest(self, rel: str, ours: CompactionManifest) -> CompactionManifest:
+        """Another compactor signed this month meanwhile: fine if it describes the same copy."""
+        try:
+            theirs = open_compaction(self._reader.read_bytes(rel), self._verifier)
+        except ManifestError as exc:
+            raise CompactionError(f"{rel} exists and does not verify: {exc}") from exc
+        if (theirs.file, theirs.sources, theirs.sha256) != (ours.file, ours.sources, ours.sha256):
+            raise CompactionError(f"{rel} exists and describes another copy; not overwriting it")
+        return theirs
