@@ -158,3 +158,52 @@ def test_always_off_sampler_records_metrics_without_exemplars(settings: Settings
         assert list(iter_exemplars(s.telemetry_dir)) == []
     finally:
         m.shutdown()
+
+
+def test_events_reach_background_sinks_in_batches_and_flush_events_waits(
+    settings: Settings,
+) -> None:
+    m = Monitor(settings, batch_window_s=60.0)  # no batch would end without a flush
+    seen: list[str] = []
+    m.add_sink(lambda ev: seen.append(ev.request_id))
+    try:
+        ids = []
+        for _ in range(5):
+            with m.observe(MODEL, "x") as ev:
+                ev.label = "a"
+            ids.append(ev.request_id)
+        assert seen == []  # still gathering
+        assert m.flush_events(5.0)  # cuts the 60 s window short
+        assert seen == ids
+    finally:
+        m.shutdown()
+
+
+@pytest.mark.parametrize("window", [0.0, 0.001])
+def test_every_event_is_handled_whatever_the_window(settings: Settings, window: float) -> None:
+    m = Monitor(settings, batch_window_s=window)
+    seen: list[InferenceEvent] = []
+    m.add_sink(seen.append)
+    try:
+        for i in range(50):
+            with m.observe(MODEL, "x") as ev:
+                ev.label = str(i)
+        m.flush()
+        assert [e.label for e in seen] == [str(i) for i in range(50)]
+    finally:
+        m.shutdown()
+
+
+@pytest.mark.parametrize(("queue_max", "window"), [(0, 0.02), (10, -1.0), (10, float("nan"))])
+def test_bad_queue_settings_are_refused(settings: Settings, queue_max: int, window: float) -> None:
+    with pytest.raises(ValueError, match="queue_max must be >= 1 and batch_window_s >= 0"):
+        Monitor(settings, queue_max=queue_max, batch_window_s=window)
+
+
+def test_exemplars_are_on_the_duration_histogram(monitor: Monitor, settings: Settings) -> None:
+    with monitor.observe(MODEL, "abc") as ev:
+        ev.label, ev.confidence = "yes", 0.9
+    monitor.flush()
+    exemplars = [e for e in iter_exemplars(settings.telemetry_dir) if e.trace_id == ev.trace_id_hex]
+    assert {e.metric for e in exemplars} == {c.METRIC_DURATION}
+    assert exemplars[0].span_id == ev.span_id_hex

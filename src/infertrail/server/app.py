@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from starlette.concurrency import run_in_threadpool
 
 from infertrail.audit.checkpoint import NoteVerifier
 from infertrail.audit.trail import AuditTrail, open_signer
@@ -42,6 +43,7 @@ from infertrail.server.responses import (
     model_ref,
     request_id_of,
 )
+from infertrail.telemetry.http import http_meter_provider
 
 SENTIMENT_PATH = "/v1/sentiment"
 
@@ -182,7 +184,7 @@ def create_app(services: Services, *, close_on_shutdown: bool = False) -> FastAP
     FastAPIInstrumentor.instrument_app(
         app,
         tracer_provider=services.monitor.telemetry.tracer_provider,
-        meter_provider=services.monitor.telemetry.meter_provider,
+        meter_provider=http_meter_provider(services.monitor.telemetry.meter_provider),
         excluded_urls="healthz,readyz,metrics",
         exclude_spans=["receive", "send"],
     )
@@ -282,6 +284,9 @@ def create_app(services: Services, *, close_on_shutdown: bool = False) -> FastAP
 
     @app.get("/metrics")
     async def metrics() -> Response:
+        # The monitor records metrics in batches off the request path: hand it everything
+        # queued so far, so a scrape counts every request answered before it.
+        await run_in_threadpool(services.monitor.flush_events, 2.0)
         registry = services.monitor.telemetry.prometheus_registry
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -43,7 +43,18 @@ def any_value(v: Any) -> dict[str, Any]:
 
 
 def key_values(attrs: Mapping[str, Any] | None) -> list[dict[str, Any]]:
-    return [{"key": k, "value": any_value(v)} for k, v in (attrs or {}).items()]
+    """OTLP KeyValues. Exact str and float values (nearly all of ours) skip :func:`any_value`'s
+    isinstance chain: this loop runs for every attribute of every span and log record."""
+    out = []
+    for k, v in (attrs or {}).items():
+        t = type(v)
+        if t is str:
+            out.append({"key": k, "value": {"stringValue": v}})
+        elif t is float:
+            out.append({"key": k, "value": {"doubleValue": v}})
+        else:
+            out.append({"key": k, "value": any_value(v)})
+    return out
 
 
 def _resource(r: Resource) -> dict[str, Any]:

@@ -7,7 +7,6 @@ wrapped so that an outage is counted and logged, never raised into a request.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -15,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from opentelemetry import metrics as metrics_api
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
@@ -203,6 +203,26 @@ class _GuardedMetricExporter(MetricExporter):
         self._inner.shutdown(timeout_millis=timeout_millis)
 
 
+class _FanOutLogExporter(LogRecordExporter):
+    """Hands one batch to several exporters: one batch processor (queue, thread, per-record
+    hand-off) serves all local files instead of one each."""
+
+    def __init__(self, exporters: Sequence[LogRecordExporter]) -> None:
+        self._exporters = list(exporters)
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        results = [e.export(batch) for e in self._exporters]
+        ok = all(r is LogRecordExportResult.SUCCESS for r in results)
+        return LogRecordExportResult.SUCCESS if ok else LogRecordExportResult.FAILURE
+
+    def shutdown(self) -> None:
+        for e in self._exporters:
+            e.shutdown()  # type: ignore[no-untyped-call]
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return all(e.force_flush(timeout_millis) for e in self._exporters)
+
+
 class InferenceLogExporter(LogRecordExporter):
     """Writes each inference log record's body as one flat JSON line (for humans, grep, Loki)."""
 
@@ -211,12 +231,12 @@ class InferenceLogExporter(LogRecordExporter):
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         lines = [
-            json.dumps(r.log_record.body, separators=(",", ":"), default=str) + "\n"
+            orjson.dumps(r.log_record.body, default=str, option=orjson.OPT_APPEND_NEWLINE)
             for r in batch
             if isinstance(r.log_record.body, dict)
         ]
         if lines:
-            self._file.write("".join(lines))
+            self._file.write(b"".join(lines).decode())
         return LogRecordExportResult.SUCCESS
 
     def shutdown(self) -> None:
@@ -226,14 +246,45 @@ class InferenceLogExporter(LogRecordExporter):
         return True
 
 
+AttributeKey = tuple[tuple[str, str | bool | int | float], ...]
+
+
+class RunningCounts:
+    """Cumulative counts per attribute set, read by an observable counter at each collection.
+
+    Counting an event is a dict update (~0.3 us); a synchronous SDK counter ``add`` costs
+    ~10 us per metric reader (attribute validation, hashing, aggregation lock), per event.
+    Keys are tuples of (attribute, value) pairs, so callers can cache them per series.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[AttributeKey, int] = {}
+
+    def add(self, key: AttributeKey, n: int = 1) -> None:
+        """Add ``n`` to the series ``key``."""
+        with self._lock:
+            self._counts[key] = self._counts.get(key, 0) + n
+
+    def observe(self, _options: metrics_api.CallbackOptions) -> list[metrics_api.Observation]:
+        """The observable counter's callback: every series and its total so far."""
+        with self._lock:
+            items = list(self._counts.items())
+        return [metrics_api.Observation(n, dict(key)) for key, n in items]
+
+
 @dataclass
 class Instruments:
-    """The metric instruments every inference records into."""
+    """The metric instruments every inference records into.
+
+    Histograms are the SDK's synchronous ones (their exemplars point at the inference span);
+    the two counters are observable over :class:`RunningCounts`.
+    """
 
     duration: metrics_api.Histogram
     confidence: metrics_api.Histogram
-    predictions: metrics_api.Counter
-    errors: metrics_api.Counter
+    predictions: RunningCounts
+    errors: RunningCounts
     input_size: metrics_api.Histogram
 
 
@@ -304,17 +355,22 @@ class Telemetry:
         self._push_readers = [r for r in readers if isinstance(r, PeriodicExportingMetricReader)]
 
         self.logger_provider = LoggerProvider(resource=self.resource)
-        log_exps: list[tuple[LogRecordExporter, str]] = []
+        log_exps: list[LogRecordExporter] = []
         if settings.telemetry_files:
-            log_exps.append((OtlpJsonLogExporter(tdir / LOGS_FILE), "file"))
-            log_exps.append((InferenceLogExporter(tdir / INFERENCE_LOG_FILE), "jsonl"))
+            files = [
+                _GuardedLogExporter(OtlpJsonLogExporter(tdir / LOGS_FILE), "file", self.failures),
+                _GuardedLogExporter(
+                    InferenceLogExporter(tdir / INFERENCE_LOG_FILE), "jsonl", self.failures
+                ),
+            ]
+            log_exps.append(_FanOutLogExporter(files))
         if otlp:
-            log_exps.append((OTLPLogExporter(endpoint=f"{otlp}/v1/logs", timeout=5), "otlp"))
-        for lexp, backend in log_exps:
+            otlp_logs = OTLPLogExporter(endpoint=f"{otlp}/v1/logs", timeout=5)
+            # Its own processor: a collector outage (retries, timeouts) must not delay the files.
+            log_exps.append(_GuardedLogExporter(otlp_logs, "otlp", self.failures))
+        for lexp in log_exps:
             self.logger_provider.add_log_record_processor(
-                BatchLogRecordProcessor(
-                    _GuardedLogExporter(lexp, backend, self.failures), schedule_delay_millis=1000
-                )
+                BatchLogRecordProcessor(lexp, schedule_delay_millis=1000)
             )
 
         self.tracer = self.tracer_provider.get_tracer(SCOPE, settings.service_version)
@@ -330,6 +386,19 @@ class Telemetry:
 
     def _create_instruments(self) -> Instruments:
         m = self.meter
+        predictions, errors = RunningCounts(), RunningCounts()
+        m.create_observable_counter(
+            c.METRIC_PREDICTIONS,
+            callbacks=[predictions.observe],
+            unit="{prediction}",
+            description="Predictions served, by model, version and label.",
+        )
+        m.create_observable_counter(
+            c.METRIC_ERRORS,
+            callbacks=[errors.observe],
+            unit="{error}",
+            description="Failed or rejected inference requests, by error class.",
+        )
         return Instruments(
             duration=m.create_histogram(
                 c.METRIC_DURATION,
@@ -343,16 +412,8 @@ class Telemetry:
                 description="Confidence of the predicted label (top-class probability).",
                 explicit_bucket_boundaries_advisory=list(c.CONFIDENCE_BUCKETS),
             ),
-            predictions=m.create_counter(
-                c.METRIC_PREDICTIONS,
-                unit="{prediction}",
-                description="Predictions served, by model, version and label.",
-            ),
-            errors=m.create_counter(
-                c.METRIC_ERRORS,
-                unit="{error}",
-                description="Failed or rejected inference requests, by error class.",
-            ),
+            predictions=predictions,
+            errors=errors,
             input_size=m.create_histogram(
                 c.METRIC_INPUT_SIZE,
                 unit="{element}",
