@@ -2,7 +2,9 @@
 
 The lake side reads only the hour partitions (``dt=YYYY-MM-DD/hour=HH/``) that overlap the
 query's window, and only files that have a manifest (so a half-sealed leftover is never read
-twice); inside the files, DuckDB prunes row groups on ``ts`` and ``seq`` statistics. The tail
+twice); a compacted month is read from its one subject-sorted copy instead of the hour files it
+covers (:class:`~infertrail.query.lakefiles.LakeFiles`); inside the files, DuckDB prunes row
+groups on ``ts``, ``seq`` and (in compacted copies) ``subject`` statistics. The tail
 (records committed to the WAL but not sealed yet) comes from the writer's
 :meth:`~infertrail.audit.ledger.AuditLog.read`, decoded into the same typed columns by
 :func:`~infertrail.audit.lake.typed_columns`, so results are complete up to the latest signed
@@ -356,8 +358,22 @@ class LakeQuery:
 
 
 def _groups(files: list[LakeFile]) -> Iterator[list[LakeFile]]:
-    for start in range(0, len(files), _FILES_PER_STATEMENT):
-        yield files[start : start + _FILES_PER_STATEMENT]
+    """Files (sorted by first seq) in statements of about _FILES_PER_STATEMENT, in seq order.
+
+    Results are concatenated statement by statement, so no two statements may share a seq
+    range: a compacted month spans seqs that hour files of other months (or late ones of its
+    own) fall between, and files whose ranges overlap stay in one statement (ORDER BY seq).
+    """
+    group: list[LakeFile] = []
+    end = -1
+    for f in files:
+        if len(group) >= _FILES_PER_STATEMENT and f.first > end:
+            yield group
+            group = []
+        group.append(f)
+        end = max(end, f.last)
+    if group:
+        yield group
 
 
 def _where(filters: QueryFilters, after: int, tree_size: int) -> tuple[str, list[Any]]:

@@ -5,6 +5,11 @@ files whose manifest exists, so a file left without its manifest by a crash (the
 the file first) is never read. Each hour directory is listed once; afterwards only manifests
 that are new since the last query are opened, to learn which hour their file went to, so a warm
 query costs one listing of ``_manifests/`` however long its window.
+
+A month with a compaction (:mod:`infertrail.audit.compaction`) is read from its compacted copy
+instead of the hour files the compaction lists; hour files sealed into it later (late
+timestamps) are still read. Compaction manifests are verified once and cached; one that does not
+verify, or lists an hour file that has no manifest, is a :class:`LakeIntegrityError`.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from datetime import timedelta
 from fsspec.implementations.local import LocalFileSystem
 
 from infertrail.audit.checkpoint import NoteVerifier
+from infertrail.audit.compaction import compaction_names, month_bounds
 from infertrail.audit.lake import (
     MANIFEST_DIR,
     MANIFEST_SUFFIX,
@@ -27,11 +33,13 @@ from infertrail.audit.lake import (
     ManifestError,
     open_manifest,
 )
+from infertrail.audit.manifest import COMPACTION_DIR, CompactionManifest, open_compaction
 from infertrail.query.filters import TimeWindow
 
 __all__ = ["LakeFile", "LakeFiles", "LakeIntegrityError", "sealed_frontier"]
 
 _STEM_RE = re.compile(r"\d{20}-\d{20}")
+_MONTH_NOTE_RE = re.compile(r"\d{4}-(0[1-9]|1[0-2])\.json\.note")
 
 
 class LakeIntegrityError(RuntimeError):
@@ -76,11 +84,17 @@ class LakeFiles:
         self._lock = threading.Lock()
         self._seen: set[str] = set()  # manifest stems already accounted for
         self._hours: dict[str, dict[str, LakeFile]] = {}  # listed partition -> stem -> file
+        self._compactions: dict[str, CompactionManifest] = {}  # verified, by manifest name
 
     def snapshot(self, window: TimeWindow) -> tuple[int, list[LakeFile]]:
-        """The sealed frontier, and the sealed files below it in the window's hours, by seq."""
+        """The sealed frontier, and the sealed files below it for the window, by first seq.
+
+        Hour files of the window's hours, except those a compacted month covers: its copy
+        stands in for them.
+        """
         names = self.manifest_names()
         frontier = sealed_frontier(names)
+        compactions = self.compactions(window)
         with self._lock:
             self._learn(names)
             files: list[LakeFile] = []
@@ -94,8 +108,66 @@ class LakeFiles:
                 hour += timedelta(hours=1)
         # A manifest removed since its file was indexed lowers the frontier: never read past it.
         files = [f for f in files if f.last < frontier]
+        if compactions:
+            sealed = set(names)
+            covered: set[tuple[int, int]] = set()
+            for compaction in compactions:
+                self._check_sources(compaction, sealed)
+                covered.update(compaction.ranges)
+            files = [f for f in files if (f.first, f.last) not in covered]
+            files += [LakeFile(c.first_seq, c.last_seq, self.path(c.file)) for c in compactions]
         files.sort(key=lambda f: f.first)
         return frontier, files
+
+    def compactions(self, window: TimeWindow) -> list[CompactionManifest]:
+        """The (verified) compactions of the months that overlap ``window``."""
+        found = []
+        for name in self._compaction_names():
+            start, end = month_bounds(name[: -len(MANIFEST_SUFFIX)])
+            if start < window.end and end > window.start:
+                found.append(self._compaction(name))
+        return found
+
+    def _check_sources(self, compaction: CompactionManifest, sealed: set[str]) -> None:
+        """A compaction must cover sealed hour files only, or its copy would be read twice."""
+        for stem in compaction.sources:
+            if stem + MANIFEST_SUFFIX not in sealed:
+                raise LakeIntegrityError(
+                    f"{COMPACTION_DIR}/{compaction.name} lists hour file {stem}, which has no "
+                    "manifest: run 'infertrail audit verify'"
+                )
+
+    def _compaction_names(self) -> list[str]:
+        if not self._local:
+            return compaction_names(self.lake)
+        try:
+            names = os.listdir(self.lake.path(COMPACTION_DIR))  # noqa: PTH208
+        except FileNotFoundError:
+            return []
+        return sorted(n for n in names if _MONTH_NOTE_RE.fullmatch(n))
+
+    def _compaction(self, name: str) -> CompactionManifest:
+        """A compaction manifest, verified the first time it is read (never cached if bad)."""
+        with self._lock:
+            cached = self._compactions.get(name)
+        if cached is not None:
+            return cached
+        rel = f"{COMPACTION_DIR}/{name}"
+        try:
+            note = self.lake.read_bytes(rel)
+            if self._verifier is not None:
+                manifest = open_compaction(note, self._verifier)
+            else:
+                manifest = CompactionManifest.parse(note[: note.rfind(b"\n\n") + 1])
+        except (ManifestError, FileNotFoundError) as exc:
+            raise LakeIntegrityError(f"{rel}: {exc}: run 'infertrail audit verify'") from exc
+        if manifest.name != name:
+            raise LakeIntegrityError(
+                f"{rel} describes {manifest.name}: run 'infertrail audit verify'"
+            )
+        with self._lock:
+            self._compactions[name] = manifest
+        return manifest
 
     def manifest_of(self, seq: int) -> Manifest:
         """The (verified) manifest of the sealed file holding ``seq``; LookupError if none."""
