@@ -5,8 +5,9 @@ queue lock (so queue order is seq order), number it by joining three byte string
 it. One writer thread takes batches off the bounded queue, hashes their leaves, writes them to
 the WAL with one write and one fdatasync, extends the hash store, and only then acknowledges
 them: every record's future is settled under one lock acquisition per batch. Signed C2SP
-checkpoints follow at an interval, on flush and on close. Opening a log recovers it from a crash
-(:mod:`infertrail.audit.recovery`).
+checkpoints follow at an interval, on flush and on close; each replaces ``checkpoints/latest``,
+and one every ``history_interval_ms`` (plus the last) is kept in the append-only history. Opening
+a log recovers it from a crash (:mod:`infertrail.audit.recovery`).
 """
 
 from __future__ import annotations
@@ -130,16 +131,29 @@ class AuditLog:
         queue_max: int = 65536,
         segment_bytes: int = 64 << 20,
         checkpoint_interval_ms: float = 1000.0,
+        history_interval_ms: float = 60_000.0,
         fsync: bool = True,
     ) -> AuditLog:
         """Open (creating if needed) the log in ``log_dir`` for writing, recovering from a crash.
 
+        ``checkpoint_interval_ms``: how long a committed record may wait for a signed checkpoint.
+        ``history_interval_ms``: the least time between checkpoints kept in the history (0: keep
+        every one); the history is parsed on every open and checked entry by entry by verify.
         Raises LogLockedError if another writer holds it, LogCorruptedError for damage recovery
         must not repair, ValueError for bad options or a log of another origin or key.
         """
-        _check_options(origin, batch_max, batch_wait_ms, queue_max, checkpoint_interval_ms)
+        _check_options(
+            origin, batch_max, batch_wait_ms, queue_max, checkpoint_interval_ms, history_interval_ms
+        )
         log_dir = Path(log_dir)
-        parts = open_parts(log_dir, signer, origin, segment_bytes=segment_bytes, fsync=fsync)
+        parts = open_parts(
+            log_dir,
+            signer,
+            origin,
+            segment_bytes=segment_bytes,
+            fsync=fsync,
+            history_interval=history_interval_ms / 1000,
+        )
         try:
             queue = CommitQueue(
                 log_dir,
@@ -415,7 +429,12 @@ def _encode(record: Mapping[str, Any]) -> tuple[bytes, bytes]:
 
 
 def _check_options(
-    origin: str, batch_max: int, batch_wait_ms: float, queue_max: int, interval_ms: float
+    origin: str,
+    batch_max: int,
+    batch_wait_ms: float,
+    queue_max: int,
+    interval_ms: float,
+    history_interval_ms: float,
 ) -> None:
     Checkpoint(origin, 0, EMPTY_ROOT)  # ValueError naming a bad origin
     for name, value, low in (
@@ -423,6 +442,7 @@ def _check_options(
         ("queue_max", queue_max, 1),
         ("batch_wait_ms", batch_wait_ms, 0),
         ("checkpoint_interval_ms", interval_ms, 0),
+        ("history_interval_ms", history_interval_ms, 0),
     ):
         if not value >= low:
             raise ValueError(f"{name} must be >= {low}, got {value!r}")

@@ -3,6 +3,10 @@
 On open, a torn WAL tail is cut (by the WAL scan), the hash store is brought back in line with
 the WAL, and the checkpoint history must still match the recovered tree (no rollback). The
 checkpoint writer lives here too: open writes a checkpoint when the newest one lags the tree.
+
+Every checkpoint replaces ``checkpoints/latest``; the append-only ``checkpoints/history.log``
+keeps one at most every ``history_interval`` seconds (and the last one before close), so it
+grows by ~187 bytes a minute, not a second: open parses and ``verify`` checks every entry.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import contextlib
 import fcntl
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,7 +98,13 @@ class LogParts:
 
 
 def open_parts(
-    log_dir: Path, signer: NoteSigner, origin: str, *, segment_bytes: int, fsync: bool
+    log_dir: Path,
+    signer: NoteSigner,
+    origin: str,
+    *,
+    segment_bytes: int,
+    fsync: bool,
+    history_interval: float = 0.0,
 ) -> LogParts:
     """Lock ``log_dir`` for writing, create or check its layout, recover it after a crash.
 
@@ -109,13 +120,15 @@ def open_parts(
         hashes = HashStore(log_dir / "tree")
         cleanup.callback(hashes.close)
         rebuilt, dropped = reconcile(log_dir / "wal", wal_state, hashes)
-        checkpoints = CheckpointWriter(log_dir / "checkpoints", signer, origin, fsync)
-        cleanup.callback(checkpoints.close)
-        history_tail, latest = check_history(
+        history_tail, latest, kept = check_history(
             log_dir / "checkpoints", NoteVerifier.from_key(signer.verifier_key), origin, hashes
         )
+        checkpoints = CheckpointWriter(
+            log_dir / "checkpoints", signer, origin, fsync, history_interval, kept, latest
+        )
+        cleanup.callback(checkpoints.close)
         if latest is None or note_size(latest) != hashes.size:
-            latest = checkpoints.write(hashes.size, tree_root(hashes, hashes.size))
+            latest = checkpoints.write(hashes.size, tree_root(hashes, hashes.size), keep=True)
         wal = SegmentWriter(
             log_dir / "wal",
             wal_state,
@@ -136,27 +149,63 @@ def tree_root(hashes: HashStore, size: int) -> bytes:
 
 
 class CheckpointWriter:
-    """Signs checkpoints, appends them to the history and atomically replaces ``latest``."""
+    """Signs checkpoints, replaces ``latest`` with each, and keeps some in the history.
 
-    def __init__(self, cp_dir: Path, signer: NoteSigner, origin: str, fsync: bool) -> None:
+    A checkpoint goes to the history when ``history_interval`` seconds have passed since the
+    last one kept, when asked (``keep``), and at :meth:`close` if ``latest`` is newer than the
+    history's newest; history first, then ``latest``, so a crash between leaves ``latest``
+    behind the history, which recovery repairs. ``kept_size`` and ``latest``: the sizes of the
+    history's newest entry and the ``latest`` note that recovery found.
+    """
+
+    def __init__(
+        self,
+        cp_dir: Path,
+        signer: NoteSigner,
+        origin: str,
+        fsync: bool,
+        history_interval: float = 0.0,
+        kept_size: int = -1,
+        latest: bytes | None = None,
+    ) -> None:
+        if not history_interval >= 0:  # also refuses NaN
+            raise ValueError(f"history_interval must be >= 0 seconds, got {history_interval}")
         self._latest = cp_dir / "latest"
         self._signer = signer
         self._origin = origin
         self._fsync = fsync
+        self._interval = history_interval
+        self._kept_size = kept_size  # size of the history's newest entry (-1: none)
+        self._kept_at = time.monotonic()
+        # latest, when it is newer than the history's newest entry (as recovery may find it)
+        self._unkept = latest if latest is not None and note_size(latest) > kept_size else None
         self._fd = os.open(cp_dir / "history.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
-    def write(self, size: int, root: bytes) -> bytes:
+    def write(self, size: int, root: bytes, *, keep: bool = False) -> bytes:
         """Sign a checkpoint of the tree of ``size`` leaves, make it durable, return the note."""
         note = sign_checkpoint(Checkpoint(self._origin, size, root), self._signer)
-        write_all(self._fd, encode_frame(note))
-        if self._fsync:
-            os.fdatasync(self._fd)
+        now = time.monotonic()
+        if keep or self._kept_size < 0 or now - self._kept_at >= self._interval:
+            self._keep(note, size, now)
+        else:
+            self._unkept = note
         replace_file(self._latest, note, self._fsync)
         return note
 
+    def _keep(self, note: bytes, size: int, now: float) -> None:
+        write_all(self._fd, encode_frame(note))
+        if self._fsync:
+            os.fdatasync(self._fd)
+        self._kept_size, self._kept_at, self._unkept = size, now, None
+
     def close(self) -> None:
-        """Close the history file (idempotent)."""
-        if self._fd >= 0:
+        """Append ``latest`` to the history if it is not there yet; close the file (idempotent)."""
+        if self._fd < 0:
+            return
+        try:
+            if self._unkept is not None:
+                self._keep(self._unkept, note_size(self._unkept), time.monotonic())
+        finally:
             os.close(self._fd)
             self._fd = -1
 
@@ -273,12 +322,15 @@ def note_size(note: bytes) -> int:
 
 def check_history(
     cp_dir: Path, verifier: NoteVerifier, origin: str, hashes: HashStore
-) -> tuple[TornTail | None, bytes | None]:
-    """Check the checkpoint history against the recovered tree; return (torn tail, latest note).
+) -> tuple[TornTail | None, bytes | None, int]:
+    """Check the history and ``latest`` against the recovered tree.
 
-    Every entry: well framed, parses, right origin, sizes never shrink. The last HISTORY_RECHECK:
-    valid signature and a consistency proof from each to the next. The newest must not be larger
-    than the tree (a rolled-back log) and its root must be the tree's root at its size.
+    Returns the history's torn tail (cut off), the newest valid checkpoint note (``latest``,
+    repaired from the history if a crash left it behind) and the size of the history's newest
+    entry (-1 if empty). Every history entry: well framed, parses, right origin, sizes never
+    shrink. The last HISTORY_RECHECK: valid signature and a consistency proof from each to the
+    next. ``latest`` and the newest entry: valid signature, not larger than the tree (a
+    rolled-back log), root equal to the tree's root at their size.
     """
     history_path = cp_dir / "history.log"
     notes, tail = read_frames(history_path)
@@ -305,17 +357,9 @@ def check_history(
     if not checkpoints:
         if latest is not None:
             raise LogCorruptedError(f"{latest_path} exists but {history_path} is empty")
-        return tail, None
+        return tail, None, -1
     newest = checkpoints[-1]
-    if newest.size > hashes.size:
-        raise LogCorruptedError(
-            f"log rolled back: checkpoint says {newest.size} records, only {hashes.size} recovered"
-        )
-    root = EMPTY_ROOT if newest.size == 0 else hashes.subtree_root(0, newest.size)
-    if root != newest.root:
-        raise LogCorruptedError(
-            f"the recovered tree's root at size {newest.size} differs from the signed checkpoint"
-        )
+    _check_against_tree(newest, hashes, f"{history_path} entry {len(notes) - 1}")
     for old, new in zip(checkpoints[recheck_from:], checkpoints[recheck_from + 1 :], strict=False):
         if old.size == 0:
             continue
@@ -325,9 +369,28 @@ def check_history(
                 f"{history_path}: checkpoint at size {new.size} is not consistent with the one "
                 f"at size {old.size}"
             )
-    # The history is appended before latest is replaced, so a crash may leave latest one behind.
-    if latest is not None and latest not in notes[-2:]:
-        raise LogCorruptedError(f"{latest_path} is not one of the last two history entries")
-    if latest != notes[-1]:
-        replace_file(latest_path, notes[-1], True)
-    return tail, notes[-1]
+    if latest is not None and latest != notes[-1]:
+        try:
+            current = open_checkpoint(latest, verifier, expected_origin=origin)
+        except NoteError as exc:
+            raise LogCorruptedError(f"{latest_path}: {exc}") from exc
+        _check_against_tree(current, hashes, str(latest_path))
+        if current.size >= newest.size:
+            return tail, latest, newest.size  # newer than the history: not kept yet
+    # Missing, or behind the history (a crash between the history append and the replace).
+    replace_file(latest_path, notes[-1], True)
+    return tail, notes[-1], newest.size
+
+
+def _check_against_tree(cp: Checkpoint, hashes: HashStore, where: str) -> None:
+    """LogCorruptedError unless the signed checkpoint ``cp`` matches the recovered tree."""
+    if cp.size > hashes.size:
+        raise LogCorruptedError(
+            f"log rolled back: {where} says {cp.size} records, only {hashes.size} recovered"
+        )
+    root = EMPTY_ROOT if cp.size == 0 else hashes.subtree_root(0, cp.size)
+    if root != cp.root:
+        raise LogCorruptedError(
+            f"the recovered tree's root at size {cp.size} differs from the signed checkpoint "
+            f"({where})"
+        )

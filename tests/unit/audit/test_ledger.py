@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -213,8 +214,44 @@ def test_flush_checkpoints_everything(log: AuditLog, log_dir: Path, verifier: No
     cp = open_checkpoint(log.latest_checkpoint, verifier, expected_origin=ORIGIN)
     assert (cp.size, cp.root) == (10, log.root())
     assert (log_dir / "checkpoints" / "latest").read_bytes() == log.latest_checkpoint
-    sizes = [open_checkpoint(note, verifier).size for note in history(log_dir)]
-    assert sizes[0] == 0 and sizes[-1] == 10 and sizes == sorted(sizes)
+    # The history kept the checkpoint written at creation; within the history interval (60 s by
+    # default) newer ones only replace latest, and close keeps the last.
+    assert [open_checkpoint(note, verifier).size for note in history(log_dir)] == [0]
+    log.close()
+    assert [open_checkpoint(note, verifier).size for note in history(log_dir)] == [0, 10]
+    assert history(log_dir)[-1] == (log_dir / "checkpoints" / "latest").read_bytes()
+
+
+def test_history_keeps_one_checkpoint_per_interval(log_dir: Path, signer: NoteSigner) -> None:
+    with reopen(log_dir, signer, history_interval_ms=0) as log:
+        for i in range(3):
+            fill(log, 2, start=2 * i)
+            log.flush()
+        assert len(history(log_dir)) == 1 + 3
+    with reopen(log_dir, signer, history_interval_ms=3_600_000) as log:
+        for i in range(3, 6):
+            fill(log, 2, start=2 * i)
+            log.flush()
+        assert len(history(log_dir)) == 1 + 3  # open found latest current: nothing written
+    notes = history(log_dir)
+    assert len(notes) == 1 + 3 + 1 and notes[-1] == log.latest_checkpoint
+    assert Checkpoint.parse(notes[-1][: notes[-1].rfind(b"\n\n") + 1]).size == 12
+
+
+def test_latest_newer_than_the_history_survives_a_crash(
+    log_dir: Path, signer: NoteSigner, tmp_path: Path
+) -> None:
+    log = reopen(log_dir, signer, history_interval_ms=3_600_000)
+    fill(log, 5)
+    log.flush()
+    latest = log.latest_checkpoint
+    crashed = tmp_path / "crashed"
+    shutil.copytree(log_dir, crashed, ignore=shutil.ignore_patterns("LOCK"))  # kill -9 here
+    log.close()
+    assert len(history(crashed)) == 1  # the flush's checkpoint is only in latest
+    with reopen(crashed, signer) as recovered:
+        assert recovered.latest_checkpoint == latest and recovered.size == 5
+    assert history(crashed)[-1] == latest  # kept at close
 
 
 def test_log_json_is_written_at_creation(log: AuditLog, log_dir: Path, signer: NoteSigner) -> None:
@@ -255,7 +292,12 @@ def test_zero_interval_checkpoints_every_batch(log_dir: Path, signer: NoteSigner
             log.append(rec(i))
     # append returns before its batch's checkpoint; after close every batch has one.
     assert log.stats.checkpoints == log.stats.commits == 4
-    assert len(history(log_dir)) == 1 + 4  # the one written at creation, then one per batch
+    assert (log_dir / "checkpoints" / "latest").read_bytes() == log.latest_checkpoint
+    with reopen(log_dir, signer, checkpoint_interval_ms=0, history_interval_ms=0) as log:
+        for i in range(4, 8):
+            log.append(rec(i))
+    # The one written at creation, the last before the first close, then one per batch.
+    assert len(history(log_dir)) == 2 + 4
 
 
 def test_read_and_proof_argument_errors(log: AuditLog) -> None:
@@ -608,7 +650,7 @@ def test_rolled_back_log_is_refused(
     seg.write_bytes(b"".join(wal.encode_frame(p) for p in payloads[:-1]))
     os.truncate(log_dir / "tree" / "leaves.bin", 32 * 299)
     with pytest.raises(
-        LogCorruptedError, match="rolled back: checkpoint says 300 records, only 299"
+        LogCorruptedError, match=r"rolled back: .*history\.log entry \d+ says 300 records, only 299"
     ):
         reopen(log_dir, signer)
 
@@ -637,13 +679,51 @@ def test_stale_latest_is_replaced(
     assert latest.read_bytes() == notes[-1]
 
 
-def test_foreign_latest_is_corruption(
+def test_older_consistent_latest_is_replaced(
     closed_log: list[bytes], log_dir: Path, signer: NoteSigner
 ) -> None:
-    foreign = sign_checkpoint(Checkpoint(ORIGIN, 10, merkle.root(closed_log[:10])), signer)
-    (log_dir / "checkpoints" / "latest").write_bytes(foreign)  # validly signed, never logged
-    with pytest.raises(LogCorruptedError, match="not one of the last two"):
+    older = sign_checkpoint(Checkpoint(ORIGIN, 10, merkle.root(closed_log[:10])), signer)
+    (log_dir / "checkpoints" / "latest").write_bytes(older)  # validly signed, never kept
+    with reopen(log_dir, signer) as log:
+        assert log.latest_checkpoint == history(log_dir)[-1]
+
+
+@pytest.mark.parametrize(
+    ("size", "leaves", "error"),
+    [
+        (10, slice(10, 20), "root at size 10 differs"),  # signed, but not of this tree
+        (301, slice(0, 301), "rolled back: .*latest says 301 records, only 300"),
+    ],
+)
+def test_latest_inconsistent_with_the_tree_is_corruption(
+    closed_log: list[bytes],
+    log_dir: Path,
+    signer: NoteSigner,
+    size: int,
+    leaves: slice,
+    error: str,
+) -> None:
+    hashes = [*closed_log, merkle.leaf_hash(b"forged")]
+    cp = Checkpoint(ORIGIN, size, merkle.root(hashes[leaves]))
+    (log_dir / "checkpoints" / "latest").write_bytes(sign_checkpoint(cp, signer))
+    with pytest.raises(LogCorruptedError, match=error):
         reopen(log_dir, signer)
+
+
+def test_latest_with_a_bad_signature_is_corruption(
+    closed_log: list[bytes], log_dir: Path, signer: NoteSigner
+) -> None:
+    forged = NoteSigner.from_key(NoteSigner.generate(signer.name)[0])
+    cp = Checkpoint(ORIGIN, 300, merkle.root(closed_log))
+    (log_dir / "checkpoints" / "latest").write_bytes(sign_checkpoint(cp, forged))
+    with pytest.raises(LogCorruptedError, match="latest: note has no signature"):
+        reopen(log_dir, signer)
+
+
+def test_bad_history_interval_is_refused(log_dir: Path, signer: NoteSigner) -> None:
+    for bad in (-1, float("nan")):
+        with pytest.raises(ValueError, match="history_interval_ms must be >= 0"):
+            reopen(log_dir, signer, history_interval_ms=bad)
 
 
 def test_badly_signed_history_entry_is_corruption(
