@@ -85,6 +85,17 @@ class Settings(BaseSettings):
     audit_lake_url: str | None = Field(
         None, description="fsspec URL or path of the Parquet lake (default <data_dir>/audit/lake)."
     )
+    audit_compact: bool = Field(
+        True,
+        description="After sealing, write a subject-sorted copy of each closed month (fast "
+        "subject queries; the month's lake storage doubles).",
+    )
+    audit_compact_grace_s: float = Field(
+        86_400.0,
+        ge=0,
+        description="A month counts as closed this long after its end; records sealed into it "
+        "later stay in hour files only (still queried).",
+    )
     audit_retention_class: str = Field("eu-ai-act-6m", min_length=1)
 
     # Privacy: the restricted raw-payload store (off by default)

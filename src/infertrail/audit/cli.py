@@ -9,6 +9,9 @@ otherwise. Exit codes: 0 success / intact, 1 tampering or a failed check, 2 usag
 from __future__ import annotations
 
 import json
+import re
+import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ import click
 from pydantic import ValidationError
 
 from infertrail.audit.checkpoint import NoteError, NoteVerifier
+from infertrail.audit.compaction import CompactionError, Compactor
 from infertrail.audit.keys import KeyFileError, generate_signing_key, load_signer, verifier_key_path
 from infertrail.audit.lake import Sealer, SealError
 from infertrail.audit.ledger import AuditLog, LogCorruptedError, LogLockedError
@@ -126,6 +130,7 @@ class _Paths:
     def __init__(
         self, settings: Settings, log_dir: Path | None, lake: str | None, key_file: Path | None
     ) -> None:
+        self.settings = settings
         self.log_dir = log_dir or settings.audit_log_dir
         self.lake_url = lake or settings.lake_url
         self.key_file = key_file or settings.signing_key_file
@@ -236,6 +241,10 @@ def _describe(report: VerifyReport) -> str:
             f"{report.checkpoint_size} records; {report.unattested} not yet signed",
             f"root: {report.root}",
         ]
+        if report.compactions:
+            lines.append(
+                f"compacted months: {report.compactions}, each an exact copy of its sources"
+            )
         return "\n".join(lines + [f"note: {n}" for n in report.notes])
     where = [f"seq {finding.seq}" if finding.seq is not None else "", finding.file or ""]
     if finding.entry is not None:
@@ -326,3 +335,59 @@ def seal(paths: _Paths) -> None:
     for f in sealed:
         click.echo(f"sealed {f.manifest.first_seq}..{f.manifest.last_seq} -> {f.path}")
     click.echo(f"{sum(f.manifest.count for f in sealed)} records sealed into {len(sealed)} files")
+
+
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> timedelta | None:
+    """``--grace``: a number with a unit (``1d``, ``36h``, ``30m``, ``0s``)."""
+    if value is None:
+        return None
+    match = _DURATION_RE.fullmatch(value.strip())
+    if not match:
+        raise click.BadParameter(
+            f"must be a duration like 1d, 36h, 30m or 0s, got {value!r}", ctx, param
+        )
+    return timedelta(seconds=float(match[1]) * _UNIT_SECONDS[match[2]])
+
+
+@audit.command()
+@click.option(
+    "--grace",
+    callback=_duration,
+    help="How long after its end a month counts as closed (1d, 36h, 30m, 0s). "
+    "Default: settings audit_compact_grace_s (1 day).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON.")
+@pass_paths
+def compact(paths: _Paths, grace: timedelta | None, as_json: bool) -> None:
+    """Write a subject-sorted copy of every closed month not compacted yet (hour files stay).
+
+    Safe while a service runs (it compacts in the background too): writes are write-once.
+    """
+    origin = paths.require_log()
+    try:
+        signer = load_signer(paths.key_file)
+    except KeyFileError as exc:
+        raise UsageProblem(str(exc)) from exc
+    if grace is None:
+        grace = timedelta(seconds=paths.settings.audit_compact_grace_s)
+    t0 = time.perf_counter()
+    try:
+        done = Compactor(paths.lake_url, signer, origin, grace=grace).compact()
+    except CompactionError as exc:
+        raise click.ClickException(str(exc)) from exc
+    seconds = time.perf_counter() - t0
+    records = sum(c.manifest.count for c in done)
+    if as_json:
+        months = [
+            {"month": c.manifest.month, "records": c.manifest.count, "file": c.path} for c in done
+        ]
+        summary = {"months": months, "records": records, "seconds": round(seconds, 3)}
+        click.echo(json.dumps(summary, indent=2, sort_keys=True))
+        return
+    for c in done:
+        click.echo(f"compacted {c.manifest.month}: {c.manifest.count} records -> {c.path}")
+    click.echo(f"{len(done)} months compacted, {records} records, {seconds:.1f} s")

@@ -1,8 +1,9 @@
 """The audit side of a service: the ledger, its sealer, and the sink that feeds them events.
 
 ``AuditTrail.open(settings)`` opens (or creates) the signing key, the keyring, the log under
-``<data_dir>/audit/log``, a background sealer into the lake, and the privacy services (pseudonym
-table, raw-payload store when enabled). Used as a request-thread sink of the
+``<data_dir>/audit/log``, a background sealer into the lake (which then compacts closed months,
+``audit_compact``), and the privacy services (pseudonym table, raw-payload store when
+enabled). Used as a request-thread sink of the
 :class:`~infertrail.monitor.Monitor`, it derives the audit record of every inference, hashes
 the input under a keyed HMAC, replaces the subject by its pseudonym from the mapping table, queues
 the record and, if raw payloads are on, queues the encrypted input; the event keeps the future of
@@ -15,9 +16,11 @@ from __future__ import annotations
 import logging
 from concurrent.futures import Future
 from dataclasses import dataclass
+from datetime import timedelta
 
 from infertrail import __version__
 from infertrail.audit.checkpoint import NoteSigner
+from infertrail.audit.compaction import Compactor
 from infertrail.audit.keys import generate_signing_key, load_signer
 from infertrail.audit.lake import Sealer
 from infertrail.audit.ledger import AuditLog, LogClosedError, Receipt
@@ -87,7 +90,16 @@ class AuditTrail:
         try:
             if settings.raw_payloads_enabled and privacy.payloads is not None:
                 privacy.payloads.start_purger(settings.raw_payloads_purge_interval_s)
-            sealer = Sealer(log, settings.lake_url, signer)
+            compactor = None
+            if settings.audit_compact:
+                grace = timedelta(seconds=settings.audit_compact_grace_s)
+                compactor = Compactor(settings.lake_url, signer, settings.audit_origin, grace=grace)
+            sealer = Sealer(
+                log,
+                settings.lake_url,
+                signer,
+                after_round=None if compactor is None else compactor.compact,
+            )
             sealer.start(settings.audit_seal_interval_s)
         except BaseException:
             privacy.close()

@@ -181,3 +181,71 @@ def test_wired_under_the_infertrail_command(
     assert (data / "keys/audit.key").is_file()
     missing = invoke(group, "--data-dir", str(data), "audit", "verify")
     assert missing.exit_code == 2 and str(data / "audit/log") in missing.output
+
+
+# ---- audit compact ------------------------------------------------------------------
+
+# Months long closed whatever today is, and one that will not be for a while.
+TIMES = ["2025-03-02T10:00:00.000001Z", "2025-03-30T23:59:59.999999Z", "2025-04-01T00:00:00Z",
+         "2025-04-17T08:30:00.5Z", "2099-01-01T00:00:00Z"]  # fmt: skip
+
+
+@pytest.fixture
+def sealed(data_dir: Path, vkey: str) -> Path:
+    """A log of 25 records over 2025-03, 2025-04 and 2099-01, sealed."""
+    signer = load_signer(data_dir / "keys/audit.key")
+    path = data_dir / "audit/log"
+    with AuditLog.open(path, signer=signer, origin=ORIGIN, fsync=False) as log:
+        for i in range(25):
+            log.append(make_record(i, ts=TIMES[i // 5], subject=f"p-{i % 3}"))
+    assert invoke(audit, "seal").exit_code == 0
+    return path
+
+
+def test_compact_closed_months_once_then_verify(sealed: Path, data_dir: Path) -> None:
+    first = invoke(audit, "compact", "--json")
+    assert first.exit_code == 0, first.output
+    summary = json.loads(first.stdout)
+    assert [m["month"] for m in summary["months"]] == ["2025-03", "2025-04"]
+    assert [m["records"] for m in summary["months"]] == [10, 10]
+    assert summary["records"] == 20 and summary["seconds"] >= 0
+    for m in summary["months"]:
+        assert (data_dir / "audit/lake" / m["file"]).is_file()
+    again = invoke(audit, "compact")
+    assert again.exit_code == 0
+    assert again.stdout.strip().splitlines()[-1].startswith("0 months compacted, 0 records")
+    verified = invoke(audit, "verify")
+    assert verified.exit_code == 0, verified.output
+    assert "compacted months: 2" in verified.stdout
+
+
+def test_compact_text_output(sealed: Path) -> None:
+    result = invoke(audit, "compact", "--grace", "36h")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("compacted 2025-03: 10 records -> compacted/month=2025-03/")
+    assert lines[-1].startswith("2 months compacted, 20 records, ")
+
+
+@pytest.mark.parametrize("grace", ["5x", "-1d", "1.5", "d", ""])
+def test_bad_grace_is_a_usage_error(sealed: Path, grace: str) -> None:
+    result = invoke(audit, "compact", "--grace", grace)
+    assert result.exit_code == 2
+    assert (
+        "--grace" in result.output and "must be a duration like 1d, 36h, 30m or 0s" in result.output
+    )
+
+
+def test_compact_without_a_log_is_a_usage_error(data_dir: Path, vkey: str) -> None:
+    result = invoke(audit, "compact")
+    assert result.exit_code == 2
+    assert "no audit log at" in result.output
+
+
+def test_a_damaged_source_fails_and_names_it(sealed: Path, data_dir: Path) -> None:
+    hour = next((data_dir / "audit/lake").glob("dt=2025-04-01/hour=00/*.parquet"))
+    hour.chmod(0o644)
+    hour.write_bytes(hour.read_bytes() + b"x")
+    result = invoke(audit, "compact")
+    assert result.exit_code == 1
+    assert "cannot compact 2025-04" in result.output and "sha256" in result.output
