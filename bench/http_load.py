@@ -115,7 +115,7 @@ def serve(variant: str, data_dir: Path, port: int) -> None:
     else:
         from infertrail.server.app import build_services, create_app
 
-        app = create_app(build_services(settings), close_on_shutdown=True)
+        app = create_app(build_services(settings), close_on_shutdown=True, freeze_gc=True)
     # The same options as `infertrail serve`: one worker, access log off (it logs at INFO).
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 

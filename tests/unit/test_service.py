@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Iterator
 
@@ -174,3 +175,13 @@ def test_each_series_appears_once_per_scrape_even_after_flushes(
     lines = [ln for ln in text.splitlines() if ln.startswith("infertrail_predictions_total{")]
     assert len(lines) == 1
     assert lines[0].endswith(" 1.0")
+
+
+def test_freeze_gc_moves_start_up_objects_out_of_the_collector(services: Services) -> None:
+    app = create_app(services, freeze_gc=True)
+    try:
+        with TestClient(app) as client:
+            assert gc.get_freeze_count() > 0
+            assert client.post("/v1/sentiment", json={"text": "good"}).status_code == 200
+    finally:
+        gc.unfreeze()
