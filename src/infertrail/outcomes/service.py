@@ -203,12 +203,16 @@ class OutcomeService:
         batch_max: int = 10_000,
         meter: Meter | None = None,
         clock_ns: Callable[[], int] = time.time_ns,
+        hand_over_events: Callable[[], object] | None = None,
     ) -> None:
         if batch_max < 1:
             raise ValueError(f"batch_max must be >= 1, got {batch_max}")
         self.store = store
         self.audit = audit
         self.index = index
+        # The Monitor hands events to the index in batches (Monitor.flush_events): called
+        # before a lookup so a prediction answered before its outcome arrived is indexed.
+        self._hand_over_events = hand_over_events
         self.batch_max = batch_max
         self._clock_ns = clock_ns
         self._listeners: list[Listener] = []
@@ -242,6 +246,8 @@ class OutcomeService:
     ) -> IngestResult:
         """Store already-validated outcomes (the CLI validates a whole file first)."""
         now = self._clock_ns() if received_ns is None else received_ns
+        if self._hand_over_events is not None:
+            self._hand_over_events()
         if self.index is not None and self.index.pending:
             self.index.flush()
         seqs: list[int] = []

@@ -68,6 +68,7 @@ class OutcomeLoop:
             index=index,
             batch_max=settings.outcome_batch_max,
             meter=meter,
+            hand_over_events=monitor.flush_events,
         )
         spec_for = spec_from_settings(settings)
         windows = PerformanceWindows(spec_for, size=settings.outcome_window)

@@ -52,3 +52,18 @@ def test_credit_decisions_cost_and_outcomes(settings: Settings) -> None:
     assert row.group == {"team": settings.team, "model": "credit", "endpoint": "/v1/credit/score"}
     assert row.requests == 5 and row.cpu_seconds > 0
     assert report.process_cpu_seconds > report.attributed_cpu_seconds > 0
+
+
+def test_an_outcome_right_after_its_prediction_is_joined(settings: Settings) -> None:
+    services = build_services(settings)
+    # A batch window no request would outlast: only the ingest's hand-over indexes the event.
+    services.monitor._window = 60.0
+    data = load_dataset()
+    try:
+        with TestClient(create_app(services)) as client:
+            body = {"applicant_id": "a-0", **as_application(data.X[0])}
+            rid = client.post("/v1/credit/score", json=body).json()["request_id"]
+            r = client.post("/v1/outcomes", json=[{"request_id": rid, "outcome": 1}])
+            assert r.status_code == 200 and r.json()["accepted"] == 1, r.text
+    finally:
+        services.close()
