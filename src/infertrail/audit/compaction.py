@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -36,7 +37,6 @@ from infertrail.audit.lake import (
     ROW_GROUP_ROWS,
     LakeReader,
     SealError,
-    same_records,
     write_file_once,
     write_once,
 )
@@ -112,6 +112,35 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _wide(field: pa.Field) -> pa.Field:
+    wide = {pa.binary(): pa.large_binary(), pa.string(): pa.large_string()}
+    return field.with_type(wide.get(field.type, field.type))
+
+
+# A month is held with 64-bit offsets: sorting it gathers values across all its hour files, and
+# a month's record bytes may pass the 2 GiB a 32-bit-offset column can hold. Row groups are cast
+# back to FILE_SCHEMA as they are written.
+_WIDE_SCHEMA = pa.schema([_wide(f) for f in FILE_SCHEMA])
+
+
+def _same_rows(data: bytes, table: pa.Table) -> bool:
+    """Whether Parquet ``data`` holds the seqs and record bytes of ``table`` in the same order."""
+    try:
+        parquet = pq.ParquetFile(pa.BufferReader(data))
+        if parquet.metadata.num_rows != table.num_rows:
+            return False
+        offset = 0
+        for group in range(parquet.num_row_groups):
+            part = parquet.read_row_group(group, columns=["seq", "canonical"])
+            want = table.select(["seq", "canonical"]).slice(offset, part.num_rows)
+            if not part.equals(want.cast(part.schema)):
+                return False
+            offset += part.num_rows
+    except (pa.ArrowException, OSError):
+        return False
+    return True
+
+
 class Compactor:
     """Writes the compacted copy of every closed month that has hour files and no copy yet.
 
@@ -180,25 +209,17 @@ class Compactor:
         return manifest
 
     def _compact_month(self, month: str, sources: list[Manifest]) -> CompactedMonth:
-        t0 = datetime.now(UTC)
-        table = pa.concat_tables([self._read_source(month, m) for m in sources])
-        order = pc.sort_indices(table, sort_keys=_SORT_KEYS)
+        t0 = time.perf_counter()
         first, last = sources[0].first_seq, sources[-1].last_seq
         rel = f"{COMPACTED_DIR}/month={month}/{range_name(first, last)}.parquet"
-
-        def same(data: bytes) -> bool:
-            return same_records(data, table.select(["seq", "canonical"]).take(order))
-
-        try:
-            data = write_file_once(self._reader, rel, self._encode(table, order), same)
-        except SealError as exc:
-            raise CompactionError(f"cannot compact {month}: {exc}") from exc
+        data, count = self._write_copy(month, sources, rel)
+        pa.default_memory_pool().release_unused()  # a month's worth, else kept by the allocator
         manifest = CompactionManifest(
             origin=self._origin,
             month=month,
             file=rel,
             sources=tuple(m.name[: -len(MANIFEST_SUFFIX)] for m in sources),
-            count=table.num_rows,
+            count=count,
             sha256=hashlib.sha256(data).hexdigest(),
             created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         )
@@ -213,9 +234,25 @@ class Compactor:
             )
         except FileExistsError:
             manifest = self._adopt_manifest(manifest_rel, manifest)
-        seconds = (datetime.now(UTC) - t0).total_seconds()
+        seconds = time.perf_counter() - t0
         _log.info("compacted %s: %d records -> %s in %.1f s", month, manifest.count, rel, seconds)
         return CompactedMonth(manifest, manifest_rel)
+
+    def _write_copy(self, month: str, sources: list[Manifest], rel: str) -> tuple[bytes, int]:
+        """Write the sorted copy (or adopt an identical leftover): its bytes and record count.
+
+        Holds the month in memory twice at the peak (read, then sorted).
+        """
+        # One contiguous copy first: a take over many chunks would concatenate them anyway.
+        table = pa.concat_tables([self._read_source(month, m) for m in sources]).combine_chunks()
+        table = table.take(pc.sort_indices(table, sort_keys=_SORT_KEYS))
+        try:
+            data = write_file_once(
+                self._reader, rel, self._encode(table), lambda d: _same_rows(d, table)
+            )
+        except SealError as exc:
+            raise CompactionError(f"cannot compact {month}: {exc}") from exc
+        return data, table.num_rows
 
     def _read_source(self, month: str, manifest: Manifest) -> pa.Table:
         """One hour file, sha256-checked against its manifest, holding exactly its seq range."""
@@ -232,16 +269,16 @@ class Compactor:
                 f"cannot compact {month}: {manifest.file} does not hold exactly seqs "
                 f"{manifest.first_seq}..{manifest.last_seq}; run 'infertrail audit verify'"
             )
-        return table.replace_schema_metadata(None)
+        return table.cast(_WIDE_SCHEMA)
 
-    def _encode(self, table: pa.Table, order: pa.Array) -> bytes:
-        """The Parquet bytes of ``table`` in ``order``, one row group per ``row_group_rows``."""
+    def _encode(self, table: pa.Table) -> bytes:
+        """The Parquet bytes of ``table`` (wide types), one row group per ``row_group_rows``."""
         schema = FILE_SCHEMA.with_metadata({ORIGIN_METADATA_KEY: self._origin.encode()})
         buf = pa.BufferOutputStream()
         with pq.ParquetWriter(buf, schema, **PARQUET_OPTIONS) as writer:
             for start in range(0, table.num_rows, self._rows):
-                part = table.take(order.slice(start, self._rows))
-                writer.write_table(part.cast(schema), row_group_size=self._rows)
+                part = table.slice(start, self._rows).cast(schema)
+                writer.write_table(part, row_group_size=self._rows)
         data: bytes = buf.getvalue().to_pybytes()
         return data
 
