@@ -1,0 +1,256 @@
+/* Optional compiled speedups for the audit hot path and verification (infertrail._native).
+ *
+ * Every function here has a pure-Python twin that gives the same result (the tests compare
+ * them); the package works without this module. What it saves is Python's per-value and
+ * per-call overhead, not algorithmic work:
+ *   fast_ready(obj)         the type walk RFC 8785 canonicalization does before orjson writes
+ *                           (infertrail.audit.canonical._fast is the reference);
+ *   leaf_hashes(records)    RFC 6962 leaf hashes SHA-256(0x00 || record), one bytes each;
+ *   node_hashes(ls, rs)     RFC 6962 node hashes SHA-256(0x01 || left || right).
+ * Hashing uses OpenSSL's SHA-256 (the library CPython's hashlib uses) with the GIL released.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <openssl/sha.h>
+
+#define HASH_SIZE 32
+#define MAX_DEPTH 64 /* deeper values take the Python path, which reports recursion itself */
+
+/* ---- fast_ready -------------------------------------------------------------------------- */
+
+static int ready(PyObject *obj, int depth);
+
+static int float_ready(double v)
+{
+    /* orjson writes these exactly as ECMAScript Number::toString does (see canonical.py) */
+    if (!((1e-5 <= v && v < 1e16) || (-1e16 < v && v <= -1e-5)))
+        return 0;
+    return v != floor(v); /* integral floats print as "2.0" in orjson, "2" in JCS */
+}
+
+static int items_ready(PyObject *const *items, Py_ssize_t n, int depth)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!ready(items[i], depth))
+            return 0;
+    }
+    return 1;
+}
+
+static int ready(PyObject *obj, int depth)
+{
+    PyTypeObject *t = Py_TYPE(obj);
+    if (t == &PyUnicode_Type || obj == Py_None || t == &PyLong_Type || t == &PyBool_Type)
+        return 1;
+    if (t == &PyFloat_Type)
+        return float_ready(PyFloat_AS_DOUBLE(obj));
+    if (depth >= MAX_DEPTH)
+        return 0;
+    if (t == &PyDict_Type) {
+        Py_ssize_t pos = 0;
+        PyObject *key, *value;
+        while (PyDict_Next(obj, &pos, &key, &value)) {
+            if (Py_TYPE(key) != &PyUnicode_Type || !ready(value, depth + 1))
+                return 0;
+        }
+        return 1;
+    }
+    if (t == &PyList_Type)
+        return items_ready(((PyListObject *)obj)->ob_item, PyList_GET_SIZE(obj), depth + 1);
+    if (t == &PyTuple_Type)
+        return items_ready(((PyTupleObject *)obj)->ob_item, PyTuple_GET_SIZE(obj), depth + 1);
+    return 0;
+}
+
+PyDoc_STRVAR(fast_ready_doc,
+"fast_ready(obj) -> bool\n\n"
+"True if orjson (sorted keys, strict integers) already writes ``obj`` as RFC 8785 does:\n"
+"only exact dict (str keys), list, tuple, str, int, bool, None and finite non-integral floats\n"
+"of magnitude in [1e-5, 1e16). False means the caller must take its slower, exact path.");
+
+static PyObject *fast_ready(PyObject *self, PyObject *obj)
+{
+    (void)self;
+    return PyBool_FromLong(ready(obj, 0));
+}
+
+/* ---- hashing ----------------------------------------------------------------------------- */
+
+/* Byte views of a sequence's items, each kept alive by a reference, for use without the GIL. */
+typedef struct {
+    Py_ssize_t n;
+    PyObject **owners;
+    const unsigned char **data;
+    Py_ssize_t *size;
+} Views;
+
+static void views_free(Views *v)
+{
+    for (Py_ssize_t i = 0; i < v->n; i++)
+        Py_XDECREF(v->owners[i]);
+    PyMem_Free(v->owners);
+    PyMem_Free(v->data);
+    PyMem_Free(v->size);
+}
+
+/* Fill ``v`` from a sequence of bytes; -1 with an exception set on failure. Only exact bytes
+ * are taken: their buffers cannot change or move while a reference is held. */
+static int views_of(PyObject *seq, Views *v, const char *what, Py_ssize_t fixed)
+{
+    PyObject *fast = PySequence_Fast(seq, "expected a sequence of bytes");
+    if (fast == NULL)
+        return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+    v->n = 0;
+    v->owners = PyMem_Calloc(n ? n : 1, sizeof(PyObject *));
+    v->data = PyMem_Calloc(n ? n : 1, sizeof(unsigned char *));
+    v->size = PyMem_Calloc(n ? n : 1, sizeof(Py_ssize_t));
+    if (v->owners == NULL || v->data == NULL || v->size == NULL) {
+        views_free(v);
+        Py_DECREF(fast);
+        PyErr_NoMemory();
+        return -1;
+    }
+    PyObject **items = PySequence_Fast_ITEMS(fast);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = items[i];
+        if (!PyBytes_CheckExact(item)) {
+            PyErr_Format(PyExc_TypeError, "%s[%zd] must be bytes, not %.100s", what, i,
+                         Py_TYPE(item)->tp_name);
+            views_free(v);
+            Py_DECREF(fast);
+            return -1;
+        }
+        if (fixed >= 0 && PyBytes_GET_SIZE(item) != fixed) {
+            PyErr_Format(PyExc_ValueError, "%s[%zd] must be %zd bytes, got %zd", what, i, fixed,
+                         PyBytes_GET_SIZE(item));
+            views_free(v);
+            Py_DECREF(fast);
+            return -1;
+        }
+        Py_INCREF(item);
+        v->owners[i] = item;
+        v->data[i] = (const unsigned char *)PyBytes_AS_STRING(item);
+        v->size[i] = PyBytes_GET_SIZE(item);
+        v->n = i + 1;
+    }
+    Py_DECREF(fast);
+    return 0;
+}
+
+/* A list of ``n`` 32-byte bytes objects cut from ``digests``. */
+static PyObject *digest_list(const unsigned char *digests, Py_ssize_t n)
+{
+    PyObject *out = PyList_New(n);
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *b = PyBytes_FromStringAndSize((const char *)digests + i * HASH_SIZE, HASH_SIZE);
+        if (b == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, i, b);
+    }
+    return out;
+}
+
+PyDoc_STRVAR(leaf_hashes_doc,
+"leaf_hashes(records) -> list[bytes]\n\n"
+"RFC 6962 leaf hashes SHA-256(0x00 || record) of a sequence of bytes, in order.");
+
+static PyObject *leaf_hashes(PyObject *self, PyObject *records)
+{
+    (void)self;
+    Views v;
+    if (views_of(records, &v, "records", -1) < 0)
+        return NULL;
+    unsigned char *digests = PyMem_Malloc(v.n ? v.n * HASH_SIZE : 1);
+    if (digests == NULL) {
+        views_free(&v);
+        return PyErr_NoMemory();
+    }
+    static const unsigned char prefix = 0x00;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < v.n; i++) {
+        SHA256_CTX ctx;
+        SHA256_Init(&ctx);
+        SHA256_Update(&ctx, &prefix, 1);
+        SHA256_Update(&ctx, v.data[i], (size_t)v.size[i]);
+        SHA256_Final(digests + i * HASH_SIZE, &ctx);
+    }
+    Py_END_ALLOW_THREADS
+    PyObject *out = digest_list(digests, v.n);
+    PyMem_Free(digests);
+    views_free(&v);
+    return out;
+}
+
+PyDoc_STRVAR(node_hashes_doc,
+"node_hashes(lefts, rights) -> list[bytes]\n\n"
+"RFC 6962 node hashes SHA-256(0x01 || lefts[i] || rights[i]); both of 32-byte bytes, same length.");
+
+static PyObject *node_hashes(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "node_hashes expected 2 arguments, got %zd", nargs);
+        return NULL;
+    }
+    Views left, right;
+    if (views_of(args[0], &left, "lefts", HASH_SIZE) < 0)
+        return NULL;
+    if (views_of(args[1], &right, "rights", HASH_SIZE) < 0) {
+        views_free(&left);
+        return NULL;
+    }
+    if (left.n != right.n) {
+        PyErr_Format(PyExc_ValueError, "lefts has %zd hashes but rights has %zd", left.n, right.n);
+        views_free(&left);
+        views_free(&right);
+        return NULL;
+    }
+    Py_ssize_t n = left.n;
+    unsigned char *digests = PyMem_Malloc(n ? n * HASH_SIZE : 1);
+    if (digests == NULL) {
+        views_free(&left);
+        views_free(&right);
+        return PyErr_NoMemory();
+    }
+    Py_BEGIN_ALLOW_THREADS
+    unsigned char message[1 + 2 * HASH_SIZE];
+    message[0] = 0x01;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        memcpy(message + 1, left.data[i], HASH_SIZE);
+        memcpy(message + 1 + HASH_SIZE, right.data[i], HASH_SIZE);
+        /* Not the one-shot SHA256(): in OpenSSL 3 it fetches the algorithm on every call. */
+        SHA256_CTX ctx;
+        SHA256_Init(&ctx);
+        SHA256_Update(&ctx, message, sizeof message);
+        SHA256_Final(digests + i * HASH_SIZE, &ctx);
+    }
+    Py_END_ALLOW_THREADS
+    PyObject *out = digest_list(digests, n);
+    PyMem_Free(digests);
+    views_free(&left);
+    views_free(&right);
+    return out;
+}
+
+static PyMethodDef methods[] = {
+    {"fast_ready", fast_ready, METH_O, fast_ready_doc},
+    {"leaf_hashes", leaf_hashes, METH_O, leaf_hashes_doc},
+    {"node_hashes", (PyCFunction)(void (*)(void))node_hashes, METH_FASTCALL, node_hashes_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    .m_base = PyModuleDef_HEAD_INIT,
+    .m_name = "infertrail._native",
+    .m_doc = "Compiled speedups for canonicalization and Merkle hashing (see _native.c).",
+    .m_size = -1,
+    .m_methods = methods,
+};
+
+PyMODINIT_FUNC PyInit__native(void) { return PyModule_Create(&module); }

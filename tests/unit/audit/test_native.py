@@ -1,0 +1,160 @@
+"""infertrail._native, the optional C speedups: each function against its pure-Python twin."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import rfc8785
+from hypothesis import given, settings
+
+from infertrail.audit import canonical, subtrees
+from infertrail.audit.canonical import canonical_parts, canonicalize
+from tests.unit.audit.test_canonical import _json
+
+try:
+    from infertrail import _native
+except ImportError as exc:  # pragma: no cover - what a broken build looks like
+    pytest.fail(
+        f"infertrail._native is not built ({exc}): the install needs gcc, the Python headers "
+        "and OpenSSL's headers (Debian: libssl-dev); see hatch_build.py",
+        pytrace=False,
+    )
+
+
+@contextmanager
+def python_only() -> Iterator[None]:
+    """Canonicalize without the C check (as an install without a compiler does)."""
+    saved, canonical._native_ready = canonical._native_ready, None
+    try:
+        yield
+    finally:
+        canonical._native_ready = saved
+
+
+def outcome(encode: Any, value: Any) -> bytes | str:
+    """The encoding, or the error message for a value with no JCS form."""
+    try:
+        return bytes(encode(value))
+    except canonical.CanonicalizationError as exc:
+        return str(exc)
+
+
+def python_ready(value: Any) -> bool:
+    try:
+        return canonical._fast(value) is value
+    except canonical._NotFast:
+        return False
+
+
+def test_the_package_uses_the_compiled_functions() -> None:
+    assert canonical._native_ready is _native.fast_ready
+    assert subtrees._native_leaf_hashes is _native.leaf_hashes
+    assert subtrees._native_node_hashes is _native.node_hashes
+
+
+class _Str(str):
+    pass
+
+
+class _Float(float):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("value", "ready"),
+    [
+        ({"a": 0.5, "b": [1, "x", None, True, (2.5,)]}, True),
+        ({"score": 1.0}, False),  # integral float: JCS writes 1
+        ([1e-6], False),  # orjson and ECMAScript write it differently
+        ([1e16], False),
+        ([-1e-5, 1e-5, 2.0**52 - 0.5], True),  # the edges that stay on the fast path
+        ([math.nan], False),
+        ([math.inf], False),
+        ({1: "x"}, False),  # non-str key (orjson refuses it; the Python walk leaves it to orjson)
+        ({_Str("k"): 1}, False),  # str subclass key: orjson writes it, but C does not vouch
+        ([_Str("x")], False),
+        ([_Float(0.5)], False),
+        ([Decimal("0.5")], False),
+        ({"nested": {"deeper": [{"x": -0.25}]}}, True),
+    ],
+)
+def test_fast_ready_cases(value: Any, ready: bool) -> None:
+    assert _native.fast_ready(value) is ready
+    if ready:  # C vouches only for what the Python walk passes unchanged (keys: C is stricter)
+        assert python_ready(value)
+    assert outcome(canonicalize, value) == outcome(canonical._exact, value)
+
+
+def test_fast_ready_gives_up_on_very_deep_values() -> None:
+    deep: list[Any] = []
+    for _ in range(100):
+        deep = [deep]
+    assert _native.fast_ready(deep) is False  # the Python path decides (and encodes it)
+    assert canonicalize(deep) == b"[" * 101 + b"]" * 101
+
+
+@settings(max_examples=400, deadline=None)
+@given(_json)
+def test_fast_ready_agrees_with_the_python_walk(value: Any) -> None:
+    assert _native.fast_ready(value) == python_ready(value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_json)
+def test_both_paths_encode_alike(value: Any) -> None:
+    expected = rfc8785.dumps(value)
+    assert canonicalize(value) == expected
+    with python_only():
+        assert canonicalize(value) == expected
+    if isinstance(value, dict) and "seq" not in value:
+        parts = canonical_parts(value, "seq")
+        with python_only():
+            assert canonical_parts(value, "seq") == parts
+
+
+def test_leaf_hashes_match_hashlib() -> None:
+    records = [b"", b"\x00", b"x" * 63, b"y" * 64, b"z" * 1257, bytes(range(256)) * 9]
+    expected = [hashlib.sha256(b"\x00" + r).digest() for r in records]
+    assert _native.leaf_hashes(records) == expected
+    assert _native.leaf_hashes(tuple(records)) == expected
+    assert _native.leaf_hashes([]) == []
+
+
+def test_node_hashes_match_hashlib() -> None:
+    lefts = [hashlib.sha256(bytes([i])).digest() for i in range(9)]
+    rights = lefts[::-1]
+    pairs = zip(lefts, rights, strict=True)
+    expected = [hashlib.sha256(b"\x01" + a + b).digest() for a, b in pairs]
+    assert _native.node_hashes(lefts, rights) == expected
+    assert _native.node_hashes([], []) == []
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda: _native.leaf_hashes([b"ok", "text"]), TypeError, r"records\[1\] must be bytes"),
+        (lambda: _native.leaf_hashes([bytearray(b"x")]), TypeError, "not bytearray"),
+        (lambda: _native.leaf_hashes(5), TypeError, "sequence of bytes"),
+        (lambda: _native.node_hashes([b"a" * 32], [b"b" * 31]), ValueError, "32 bytes, got 31"),
+        (lambda: _native.node_hashes([b"a" * 32], []), ValueError, "1 hashes but rights has 0"),
+        (lambda: _native.node_hashes([b"a" * 32]), TypeError, "expected 2 arguments"),
+    ],
+)
+def test_bad_arguments_are_refused(call: Any, error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_subtrees_fall_back_to_hashlib_for_other_buffers() -> None:
+    records = [bytearray(b"abc"), memoryview(b"def")]
+    assert subtrees.leaf_hashes(records) == [  # type: ignore[arg-type]
+        hashlib.sha256(b"\x00" + bytes(r)).digest() for r in records
+    ]
+    odd = [b"a" * 33]
+    assert subtrees.node_hashes(odd, odd) == [hashlib.sha256(b"\x01" + odd[0] * 2).digest()]
