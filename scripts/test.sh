@@ -3,6 +3,13 @@
 # services), then runs lint, types and the whole pytest suite. Exit code: non-zero if anything fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The C speedups (src/infertrail/_native.c) need a compiler and OpenSSL's headers; without them the
+# install is pure Python, which tests/unit/audit/test_native.py reports as a failure here.
+if ! command -v gcc >/dev/null 2>&1 || [ ! -f /usr/include/openssl/sha.h ]; then
+  echo "==> installing gcc and libssl-dev (for infertrail._native)"
+  apt-get update
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends gcc libc6-dev libssl-dev
+fi
 scripts/bootstrap.sh dev
 if [ -x scripts/test-services.sh ]; then
   scripts/test-services.sh
