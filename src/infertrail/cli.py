@@ -79,7 +79,7 @@ def serve(ctx: Context, host: str | None, port: int | None) -> None:
         services = build_services(s)
     except ModelArtifactError as exc:
         raise click.ClickException(str(exc)) from exc
-    app = create_app(services)
+    app = create_app(services, freeze_gc=True)
     try:
         uvicorn.run(app, host=host or s.host, port=port or s.port, log_level="warning")
     finally:

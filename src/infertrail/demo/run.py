@@ -89,7 +89,8 @@ def run_demo(settings: Settings, *, n_requests: int, port: int, keep_serving: bo
         print(f"trained  {info.name} {info.version}  sha256={info.sha256[:16]}...")
     services = build_services(settings)
     port = port or free_port()
-    config = uvicorn.Config(create_app(services), host="127.0.0.1", port=port, log_level="warning")
+    app = create_app(services, freeze_gc=True)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     server = _Server(uvicorn.Server(config))
     server.start()
     base = f"http://127.0.0.1:{port}"
