@@ -13,10 +13,22 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from infertrail.audit.merkle import EMPTY_ROOT
 
-__all__ = ["CompactTree", "RangeTree", "aligned_blocks", "leaf_hashes", "node_hashes", "tree_root"]
+if TYPE_CHECKING:
+    from typing_extensions import Buffer  # collections.abc.Buffer from Python 3.12
+
+__all__ = [
+    "CompactTree",
+    "RangeTree",
+    "aligned_blocks",
+    "leaf_hashes",
+    "leaf_hashes_arrow",
+    "node_hashes",
+    "tree_root",
+]
 
 _sha256 = hashlib.sha256
 _digest = type(_sha256()).digest  # unbound: map() applies it without a Python frame
@@ -32,11 +44,23 @@ def _py_node_hashes(lefts: Sequence[bytes], rights: Sequence[bytes]) -> list[byt
     return list(map(_digest, map(_sha256, map(_node_prefix, map(bytes.__add__, lefts, rights)))))
 
 
+def _py_leaf_hashes_arrow(
+    offsets: Buffer, data: Buffer, start: int, count: int, offset_size: int
+) -> list[bytes]:
+    bounds = memoryview(offsets).cast("B").cast("i" if offset_size == 4 else "q")
+    values = memoryview(data).cast("B")
+    return _py_leaf_hashes(
+        [bytes(values[bounds[k] : bounds[k + 1]]) for k in range(start, start + count)]
+    )
+
+
 try:
     from infertrail._native import leaf_hashes as _native_leaf_hashes
+    from infertrail._native import leaf_hashes_arrow as _native_leaf_hashes_arrow
     from infertrail._native import node_hashes as _native_node_hashes
 except ImportError:  # built without a C compiler
     _native_leaf_hashes = _py_leaf_hashes
+    _native_leaf_hashes_arrow = _py_leaf_hashes_arrow
     _native_node_hashes = _py_node_hashes
 
 
@@ -46,6 +70,17 @@ def leaf_hashes(records: Sequence[bytes]) -> list[bytes]:
         return _native_leaf_hashes(records)
     except TypeError:  # the C loop takes exact bytes only; hashlib takes any buffer
         return _py_leaf_hashes(records)
+
+
+def leaf_hashes_arrow(
+    offsets: Buffer, data: Buffer, start: int, count: int, offset_size: int
+) -> list[bytes]:
+    """Leaf hashes of values ``start..start+count`` of an Arrow binary array, from its buffers.
+
+    ``offsets``: its offsets buffer (``offset_size`` 4 for binary, 8 for large_binary); ``data``
+    its data buffer. Hashes in place: no bytes object per record (pyarrow's to_pylist makes one).
+    """
+    return _native_leaf_hashes_arrow(offsets, data, start, count, offset_size)
 
 
 def node_hashes(lefts: Sequence[bytes], rights: Sequence[bytes]) -> list[bytes]:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import math
+import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
+import pyarrow as pa
 import pytest
 import rfc8785
 from hypothesis import given, settings
@@ -55,6 +57,7 @@ def python_ready(value: Any) -> bool:
 def test_the_package_uses_the_compiled_functions() -> None:
     assert canonical._native_ready is _native.fast_ready
     assert subtrees._native_leaf_hashes is _native.leaf_hashes
+    assert subtrees._native_leaf_hashes_arrow is _native.leaf_hashes_arrow
     assert subtrees._native_node_hashes is _native.node_hashes
 
 
@@ -158,3 +161,27 @@ def test_subtrees_fall_back_to_hashlib_for_other_buffers() -> None:
     ]
     odd = [b"a" * 33]
     assert subtrees.node_hashes(odd, odd) == [hashlib.sha256(b"\x01" + odd[0] * 2).digest()]
+
+
+@pytest.mark.parametrize("kind", [pa.binary(), pa.large_binary()])
+def test_leaf_hashes_arrow_match_hashlib(kind: pa.DataType) -> None:
+    values = [b"", b"a", b"xyz" * 500, b"\x00" * 64]
+    array = pa.array(values * 3, kind).slice(2, 9)  # an offset into shared buffers
+    _, offsets, data = array.buffers()
+    width = 8 if kind == pa.large_binary() else 4
+    expected = [hashlib.sha256(b"\x00" + v).digest() for v in array.to_pylist()]
+    assert _native.leaf_hashes_arrow(offsets, data, array.offset, len(array), width) == expected
+    assert subtrees._py_leaf_hashes_arrow(offsets, data, array.offset, 9, width) == expected
+
+
+def test_leaf_hashes_arrow_refuses_bad_buffers() -> None:
+    offsets = struct.pack("<4i", 0, 3, 2, 4)  # the third value would end before it starts
+    with pytest.raises(ValueError, match="offset 2 of value 2 is out of order"):
+        _native.leaf_hashes_arrow(offsets, b"abcd", 0, 3, 4)
+    with pytest.raises(ValueError, match="outside a data buffer of 3 bytes"):
+        _native.leaf_hashes_arrow(struct.pack("<2i", 0, 4), b"abc", 0, 1, 4)
+    with pytest.raises(ValueError, match="outside an offsets buffer"):
+        _native.leaf_hashes_arrow(struct.pack("<2i", 0, 1), b"a", 0, 2, 4)
+    with pytest.raises(ValueError, match="offset_size must be 4 or 8"):
+        _native.leaf_hashes_arrow(struct.pack("<2i", 0, 1), b"a", 0, 1, 2)
+    assert _native.leaf_hashes_arrow(struct.pack("<1i", 0), b"", 0, 0, 4) == []
