@@ -1,7 +1,7 @@
 """Compliance queries over a 10M-record lake: one subject's quarter, warm and cold, and bulk export.
 
 Run: .venv/bin/python bench/lake_query.py [--quick] [--records N] [--out DIR] [--build-only]
-                                          [--layout-experiment]
+                                          [--compact]
 
 Builds once (cached under bench/out/lake-query-<N>/) a log of N real-schema credit decisions spread
 over 2026 (~10k subjects, four model versions, approve/refer/decline), appended with fsync=False
@@ -13,9 +13,13 @@ rounds (one file per hour). Then, through the QueryService the API and CLI use:
      connection, manifest and file listing from scratch; the OS page cache is left as it is,
      so "cold" means cold process, not cold disk);
   2. EXPLAIN ANALYZE of that query: files read, rows scanned, what pruning happened;
-  3. bulk export (JSON and CSV, with and without proofs) of one week, in records/s;
-  4. with --layout-experiment, the same scan on a subject-clustered copy of Q3 (month files sorted
-     by subject), to size what a change of the lake's layout would buy.
+  3. bulk export (JSON and CSV, with and without proofs) of one week, in records/s.
+
+With --compact, the lake's closed months are first compacted IN PLACE by the real Compactor
+(once: one subject-sorted copy per month, infertrail.audit.compaction; the hour files stay),
+printing the compaction rate, the size on disk and the peak memory; the measurements above then
+run on the compacted lake (queries read the copies). Without it they run on the lake as it is:
+measure before compacting to compare.
 """
 
 from __future__ import annotations
@@ -27,18 +31,18 @@ import os
 import platform
 import random
 import re
+import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
-import duckdb
 import pyarrow.parquet as pq
 
 from infertrail.audit.checkpoint import NoteSigner, NoteVerifier
+from infertrail.audit.compaction import Compactor
 from infertrail.audit.lake import Sealer
 from infertrail.audit.ledger import AuditLog
 from infertrail.audit.record import DEFAULT_RETENTION, derive_record
@@ -258,14 +262,20 @@ def explain(bench: Bench, paths: list[str]) -> None:
             if stats is None or not stats.has_min_max or stats.min <= x <= stats.max:
                 admitted += 1
             blooms += chunk.bloom_filter_offset is not None and chunk.bloom_filter_offset > 0
+    compacted = sum("/compacted/" in path for path in paths)
     print(
-        f"  partition pruning: {len(paths)} files in Q3's dt=/hour= partitions "
-        f"(of {sum(1 for _ in (bench.engine.lake.fs.find(bench.engine.lake.root)))} lake objects)"
+        f"  files read: {len(paths)} ({compacted} compacted months, {len(paths) - compacted} hour "
+        f"files of Q3's dt=/hour= partitions; the lake holds "
+        f"{sum(1 for _ in (bench.engine.lake.fs.find(bench.engine.lake.root)))} objects)"
+    )
+    why = (
+        "hour files are in seq order, so every hour's subjects span the whole key range"
+        if compacted < len(paths)
+        else "compacted months are sorted by (subject, seq)"
     )
     print(
         f"  row groups: {groups} ({rows:,} rows); subject min/max admits {admitted} "
-        f"({admitted / max(groups, 1):.0%}): rows are in seq order, so every hour's subjects "
-        f"span the whole key range; bloom filters on subject: {blooms}"
+        f"({admitted / max(groups, 1):.0%}): {why}; bloom filters on subject: {blooms}"
     )
 
 
@@ -312,67 +322,34 @@ def cold(n: int, out: Path, runs: int) -> None:
     line("whole process incl. Python imports", [p["process_s"] * 1000 for p in probes])
 
 
-def layout_experiment(bench: Bench, root: Path, runs: int) -> None:
-    """The same subject query on a subject-clustered copy of Q3 (what lake.py could add).
-
-    One file per month, rows sorted by (subject, seq), 16,384-row groups (as the sealer's),
-    written by DuckDB from the sealed hour files. Raw DuckDB, no proofs: this sizes the layout.
-    """
-    out = root / "experiment-subject-month"
-    if not (out / "done").exists():
-        print("\nwriting the subject-clustered copy of Q3 (once) ...", flush=True)
-        out.mkdir(parents=True, exist_ok=True)
-        for month in (7, 8, 9):
-            start = datetime(2026, month, 1, tzinfo=UTC)
-            end = datetime(2026, month + 1, 1, tzinfo=UTC)
-            _, files = bench.engine.files.snapshot(
-                parse_window(start.isoformat(), end.isoformat(), 366)
-            )
-            cur = bench.engine._db.cursor()
-            cur.execute(
-                f"COPY (SELECT * FROM read_parquet(?) ORDER BY subject, seq) TO "
-                f"'{out}/month={month:02d}.parquet' (FORMAT parquet, COMPRESSION zstd, "
-                "ROW_GROUP_SIZE 16384)",
-                [[f.path for f in files]],
-            )
-            cur.close()
-        (out / "done").write_text("ok\n")
-    paths = [str(p) for p in sorted(out.glob("month=*.parquet"))]
-    x = pseudonym(SUBJECT_X)
-    sql = (
-        "SELECT seq, canonical, leaf_hash FROM read_parquet(?) WHERE ts >= ?::TIMESTAMPTZ "
-        "AND ts < ?::TIMESTAMPTZ AND subject = ? ORDER BY seq"
+def compact_lake(root: Path, signer: NoteSigner) -> None:
+    """Compact the lake's closed months in place (once); print rate, size on disk, peak memory."""
+    lake = root / "lake"
+    compactor = Compactor(str(lake), signer, ORIGIN)
+    pending = compactor.pending()
+    if not pending:
+        print(f"\ncompaction: nothing to do ({len(list((lake / '_compactions').glob('*')))} months "
+              "compacted before)")  # fmt: skip
+        return
+    print(f"\ncompacting {len(pending)} closed months in place (once; minutes) ...", flush=True)
+    t0 = time.perf_counter()
+    done = compactor.compact()
+    elapsed = time.perf_counter() - t0
+    records = sum(c.manifest.count for c in done)
+    copies = sum((lake / c.path).stat().st_size for c in done)
+    months = {c.manifest.month for c in done}
+    hours = sum(
+        f.stat().st_size for d in lake.glob("dt=*") if d.name[3:10] in months for f in d.rglob("*")
     )
-    params = [paths, f"{Q3[0]} 00:00:00+00", f"{Q3[1]} 00:00:00+00", x]
-
-    def timed(con: duckdb.DuckDBPyConnection) -> tuple[float, int]:
-        t0 = time.perf_counter()
-        rows = con.execute(sql, params).fetchall()
-        return (time.perf_counter() - t0) * 1000, len(rows)
-
-    cold_ms = []
-    for _ in range(runs):
-        con = duckdb.connect()
-        cold_ms.append(timed(con)[0])
-        con.close()
-    con = duckdb.connect()
-    con.execute("SET parquet_metadata_cache = true")
-    timed(con)
-    warm_ms = [timed(con)[0] for _ in range(runs)]
-    rows = timed(con)[1]
-    con.close()
-    groups = admitted = 0
-    for path in paths:
-        meta = pq.ParquetFile(path).metadata
-        column = meta.schema.names.index("subject")
-        for g in range(meta.num_row_groups):
-            stats = meta.row_group(g).column(column).statistics
-            groups += 1
-            admitted += stats is None or not stats.has_min_max or stats.min <= x <= stats.max
-    print(f"\nexperiment: the same scan on a subject-clustered copy ({len(paths)} month files):")
-    line("warm (metadata cache hot; no proofs)", warm_ms, f"{rows} rows")
-    line("cold (new DuckDB database; no proofs)", cold_ms)
-    print(f"  row groups: {groups}; subject min/max admits {admitted} ({admitted / groups:.1%})")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    print(
+        f"  {len(done)} months, {records:,} records in {elapsed:.1f} s = "
+        f"{records / elapsed:,.0f} records/s; peak RSS {peak:.1f} GB"
+    )
+    print(
+        f"  on disk: compacted copies {copies / 1e9:.2f} GB next to their hour files "
+        f"{hours / 1e9:.2f} GB (the hour files stay: those months take {1 + copies / hours:.2f}x)"
+    )
 
 
 def main() -> None:
@@ -383,7 +360,7 @@ def main() -> None:
     parser.add_argument("--build-only", action="store_true", help="build the lake and stop")
     parser.add_argument("--cold-probe", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
-        "--layout-experiment", action="store_true", help="also time a subject-clustered copy"
+        "--compact", action="store_true", help="compact closed months in place first (once)"
     )
     args = parser.parse_args()
     n = args.records or (200_000 if args.quick else 10_000_000)
@@ -400,12 +377,12 @@ def main() -> None:
         f"{time.strftime('%Y-%m-%d')}, load average {os.getloadavg()[0]:.1f}; lake of {n:,} "
         f"records over 2026, {SUBJECTS:,} subjects"
     )
+    if args.compact:
+        compact_lake(root, signer)
     bench = Bench(root, signer)
     try:
         warm(bench, runs)
         export_rate(bench)
-        if args.layout_experiment:
-            layout_experiment(bench, root, runs)
     finally:
         bench.close()
     cold(n, args.out, 3 if args.quick else 5)

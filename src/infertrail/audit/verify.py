@@ -89,9 +89,10 @@ def verify_log(
 
     ``from_checkpoint``: an older signed checkpoint the caller kept; the log must have grown
     consistently from it (else ``rollback``). ``workers > 1`` checks files in that many processes
-    and gives the same report. ``deep`` also re-derives the typed columns of lake files whose
-    bytes match their signed manifest (a check of the sealer itself). Raises VerifyError if there
-    is no readable log at ``log_dir``.
+    and gives the same report. ``deep`` also re-derives the typed columns of lake files (and
+    compacted copies) whose bytes match their signed manifest (a check of the sealer itself).
+    Compactions are checked once the rest is intact. Raises VerifyError if there is no readable
+    log at ``log_dir``.
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
