@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -250,3 +252,32 @@ def test_property_compacted_and_hour_files_answer_alike(
         finally:
             lake.engine.close()
             lake.log.close()
+
+
+def test_compaction_in_an_fsspec_filesystem(tmp_path: Path) -> None:
+    """Compactor and engine through fsspec (exclusive puts, listings), not the local disk."""
+    skey, vkey = NoteSigner.generate(ORIGIN)
+    signer = NoteSigner.from_key(skey)
+    lake_url = f"memory://lake-{uuid.uuid4().hex}"
+    log = AuditLog.open(
+        tmp_path / "log", signer=signer, origin=ORIGIN, fsync=False, batch_wait_ms=0
+    )
+    engine = LakeQuery(log, lake_url, NoteVerifier.from_key(vkey))
+    lake = Lake(log, engine, signer, lake_url, [])
+    try:
+        for i in range(12):
+            lake.append(T0 + timedelta(days=5 * i, hours=i), SUBJECTS[i % 4])
+        lake.seal()
+        lake.append(T0 + timedelta(days=3), "p-bob")  # the tail
+        spec = Spec(("2026-01-01", "2026-03-01"), "p-bob")
+        before = lake.query(spec)
+        assert lake.compact(datetime(2026, 3, 5, tzinfo=UTC)) == ["2026-01", "2026-02"]
+        assert lake.compact(datetime(2026, 3, 5, tzinfo=UTC)) == []
+        _, files = engine.files.snapshot(parse_window(*spec.window, 400))
+        assert all("/compacted/" in f.path for f in files)
+        assert lake.query(spec) == before
+        assert before[0] == lake.expected(spec, before[2])
+    finally:
+        engine.close()
+        log.close()
+        fsspec.filesystem("memory").rm(lake_url.removeprefix("memory://"), recursive=True)
