@@ -143,7 +143,7 @@ def lake(
 ) -> Iterator[Lake]:
     """A copy of the filled lake (nothing compacted yet), opened."""
     # Few files per statement, so statement boundaries fall among the interleaved ranges.
-    monkeypatch.setattr(engine_module, "_FILES_PER_STATEMENT", 3)
+    monkeypatch.setattr(engine_module, "_FILES_PER_STATEMENT", 16)
     root, skey, written = template
     shutil.copytree(root, tmp_path, dirs_exist_ok=True)
     built = open_lake(tmp_path, skey, written)
