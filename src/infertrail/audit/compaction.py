@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -212,19 +212,27 @@ class Compactor:
         t0 = time.perf_counter()
         first, last = sources[0].first_seq, sources[-1].last_seq
         rel = f"{COMPACTED_DIR}/month={month}/{range_name(first, last)}.parquet"
-        data, count = self._write_copy(month, sources, rel)
-        pa.default_memory_pool().release_unused()  # a month's worth, else kept by the allocator
-        manifest = CompactionManifest(
+        planned = CompactionManifest(
             origin=self._origin,
             month=month,
             file=rel,
             sources=tuple(m.name[: -len(MANIFEST_SUFFIX)] for m in sources),
-            count=count,
+            count=sum(m.count for m in sources),
+            sha256="0" * 64,
+            created="",
+        )
+        # Before writing anything: what will be signed must read back (disjoint sources, count).
+        try:
+            CompactionManifest.parse(planned.text())
+        except ManifestError as exc:
+            raise CompactionError(f"cannot compact {month}: {exc}") from exc
+        data = self._write_copy(month, sources, rel)
+        pa.default_memory_pool().release_unused()  # a month's worth, else kept by the allocator
+        manifest = replace(
+            planned,
             sha256=hashlib.sha256(data).hexdigest(),
             created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         )
-        # What is signed must read back: this checks the sources are disjoint and counted right.
-        CompactionManifest.parse(manifest.text())
         manifest_rel = f"{COMPACTION_DIR}/{manifest.name}"
         try:
             write_once(
@@ -238,8 +246,8 @@ class Compactor:
         _log.info("compacted %s: %d records -> %s in %.1f s", month, manifest.count, rel, seconds)
         return CompactedMonth(manifest, manifest_rel)
 
-    def _write_copy(self, month: str, sources: list[Manifest], rel: str) -> tuple[bytes, int]:
-        """Write the sorted copy (or adopt an identical leftover): its bytes and record count.
+    def _write_copy(self, month: str, sources: list[Manifest], rel: str) -> bytes:
+        """Write the sorted copy (or adopt an identical leftover); return its bytes.
 
         Holds the month in memory twice at the peak (read, then sorted).
         """
@@ -252,7 +260,7 @@ class Compactor:
             )
         except SealError as exc:
             raise CompactionError(f"cannot compact {month}: {exc}") from exc
-        return data, table.num_rows
+        return data
 
     def _read_source(self, month: str, manifest: Manifest) -> pa.Table:
         """One hour file, sha256-checked against its manifest, holding exactly its seq range."""

@@ -169,6 +169,21 @@ def test_a_bad_source_stops_the_month_and_writes_nothing(built: BuiltLog) -> Non
     assert not (Path(built.lake_url) / "compacted/month=2026-02").exists()
 
 
+def test_overlapping_sources_are_refused_before_anything_is_written(built: BuiltLog) -> None:
+    reader = LakeReader(built.lake_url)
+    jan = [m for m in reader.manifests(built.verifier) if m.file.startswith("dt=2026-01")]
+    a = jan[3].first_seq
+    file = f"{jan[3].file.rsplit('/', 1)[0]}/{a:020d}-{a + 1:020d}.parquet"
+    overlapping = replace(jan[3], file=file, last_seq=a + 1)
+    (Path(built.lake_url) / MANIFEST_DIR / overlapping.name).write_bytes(
+        built.signer.sign(overlapping.text())
+    )
+    with pytest.raises(CompactionError, match=r"cannot compact 2026-01: .*disjoint"):
+        compactor(built).compact()
+    assert compaction_names(reader) == []
+    assert not (Path(built.lake_url) / "compacted").exists()
+
+
 def test_a_manifest_of_another_log_is_refused(built: BuiltLog) -> None:
     other = Compactor(built.lake_url, built.signer, "another.example/log", clock=lambda: CLOCK)
     with pytest.raises(CompactionError, match=r"another\.example/log"):
