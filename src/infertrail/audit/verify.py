@@ -106,8 +106,9 @@ def verify_log(
         if not raced and (report.ok or LakeReader(lake_url).manifest_names() == names):
             break
     if report.ok:
-        report.finding = _verify_compactions(log_dir, lake_url, verifier, origin, workers, deep,
-                                             report)  # fmt: skip
+        report.finding = _verify_compactions(
+            log_dir, lake_url, verifier, origin, workers, deep, report
+        )
     return report
 
 
