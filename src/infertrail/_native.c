@@ -3,7 +3,7 @@
  * Every function here has a pure-Python twin that gives the same result (the tests compare
  * them); the package works without this module. What it saves is Python's per-value and
  * per-call overhead, not algorithmic work:
- *   fast_ready(obj)         the type walk RFC 8785 canonicalization does before orjson writes
+ *   fast_form(obj)          the type walk RFC 8785 canonicalization does before orjson writes
  *                           (infertrail.audit.canonical._fast is the reference);
  *   leaf_hashes(records)    RFC 6962 leaf hashes SHA-256(0x00 || record), one bytes each;
  *   leaf_hashes_arrow(...)  the same over the buffers of an Arrow binary array, in place;
@@ -19,9 +19,12 @@
 #define HASH_SIZE 32
 #define MAX_DEPTH 64 /* deeper values take the Python path, which reports recursion itself */
 
-/* ---- fast_ready -------------------------------------------------------------------------- */
+/* ---- fast_form --------------------------------------------------------------------------- */
 
-static int ready(PyObject *obj, int depth);
+#define MAX_SAFE_INTEGER 9007199254740991.0 /* 2**53 - 1: JCS refuses larger integers */
+
+/* A NULL return with no exception set: "not for the fast path" (the caller goes to Python). */
+static PyObject *form(PyObject *obj, int depth);
 
 static int float_ready(double v)
 {
@@ -31,50 +34,104 @@ static int float_ready(double v)
     return v != floor(v); /* integral floats print as "2.0" in orjson, "2" in JCS */
 }
 
-static int items_ready(PyObject *const *items, Py_ssize_t n, int depth)
+static PyObject *float_form(PyObject *obj)
 {
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (!ready(items[i], depth))
-            return 0;
-    }
-    return 1;
+    double v = PyFloat_AS_DOUBLE(obj);
+    if (float_ready(v))
+        return Py_NewRef(obj);
+    /* Integral and safe (this includes 0.0 and -0.0): JCS writes it as the integer it is. */
+    if (v == floor(v) && -MAX_SAFE_INTEGER <= v && v <= MAX_SAFE_INTEGER)
+        return PyLong_FromDouble(v == 0.0 ? 0.0 : v);
+    return NULL; /* tiny, huge or not finite: Python writes a fragment or reports it */
 }
 
-static int ready(PyObject *obj, int depth)
+/* Items of a list or tuple: the same object if none changed, else a new list. */
+static PyObject *items_form(PyObject *obj, PyObject *const *items, Py_ssize_t n, int depth)
+{
+    PyObject *copy = NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = form(items[i], depth);
+        if (item == NULL) {
+            Py_XDECREF(copy);
+            return NULL;
+        }
+        if (item != items[i] && copy == NULL) {
+            copy = PyList_New(n);
+            if (copy == NULL) {
+                Py_DECREF(item);
+                return NULL;
+            }
+            for (Py_ssize_t j = 0; j < i; j++)
+                PyList_SET_ITEM(copy, j, Py_NewRef(items[j]));
+        }
+        if (copy != NULL)
+            PyList_SET_ITEM(copy, i, item); /* steals the reference */
+        else
+            Py_DECREF(item);
+    }
+    return copy != NULL ? copy : Py_NewRef(obj);
+}
+
+static PyObject *dict_form(PyObject *obj, int depth)
+{
+    PyObject *copy = NULL, *key, *value;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(obj, &pos, &key, &value)) {
+        if (Py_TYPE(key) != &PyUnicode_Type) {
+            Py_XDECREF(copy);
+            return NULL;
+        }
+        PyObject *item = form(value, depth);
+        if (item == NULL) {
+            Py_XDECREF(copy);
+            return NULL;
+        }
+        if (item != value && copy == NULL && (copy = PyDict_Copy(obj)) == NULL) {
+            Py_DECREF(item);
+            return NULL;
+        }
+        int failed = copy != NULL && item != value && PyDict_SetItem(copy, key, item) < 0;
+        Py_DECREF(item);
+        if (failed) {
+            Py_DECREF(copy);
+            return NULL;
+        }
+    }
+    return copy != NULL ? copy : Py_NewRef(obj);
+}
+
+static PyObject *form(PyObject *obj, int depth)
 {
     PyTypeObject *t = Py_TYPE(obj);
     if (t == &PyUnicode_Type || obj == Py_None || t == &PyLong_Type || t == &PyBool_Type)
-        return 1;
+        return Py_NewRef(obj);
     if (t == &PyFloat_Type)
-        return float_ready(PyFloat_AS_DOUBLE(obj));
+        return float_form(obj);
     if (depth >= MAX_DEPTH)
-        return 0;
-    if (t == &PyDict_Type) {
-        Py_ssize_t pos = 0;
-        PyObject *key, *value;
-        while (PyDict_Next(obj, &pos, &key, &value)) {
-            if (Py_TYPE(key) != &PyUnicode_Type || !ready(value, depth + 1))
-                return 0;
-        }
-        return 1;
-    }
+        return NULL;
+    if (t == &PyDict_Type)
+        return dict_form(obj, depth + 1);
     if (t == &PyList_Type)
-        return items_ready(((PyListObject *)obj)->ob_item, PyList_GET_SIZE(obj), depth + 1);
+        return items_form(obj, ((PyListObject *)obj)->ob_item, PyList_GET_SIZE(obj), depth + 1);
     if (t == &PyTuple_Type)
-        return items_ready(((PyTupleObject *)obj)->ob_item, PyTuple_GET_SIZE(obj), depth + 1);
-    return 0;
+        return items_form(obj, ((PyTupleObject *)obj)->ob_item, PyTuple_GET_SIZE(obj), depth + 1);
+    return NULL;
 }
 
-PyDoc_STRVAR(fast_ready_doc,
-"fast_ready(obj) -> bool\n\n"
-"True if orjson (sorted keys, strict integers) already writes ``obj`` as RFC 8785 does:\n"
-"only exact dict (str keys), list, tuple, str, int, bool, None and finite non-integral floats\n"
-"of magnitude in [1e-5, 1e16). False means the caller must take its slower, exact path.");
+PyDoc_STRVAR(fast_form_doc,
+"fast_form(obj) -> object | None\n\n"
+"``obj``, or a copy with integral floats as ints, that orjson (sorted keys, strict integers)\n"
+"writes exactly as RFC 8785 does: only exact dict (str keys), list, tuple, str, int, bool,\n"
+"None and floats. None when something needs the caller's slower, exact path (another type, a\n"
+"float orjson writes differently or that has no JSON form, nesting deeper than 64).");
 
-static PyObject *fast_ready(PyObject *self, PyObject *obj)
+static PyObject *fast_form(PyObject *self, PyObject *obj)
 {
     (void)self;
-    return PyBool_FromLong(ready(obj, 0));
+    PyObject *out = form(obj, 0);
+    if (out == NULL && !PyErr_Occurred())
+        Py_RETURN_NONE;
+    return out;
 }
 
 /* ---- hashing ----------------------------------------------------------------------------- */
@@ -307,7 +364,7 @@ static PyObject *node_hashes(PyObject *self, PyObject *const *args, Py_ssize_t n
 }
 
 static PyMethodDef methods[] = {
-    {"fast_ready", fast_ready, METH_O, fast_ready_doc},
+    {"fast_form", fast_form, METH_O, fast_form_doc},
     {"leaf_hashes", leaf_hashes, METH_O, leaf_hashes_doc},
     {"leaf_hashes_arrow", leaf_hashes_arrow, METH_VARARGS, leaf_hashes_arrow_doc},
     {"node_hashes", (PyCFunction)(void (*)(void))node_hashes, METH_FASTCALL, node_hashes_doc},

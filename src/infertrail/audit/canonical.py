@@ -1,10 +1,10 @@
 """RFC 8785 JSON Canonicalization Scheme (JCS): the exact bytes every audit record is hashed as.
 
 Two encoders produce the same bytes. The fast path runs on the request thread: one pass checks
-types (in C when :mod:`infertrail._native` was built, which answers "nothing to change" for
-most records ~6x faster) and, in Python, normalises floats (integral ones become ints, the few
-whose text orjson writes differently from ECMAScript become pre-encoded fragments), then orjson
-writes the value with sorted keys. Whatever the fast path cannot prove equal (object keys
+types and normalises floats (integral ones become ints, the few whose text orjson writes
+differently from ECMAScript become pre-encoded fragments), then orjson writes the value with
+sorted keys. The pass runs in C when :mod:`infertrail._native` was built (~6x faster), leaving
+to Python only the values that need fragments. Whatever the fast path cannot prove equal (object keys
 outside the Basic Multilingual Plane, subclasses of the JSON types, invalid input) goes to
 :func:`_exact`, a direct transcription of RFC 8785 that also names the offending value and its
 path. Tests pin both against the RFC's vectors and against the independent ``rfc8785`` package.
@@ -29,15 +29,15 @@ __all__ = ["MAX_SAFE_INTEGER", "CanonicalizationError", "canonical_parts", "cano
 MAX_SAFE_INTEGER = 2**53 - 1
 
 
-def _load_native_ready() -> Callable[[Any], bool] | None:
+def _load_native_form() -> Callable[[Any], Any] | None:
     try:
-        from infertrail._native import fast_ready
-    except ImportError:  # built without a C compiler: the Python walk below does the same check
+        from infertrail._native import fast_form
+    except ImportError:  # built without a C compiler: the Python walk below does the same job
         return None
-    return fast_ready
+    return fast_form
 
 
-_native_ready = _load_native_ready()
+_native_form = _load_native_form()
 
 
 class CanonicalizationError(ValueError):
@@ -69,7 +69,9 @@ def canonicalize(obj: Any) -> bytes:
     :class:`CanonicalizationError` naming the value and its path, e.g. ``$.explanation.values``.
     """
     try:
-        fast = obj if _native_ready is not None and _native_ready(obj) else _fast(obj)
+        fast = None if _native_form is None else _native_form(obj)
+        if fast is None:
+            fast = _fast(obj)
         out = orjson.dumps(fast, option=_ORJSON_OPTIONS)
     except (_NotFast, orjson.JSONEncodeError, RecursionError):
         return _exact(obj)
@@ -93,7 +95,9 @@ def canonical_parts(obj: dict[str, Any], key: str) -> tuple[bytes, bytes]:
         raise ValueError(f"the object already has the member {key!r} to be numbered")
     out = None
     try:
-        fast = obj if _native_ready is not None and _native_ready(obj) else _fast_dict(obj)
+        fast = None if _native_form is None else _native_form(obj)
+        if fast is None:
+            fast = _fast_dict(obj)
         numbered = dict(fast) if fast is obj else fast
         numbered[key] = _SLOT_FRAGMENT
         out = orjson.dumps(numbered, option=_ORJSON_OPTIONS)
