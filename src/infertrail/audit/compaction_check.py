@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from infertrail.audit.checkpoint import NoteVerifier
-from infertrail.audit.lake import ORIGIN_METADATA_KEY, LakeReader
+from infertrail.audit.lake import LakeReader
 from infertrail.audit.manifest import (
     COMPACTION_DIR,
     MANIFEST_DIR,
@@ -32,14 +32,16 @@ from infertrail.audit.manifest import (
     open_manifest,
 )
 from infertrail.audit.merkle import HASH_SIZE
-from infertrail.audit.subtrees import leaf_hashes
-from infertrail.audit.typed import FILE_SCHEMA, typed_columns
+from infertrail.audit.typed import typed_columns
 from infertrail.audit.verify_files import (
     DamageKind,
     Finding,
+    ForeignFileError,
     _fixed_width_bytes,
     _reference_leaves,
     _typed_difference,
+    open_lake_file,
+    record_leaves,
 )
 
 __all__ = ["CompactionTask", "check_compaction"]
@@ -78,18 +80,13 @@ def check_compaction(task: CompactionTask) -> Finding | None:
             detail = f"source {stem} has no lake manifest: the copy covers records never sealed"
             return Finding("compaction_mismatch", first, note_path, detail)
     try:
-        data = reader.read_bytes(manifest.file)
+        data, parquet = open_lake_file(reader, manifest.file, task.origin)
     except FileNotFoundError:
         return Finding("file_missing", manifest.first_seq, manifest.file, "compacted file is gone")
+    except ForeignFileError as exc:
+        return Finding("file_replaced", manifest.first_seq, manifest.file, str(exc))
     sha_ok = hashlib.sha256(data).hexdigest() == manifest.sha256
     try:
-        parquet = pq.ParquetFile(pa.BufferReader(data))
-        schema = parquet.schema_arrow
-        file_origin = (schema.metadata or {}).get(ORIGIN_METADATA_KEY, b"")
-        if file_origin != task.origin.encode() or not schema.remove_metadata().equals(FILE_SCHEMA):
-            detail = f"file of log {file_origin.decode(errors='replace')!r} / another schema, "
-            detail += f"not of {task.origin!r}"
-            return Finding("file_replaced", manifest.first_seq, manifest.file, detail)
         found = _check_rows(task, reader, manifest, parquet, typed=task.deep or not sha_ok)
     except (pa.ArrowException, OSError) as exc:
         detail = f"not a readable Parquet file: {exc}"
@@ -123,7 +120,7 @@ def _check_rows(
         seq_parts.append(seqs)
         subject_parts.append(part.column("subject"))
         canonical = part.column("canonical")
-        mine = np.frombuffer(b"".join(leaf_hashes(canonical.to_pylist())), np.uint8)
+        mine = np.frombuffer(b"".join(record_leaves(canonical)), np.uint8)
         mine = mine.reshape(-1, HASH_SIZE)
         stored = np.frombuffer(_fixed_width_bytes(part.column("leaf_hash")), np.uint8)
         unhashed = np.any(mine != stored.reshape(-1, HASH_SIZE), axis=1)

@@ -34,7 +34,16 @@ from infertrail.audit.merkle import HASH_SIZE
 from infertrail.audit.subtrees import RangeTree, leaf_hashes, leaf_hashes_arrow
 from infertrail.audit.typed import FILE_SCHEMA, TYPED_SCHEMA, typed_columns
 
-__all__ = ["DamageKind", "FileResult", "FileTask", "Finding", "check_file"]
+__all__ = [
+    "DamageKind",
+    "FileResult",
+    "FileTask",
+    "Finding",
+    "ForeignFileError",
+    "check_file",
+    "open_lake_file",
+    "record_leaves",
+]
 
 DamageKind = Literal[
     "modified", "typed_column_mismatch", "missing", "reordered", "inserted", "truncated",
@@ -134,17 +143,13 @@ def _check_lake_file(task: FileTask) -> tuple[FileResult, list[bytes]]:
         )
     result.root, result.file = manifest.root, manifest.file
     try:
-        data = _file_bytes(reader, manifest.file)
+        data, parquet = open_lake_file(reader, manifest.file, task.origin)
     except FileNotFoundError:
         return fail("file_missing", "the manifest's file is gone", manifest.file)
+    except ForeignFileError as exc:
+        return fail("file_replaced", str(exc), manifest.file)
     result.sha_ok = hashlib.sha256(data).hexdigest() == manifest.sha256
     try:
-        parquet = pq.ParquetFile(pa.BufferReader(data))
-        schema = parquet.schema_arrow
-        file_origin = (schema.metadata or {}).get(ORIGIN_METADATA_KEY, b"")
-        if file_origin != task.origin.encode() or not schema.remove_metadata().equals(FILE_SCHEMA):
-            detail = f"file of log {file_origin.decode(errors='replace')!r} / another schema, "
-            return fail("file_replaced", detail + f"not of {task.origin!r}", manifest.file)
         scan = _scan_row_groups(parquet, typed=task.deep or not result.sha_ok)
     except (pa.ArrowException, OSError) as exc:
         return fail("file_replaced", f"not a readable Parquet file: {exc}", manifest.file)
@@ -173,12 +178,35 @@ def _check_lake_file(task: FileTask) -> tuple[FileResult, list[bytes]]:
     return result, leaves
 
 
-def _file_bytes(reader: LakeReader, relative: str) -> bytes | pa.Buffer:
-    """A lake file's content: memory-mapped on local disk (no copy, no file-sized allocation)."""
+class ForeignFileError(ValueError):
+    """A lake file that is not a readable Parquet file of this log's schema and origin."""
+
+
+def open_lake_file(
+    reader: LakeReader, relative: str, origin: str
+) -> tuple[bytes | pa.Buffer, pq.ParquetFile]:
+    """A lake file's bytes (memory-mapped on local disk: no copy) and its Parquet reader.
+
+    FileNotFoundError if it is gone; ForeignFileError, naming what it is, unless it is a
+    readable Parquet file with the lake's schema written for ``origin``.
+    """
     if isinstance(reader.fs, LocalFileSystem):
         with pa.memory_map(reader.path(relative)) as mapped:
-            return mapped.read_buffer()  # keeps the mapping alive after the file is closed
-    return reader.read_bytes(relative)
+            data: bytes | pa.Buffer = mapped.read_buffer()  # the mapping outlives the file
+    else:
+        data = reader.read_bytes(relative)
+    try:
+        parquet = pq.ParquetFile(pa.BufferReader(data))
+        schema = parquet.schema_arrow
+    except (pa.ArrowException, OSError) as exc:
+        raise ForeignFileError(f"not a readable Parquet file: {exc}") from exc
+    file_origin = (schema.metadata or {}).get(ORIGIN_METADATA_KEY, b"")
+    if file_origin != origin.encode() or not schema.remove_metadata().equals(FILE_SCHEMA):
+        raise ForeignFileError(
+            f"file of log {file_origin.decode(errors='replace')!r} / another schema, "
+            f"not of {origin!r}"
+        )
+    return data, parquet
 
 
 @dataclass
@@ -207,14 +235,14 @@ def _scan_row_groups(parquet: pq.ParquetFile, *, typed: bool) -> _Scan:
             row, column = _typed_difference(part, typed_columns(canonical))
             if row >= 0:
                 scan.typed_row, scan.typed_column = len(scan.leaves) + row, column
-        scan.leaves += _record_leaves(canonical)
+        scan.leaves += record_leaves(canonical)
         scan.seqs += part.column("seq").chunks
         stored.append(_fixed_width_bytes(part.column("leaf_hash")))
     scan.stored_leaves = b"".join(stored)
     return scan
 
 
-def _record_leaves(column: pa.ChunkedArray) -> list[bytes]:
+def record_leaves(column: pa.ChunkedArray) -> list[bytes]:
     """Leaf hashes of a ``canonical`` column, hashed in place from its Arrow buffers."""
     leaves: list[bytes] = []
     for chunk in column.chunks:
