@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,10 +15,9 @@ from infertrail.audit.canonical import canonicalize
 from infertrail.audit.lake import ORIGIN_METADATA_KEY, LakeReader
 from infertrail.audit.manifest import COMPACTION_DIR, CompactionManifest, open_compaction
 from infertrail.audit.merkle import leaf_hash
-from infertrail.audit.verify import VerifyReport, verify_log
 from tests.unit.audit.test_compaction import build_months, compactor
 from tests.unit.audit.test_lake import BuiltLog
-from tests.unit.audit.test_verify import replace_row
+from tests.unit.audit.test_verify import private_copy, replace_row, run
 
 JAN = f"{COMPACTION_DIR}/2026-01.json.note"
 
@@ -33,12 +31,7 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> BuiltLog:
 
 @pytest.fixture
 def built(pristine: BuiltLog, tmp_path: Path) -> BuiltLog:
-    shutil.copytree(pristine.log_dir.parent, tmp_path, dirs_exist_ok=True)
-    return BuiltLog(tmp_path / "log", str(tmp_path / "lake"), pristine.signer, pristine.verifier)
-
-
-def run(built: BuiltLog, **kwargs: object) -> VerifyReport:
-    return verify_log(built.log_dir, built.lake_url, built.verifier, **kwargs)  # type: ignore[arg-type]
+    return private_copy(pristine, tmp_path)
 
 
 def january(built: BuiltLog) -> CompactionManifest:

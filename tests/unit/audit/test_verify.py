@@ -29,11 +29,15 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> BuiltLog:
     return build_log(tmp_path_factory.mktemp("pristine"))
 
 
+def private_copy(pristine: BuiltLog, root: Path) -> BuiltLog:
+    """A copy of a built log (its log and lake) under ``root``, for a test to damage."""
+    shutil.copytree(pristine.log_dir.parent, root, dirs_exist_ok=True)
+    return BuiltLog(root / "log", str(root / "lake"), pristine.signer, pristine.verifier)
+
+
 @pytest.fixture
 def built(pristine: BuiltLog, tmp_path: Path) -> BuiltLog:
-    """A private copy of the fixture log that a test may damage."""
-    shutil.copytree(pristine.log_dir.parent, tmp_path, dirs_exist_ok=True)
-    return BuiltLog(tmp_path / "log", str(tmp_path / "lake"), pristine.signer, pristine.verifier)
+    return private_copy(pristine, tmp_path)
 
 
 def run(built: BuiltLog, **kwargs: object) -> VerifyReport:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import shutil
 import zlib
 from dataclasses import replace
 from pathlib import Path
@@ -16,9 +15,8 @@ from infertrail.audit import merkle
 from infertrail.audit.framing import FRAME_HEADER, HEADER_SIZE
 from infertrail.audit.lake import ORIGIN_METADATA_KEY, LakeReader
 from infertrail.audit.manifest import MANIFEST_DIR
-from infertrail.audit.verify import VerifyReport, verify_log
 from tests.unit.audit.test_lake import BuiltLog, build_log
-from tests.unit.audit.test_verify import lake_file, replace_row
+from tests.unit.audit.test_verify import lake_file, private_copy, replace_row, run
 
 
 @pytest.fixture(scope="module")
@@ -28,12 +26,7 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> BuiltLog:
 
 @pytest.fixture
 def built(pristine: BuiltLog, tmp_path: Path) -> BuiltLog:
-    shutil.copytree(pristine.log_dir.parent, tmp_path, dirs_exist_ok=True)
-    return BuiltLog(tmp_path / "log", str(tmp_path / "lake"), pristine.signer, pristine.verifier)
-
-
-def run(built: BuiltLog, **kwargs: object) -> VerifyReport:
-    return verify_log(built.log_dir, built.lake_url, built.verifier, **kwargs)  # type: ignore[arg-type]
+    return private_copy(pristine, tmp_path)
 
 
 def reseal_with_typed_change(built: BuiltLog, first_seq: int, row: int) -> str:
