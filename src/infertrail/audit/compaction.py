@@ -58,6 +58,7 @@ from infertrail.audit.typed import FILE_SCHEMA
 
 __all__ = [
     "DEFAULT_GRACE",
+    "DEFAULT_RETRY",
     "CompactedMonth",
     "CompactionError",
     "Compactor",
@@ -68,6 +69,8 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 DEFAULT_GRACE = timedelta(days=1)
+DEFAULT_RETRY = timedelta(hours=1)
+_MAX_RETRY_S = 86_400.0
 _SORT_KEYS = [("subject", "ascending", "at_end"), ("seq", "ascending", "at_end")]
 
 
@@ -110,6 +113,9 @@ def compaction_names(reader: LakeReader) -> list[str]:
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+_monotonic = time.monotonic  # the retry clock (tests replace it)
 
 
 def _wide(field: pa.Field) -> pa.Field:
@@ -157,9 +163,12 @@ class Compactor:
         grace: timedelta = DEFAULT_GRACE,
         row_group_rows: int = ROW_GROUP_ROWS,
         clock: Callable[[], datetime] = _utcnow,
+        retry_after: timedelta = DEFAULT_RETRY,
     ) -> None:
         if grace < timedelta(0):
             raise ValueError(f"grace must be >= 0, got {grace}")
+        if retry_after < timedelta(0):
+            raise ValueError(f"retry_after must be >= 0, got {retry_after}")
         if row_group_rows < 1:
             raise ValueError(f"row_group_rows must be >= 1, got {row_group_rows}")
         self._reader = LakeReader(lake_url)
@@ -171,6 +180,9 @@ class Compactor:
         self._clock = clock
         self._lock = threading.Lock()
         self._manifests: dict[str, Manifest] = {}  # hour manifests verified so far, by name
+        self._retry = retry_after
+        # month -> (monotonic time before which it is not tried again, the wait that set it)
+        self._backoff: dict[str, tuple[float, float]] = {}
 
     def pending(self) -> dict[str, list[Manifest]]:
         """Closed months with hour files and no compaction yet, each with its hour manifests."""
@@ -191,9 +203,30 @@ class Compactor:
         }
 
     def compact(self) -> list[CompactedMonth]:
-        """Compact every pending month, oldest first; return what was written (none: no-op)."""
+        """Compact every pending month, oldest first; return what was written (none: no-op).
+
+        A month that fails does not stop the later ones; the first failure is raised once they
+        are done. A failed month is not tried again for ``retry_after``, doubling with each
+        failure up to a day: reading a whole month every seal round would only fail again.
+        """
         with self._lock:
-            return [self._compact_month(m, s) for m, s in self.pending().items()]
+            written, failures = [], []
+            for month, sources in self.pending().items():
+                retry_at, wait = self._backoff.get(month, (0.0, 0.0))
+                if _monotonic() < retry_at:
+                    continue
+                try:
+                    written.append(self._compact_month(month, sources))
+                except (CompactionError, OSError, MemoryError, pa.ArrowException) as exc:
+                    wait = min(max(2 * wait, self._retry.total_seconds()), _MAX_RETRY_S)
+                    self._backoff[month] = (_monotonic() + wait, wait)
+                    _log.error("compacting %s failed, next try in %.0f s: %s", month, wait, exc)
+                    failures.append(exc)
+                else:
+                    self._backoff.pop(month, None)
+            if failures:
+                raise failures[0]
+            return written
 
     def _open_hour_manifest(self, name: str) -> Manifest:
         path = f"{MANIFEST_DIR}/{name}"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import shutil
 import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -14,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from infertrail.audit import compaction
 from infertrail.audit.compaction import (
     CompactionError,
     Compactor,
@@ -29,6 +29,7 @@ from infertrail.audit.manifest import (
     open_compaction,
 )
 from tests.unit.audit.test_lake import BuiltLog, make_record, new_keys
+from tests.unit.audit.test_verify import private_copy
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 STEP = timedelta(hours=7)  # 400 records: January to mid-April
@@ -68,8 +69,7 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> BuiltLog:
 
 @pytest.fixture
 def built(pristine: BuiltLog, tmp_path: Path) -> BuiltLog:
-    shutil.copytree(pristine.log_dir.parent, tmp_path, dirs_exist_ok=True)
-    return BuiltLog(tmp_path / "log", str(tmp_path / "lake"), pristine.signer, pristine.verifier)
+    return private_copy(pristine, tmp_path)
 
 
 def hour_manifests(built: BuiltLog, month: str) -> list[str]:
@@ -156,17 +156,47 @@ def test_crash_leftover_with_other_content_is_never_overwritten(built: BuiltLog)
     assert not (Path(built.lake_url) / jan.manifest_path).exists()
 
 
-def test_a_bad_source_stops_the_month_and_writes_nothing(built: BuiltLog) -> None:
+def test_a_bad_source_stops_its_month_only_and_is_retried_later(
+    built: BuiltLog, caplog: pytest.LogCaptureFixture
+) -> None:
     reader = LakeReader(built.lake_url)
     feb = [m for m in reader.manifests(built.verifier) if m.file.startswith("dt=2026-02")]
     path = Path(built.lake_url) / feb[1].file
     path.chmod(0o644)
-    path.write_bytes(path.read_bytes()[:-1] + b"\x00")
+    good = path.read_bytes()
+    path.write_bytes(good[:-1] + b"\x00")
+    worker = compactor(built)
     with pytest.raises(CompactionError, match=f"cannot compact 2026-02: {feb[1].file}: sha256"):
-        compactor(built).compact()
-    names = compaction_names(reader)
-    assert names == ["2026-01.json.note"]  # January went first; February wrote nothing
+        worker.compact()
+    # January and March were written; February wrote nothing.
+    assert compaction_names(reader) == ["2026-01.json.note", "2026-03.json.note"]
     assert not (Path(built.lake_url) / "compacted/month=2026-02").exists()
+    assert "compacting 2026-02 failed, next try in 3600 s" in caplog.text
+    path.write_bytes(good)  # repaired, but within the hour the month is not read again
+    assert worker.compact() == []
+    assert compaction_names(reader) == ["2026-01.json.note", "2026-03.json.note"]
+    eager = compactor(built, retry_after=timedelta(0))
+    assert [c.manifest.month for c in eager.compact()] == ["2026-02"]
+
+
+def test_failed_months_wait_longer_after_each_failure(
+    built: BuiltLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(compaction, "_monotonic", lambda: now[0])
+    reader = LakeReader(built.lake_url)
+    feb = next(m for m in reader.manifests(built.verifier) if m.file.startswith("dt=2026-02"))
+    (Path(built.lake_url) / feb.file).unlink()
+    worker = compactor(built, retry_after=timedelta(seconds=10))
+    waits = []
+    for _ in range(4):
+        with pytest.raises(CompactionError, match="cannot compact 2026-02"):
+            worker.compact()
+        retry_at, wait = worker._backoff["2026-02"]
+        waits.append(wait)
+        assert worker.compact() == []  # within the wait: not read, nothing raised
+        now[0] = retry_at
+    assert waits == [10.0, 20.0, 40.0, 80.0]
 
 
 def test_overlapping_sources_are_refused_before_anything_is_written(built: BuiltLog) -> None:
@@ -180,8 +210,8 @@ def test_overlapping_sources_are_refused_before_anything_is_written(built: Built
     )
     with pytest.raises(CompactionError, match=r"cannot compact 2026-01: .*disjoint"):
         compactor(built).compact()
-    assert compaction_names(reader) == []
-    assert not (Path(built.lake_url) / "compacted").exists()
+    assert compaction_names(reader) == ["2026-02.json.note", "2026-03.json.note"]
+    assert not (Path(built.lake_url) / "compacted/month=2026-01").exists()
 
 
 def test_a_manifest_of_another_log_is_refused(built: BuiltLog) -> None:
@@ -222,6 +252,8 @@ def test_bad_options_and_months() -> None:
         Compactor("lake", signer, "o", grace=timedelta(seconds=-1))
     with pytest.raises(ValueError, match="row_group_rows must be >= 1"):
         Compactor("lake", signer, "o", row_group_rows=0)
+    with pytest.raises(ValueError, match="retry_after must be >= 0"):
+        Compactor("lake", signer, "o", retry_after=timedelta(seconds=-1))
     for bad in ("2026-13", "2026-1", "26-01", "2026-00"):
         with pytest.raises(ValueError, match="month must be YYYY-MM"):
             month_bounds(bad)
