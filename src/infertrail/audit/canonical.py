@@ -3,9 +3,9 @@
 Two encoders produce the same bytes. The fast path runs on the request thread: one pass checks
 types and normalises floats (integral ones become ints, the few whose text orjson writes
 differently from ECMAScript become pre-encoded fragments), then orjson writes the value with
-sorted keys. The pass runs in C when :mod:`infertrail._native` was built (~6x faster), leaving
-to Python only the values that need fragments. Whatever the fast path cannot prove equal (object keys
-outside the Basic Multilingual Plane, subclasses of the JSON types, invalid input) goes to
+sorted keys. The pass runs in C when :mod:`infertrail._native` was built (~4x faster), leaving
+to Python only the values that need fragments. Whatever the fast path cannot prove equal (object
+keys outside the Basic Multilingual Plane, subclasses of the JSON types, invalid input) goes to
 :func:`_exact`, a direct transcription of RFC 8785 that also names the offending value and its
 path. Tests pin both against the RFC's vectors and against the independent ``rfc8785`` package.
 
