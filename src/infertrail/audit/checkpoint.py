@@ -343,16 +343,25 @@ def _check_line(value: str, what: str) -> None:
     for char in value:
         if char < " ":
             raise ValueError(f"{what} must not contain control characters, got {value!r}")
+        if "\ud800" <= char <= "\udfff":  # has no UTF-8 form: the note could not be written
+            raise ValueError(
+                f"{what} must be valid Unicode, got lone surrogate U+{ord(char):04X} in {value!r}"
+            )
 
 
 def _is_valid_key_name(name: str) -> bool:
-    return bool(name) and "+" not in name and not any(c.isspace() or c < " " for c in name)
+    return (
+        bool(name)
+        and "+" not in name
+        and not any(c.isspace() or c < " " or "\ud800" <= c <= "\udfff" for c in name)
+    )
 
 
 def _check_key_name(name: str) -> None:
     if not isinstance(name, str) or not _is_valid_key_name(name):
         raise NoteError(
-            f"key name must be non-empty, without spaces, '+' or control characters, got {name!r}"
+            "key name must be non-empty valid Unicode, without spaces, '+' or control "
+            f"characters, got {name!r}"
         )
 
 

@@ -156,14 +156,20 @@ def test_many_signatures_accepted_up_to_limit(signer: NoteSigner, verifier: Note
 @settings(max_examples=50, deadline=None)
 @given(
     origin=st.text(
-        alphabet=st.characters(min_codepoint=0x20, exclude_characters="\x7f"),
+        alphabet=st.characters(
+            min_codepoint=0x20, exclude_characters="\x7f", exclude_categories=("Cs",)
+        ),
         min_size=1,
         max_size=40,
     ),
     size=st.integers(min_value=0, max_value=2**64 - 1),
     root=st.binary(min_size=32, max_size=32),
     extensions=st.lists(
-        st.text(alphabet=st.characters(min_codepoint=0x20), min_size=1, max_size=20),
+        st.text(
+            alphabet=st.characters(min_codepoint=0x20, exclude_categories=("Cs",)),
+            min_size=1,
+            max_size=20,
+        ),
         max_size=3,
     ),
 )
@@ -175,6 +181,12 @@ def test_checkpoint_round_trip_property(
     checkpoint = Checkpoint(origin, size, root, tuple(extensions))
     assert Checkpoint.parse(checkpoint.body()) == checkpoint
     assert open_checkpoint(sign_checkpoint(checkpoint, signer), verifier) == checkpoint
+
+
+@pytest.mark.parametrize(("origin", "extensions"), [("log\ud800", ()), ("log", ("x\udfff",))])
+def test_lone_surrogates_are_refused_by_name(origin: str, extensions: tuple[str, ...]) -> None:
+    with pytest.raises(ValueError, match="must be valid Unicode, got lone surrogate U\\+D"):
+        Checkpoint(origin, 0, bytes(32), extensions)
 
 
 # --- tampered or malformed notes ----------------------------------------------------------
@@ -383,7 +395,7 @@ def test_checkpoint_rejects_bad_fields(kwargs: dict[str, Any], message: str) -> 
 
 
 def test_generate_rejects_bad_names() -> None:
-    for name in ("", "has space", "has+plus", "tab\there", "nbsp\u00a0here"):
+    for name in ("", "has space", "has+plus", "tab\there", "nbsp\u00a0here", "lone\ud800"):
         with pytest.raises(NoteError, match="key name must be non-empty"):
             NoteSigner.generate(name)
 
