@@ -17,9 +17,9 @@ import gc
 import hashlib
 import json
 import platform
-import random
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -30,62 +30,11 @@ from typing import Any
 import orjson
 import rfc8785
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from audit_append import derive, make_events  # the same synthetic credit-scoring records
 from infertrail.audit.canonical import canonical_parts, canonicalize
 from infertrail.audit.commitqueue import CommitQueue
-from infertrail.audit.record import DEFAULT_RETENTION, derive_record, input_hmac_hex
-from infertrail.events import InferenceEvent, ModelInfo, new_request_id
-
-FEATURES = ["income", "age", "debt_ratio", "late_payments", "tenure", "utilization", "inquiries"]
-HMAC_KEY = b"bench-hmac-key-of-32-bytes------"
-
-
-def make_events(n: int, seed: int = 1) -> list[tuple[InferenceEvent, str]]:
-    """``n`` distinct credit-scoring events, with their input HMACs computed up front."""
-    rng = random.Random(seed)
-    model = ModelInfo("credit-gbm", "2026.11.1", hashlib.sha256(b"model").hexdigest())
-    now = time.time_ns()
-    out = []
-    for i in range(n):
-        inputs = {f: round(rng.uniform(0, 100), 2) for f in FEATURES}
-        score = rng.random()
-        ev = InferenceEvent(
-            model=model,
-            request_id=new_request_id(),
-            service="credit-api",
-            team="risk",
-            endpoint="/v1/score",
-            inputs=inputs,
-            input_size=len(inputs),
-            subject=f"customer-{i}",
-            start_time_ns=now + i * 1_000_000,
-            duration_ns=rng.randint(500_000, 20_000_000),
-            decision="approve" if score > 0.5 else "decline",
-            score=score,
-            confidence=max(score, 1 - score),
-            ci_low=max(0.0, score - 0.05),
-            ci_high=min(1.0, score + 0.05),
-            explanation={
-                "method": "treeshap",
-                "base_value": 0.41,
-                "values": {f: rng.gauss(0, 0.1) for f in FEATURES},
-                "reason_codes": rng.sample(["R01", "R02", "R07", "R11", "R14"], 3),
-            },
-            trace_id=rng.getrandbits(128),
-            span_id=rng.getrandbits(64),
-        )
-        out.append((ev, input_hmac_hex(HMAC_KEY, inputs)))
-    return out
-
-
-def derive(ev: InferenceEvent, hmac_hex: str) -> dict[str, Any]:
-    return derive_record(
-        ev,
-        input_hmac=hmac_hex,
-        input_hmac_key_id="hk-2026-11",
-        subject_pseudonym="psn_" + hmac_hex[:12],
-        retention=DEFAULT_RETENTION,
-        producer="infertrail/0.1.0",
-    )
 
 
 def leaf_hash(data: bytes) -> bytes:
@@ -127,7 +76,7 @@ def main() -> None:
     args = parser.parse_args()
     n = 2_000 if args.quick else max(args.records, 1)
 
-    events = make_events(n)
+    events = make_events(n, seed=1)
     seqs = list(range(n))
     unnumbered = [derive(ev, h) for ev, h in events]
 
