@@ -19,16 +19,18 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
+import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
 
 from infertrail.audit.checkpoint import NoteSigner, NoteVerifier
 from infertrail.audit.lake import (
@@ -58,6 +60,7 @@ from infertrail.audit.typed import FILE_SCHEMA
 
 __all__ = [
     "DEFAULT_GRACE",
+    "DEFAULT_MEMORY_MB",
     "DEFAULT_RETRY",
     "CompactedMonth",
     "CompactionError",
@@ -70,8 +73,8 @@ _log = logging.getLogger(__name__)
 
 DEFAULT_GRACE = timedelta(days=1)
 DEFAULT_RETRY = timedelta(hours=1)
+DEFAULT_MEMORY_MB = 1024  # DuckDB's budget for sorting a month; beyond it, it spills to disk
 _MAX_RETRY_S = 86_400.0
-_SORT_KEYS = [("subject", "ascending", "at_end"), ("seq", "ascending", "at_end")]
 
 
 class CompactionError(RuntimeError):
@@ -118,33 +121,38 @@ def _utcnow() -> datetime:
 _monotonic = time.monotonic  # the retry clock (tests replace it)
 
 
-def _wide(field: pa.Field) -> pa.Field:
-    wide = {pa.binary(): pa.large_binary(), pa.string(): pa.large_string()}
-    return field.with_type(wide.get(field.type, field.type))
+def _exact_groups(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
+    """The rows of ``batches`` regrouped into tables of exactly ``rows`` rows (the last: fewer)."""
+    pending: list[pa.RecordBatch] = []
+    count = 0
+    for batch in batches:
+        pending.append(batch)
+        count += batch.num_rows
+        while count >= rows:
+            table = pa.Table.from_batches(pending)
+            yield table.slice(0, rows)
+            rest = table.slice(rows)
+            pending, count = rest.to_batches(), rest.num_rows
+    if count:
+        yield pa.Table.from_batches(pending)
 
 
-# A month is held with 64-bit offsets: sorting it gathers values across all its hour files, and
-# a month's record bytes may pass the 2 GiB a 32-bit-offset column can hold. Row groups are cast
-# back to FILE_SCHEMA as they are written.
-_WIDE_SCHEMA = pa.schema([_wide(f) for f in FILE_SCHEMA])
-
-
-def _same_rows(data: bytes, table: pa.Table) -> bool:
-    """Whether Parquet ``data`` holds the seqs and record bytes of ``table`` in the same order."""
+def _same_rows(data: bytes, other: bytes) -> bool:
+    """Whether two Parquet files hold the same seqs and record bytes in the same order."""
     try:
-        parquet = pq.ParquetFile(pa.BufferReader(data))
-        if parquet.metadata.num_rows != table.num_rows:
+        files = [pq.ParquetFile(pa.BufferReader(d)) for d in (data, other)]
+        if files[0].metadata.num_rows != files[1].metadata.num_rows:
             return False
-        offset = 0
-        for group in range(parquet.num_row_groups):
-            part = parquet.read_row_group(group, columns=["seq", "canonical"])
-            want = table.select(["seq", "canonical"]).slice(offset, part.num_rows)
-            if not part.equals(want.cast(part.schema)):
-                return False
-            offset += part.num_rows
-    except (pa.ArrowException, OSError):
+        columns = ["seq", "canonical"]
+        groups = [
+            _exact_groups(
+                f.iter_batches(batch_size=ROW_GROUP_ROWS, columns=columns), ROW_GROUP_ROWS
+            )
+            for f in files
+        ]
+        return all(a.equals(b) for a, b in zip(*groups, strict=True))
+    except (pa.ArrowException, OSError, ValueError):
         return False
-    return True
 
 
 class Compactor:
@@ -164,11 +172,14 @@ class Compactor:
         row_group_rows: int = ROW_GROUP_ROWS,
         clock: Callable[[], datetime] = _utcnow,
         retry_after: timedelta = DEFAULT_RETRY,
+        memory_mb: int = DEFAULT_MEMORY_MB,
     ) -> None:
         if grace < timedelta(0):
             raise ValueError(f"grace must be >= 0, got {grace}")
         if retry_after < timedelta(0):
             raise ValueError(f"retry_after must be >= 0, got {retry_after}")
+        if memory_mb < 64:
+            raise ValueError(f"memory_mb must be >= 64, got {memory_mb}")
         if row_group_rows < 1:
             raise ValueError(f"row_group_rows must be >= 1, got {row_group_rows}")
         self._reader = LakeReader(lake_url)
@@ -181,6 +192,7 @@ class Compactor:
         self._lock = threading.Lock()
         self._manifests: dict[str, Manifest] = {}  # hour manifests verified so far, by name
         self._retry = retry_after
+        self._memory_mb = memory_mb
         # month -> (monotonic time before which it is not tried again, the wait that set it)
         self._backoff: dict[str, tuple[float, float]] = {}
 
@@ -282,21 +294,25 @@ class Compactor:
     def _write_copy(self, month: str, sources: list[Manifest], rel: str) -> bytes:
         """Write the sorted copy (or adopt an identical leftover); return its bytes.
 
-        Holds the month in memory twice at the peak (read, then sorted).
+        Each source is checked on its own (sha256 against its manifest, its seq range); DuckDB
+        then sorts the month out of core, within ``memory_mb`` and spilling to a temporary
+        directory, and the copy is encoded one row group at a time: memory holds a row group and
+        the compressed copy, not the month. A source changed between its check and the sort
+        makes a copy that verify reports (``compaction_mismatch``).
         """
-        # One contiguous copy first: a take over many chunks would concatenate them anyway.
-        table = pa.concat_tables([self._read_source(month, m) for m in sources]).combine_chunks()
-        table = table.take(pc.sort_indices(table, sort_keys=_SORT_KEYS))
+        for manifest in sources:
+            self._check_source(month, manifest)
+        with tempfile.TemporaryDirectory(prefix="infertrail-compact-") as tmp:
+            sorted_path = f"{tmp}/sorted.parquet"
+            self._sort(month, [self._engine_path(m.file) for m in sources], sorted_path, tmp)
+            data = self._encode(pq.ParquetFile(sorted_path))
         try:
-            data = write_file_once(
-                self._reader, rel, self._encode(table), lambda d: _same_rows(d, table)
-            )
+            return write_file_once(self._reader, rel, data, lambda old: _same_rows(data, old))
         except SealError as exc:
             raise CompactionError(f"cannot compact {month}: {exc}") from exc
-        return data
 
-    def _read_source(self, month: str, manifest: Manifest) -> pa.Table:
-        """One hour file, sha256-checked against its manifest, holding exactly its seq range."""
+    def _check_source(self, month: str, manifest: Manifest) -> None:
+        """One hour file must match its manifest's sha256 and hold exactly its seq range."""
         try:
             table = self._reader.read_table(manifest)
         except (ManifestError, FileNotFoundError) as exc:
@@ -310,16 +326,41 @@ class Compactor:
                 f"cannot compact {month}: {manifest.file} does not hold exactly seqs "
                 f"{manifest.first_seq}..{manifest.last_seq}; run 'infertrail audit verify'"
             )
-        return table.cast(_WIDE_SCHEMA)
 
-    def _encode(self, table: pa.Table) -> bytes:
-        """The Parquet bytes of ``table`` (wide types), one row group per ``row_group_rows``."""
+    def _engine_path(self, relative: str) -> str:
+        path = self._reader.path(relative)
+        if isinstance(self._reader.fs, LocalFileSystem):
+            return path
+        return str(self._reader.fs.unstrip_protocol(path))
+
+    def _sort(self, month: str, paths: list[str], out: str, tmp: str) -> None:
+        """Write the rows of ``paths`` sorted by (subject, seq), nulls last, to ``out``."""
+        config: dict[str, str | bool | int | float | list[str]] = {
+            "memory_limit": f"{self._memory_mb}MB",
+            "temp_directory": tmp,
+            # The ORDER BY still orders the output; without this DuckDB also buffers to keep
+            # the order it read rows in, and runs out of memory instead of spilling.
+            "preserve_insertion_order": False,
+            "threads": 1,  # each thread has its own sort buffers within the memory limit
+        }
+        con = duckdb.connect(config=config)
+        try:
+            if not isinstance(self._reader.fs, LocalFileSystem):
+                con.register_filesystem(self._reader.fs)
+            rows = con.read_parquet(paths).order("subject ASC NULLS LAST, seq ASC")
+            rows.write_parquet(out, compression="zstd")
+        except duckdb.Error as exc:
+            raise CompactionError(f"cannot compact {month}: sorting failed: {exc}") from exc
+        finally:
+            con.close()
+
+    def _encode(self, parquet: pq.ParquetFile) -> bytes:
+        """The copy's Parquet bytes: lake schema and origin, one row group per row_group_rows."""
         schema = FILE_SCHEMA.with_metadata({ORIGIN_METADATA_KEY: self._origin.encode()})
         buf = pa.BufferOutputStream()
         with pq.ParquetWriter(buf, schema, **PARQUET_OPTIONS) as writer:
-            for start in range(0, table.num_rows, self._rows):
-                part = table.slice(start, self._rows).cast(schema)
-                writer.write_table(part, row_group_size=self._rows)
+            for group in _exact_groups(parquet.iter_batches(batch_size=self._rows), self._rows):
+                writer.write_table(group.cast(schema), row_group_size=self._rows)
         data: bytes = buf.getvalue().to_pybytes()
         return data
 

@@ -254,6 +254,8 @@ def test_bad_options_and_months() -> None:
         Compactor("lake", signer, "o", row_group_rows=0)
     with pytest.raises(ValueError, match="retry_after must be >= 0"):
         Compactor("lake", signer, "o", retry_after=timedelta(seconds=-1))
+    with pytest.raises(ValueError, match="memory_mb must be >= 64"):
+        Compactor("lake", signer, "o", memory_mb=63)
     for bad in ("2026-13", "2026-1", "26-01", "2026-00"):
         with pytest.raises(ValueError, match="month must be YYYY-MM"):
             month_bounds(bad)
