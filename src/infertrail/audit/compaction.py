@@ -272,7 +272,7 @@ class Compactor:
         except ManifestError as exc:
             raise CompactionError(f"cannot compact {month}: {exc}") from exc
         data = self._write_copy(month, sources, rel)
-        pa.default_memory_pool().release_unused()  # a month's worth, else kept by the allocator
+        pa.default_memory_pool().release_unused()  # the copy and its row groups: give them back
         manifest = replace(
             planned,
             sha256=hashlib.sha256(data).hexdigest(),
