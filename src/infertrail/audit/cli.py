@@ -24,6 +24,7 @@ from infertrail.audit.keys import KeyFileError, generate_signing_key, load_signe
 from infertrail.audit.lake import Sealer, SealError
 from infertrail.audit.ledger import AuditLog, LogCorruptedError, LogLockedError
 from infertrail.audit.proofs import (
+    CheckResult,
     ProofError,
     check_consistency,
     check_evidence,
@@ -268,15 +269,19 @@ def prove(paths: _Paths, seq: int, out: Path | None) -> None:
     _emit(evidence, out)
 
 
+def _report_check(result: CheckResult) -> None:
+    """Print VALID/INVALID with the reason; exit 1 (tampered) when invalid."""
+    click.echo(("VALID: " if result.ok else "INVALID: ") + result.reason)
+    if not result.ok:
+        raise SystemExit(EXIT_TAMPERED)
+
+
 @audit.command("check-proof")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--key", required=True, help="The log's verifier key (or a file holding it).")
 def check_proof(file: Path, key: str) -> None:
     """Check an evidence file with only the public key (exit 0 valid, 1 not)."""
-    result = check_evidence(_read_json(file), _verifier(key, Path()).verifier_key)
-    click.echo(("VALID: " if result.ok else "INVALID: ") + result.reason)
-    if not result.ok:
-        raise SystemExit(EXIT_TAMPERED)
+    _report_check(check_evidence(_read_json(file), _verifier(key, Path()).verifier_key))
 
 
 @audit.command()
@@ -310,10 +315,7 @@ def consistency(paths: _Paths, old_file: Path, out: Path | None) -> None:
 @click.option("--key", required=True, help="The log's verifier key (or a file holding it).")
 def check_consistency_cmd(file: Path, key: str) -> None:
     """Check consistency evidence with only the public key (exit 0 valid, 1 not)."""
-    result = check_consistency(_read_json(file), _verifier(key, Path()).verifier_key)
-    click.echo(("VALID: " if result.ok else "INVALID: ") + result.reason)
-    if not result.ok:
-        raise SystemExit(EXIT_TAMPERED)
+    _report_check(check_consistency(_read_json(file), _verifier(key, Path()).verifier_key))
 
 
 @audit.command()

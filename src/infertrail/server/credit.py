@@ -10,6 +10,7 @@ only the event's ``subject``, which the audit trail pseudonymizes before anythin
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request
@@ -154,17 +155,7 @@ def credit_router(monitor: Monitor, model: CreditModel, settings: Settings) -> A
     """The credit-scoring endpoint, observing every decision (and rejection) through ``monitor``."""
     router = APIRouter(tags=["credit"])
 
-    def refuse(status: int, kind: str, detail: Any, message: str, rid: str) -> JSONResponse:
-        return reject(
-            monitor,
-            model.info,
-            CREDIT_SCORE_PATH,
-            status=status,
-            kind=kind,
-            detail=detail,
-            message=message,
-            rid=rid,
-        )
+    refuse = functools.partial(reject, monitor, model.info, CREDIT_SCORE_PATH)
 
     @router.post(
         CREDIT_SCORE_PATH,

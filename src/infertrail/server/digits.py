@@ -11,6 +11,7 @@ sampled into the drift windows like the other endpoints.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from typing import Any
@@ -121,17 +122,7 @@ def digits_router(monitor: Monitor, model: DigitsModel, settings: Settings) -> A
     """The digits endpoint, observing every decision (and rejection) through ``monitor``."""
     router = APIRouter(tags=["digits"])
 
-    def refuse(status: int, kind: str, detail: Any, message: str, rid: str) -> JSONResponse:
-        return reject(
-            monitor,
-            model.info,
-            DIGITS_PATH,
-            status=status,
-            kind=kind,
-            detail=detail,
-            message=message,
-            rid=rid,
-        )
+    refuse = functools.partial(reject, monitor, model.info, DIGITS_PATH)
 
     @router.post(
         DIGITS_PATH,

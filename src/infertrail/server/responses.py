@@ -48,7 +48,6 @@ def reject(
     monitor: Monitor,
     model: ModelInfo,
     endpoint: str,
-    *,
     status: int,
     kind: str,
     detail: Any,
