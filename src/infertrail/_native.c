@@ -7,13 +7,17 @@
  *                           (infertrail.audit.canonical._fast is the reference);
  *   leaf_hashes(records)    RFC 6962 leaf hashes SHA-256(0x00 || record), one bytes each;
  *   leaf_hashes_arrow(...)  the same over the buffers of an Arrow binary array, in place;
- *   node_hashes(ls, rs)     RFC 6962 node hashes SHA-256(0x01 || left || right).
+ *   node_hashes(ls, rs)     RFC 6962 node hashes SHA-256(0x01 || left || right);
+ *   top_level_int(data, key)  the integer a JSON object's top-level ``key`` holds, read
+ *                           without building the object (verification reads each WAL record's
+ *                           claimed seq this way; orjson.loads(data).get(key) is the reference).
  * Hashing uses OpenSSL's SHA-256 (the library CPython's hashlib uses) with the GIL released.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 #include <openssl/sha.h>
 
 #define HASH_SIZE 32
@@ -363,11 +367,154 @@ static PyObject *node_hashes(PyObject *self, PyObject *const *args, Py_ssize_t n
     return out;
 }
 
+/* ---- top_level_int ----------------------------------------------------------------------- */
+
+static const unsigned char *skip_ws(const unsigned char *p, const unsigned char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    return p;
+}
+
+/* ``p`` at a string's opening quote: just past its closing quote (NULL if it has none). With
+ * ``escaped``, it is set when the string holds a backslash escape. */
+static const unsigned char *skip_string(const unsigned char *p, const unsigned char *end,
+                                        int *escaped)
+{
+    const unsigned char *from = ++p;
+    for (;;) {
+        const unsigned char *quote = memchr(p, '"', (size_t)(end - p));
+        if (quote == NULL)
+            return NULL;
+        const unsigned char *run = quote; /* a quote after an odd run of backslashes is text */
+        while (run > p && run[-1] == '\\')
+            run--;
+        if (((quote - run) & 1) == 0) {
+            if (escaped != NULL && memchr(from, '\\', (size_t)(quote - from)) != NULL)
+                *escaped = 1;
+            return quote + 1;
+        }
+        p = quote + 1;
+    }
+}
+
+/* Just past one value starting at ``p`` (a string, an object or array, or a scalar, which ends
+ * at whitespace, ',' or the enclosing '}'); NULL if it does not end or is empty. Nested values
+ * are skipped by bracket depth and strings: enough to find the top level of valid JSON. */
+static const unsigned char *skip_value(const unsigned char *p, const unsigned char *end)
+{
+    const unsigned char *start = p;
+    int depth = 0;
+    while (p < end) {
+        unsigned char c = *p;
+        if (c == '"') {
+            p = skip_string(p, end, NULL);
+            if (p == NULL || depth == 0)
+                return p;
+            continue;
+        }
+        if (c == '{' || c == '[') {
+            depth++;
+        } else if (c == '}' || c == ']') {
+            if (depth == 0)
+                break;
+            if (--depth == 0)
+                return p + 1;
+        } else if (depth == 0 && (c == ',' || c == ' ' || c == '\t' || c == '\n' || c == '\r')) {
+            break;
+        }
+        p++;
+    }
+    return depth == 0 && p > start ? p : NULL;
+}
+
+/* A JSON integer in [p, end) that fits int64 with room to spare (at most 18 digits). */
+static int parse_int(const unsigned char *p, const unsigned char *end, long long *out)
+{
+    int negative = p < end && *p == '-';
+    p += negative;
+    Py_ssize_t digits = end - p;
+    if (digits < 1 || digits > 18 || (*p == '0' && digits > 1))
+        return 0;
+    long long value = 0;
+    for (; p < end; p++) {
+        if (*p < '0' || *p > '9')
+            return 0;
+        value = value * 10 + (*p - '0');
+    }
+    *out = negative ? -value : value;
+    return 1;
+}
+
+/* 1 if [p, end) is one JSON object whose top-level keys were all read; then *found says
+ * whether its last ``key`` holds such an integer, stored in *value. 0: undecided. */
+static int scan_object(const unsigned char *p, const unsigned char *end, const char *key,
+                       Py_ssize_t key_size, int *found, long long *value)
+{
+    p = skip_ws(p, end);
+    if (p == end || *p != '{')
+        return 0;
+    p = skip_ws(p + 1, end);
+    if (p < end && *p == '}')
+        return skip_ws(p + 1, end) == end;
+    for (;;) {
+        if (p == end || *p != '"')
+            return 0;
+        const unsigned char *name = p + 1;
+        int escaped = 0;
+        p = skip_string(p, end, &escaped);
+        if (p == NULL || escaped) /* an escaped key could spell ``key``: not decided here */
+            return 0;
+        int match = p - 1 - name == key_size && memcmp(name, key, (size_t)key_size) == 0;
+        p = skip_ws(p, end);
+        if (p == end || *p != ':')
+            return 0;
+        const unsigned char *v = skip_ws(p + 1, end);
+        p = skip_value(v, end);
+        if (p == NULL)
+            return 0;
+        if (match) /* JSON parsers keep the last of repeated keys */
+            *found = parse_int(v, p, value);
+        p = skip_ws(p, end);
+        if (p < end && *p == ',') {
+            p = skip_ws(p + 1, end);
+            continue;
+        }
+        return p < end && *p == '}' && skip_ws(p + 1, end) == end;
+    }
+}
+
+PyDoc_STRVAR(top_level_int_doc,
+"top_level_int(data, key) -> int | None\n\n"
+"The integer the top-level ``key`` of the JSON object ``data`` holds (the last, if repeated),\n"
+"as orjson.loads(data).get(key) gives it. None when this scan cannot say: no such member, not\n"
+"an integer of at most 18 digits, a key with escapes, not an object; the caller then parses.\n"
+"Only the top level is checked for syntax: on bytes that are not JSON it may return a number.");
+
+static PyObject *top_level_int(PyObject *self, PyObject *args)
+{
+    (void)self;
+    Py_buffer data;
+    const char *key;
+    Py_ssize_t key_size;
+    if (!PyArg_ParseTuple(args, "y*y#:top_level_int", &data, &key, &key_size))
+        return NULL;
+    const unsigned char *p = data.buf;
+    int found = 0;
+    long long value = 0;
+    int ok = scan_object(p, p + data.len, key, key_size, &found, &value);
+    PyBuffer_Release(&data);
+    if (ok && found)
+        return PyLong_FromLongLong(value);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"fast_form", fast_form, METH_O, fast_form_doc},
     {"leaf_hashes", leaf_hashes, METH_O, leaf_hashes_doc},
     {"leaf_hashes_arrow", leaf_hashes_arrow, METH_VARARGS, leaf_hashes_arrow_doc},
     {"node_hashes", (PyCFunction)(void (*)(void))node_hashes, METH_FASTCALL, node_hashes_doc},
+    {"top_level_int", top_level_int, METH_VARARGS, top_level_int_doc},
     {NULL, NULL, 0, NULL},
 };
 

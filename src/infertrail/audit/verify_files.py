@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -33,6 +32,7 @@ from infertrail.audit.manifest import MANIFEST_DIR, ManifestError, open_manifest
 from infertrail.audit.merkle import HASH_SIZE
 from infertrail.audit.subtrees import RangeTree, leaf_hashes, leaf_hashes_arrow
 from infertrail.audit.typed import FILE_SCHEMA, TYPED_SCHEMA, typed_columns
+from infertrail.audit.walread import record_seq
 
 __all__ = [
     "DamageKind",
@@ -150,7 +150,7 @@ def _check_lake_file(task: FileTask) -> tuple[FileResult, list[bytes]]:
         return fail("file_replaced", str(exc), manifest.file)
     result.sha_ok = hashlib.sha256(data).hexdigest() == manifest.sha256
     try:
-        scan = _scan_row_groups(parquet, typed=task.deep or not result.sha_ok)
+        scan = _scan_records(parquet, typed=task.deep or not result.sha_ok)
     except (pa.ArrowException, OSError) as exc:
         return fail("file_replaced", f"not a readable Parquet file: {exc}", manifest.file)
     leaves = scan.leaves
@@ -214,38 +214,42 @@ class _Scan:
     """What a pass over a lake file's row groups collected."""
 
     leaves: list[bytes] = field(default_factory=list)  # recomputed from the record bytes
-    seqs: list[pa.Array] = field(default_factory=list)  # the stored seq column, per group
+    seqs: list[pa.Array] = field(default_factory=list)  # the stored seq column, per batch
     stored_leaves: bytes = b""  # the stored leaf_hash column, concatenated
     typed_row: int = -1  # first row whose typed columns disagree with its bytes (-1: none)
     typed_column: str = ""
 
 
-def _scan_row_groups(parquet: pq.ParquetFile, *, typed: bool) -> _Scan:
-    """Hash the records of a lake file one row group at a time (memory stays one group).
+_BATCH_ROWS = 1024  # records decoded at a time: hashed while still in the CPU cache (~640 KB)
+_TYPED_BATCH_ROWS = 8192  # with typed columns re-derived: one DuckDB query per batch
 
-    With ``typed``, also re-derive every group's typed columns and find the first mismatch.
+
+def _scan_records(parquet: pq.ParquetFile, *, typed: bool) -> _Scan:
+    """Hash the records of a lake file one batch at a time (memory stays one batch).
+
+    With ``typed``, also re-derive every batch's typed columns and find the first mismatch.
     """
     scan = _Scan()
     stored: list[bytes] = []
     columns = None if typed else ["seq", "canonical", "leaf_hash"]
-    for group in range(parquet.num_row_groups):
-        part = parquet.read_row_group(group, columns=columns, use_threads=False)
+    size = _TYPED_BATCH_ROWS if typed else _BATCH_ROWS
+    for part in parquet.iter_batches(size, columns=columns, use_threads=False):
         canonical = part.column("canonical")
         if typed and scan.typed_row < 0:
             row, column = _typed_difference(part, typed_columns(canonical))
             if row >= 0:
                 scan.typed_row, scan.typed_column = len(scan.leaves) + row, column
         scan.leaves += record_leaves(canonical)
-        scan.seqs += part.column("seq").chunks
+        scan.seqs.append(part.column("seq"))
         stored.append(_fixed_width_bytes(part.column("leaf_hash")))
     scan.stored_leaves = b"".join(stored)
     return scan
 
 
-def record_leaves(column: pa.ChunkedArray) -> list[bytes]:
+def record_leaves(column: pa.Array | pa.ChunkedArray) -> list[bytes]:
     """Leaf hashes of a ``canonical`` column, hashed in place from its Arrow buffers."""
     leaves: list[bytes] = []
-    for chunk in column.chunks:
+    for chunk in column.chunks if isinstance(column, pa.ChunkedArray) else [column]:
         wide = pa.types.is_large_binary(chunk.type)
         if chunk.null_count or not (wide or pa.types.is_binary(chunk.type)):
             leaves += leaf_hashes(chunk.to_pylist())  # damaged: fails as it did, naming a row
@@ -296,11 +300,8 @@ def _check_segment(task: FileTask) -> tuple[FileResult, list[bytes]]:
 
 def _claimed_seq(payload: bytes, position: int) -> int:
     """The integer ``seq`` a WAL record carries, or its position if it carries none."""
-    try:
-        seq = orjson.loads(payload).get("seq")
-    except (orjson.JSONDecodeError, AttributeError):
-        return position
-    return seq if type(seq) is int else position
+    seq = record_seq(payload)
+    return position if seq is None else seq
 
 
 def _seqs_unless_dense(seqs: pa.Array | pa.ChunkedArray, start: int) -> list[int] | None:
@@ -374,9 +375,9 @@ def _reference_leaves(log_dir: Path, begin: int, count: int) -> bytes:
     return data[: len(data) - len(data) % HASH_SIZE]
 
 
-def _fixed_width_bytes(column: pa.ChunkedArray) -> bytes:
+def _fixed_width_bytes(column: pa.Array | pa.ChunkedArray) -> bytes:
     """The values of a fixed_size_binary column, concatenated (nulls as zero bytes)."""
-    array = column.combine_chunks()
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     if array.null_count:
         return b"".join(array.fill_null(b"\x00" * HASH_SIZE).to_pylist())
     width: int = array.type.byte_width

@@ -7,10 +7,11 @@ walks the segment from its first frame.
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import orjson
 
 from infertrail.audit.framing import (
     FRAME_HEADER,
@@ -21,7 +22,7 @@ from infertrail.audit.framing import (
 )
 from infertrail.audit.segments import INDEX_ENTRY, list_segments, segment_index_path
 
-__all__ = ["iter_records"]
+__all__ = ["iter_records", "record_seq"]
 
 _READ_CHUNK = 1 << 20  # bytes read per pread while walking a segment
 
@@ -164,7 +165,32 @@ def _batch_start(
 
 
 def _carries_seq(payload: bytes, seq: int) -> bool:
+    return record_seq(payload) == seq
+
+
+def _load_native_top_level_int() -> Callable[[bytes, bytes], int | None] | None:
     try:
-        return bool(json.loads(payload).get("seq") == seq)
-    except (ValueError, AttributeError):
-        return False
+        from infertrail._native import top_level_int
+    except ImportError:  # built without a C compiler: orjson does the same job
+        return None
+    return top_level_int
+
+
+_native_top_level_int = _load_native_top_level_int()
+
+
+def record_seq(payload: bytes) -> int | None:
+    """The integer top-level ``seq`` of a record's JSON; None if it has none or is not JSON.
+
+    The C scan reads it without building the record (~10x faster than parsing it); what the
+    scan cannot decide (no such member, escaped keys, big or odd numbers) is parsed by orjson.
+    """
+    if _native_top_level_int is not None:
+        seq = _native_top_level_int(payload, b"seq")
+        if seq is not None:
+            return seq
+    try:
+        seq = orjson.loads(payload).get("seq")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return seq if type(seq) is int else None

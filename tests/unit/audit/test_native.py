@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import struct
 from collections.abc import Iterator
@@ -10,14 +11,16 @@ from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import pyarrow as pa
 import pytest
 import rfc8785
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from infertrail.audit import canonical, subtrees
+from infertrail.audit import canonical, subtrees, walread
 from infertrail.audit.canonical import canonical_parts, canonicalize
-from tests.unit.audit.test_canonical import _json
+from tests.unit.audit.test_canonical import _json, _text
 
 try:
     from infertrail import _native
@@ -62,6 +65,7 @@ def test_the_package_uses_the_compiled_functions() -> None:
     assert subtrees._native_leaf_hashes is _native.leaf_hashes
     assert subtrees._native_leaf_hashes_arrow is _native.leaf_hashes_arrow
     assert subtrees._native_node_hashes is _native.node_hashes
+    assert walread._native_top_level_int is _native.top_level_int
 
 
 class _Str(str):
@@ -211,3 +215,87 @@ def test_leaf_hashes_arrow_refuses_bad_buffers() -> None:
     with pytest.raises(ValueError, match="offset_size must be 4 or 8"):
         _native.leaf_hashes_arrow(struct.pack("<2i", 0, 1), b"a", 0, 1, 2)
     assert _native.leaf_hashes_arrow(struct.pack("<1i", 0), b"", 0, 0, 4) == []
+
+
+def parsed_seq(data: bytes) -> int | None:
+    """The reference for top_level_int / record_seq: parse it all."""
+    try:
+        seq = orjson.loads(data).get("seq")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return seq if type(seq) is int else None
+
+
+@pytest.mark.parametrize(
+    ("data", "seq"),
+    [
+        (b'{"seq":5}', 5),
+        (b'{"a":{"seq":1},"seq":7,"z":[1,{"seq":3}]}', 7),  # nested seqs are not the record's
+        (b'{"a":"x\\"seq\\":9","seq":4}', 4),  # nor one inside a string
+        (b'{"a":"\\\\","seq":3}', 3),  # a string ending in an escaped backslash
+        (b' { "seq" : -12 , "b" : [ true , null ] } ', -12),
+        (b'{"seq":0,"b":-0}', 0),
+        (b'{"seq":1,"seq":2}', 2),  # repeated: the last, as parsers keep it
+        (b'{"seq":999999999999999999}', 999999999999999999),  # 18 digits
+        (b'{"seq":1.0}', None),  # floats, strings, leading zeros: not an integer
+        (b'{"seq":"5"}', None),
+        (b'{"seq":05}', None),
+        (b'{"seq":-}', None),
+        (b'{"seq":9999999999999999999}', None),  # 19 digits: left to the parser
+        (b'{"s\\u0065q":3}', None),  # an escaped key: left to the parser
+        (b'{"seq":1}x', None),  # trailing bytes
+        (b'{"seq":1', None),
+        (b'{"seq":1,}', None),
+        (b'{"seq":}', None),
+        (b'{"seq" 1}', None),
+        (b'{"a":"unterminated', None),
+        (b'{"a":[1,2}', None),
+        (b"[1,2]", None),
+        (b"{}", None),
+        (b"", None),
+    ],
+)
+def test_top_level_int_cases(data: bytes, seq: int | None) -> None:
+    assert _native.top_level_int(data, b"seq") == seq
+
+
+@pytest.mark.parametrize(
+    ("data", "seq"),
+    [(b'{"s\\u0065q":3}', 3), (b'{"seq":9999999999999999999}', 9999999999999999999),
+     (b'{"seq":1.0}', None), (b"not json", None), (b"[1]", None), (b'{"seq":true}', None)],
+)  # fmt: skip
+def test_record_seq_parses_what_the_scan_leaves(data: bytes, seq: int | None) -> None:
+    assert walread.record_seq(data) == seq == parsed_seq(data)
+
+
+def test_top_level_int_refuses_bad_arguments() -> None:
+    with pytest.raises(TypeError, match="bytes-like object is required"):
+        _native.top_level_int("text", b"seq")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"top_level_int\(\) takes exactly 2 arguments"):
+        _native.top_level_int(b"{}")  # type: ignore[call-arg]
+
+
+_seqs = st.one_of(st.integers(-(2**70), 2**70), st.integers(0, 10**9), _json, st.just(True))
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.dictionaries(st.one_of(_text, st.just("seq")), _json, max_size=6),
+    st.none() | _seqs,
+    st.sampled_from(["compact", "ascii", "indent"]),
+)
+def test_top_level_int_agrees_with_parsing(record: dict[str, Any], seq: Any, style: str) -> None:
+    if seq is not None:
+        record = {**record, "seq": seq}
+    if style == "compact":  # as the writer's orjson writes it (but any int)
+        data = json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
+    else:  # escaped non-ASCII keys and values; whitespace everywhere
+        indent = 1 if style == "indent" else None
+        data = json.dumps(record, ensure_ascii=True, indent=indent).encode()
+    expected = parsed_seq(data)
+    got = _native.top_level_int(data, b"seq")
+    assert got is None or got == expected  # None: undecided, record_seq then parses
+    assert walread.record_seq(data) == expected
+    plain_keys = all(b"\\" not in orjson.dumps(key) for key in record)
+    if style == "compact" and plain_keys and type(seq) is int and abs(seq) < 10**18:
+        assert got == seq  # records as the writer writes them are decided in C
