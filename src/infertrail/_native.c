@@ -6,8 +6,10 @@
  *   fast_form(obj)          the type walk RFC 8785 canonicalization does before orjson writes
  *                           (infertrail.audit.canonical._fast is the reference);
  *   leaf_hashes(records)    RFC 6962 leaf hashes SHA-256(0x00 || record), one bytes each;
- *   leaf_hashes_arrow(...)  the same over the buffers of an Arrow binary array, in place;
+ *   leaf_hashes_arrow(...)  the same over the buffers of an Arrow binary array, in place,
+ *                           returned back to back in one bytes object;
  *   node_hashes(ls, rs)     RFC 6962 node hashes SHA-256(0x01 || left || right);
+ *   node_level(level, skip) the same over pairs of one level of hashes held back to back;
  *   top_level_int(data, key)  the integer a JSON object's top-level ``key`` holds, read
  *                           without building the object (verification reads each WAL record's
  *                           claimed seq this way; orjson.loads(data).get(key) is the reference).
@@ -251,9 +253,10 @@ static PyObject *leaf_hashes(PyObject *self, PyObject *records)
 }
 
 PyDoc_STRVAR(leaf_hashes_arrow_doc,
-"leaf_hashes_arrow(offsets, data, start, count, offset_size) -> list[bytes]\n\n"
+"leaf_hashes_arrow(offsets, data, start, count, offset_size) -> bytes\n\n"
 "Leaf hashes of values start..start+count of an Arrow binary array, read in place from its\n"
-"offsets buffer (int32 or int64 entries: offset_size 4 or 8) and data buffer.");
+"offsets buffer (int32 or int64 entries: offset_size 4 or 8) and data buffer; concatenated,\n"
+"32 bytes each (no bytes object per hash).");
 
 static PyObject *leaf_hashes_arrow(PyObject *self, PyObject *args)
 {
@@ -264,7 +267,6 @@ static PyObject *leaf_hashes_arrow(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "y*y*nni", &offsets, &data, &start, &count, &offset_size))
         return NULL;
     PyObject *out = NULL;
-    unsigned char *digests = NULL;
     if (offset_size != 4 && offset_size != 8) {
         PyErr_Format(PyExc_ValueError, "offset_size must be 4 or 8, got %d", offset_size);
         goto done;
@@ -287,11 +289,11 @@ static PyObject *leaf_hashes_arrow(PyObject *self, PyObject *args)
         }
         previous = at;
     }
-    digests = PyMem_Malloc(count ? count * HASH_SIZE : 1);
-    if (digests == NULL) {
-        PyErr_NoMemory();
+    out = PyBytes_FromStringAndSize(NULL, count * HASH_SIZE);
+    if (out == NULL)
         goto done;
-    }
+    /* Filled without the GIL: no other code can see this bytes object yet. */
+    unsigned char *digests = (unsigned char *)PyBytes_AS_STRING(out);
     static const unsigned char prefix = 0x00;
     Py_BEGIN_ALLOW_THREADS
     const unsigned char *bytes = data.buf;
@@ -308,9 +310,7 @@ static PyObject *leaf_hashes_arrow(PyObject *self, PyObject *args)
         SHA256_Final(digests + i * HASH_SIZE, &ctx);
     }
     Py_END_ALLOW_THREADS
-    out = digest_list(digests, count);
 done:
-    PyMem_Free(digests);
     PyBuffer_Release(&offsets);
     PyBuffer_Release(&data);
     return out;
@@ -364,6 +364,51 @@ static PyObject *node_hashes(PyObject *self, PyObject *const *args, Py_ssize_t n
     PyMem_Free(digests);
     views_free(&left);
     views_free(&right);
+    return out;
+}
+
+PyDoc_STRVAR(node_level_doc,
+"node_level(level, skip) -> bytes\n\n"
+"One tree level up: ``level`` holds 32-byte hashes back to back; node i of the result is\n"
+"SHA-256(0x01 || hash[skip + 2i] || hash[skip + 2i + 1]), for every whole pair from ``skip``\n"
+"(0 or 1). Concatenated like its input.");
+
+static PyObject *node_level(PyObject *self, PyObject *args)
+{
+    (void)self;
+    Py_buffer level;
+    int skip;
+    if (!PyArg_ParseTuple(args, "y*i:node_level", &level, &skip))
+        return NULL;
+    PyObject *out = NULL;
+    if (level.len % HASH_SIZE) {
+        PyErr_Format(PyExc_ValueError, "a level of 32-byte hashes cannot be %zd bytes long",
+                     level.len);
+        goto done;
+    }
+    if (skip != 0 && skip != 1) {
+        PyErr_Format(PyExc_ValueError, "skip must be 0 or 1, got %d", skip);
+        goto done;
+    }
+    Py_ssize_t count = level.len / HASH_SIZE;
+    Py_ssize_t pairs = count > skip ? (count - skip) / 2 : 0;
+    out = PyBytes_FromStringAndSize(NULL, pairs * HASH_SIZE);
+    if (out == NULL)
+        goto done;
+    unsigned char *digests = (unsigned char *)PyBytes_AS_STRING(out);
+    const unsigned char *hashes = (const unsigned char *)level.buf + skip * HASH_SIZE;
+    static const unsigned char prefix = 0x01;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < pairs; i++) {
+        SHA256_CTX ctx;
+        SHA256_Init(&ctx);
+        SHA256_Update(&ctx, &prefix, 1);
+        SHA256_Update(&ctx, hashes + 2 * i * HASH_SIZE, 2 * HASH_SIZE);
+        SHA256_Final(digests + i * HASH_SIZE, &ctx);
+    }
+    Py_END_ALLOW_THREADS
+done:
+    PyBuffer_Release(&level);
     return out;
 }
 
@@ -514,6 +559,7 @@ static PyMethodDef methods[] = {
     {"leaf_hashes", leaf_hashes, METH_O, leaf_hashes_doc},
     {"leaf_hashes_arrow", leaf_hashes_arrow, METH_VARARGS, leaf_hashes_arrow_doc},
     {"node_hashes", (PyCFunction)(void (*)(void))node_hashes, METH_FASTCALL, node_hashes_doc},
+    {"node_level", node_level, METH_VARARGS, node_level_doc},
     {"top_level_int", top_level_int, METH_VARARGS, top_level_int_doc},
     {NULL, NULL, 0, NULL},
 };

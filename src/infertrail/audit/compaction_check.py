@@ -120,7 +120,7 @@ def _check_rows(
         seq_parts.append(seqs)
         subject_parts.append(part.column("subject"))
         canonical = part.column("canonical")
-        mine = np.frombuffer(b"".join(record_leaves(canonical)), np.uint8)
+        mine = np.frombuffer(record_leaves(canonical), np.uint8)
         mine = mine.reshape(-1, HASH_SIZE)
         stored = np.frombuffer(_fixed_width_bytes(part.column("leaf_hash")), np.uint8)
         unhashed = np.any(mine != stored.reshape(-1, HASH_SIZE), axis=1)

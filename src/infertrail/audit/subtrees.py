@@ -15,7 +15,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from infertrail.audit.merkle import EMPTY_ROOT
+from infertrail.audit.merkle import EMPTY_ROOT, HASH_SIZE
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer  # collections.abc.Buffer from Python 3.12
@@ -27,6 +27,7 @@ __all__ = [
     "leaf_hashes",
     "leaf_hashes_arrow",
     "node_hashes",
+    "node_level",
     "tree_root",
 ]
 
@@ -46,22 +47,37 @@ def _py_node_hashes(lefts: Sequence[bytes], rights: Sequence[bytes]) -> list[byt
 
 def _py_leaf_hashes_arrow(
     offsets: Buffer, data: Buffer, start: int, count: int, offset_size: int
-) -> list[bytes]:
+) -> bytes:
     bounds = memoryview(offsets).cast("B").cast("i" if offset_size == 4 else "q")
     values = memoryview(data).cast("B")
-    return _py_leaf_hashes(
-        [bytes(values[bounds[k] : bounds[k + 1]]) for k in range(start, start + count)]
+    return b"".join(
+        _py_leaf_hashes(
+            [bytes(values[bounds[k] : bounds[k + 1]]) for k in range(start, start + count)]
+        )
     )
+
+
+def _py_node_level(level: Buffer, skip: int) -> bytes:
+    hashes = bytes(level)
+    if len(hashes) % HASH_SIZE or skip not in (0, 1):
+        raise ValueError(f"bad level of {len(hashes)} bytes or skip {skip}")
+    pairs = (len(hashes) // HASH_SIZE - skip) // 2
+    at = [skip * HASH_SIZE + 2 * i * HASH_SIZE for i in range(pairs)]
+    lefts = [hashes[a : a + HASH_SIZE] for a in at]
+    rights = [hashes[a + HASH_SIZE : a + 2 * HASH_SIZE] for a in at]
+    return b"".join(_py_node_hashes(lefts, rights))
 
 
 try:
     from infertrail._native import leaf_hashes as _native_leaf_hashes
     from infertrail._native import leaf_hashes_arrow as _native_leaf_hashes_arrow
     from infertrail._native import node_hashes as _native_node_hashes
+    from infertrail._native import node_level as _native_node_level
 except ImportError:  # built without a C compiler
     _native_leaf_hashes = _py_leaf_hashes
     _native_leaf_hashes_arrow = _py_leaf_hashes_arrow
     _native_node_hashes = _py_node_hashes
+    _native_node_level = _py_node_level
 
 
 def leaf_hashes(records: Sequence[bytes]) -> list[bytes]:
@@ -74,11 +90,12 @@ def leaf_hashes(records: Sequence[bytes]) -> list[bytes]:
 
 def leaf_hashes_arrow(
     offsets: Buffer, data: Buffer, start: int, count: int, offset_size: int
-) -> list[bytes]:
-    """Leaf hashes of values ``start..start+count`` of an Arrow binary array, from its buffers.
+) -> bytes:
+    """Leaf hashes of values ``start..start+count`` of an Arrow binary array, back to back.
 
     ``offsets``: its offsets buffer (``offset_size`` 4 for binary, 8 for large_binary); ``data``
-    its data buffer. Hashes in place: no bytes object per record (pyarrow's to_pylist makes one).
+    its data buffer. Hashes in place: no bytes object per record (pyarrow's to_pylist makes
+    one), nor per hash.
     """
     return _native_leaf_hashes_arrow(offsets, data, start, count, offset_size)
 
@@ -89,6 +106,11 @@ def node_hashes(lefts: Sequence[bytes], rights: Sequence[bytes]) -> list[bytes]:
         return _native_node_hashes(lefts, rights)
     except (TypeError, ValueError):  # not exact 32-byte bytes: hashlib hashes whatever it is
         return _py_node_hashes(lefts, rights)
+
+
+def node_level(level: Buffer, skip: int) -> bytes:
+    """The level above ``level`` (32-byte hashes back to back): its whole pairs from ``skip``."""
+    return _native_node_level(level, skip)
 
 
 def tree_root(leaves: Sequence[bytes]) -> bytes:
@@ -185,21 +207,23 @@ class RangeTree:
     the range, so one pass of hashing serves every signed tree size that falls inside it.
     """
 
-    def __init__(self, begin: int, leaves: list[bytes]) -> None:
+    def __init__(self, begin: int, leaves: bytes | Sequence[bytes]) -> None:
+        """``leaves``: 32-byte hashes, in a sequence or back to back in one bytes object."""
+        blob = leaves if isinstance(leaves, bytes) else b"".join(leaves)
+        if len(blob) % HASH_SIZE:
+            raise ValueError(f"leaf hashes are 32 bytes each: {len(blob)} bytes cannot be")
         self.begin = begin
-        self.end = begin + len(leaves)
-        # levels[k][i]: root of the subtree of 2**k leaves starting at (firsts[k] + i) * 2**k.
-        self._levels = [leaves]
+        self.end = begin + len(blob) // HASH_SIZE
+        # levels[k]: roots of the subtrees of 2**k leaves starting at (firsts[k] + i) * 2**k,
+        # back to back, i = 0, 1, ...
+        self._levels = [blob]
         self._firsts = [begin]
-        level, first = leaves, begin
+        level, first = blob, begin
         while True:
             skip = first & 1  # a first node at an odd index has its sibling outside the range
-            pairs = (len(level) - skip) // 2
-            if pairs == 0:
+            if (len(level) // HASH_SIZE - skip) // 2 == 0:
                 break
-            level = node_hashes(
-                level[skip : skip + 2 * pairs : 2], level[skip + 1 : skip + 2 * pairs : 2]
-            )
+            level = node_level(level, skip)
             first = (first + skip) >> 1
             self._levels.append(level)
             self._firsts.append(first)
@@ -211,5 +235,6 @@ class RangeTree:
         out = []
         for start, width in aligned_blocks(self.begin, end):
             k = width.bit_length() - 1
-            out.append((self._levels[k][(start >> k) - self._firsts[k]], width))
+            at = ((start >> k) - self._firsts[k]) * HASH_SIZE
+            out.append((self._levels[k][at : at + HASH_SIZE], width))
         return out

@@ -112,7 +112,7 @@ def check_file(task: FileTask) -> FileResult:
     return result
 
 
-def _keep_blocks(result: FileResult, leaves: list[bytes]) -> None:
+def _keep_blocks(result: FileResult, leaves: bytes) -> None:
     """Hash the file's subtrees; keep those the join needs (its end, signed sizes inside)."""
     tree = RangeTree(result.start, leaves)
     end = result.start + result.count
@@ -121,17 +121,15 @@ def _keep_blocks(result: FileResult, leaves: list[bytes]) -> None:
             result.blocks[size] = tree.blocks(size)
 
 
-def _check_lake_file(task: FileTask) -> tuple[FileResult, list[bytes]]:
+def _check_lake_file(task: FileTask) -> tuple[FileResult, bytes]:
     reader = LakeReader(task.lake_url)
     result = FileResult(task, task.first)
     note_path = f"{MANIFEST_DIR}/{task.name}"
 
-    def fail(
-        kind: DamageKind, detail: str, file: str = note_path
-    ) -> tuple[FileResult, list[bytes]]:
+    def fail(kind: DamageKind, detail: str, file: str = note_path) -> tuple[FileResult, bytes]:
         result.finding = Finding(kind, task.first, file, detail)
         result.row = 0
-        return result, []
+        return result, b""
 
     try:
         manifest = open_manifest(reader.read_bytes(note_path), NoteVerifier.from_key(task.vkey))
@@ -153,18 +151,17 @@ def _check_lake_file(task: FileTask) -> tuple[FileResult, list[bytes]]:
         scan = _scan_records(parquet, typed=task.deep or not result.sha_ok)
     except (pa.ArrowException, OSError) as exc:
         return fail("file_replaced", f"not a readable Parquet file: {exc}", manifest.file)
-    leaves = scan.leaves
-    result.count = len(leaves)
+    leaves = b"".join(scan.leaves)
+    result.count = len(leaves) // HASH_SIZE
     result.seqs = _seqs_unless_dense(pa.chunked_array(scan.seqs, pa.int64()), task.first)
-    joined = b"".join(leaves)
     rows: list[tuple[int, int, DamageKind, str, str]] = []  # row, priority, kind, file, detail
-    bad = _first_difference(joined, scan.stored_leaves)
+    bad = _first_difference(leaves, scan.stored_leaves)
     if bad >= 0:
         rows.append((bad, 0, "modified", manifest.file, "record bytes do not hash to leaf_hash"))
-    reference = _reference_leaves(Path(task.log_dir), task.first, len(leaves))
-    bad_ref = _first_difference(joined[: len(reference)], reference)
+    reference = _reference_leaves(Path(task.log_dir), task.first, result.count)
+    bad_ref = _first_difference(leaves[: len(reference)], reference)
     if bad_ref >= 0:
-        if not result.sha_ok and bad_ref == 0 and _all_differ(joined, reference):
+        if not result.sha_ok and bad_ref == 0 and _all_differ(leaves, reference):
             return fail("file_replaced", "no record matches the log's leaf hashes", manifest.file)
         where = manifest.file if not result.sha_ok else "tree/leaves.bin"
         rows.append((bad_ref, 0, "modified", where, "leaf hash differs from tree/leaves.bin"))
@@ -213,7 +210,8 @@ def open_lake_file(
 class _Scan:
     """What a pass over a lake file's row groups collected."""
 
-    leaves: list[bytes] = field(default_factory=list)  # recomputed from the record bytes
+    leaves: list[bytes] = field(default_factory=list)  # recomputed, 32 bytes each, per batch
+    rows: int = 0
     seqs: list[pa.Array] = field(default_factory=list)  # the stored seq column, per batch
     stored_leaves: bytes = b""  # the stored leaf_hash column, concatenated
     typed_row: int = -1  # first row whose typed columns disagree with its bytes (-1: none)
@@ -238,16 +236,17 @@ def _scan_records(parquet: pq.ParquetFile, *, typed: bool) -> _Scan:
         if typed and scan.typed_row < 0:
             row, column = _typed_difference(part, typed_columns(canonical))
             if row >= 0:
-                scan.typed_row, scan.typed_column = len(scan.leaves) + row, column
-        scan.leaves += record_leaves(canonical)
+                scan.typed_row, scan.typed_column = scan.rows + row, column
+        scan.leaves.append(record_leaves(canonical))
+        scan.rows += len(canonical)
         scan.seqs.append(part.column("seq"))
         stored.append(_fixed_width_bytes(part.column("leaf_hash")))
     scan.stored_leaves = b"".join(stored)
     return scan
 
 
-def record_leaves(column: pa.Array | pa.ChunkedArray) -> list[bytes]:
-    """Leaf hashes of a ``canonical`` column, hashed in place from its Arrow buffers."""
+def record_leaves(column: pa.Array | pa.ChunkedArray) -> bytes:
+    """Leaf hashes of a ``canonical`` column (back to back), hashed in place from its buffers."""
     leaves: list[bytes] = []
     for chunk in column.chunks if isinstance(column, pa.ChunkedArray) else [column]:
         wide = pa.types.is_large_binary(chunk.type)
@@ -256,18 +255,18 @@ def record_leaves(column: pa.Array | pa.ChunkedArray) -> list[bytes]:
             continue
         _, offsets, data = chunk.buffers()
         data = b"" if data is None else data  # every value empty
-        leaves += leaf_hashes_arrow(offsets, data, chunk.offset, len(chunk), 8 if wide else 4)
-    return leaves
+        leaves.append(leaf_hashes_arrow(offsets, data, chunk.offset, len(chunk), 8 if wide else 4))
+    return leaves[0] if len(leaves) == 1 else b"".join(leaves)
 
 
-def _check_segment(task: FileTask) -> tuple[FileResult, list[bytes]]:
+def _check_segment(task: FileTask) -> tuple[FileResult, bytes]:
     path = Path(task.log_dir) / task.name
     result = FileResult(task, task.first)
     try:
         buf = path.read_bytes()
     except FileNotFoundError:
         result.vanished = True  # retired by the ledger after sealing, since we listed it
-        return result, []
+        return result, b""
     skip = max(0, task.skip_below - task.first)
     payloads, stop, reason, follows = _walk(buf, skip)
     result.start = task.first + skip
@@ -281,16 +280,15 @@ def _check_segment(task: FileTask) -> tuple[FileResult, list[bytes]]:
             result.torn = (row, f"{reason} at offset {stop}", reason == "CRC mismatch")
     payloads = payloads[skip:]
     if not payloads:
-        return result, []
-    leaves = leaf_hashes(payloads)
-    result.count = len(leaves)
+        return result, b""
+    leaves = b"".join(leaf_hashes(payloads))
+    result.count = len(payloads)
     # An unparsable record claims nothing: keep its position so the leaf check names it.
     claimed = [_claimed_seq(p, result.start + i) for i, p in enumerate(payloads)]
     dense = claimed == list(range(result.start, result.start + len(claimed)))
     result.seqs = None if dense else claimed
-    joined = b"".join(leaves)
-    reference = _reference_leaves(Path(task.log_dir), result.start, len(leaves))
-    bad = _first_difference(joined[: len(reference)], reference)
+    reference = _reference_leaves(Path(task.log_dir), result.start, result.count)
+    bad = _first_difference(leaves[: len(reference)], reference)
     if bad >= 0 and (result.finding is None or bad < result.row):
         detail = f"record bytes do not hash to the leaf in tree/leaves.bin ({task.name})"
         result.finding = Finding("modified", result.start + bad, task.name, detail)

@@ -65,6 +65,7 @@ def test_the_package_uses_the_compiled_functions() -> None:
     assert subtrees._native_leaf_hashes is _native.leaf_hashes
     assert subtrees._native_leaf_hashes_arrow is _native.leaf_hashes_arrow
     assert subtrees._native_node_hashes is _native.node_hashes
+    assert subtrees._native_node_level is _native.node_level
     assert walread._native_top_level_int is _native.top_level_int
 
 
@@ -199,7 +200,7 @@ def test_leaf_hashes_arrow_match_hashlib(kind: pa.DataType) -> None:
     array = pa.array(values * 3, kind).slice(2, 9)  # an offset into shared buffers
     _, offsets, data = array.buffers()
     width = 8 if kind == pa.large_binary() else 4
-    expected = [hashlib.sha256(b"\x00" + v).digest() for v in array.to_pylist()]
+    expected = b"".join(hashlib.sha256(b"\x00" + v).digest() for v in array.to_pylist())
     assert _native.leaf_hashes_arrow(offsets, data, array.offset, len(array), width) == expected
     assert subtrees._py_leaf_hashes_arrow(offsets, data, array.offset, 9, width) == expected
 
@@ -214,7 +215,31 @@ def test_leaf_hashes_arrow_refuses_bad_buffers() -> None:
         _native.leaf_hashes_arrow(struct.pack("<2i", 0, 1), b"a", 0, 2, 4)
     with pytest.raises(ValueError, match="offset_size must be 4 or 8"):
         _native.leaf_hashes_arrow(struct.pack("<2i", 0, 1), b"a", 0, 1, 2)
-    assert _native.leaf_hashes_arrow(struct.pack("<1i", 0), b"", 0, 0, 4) == []
+    assert _native.leaf_hashes_arrow(struct.pack("<1i", 0), b"", 0, 0, 4) == b""
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 3, 8, 9])
+@pytest.mark.parametrize("skip", [0, 1])
+def test_node_level_matches_hashlib(count: int, skip: int) -> None:
+    hashes = [hashlib.sha256(b"%d" % i).digest() for i in range(count)]
+    pairs = max(0, count - skip) // 2
+    expected = b"".join(
+        hashlib.sha256(b"\x01" + hashes[skip + 2 * i] + hashes[skip + 2 * i + 1]).digest()
+        for i in range(pairs)
+    )
+    level = b"".join(hashes)
+    assert _native.node_level(level, skip) == expected
+    assert _native.node_level(memoryview(level), skip) == expected  # any buffer
+    assert subtrees._py_node_level(level, skip) == expected
+
+
+def test_node_level_refuses_bad_levels() -> None:
+    with pytest.raises(ValueError, match="a level of 32-byte hashes cannot be 33 bytes long"):
+        _native.node_level(b"x" * 33, 0)
+    with pytest.raises(ValueError, match="skip must be 0 or 1, got 2"):
+        _native.node_level(b"x" * 64, 2)
+    with pytest.raises(TypeError):
+        _native.node_level("text", 0)  # type: ignore[arg-type]
 
 
 def parsed_seq(data: bytes) -> int | None:

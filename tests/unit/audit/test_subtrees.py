@@ -67,7 +67,8 @@ def test_files_joined_by_subtrees_give_the_rfc6962_root_at_every_size(
     tree, at = CompactTree(), 0
     assert tree.root() == merkle.EMPTY_ROOT
     for size in sizes:
-        part = RangeTree(at, all_leaves[at : at + size])
+        mine = all_leaves[at : at + size]
+        part = RangeTree(at, b"".join(mine) if data.draw(st.booleans()) else mine)  # both forms
         inside = data.draw(st.integers(at, at + size))  # a signed size falling inside the file
         probe = tree.copy()
         probe.extend(part.blocks(inside))
@@ -89,6 +90,8 @@ def test_push_refuses_misaligned_subtrees() -> None:
             tree.push(b"x" * 32, width)
     with pytest.raises(ValueError, match="end 9 outside"):
         RangeTree(3, leaves(5)).blocks(9)
+    with pytest.raises(ValueError, match="32 bytes each: 70 bytes cannot be"):
+        RangeTree(0, b"x" * 70)
 
 
 @settings(max_examples=100, deadline=None)
