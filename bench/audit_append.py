@@ -1,6 +1,6 @@
 """Durable append throughput and latency of the audit ledger (AuditLog), records of the real schema.
 
-Run: .venv/bin/python bench/audit_append.py [--quick] [--dir PATH]
+Run: .venv/bin/python bench/audit_append.py [--quick] [--runs N] [--dir PATH]
 Four measurements, all with fsync=True (durable mode) on a fresh log in --dir (default: a
 temporary directory on the same disk as /tmp):
   1. request-thread cost: derive_record, then append_async (canonicalize + hash + enqueue), timed
@@ -8,7 +8,10 @@ temporary directory on the same disk as /tmp):
   2. throughput: N producer threads call append_async and wait for the receipts, keeping at most
      WINDOW futures outstanding each (like a service with bounded concurrency; queueing 100k
      futures at once mostly measures the garbage collector); records/s (wall), records per
-     CPU-second, group commits (= WAL fdatasyncs) per second, mean and largest batch;
+     CPU-second, group commits (= WAL fdatasyncs) per second, mean and largest batch: medians of
+     --runs runs on fresh logs (this machine's speed drifts by 10-20% from minute to minute);
+     the first row pins the whole process (producer and writer threads) to one CPU, the
+     issue's "on one core" taken literally;
   3. sync append latency: N threads each calling append() in a loop; p50/p99 per call, for the
      default batch_wait_ms=2 and for batch_wait_ms=0.
 The pre-generated events and records are moved out of the collector's way (gc.freeze): they are
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import gc
 import hashlib
+import os
 import platform
 import random
 import shutil
@@ -156,14 +160,17 @@ def request_thread_cost(bench: Bench, n: int) -> None:
         )
 
 
-def throughput(bench: Bench, threads: int, per_thread: int, derive_in_loop: bool) -> None:
+def throughput(
+    bench: Bench, threads: int, per_thread: int, derive_in_loop: bool, runs: int, pin: bool = False
+) -> None:
+    """Median of ``runs`` runs on fresh logs; ``pin``: the process on one CPU (all its threads)."""
     batches = [make_events(per_thread, seed=10 + t) for t in range(threads)]
     pre = [[derive(ev, h) for ev, h in batch] for batch in batches]
-    start = threading.Barrier(threads + 1)
-
     freeze_scaffolding()
+    everywhere = os.sched_getaffinity(0)
+    rates, cpu_rates, fsyncs, means, largest = [], [], [], [], 0
 
-    def producer(t: int) -> None:
+    def producer(t: int, log: AuditLog, start: threading.Barrier) -> None:
         futures: deque[Future[Receipt]] = deque()
         start.wait()
         if derive_in_loop:
@@ -176,22 +183,38 @@ def throughput(bench: Bench, threads: int, per_thread: int, derive_in_loop: bool
                 drain(futures, WINDOW)
         drain(futures, 0)
 
-    with bench.open() as log:
-        workers = [threading.Thread(target=producer, args=(t,)) for t in range(threads)]
-        for w in workers:
-            w.start()
-        start.wait()
-        wall0, cpu0 = time.perf_counter(), time.process_time()
-        for w in workers:
-            w.join()
-        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-        stats = log.stats
-    n = threads * per_thread
+    for _ in range(runs):
+        start = threading.Barrier(threads + 1)
+        if pin:  # threads inherit the affinity of the thread that starts them: set it first
+            os.sched_setaffinity(0, {min(everywhere)})
+        try:
+            with bench.open() as log:
+                workers = [
+                    threading.Thread(target=producer, args=(t, log, start)) for t in range(threads)
+                ]
+                for w in workers:
+                    w.start()
+                start.wait()
+                wall0, cpu0 = time.perf_counter(), time.process_time()
+                for w in workers:
+                    w.join()
+                wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+                stats = log.stats
+        finally:
+            os.sched_setaffinity(0, everywhere)
+        n = threads * per_thread
+        rates.append(n / wall)
+        cpu_rates.append(n / cpu)
+        fsyncs.append(stats.commits / wall)
+        means.append(stats.records / stats.commits)
+        largest = max(largest, stats.largest_batch)
     what = "derive+append_async" if derive_in_loop else "append_async (pre-derived)"
+    label = f"{threads:>2} thr{', 1 CPU' if pin else ''}: {what}"
+    spread = f"{min(cpu_rates) / 1e3:.0f}-{max(cpu_rates) / 1e3:.0f}k"
     print(
-        f"   {threads:>2} thr  {what:<27}{n / wall:>11,.0f}{n / cpu:>12,.0f}"
-        f"{stats.commits / wall:>10,.0f}{stats.records / stats.commits:>10,.0f}"
-        f"{stats.largest_batch:>8}"
+        f"   {label:<41}{statistics.median(rates):>11,.0f}{statistics.median(cpu_rates):>12,.0f}"
+        f"{spread:>11}{statistics.median(fsyncs):>10,.0f}{statistics.median(means):>11,.0f}"
+        f"{largest:>8}"
     )
 
 
@@ -225,7 +248,7 @@ def sync_latency(bench: Bench, threads: int, per_thread: int, batch_wait_ms: flo
     print(
         f"   {threads:>2} thr  wait {batch_wait_ms:>3} ms{statistics.median(flat) / 1e6:>10.3f}"
         f"{pct(flat, 0.99) / 1e6:>10.3f}{len(flat) / wall:>11,.0f}"
-        f"{stats.commits / wall:>10,.0f}{stats.records / stats.commits:>10.1f}"
+        f"{stats.commits / wall:>10,.0f}{stats.records / stats.commits:>11.1f}"
     )
 
 
@@ -243,23 +266,27 @@ def calibration() -> None:
         print(f"   calibration: {name:<42}{best * 1e6:>8.2f} us")
 
 
-def run(bench: Bench, quick: bool) -> None:
+def run(bench: Bench, quick: bool, runs: int) -> None:
     scale = 1 if quick else 5
     calibration()
     request_thread_cost(bench, 20_000 * scale)
-    print("\n2. durable throughput (fsync=True); each thread queues its records, then waits")
     print(
-        f"   {'producers':<36}{'rec/s':>11}{'rec/CPU-s':>12}{'fsyncs/s':>10}"
-        f"{'mean batch':>10}{'max':>8}"
+        f"\n2. durable throughput (fsync=True); each thread queues its records, then waits; "
+        f"median of {runs} runs"
     )
+    print(
+        f"   {'producers':<41}{'rec/s':>11}{'rec/CPU-s':>12}{'min-max':>11}{'fsyncs/s':>10}"
+        f"{'mean batch':>11}{'max':>8}"
+    )
+    throughput(bench, 1, 40_000 * scale, derive_in_loop=False, runs=runs, pin=True)
     for threads in (1, 4, 8):
         per_thread = 40_000 * scale // threads
-        throughput(bench, threads, per_thread, derive_in_loop=False)
-        throughput(bench, threads, per_thread, derive_in_loop=True)
+        throughput(bench, threads, per_thread, derive_in_loop=False, runs=runs)
+        throughput(bench, threads, per_thread, derive_in_loop=True, runs=runs)
     print("\n3. sync append() latency, durable (each call returns after its batch's fdatasync)")
     print(
         f"   {'producers':<20}{'p50 ms':>10}{'p99 ms':>10}{'rec/s':>11}{'fsyncs/s':>10}"
-        f"{'mean batch':>10}"
+        f"{'mean batch':>11}"
     )
     for threads in (1, 8, 32):
         for wait_ms in (2.0, 0.0):
@@ -270,11 +297,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short run (a few seconds)")
     parser.add_argument("--dir", type=Path, help="where to create the logs (deleted afterwards)")
+    parser.add_argument("--runs", type=int, help="throughput runs per row (default 3, quick 1)")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="audit-append-", dir=args.dir))
     print(f"audit_append: python {platform.python_version()}, {platform.machine()}, logs in {root}")
     try:
-        run(Bench(root), args.quick)
+        run(Bench(root), args.quick, args.runs or (1 if args.quick else 3))
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from infertrail.audit.framing import LogCorruptedError, fsync_dir, write_all
 from infertrail.audit.merkle import HASH_SIZE, node_hash
-from infertrail.audit.subtrees import tree_root
+from infertrail.audit.subtrees import node_level, tree_root
 
 LEVEL_BITS = (8, 16, 24)
 _FAN_OUT = 1 << 8  # entries of one level that make one entry of the next
@@ -33,9 +33,13 @@ def _chunks(data: bytes) -> list[bytes]:
     return [data[i : i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)]
 
 
-def _block_roots(entries: list[bytes]) -> list[bytes]:
-    """Roots of consecutive blocks of 256 entries (the entries of the next level up)."""
-    return [tree_root(entries[i : i + _FAN_OUT]) for i in range(0, len(entries), _FAN_OUT)]
+def _block_roots(entries: bytes | bytearray) -> bytes:
+    """Roots of consecutive whole blocks of 256 entries (hashes back to back): the next level."""
+    if len(entries) % (_FAN_OUT * HASH_SIZE):
+        raise ValueError(f"{len(entries)} bytes are not whole blocks of {_FAN_OUT} hashes")
+    for _ in range(_FAN_OUT.bit_length() - 1):  # 8 levels of pairs: one root per block
+        entries = node_level(entries, 0)
+    return bytes(entries)
 
 
 _NAMES = ("leaves.bin", *(f"level{bits}.bin" for bits in LEVEL_BITS))
@@ -53,9 +57,9 @@ class HashStore:
     def __init__(self, tree_dir: Path, *, read_only: bool = False) -> None:
         self._dir = tree_dir
         self._read_only = read_only
-        # _open_blocks[k]: entries of file k since its last complete block of 256 (the top level
-        # has no block: nothing is built above it).
-        self._open_blocks: list[list[bytes]] = [[] for _ in LEVEL_BITS]
+        # _open_blocks[k]: entries of file k since its last complete block of 256, back to back
+        # (the top level has no block: nothing is built above it).
+        self._open_blocks = [bytearray() for _ in LEVEL_BITS]
         self._size = 0
         if read_only:
             # _fds[0] is the leaves file, _fds[k] the level LEVEL_BITS[k-1] file (-1: absent).
@@ -99,8 +103,8 @@ class HashStore:
             # The writer appends a level after the leaves (or a crash left it lagging, which
             # the next writer repairs): derive the missing entries from the level below.
             have = len(data) // HASH_SIZE
-            children = _chunks(self._read(k - 1, (begin + have) * _FAN_OUT, end * _FAN_OUT))
-            return data[: have * HASH_SIZE] + b"".join(_block_roots(children))
+            children = self._read(k - 1, (begin + have) * _FAN_OUT, end * _FAN_OUT)
+            return data[: have * HASH_SIZE] + _block_roots(children)
         raise LogCorruptedError(
             f"{self._dir}: file {k} has fewer than {end} hashes (short read at {begin})"
         )
@@ -115,12 +119,12 @@ class HashStore:
             # Rebuild missing entries a bounded chunk at a time (a crash leaves at most a few).
             for first in range(have, expected, _REBUILD_CHUNK):
                 last = min(first + _REBUILD_CHUNK, expected)
-                children = _chunks(self._read(k - 1, first * _FAN_OUT, last * _FAN_OUT))
-                write_all(self._fds[k], b"".join(_block_roots(children)))
+                children = self._read(k - 1, first * _FAN_OUT, last * _FAN_OUT)
+                write_all(self._fds[k], _block_roots(children))
         for k in range(len(self._open_blocks)):
             count = size >> (8 * k)
             block_start = count - count % _FAN_OUT
-            self._open_blocks[k] = _chunks(self._read(k, block_start, count))
+            self._open_blocks[k] = bytearray(self._read(k, block_start, count))
         self._size = size
 
     def _check_writable(self, what: str) -> None:
@@ -134,15 +138,15 @@ class HashStore:
         if len(data) != HASH_SIZE * len(leaf_hashes):
             raise ValueError(f"leaf hashes must all be {HASH_SIZE} bytes")
         write_all(self._fds[0], data)
-        carry = list(leaf_hashes)
+        carry = data
         for k, block in enumerate(self._open_blocks):
-            block.extend(carry)
-            complete = len(block) - len(block) % _FAN_OUT
+            block += carry
+            complete = len(block) - len(block) % (_FAN_OUT * HASH_SIZE)
             if not complete:
                 break
             carry = _block_roots(block[:complete])
             del block[:complete]
-            write_all(self._fds[k + 1], b"".join(carry))
+            write_all(self._fds[k + 1], carry)
         self._size += len(leaf_hashes)
 
     def leaf(self, index: int) -> bytes:

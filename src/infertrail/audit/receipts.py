@@ -47,7 +47,6 @@ class RecordFuture(Future[Receipt]):
 
     seq: int
     # Class-level defaults: one fewer attribute store per record for what is rarely set.
-    _result: Receipt | None = None
     _exception: BaseException | None = None
     _callbacks: tuple[()] | list[Callable[[Future[Receipt]], object]] = ()
     _leaf = b""
@@ -84,10 +83,8 @@ class RecordFuture(Future[Receipt]):
                 self._await(timeout)
         if self._exception is not None:
             raise self._exception
-        result = self._result
-        if result is None:  # built on first use (two racing callers build equal ones)
-            result = self._result = Receipt(self.seq, self._leaf)
-        return result
+        # Built per call, not kept: a sixth instance attribute would grow the future's dict.
+        return Receipt(self.seq, self._leaf)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         """The error that failed the record, None once durable; TimeoutError after ``timeout``."""
