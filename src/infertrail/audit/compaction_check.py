@@ -37,11 +37,11 @@ from infertrail.audit.verify_files import (
     DamageKind,
     Finding,
     ForeignFileError,
-    _fixed_width_bytes,
-    _reference_leaves,
-    _typed_difference,
+    fixed_width_bytes,
     open_lake_file,
     record_leaves,
+    reference_leaves,
+    typed_difference,
 )
 
 __all__ = ["CompactionTask", "check_compaction"]
@@ -122,7 +122,7 @@ def _check_rows(
         canonical = part.column("canonical")
         mine = np.frombuffer(record_leaves(canonical), np.uint8)
         mine = mine.reshape(-1, HASH_SIZE)
-        stored = np.frombuffer(_fixed_width_bytes(part.column("leaf_hash")), np.uint8)
+        stored = np.frombuffer(fixed_width_bytes(part.column("leaf_hash")), np.uint8)
         unhashed = np.any(mine != stored.reshape(-1, HASH_SIZE), axis=1)
         _first_bad(found, seqs, unhashed, "record bytes do not hash to leaf_hash")
         inside = (seqs >= first) & (seqs < first + span)
@@ -130,7 +130,7 @@ def _check_rows(
         differs = ~inside | np.any(mine != reference[at], axis=1)
         _first_bad(found, seqs, differs, "record is not the log's record for its seq")
         if typed:
-            row, column = _typed_difference(part, typed_columns(canonical))
+            row, column = typed_difference(part, typed_columns(canonical))
             if row >= 0:
                 detail = f"column {column!r} disagrees with the record's canonical bytes"
                 found.append((int(seqs[row]), 1, "typed_column_mismatch", detail))
@@ -173,7 +173,7 @@ def _log_leaves(
     (the main pass found those equal to the hashes of their records and to the signed roots).
     """
     first = manifest.first_seq
-    raw = _reference_leaves(Path(task.log_dir), first, span)
+    raw = reference_leaves(Path(task.log_dir), first, span)
     leaves = np.zeros((span, HASH_SIZE), np.uint8)
     have = len(raw) // HASH_SIZE
     leaves[:have] = np.frombuffer(raw, np.uint8).reshape(-1, HASH_SIZE)

@@ -41,8 +41,11 @@ __all__ = [
     "Finding",
     "ForeignFileError",
     "check_file",
+    "fixed_width_bytes",
     "open_lake_file",
     "record_leaves",
+    "reference_leaves",
+    "typed_difference",
 ]
 
 DamageKind = Literal[
@@ -158,7 +161,7 @@ def _check_lake_file(task: FileTask) -> tuple[FileResult, bytes]:
     bad = _first_difference(leaves, scan.stored_leaves)
     if bad >= 0:
         rows.append((bad, 0, "modified", manifest.file, "record bytes do not hash to leaf_hash"))
-    reference = _reference_leaves(Path(task.log_dir), task.first, result.count)
+    reference = reference_leaves(Path(task.log_dir), task.first, result.count)
     bad_ref = _first_difference(leaves[: len(reference)], reference)
     if bad_ref >= 0:
         if not result.sha_ok and bad_ref == 0 and _all_differ(leaves, reference):
@@ -234,13 +237,13 @@ def _scan_records(parquet: pq.ParquetFile, *, typed: bool) -> _Scan:
     for part in parquet.iter_batches(size, columns=columns, use_threads=False):
         canonical = part.column("canonical")
         if typed and scan.typed_row < 0:
-            row, column = _typed_difference(part, typed_columns(canonical))
+            row, column = typed_difference(part, typed_columns(canonical))
             if row >= 0:
                 scan.typed_row, scan.typed_column = scan.rows + row, column
         scan.leaves.append(record_leaves(canonical))
         scan.rows += len(canonical)
         scan.seqs.append(part.column("seq"))
-        stored.append(_fixed_width_bytes(part.column("leaf_hash")))
+        stored.append(fixed_width_bytes(part.column("leaf_hash")))
     scan.stored_leaves = b"".join(stored)
     return scan
 
@@ -287,7 +290,7 @@ def _check_segment(task: FileTask) -> tuple[FileResult, bytes]:
     claimed = [_claimed_seq(p, result.start + i) for i, p in enumerate(payloads)]
     dense = claimed == list(range(result.start, result.start + len(claimed)))
     result.seqs = None if dense else claimed
-    reference = _reference_leaves(Path(task.log_dir), result.start, result.count)
+    reference = reference_leaves(Path(task.log_dir), result.start, result.count)
     bad = _first_difference(leaves[: len(reference)], reference)
     if bad >= 0 and (result.finding is None or bad < result.row):
         detail = f"record bytes do not hash to the leaf in tree/leaves.bin ({task.name})"
@@ -360,7 +363,7 @@ def _frame_error(buf: bytes, offset: int, check_crc: bool) -> str | None:
     return None
 
 
-def _reference_leaves(log_dir: Path, begin: int, count: int) -> bytes:
+def reference_leaves(log_dir: Path, begin: int, count: int) -> bytes:
     """Leaf hashes [begin, begin+count) from tree/leaves.bin, as far as it has them (joined)."""
     try:
         fd = os.open(log_dir / "tree/leaves.bin", os.O_RDONLY)
@@ -373,7 +376,7 @@ def _reference_leaves(log_dir: Path, begin: int, count: int) -> bytes:
     return data[: len(data) - len(data) % HASH_SIZE]
 
 
-def _fixed_width_bytes(column: pa.Array | pa.ChunkedArray) -> bytes:
+def fixed_width_bytes(column: pa.Array | pa.ChunkedArray) -> bytes:
     """The values of a fixed_size_binary column, concatenated (nulls as zero bytes)."""
     array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     if array.null_count:
@@ -400,7 +403,7 @@ def _all_differ(a: bytes, b: bytes) -> bool:
     )
 
 
-def _typed_difference(table: pa.Table, derived: pa.Table) -> tuple[int, str]:
+def typed_difference(table: pa.Table, derived: pa.Table) -> tuple[int, str]:
     """First row where a stored typed column (or seq) differs from the derived one, and which."""
     first, which = -1, ""
     for name in ["seq", *TYPED_SCHEMA.names]:
