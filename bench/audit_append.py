@@ -10,7 +10,9 @@ temporary directory on the same disk as /tmp):
      futures at once mostly measures the garbage collector); records/s (wall), records per
      CPU-second, group commits (= WAL fdatasyncs) per second, mean and largest batch: medians of
      --runs runs on fresh logs (this machine's speed drifts by 10-20% from minute to minute);
-     the first row pins the whole process (producer and writer threads) to one CPU, the
+     records pre-derived, derived in the loop, or "fresh" (derived 256 at a time just before
+     they are appended, derive's CPU left out: the ledger's cost as a service sees it); the
+     first two rows pin the whole process (producer and writer threads) to one CPU, the
      issue's "on one core" taken literally;
   3. sync append latency: N threads each calling append() in a loop; p50/p99 per call, for the
      default batch_wait_ms=2 and for batch_wait_ms=0.
@@ -160,27 +162,51 @@ def request_thread_cost(bench: Bench, n: int) -> None:
         )
 
 
+FRESH_CHUNK = 256  # "fresh" mode: records derived just before they are appended (~1 MB)
+MODES = {
+    "pre": "append_async (pre-derived)",
+    "loop": "derive+append_async",
+    "fresh": "append_async, fresh (derive excluded)",
+}
+
+
 def throughput(
-    bench: Bench, threads: int, per_thread: int, derive_in_loop: bool, runs: int, pin: bool = False
+    bench: Bench, threads: int, per_thread: int, mode: str, runs: int, pin: bool = False
 ) -> None:
-    """Median of ``runs`` runs on fresh logs; ``pin``: the process on one CPU (all its threads)."""
+    """Median of ``runs`` runs on fresh logs; ``pin``: the process on one CPU (all its threads).
+
+    ``mode``: "pre" appends records derived before the run (200k of them no longer sit in the
+    CPU caches when appended); "loop" derives each one in the loop (derive's CPU counted);
+    "fresh" derives FRESH_CHUNK at a time, then appends them, and leaves derive's CPU out of the
+    records per CPU-second: the ledger's cost for records just built, as in a service.
+    """
     batches = [make_events(per_thread, seed=10 + t) for t in range(threads)]
-    pre = [[derive(ev, h) for ev, h in batch] for batch in batches]
+    pre = [[derive(ev, h) for ev, h in batch] for batch in batches] if mode == "pre" else []
     freeze_scaffolding()
     everywhere = os.sched_getaffinity(0)
     rates, cpu_rates, fsyncs, means, largest = [], [], [], [], 0
+    derive_ns = [0] * threads
 
     def producer(t: int, log: AuditLog, start: threading.Barrier) -> None:
         futures: deque[Future[Receipt]] = deque()
         start.wait()
-        if derive_in_loop:
+        if mode == "pre":
+            for record in pre[t]:
+                futures.append(log.append_async(record))
+                drain(futures, WINDOW)
+        elif mode == "loop":
             for ev, h in batches[t]:
                 futures.append(log.append_async(derive(ev, h)))
                 drain(futures, WINDOW)
         else:
-            for record in pre[t]:
-                futures.append(log.append_async(record))
-                drain(futures, WINDOW)
+            events = batches[t]
+            for at in range(0, len(events), FRESH_CHUNK):
+                t0 = time.thread_time_ns()
+                chunk = [derive(ev, h) for ev, h in events[at : at + FRESH_CHUNK]]
+                derive_ns[t] += time.thread_time_ns() - t0
+                for record in chunk:
+                    futures.append(log.append_async(record))
+                    drain(futures, WINDOW)
         drain(futures, 0)
 
     for _ in range(runs):
@@ -199,6 +225,8 @@ def throughput(
                 for w in workers:
                     w.join()
                 wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+                cpu -= sum(derive_ns) / 1e9
+                derive_ns[:] = [0] * threads
                 stats = log.stats
         finally:
             os.sched_setaffinity(0, everywhere)
@@ -208,11 +236,10 @@ def throughput(
         fsyncs.append(stats.commits / wall)
         means.append(stats.records / stats.commits)
         largest = max(largest, stats.largest_batch)
-    what = "derive+append_async" if derive_in_loop else "append_async (pre-derived)"
-    label = f"{threads:>2} thr{', 1 CPU' if pin else ''}: {what}"
+    label = f"{threads:>2} thr{', 1 CPU' if pin else ''}: {MODES[mode]}"
     spread = f"{min(cpu_rates) / 1e3:.0f}-{max(cpu_rates) / 1e3:.0f}k"
     print(
-        f"   {label:<41}{statistics.median(rates):>11,.0f}{statistics.median(cpu_rates):>12,.0f}"
+        f"   {label:<49}{statistics.median(rates):>11,.0f}{statistics.median(cpu_rates):>12,.0f}"
         f"{spread:>11}{statistics.median(fsyncs):>10,.0f}{statistics.median(means):>11,.0f}"
         f"{largest:>8}"
     )
@@ -275,14 +302,14 @@ def run(bench: Bench, quick: bool, runs: int) -> None:
         f"median of {runs} runs"
     )
     print(
-        f"   {'producers':<41}{'rec/s':>11}{'rec/CPU-s':>12}{'min-max':>11}{'fsyncs/s':>10}"
+        f"   {'producers':<49}{'rec/s':>11}{'rec/CPU-s':>12}{'min-max':>11}{'fsyncs/s':>10}"
         f"{'mean batch':>11}{'max':>8}"
     )
-    throughput(bench, 1, 40_000 * scale, derive_in_loop=False, runs=runs, pin=True)
+    throughput(bench, 1, 40_000 * scale, "pre", runs, pin=True)
+    throughput(bench, 1, 40_000 * scale, "fresh", runs, pin=True)
     for threads in (1, 4, 8):
-        per_thread = 40_000 * scale // threads
-        throughput(bench, threads, per_thread, derive_in_loop=False, runs=runs)
-        throughput(bench, threads, per_thread, derive_in_loop=True, runs=runs)
+        for mode in MODES:
+            throughput(bench, threads, 40_000 * scale // threads, mode, runs)
     print("\n3. sync append() latency, durable (each call returns after its batch's fdatasync)")
     print(
         f"   {'producers':<20}{'p50 ms':>10}{'p99 ms':>10}{'rec/s':>11}{'fsyncs/s':>10}"
