@@ -211,17 +211,19 @@ def open_lake_file(
 
 @dataclass
 class _Scan:
-    """What a pass over a lake file's row groups collected."""
+    """What a pass over a lake file's record batches collected."""
 
-    leaves: list[bytes] = field(default_factory=list)  # recomputed, 32 bytes each, per batch
-    rows: int = 0
+    leaves: list[bytes] = field(default_factory=list)  # recomputed, back to back, per batch
+    rows: int = 0  # records scanned
     seqs: list[pa.Array] = field(default_factory=list)  # the stored seq column, per batch
     stored_leaves: bytes = b""  # the stored leaf_hash column, concatenated
     typed_row: int = -1  # first row whose typed columns disagree with its bytes (-1: none)
     typed_column: str = ""
 
 
-_BATCH_ROWS = 1024  # records decoded at a time: hashed while still in the CPU cache (~640 KB)
+# Records decoded at a time (~1.3 MB of credit records): hashed while still in the CPU cache. A
+# whole 8K-row group (~10 MB) was 13-26% slower to verify.
+_BATCH_ROWS = 1024
 _TYPED_BATCH_ROWS = 8192  # with typed columns re-derived: one DuckDB query per batch
 
 
