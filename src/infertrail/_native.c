@@ -10,6 +10,8 @@
  *                           returned back to back in one bytes object;
  *   node_hashes(ls, rs)     RFC 6962 node hashes SHA-256(0x01 || left || right);
  *   node_level(level, skip) the same over pairs of one level of hashes held back to back;
+ *   join_numbered(hs, ts, n)  records numbered around their seqs, head + digits + tail (the
+ *                           audit writer's per-batch join; bytes % formatting costs ~0.9 us each);
  *   top_level_int(data, key)  the integer a JSON object's top-level ``key`` holds, read
  *                           without building the object (verification reads each WAL record's
  *                           claimed seq this way; orjson.loads(data).get(key) is the reference).
@@ -554,6 +556,61 @@ static PyObject *top_level_int(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* ---- join_numbered ----------------------------------------------------------------------- */
+
+PyDoc_STRVAR(join_numbered_doc,
+"join_numbered(heads, tails, first) -> list[bytes]\n\n"
+"heads[i] + b\"%d\" % (first + i) + tails[i] for every i (lists of bytes of equal length,\n"
+"first >= 0): the audit writer numbering a batch of records around their seqs.");
+
+static PyObject *join_numbered(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *heads, *tails;
+    long long first;
+    if (!PyArg_ParseTuple(args, "O!O!L:join_numbered", &PyList_Type, &heads, &PyList_Type,
+                          &tails, &first))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(heads);
+    if (PyList_GET_SIZE(tails) != n) {
+        PyErr_Format(PyExc_ValueError, "%zd heads but %zd tails", n, PyList_GET_SIZE(tails));
+        return NULL;
+    }
+    if (first < 0 || first > (1LL << 62)) {
+        PyErr_Format(PyExc_ValueError, "first seq must be in [0, 2**62], got %lld", first);
+        return NULL;
+    }
+    PyObject *out = PyList_New(n);
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *head = PyList_GET_ITEM(heads, i), *tail = PyList_GET_ITEM(tails, i);
+        if (!PyBytes_CheckExact(head) || !PyBytes_CheckExact(tail)) {
+            PyErr_Format(PyExc_TypeError, "heads[%zd] and tails[%zd] must be bytes", i, i);
+            Py_DECREF(out);
+            return NULL;
+        }
+        char digits[24], *end = digits + sizeof digits, *d = end;
+        unsigned long long seq = (unsigned long long)first + (unsigned long long)i;
+        do {
+            *--d = (char)('0' + seq % 10);
+            seq /= 10;
+        } while (seq);
+        Py_ssize_t hs = PyBytes_GET_SIZE(head), ds = end - d, ts = PyBytes_GET_SIZE(tail);
+        PyObject *record = PyBytes_FromStringAndSize(NULL, hs + ds + ts);
+        if (record == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        char *p = PyBytes_AS_STRING(record);
+        memcpy(p, PyBytes_AS_STRING(head), (size_t)hs);
+        memcpy(p + hs, d, (size_t)ds);
+        memcpy(p + hs + ds, PyBytes_AS_STRING(tail), (size_t)ts);
+        PyList_SET_ITEM(out, i, record);
+    }
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"fast_form", fast_form, METH_O, fast_form_doc},
     {"leaf_hashes", leaf_hashes, METH_O, leaf_hashes_doc},
@@ -561,6 +618,7 @@ static PyMethodDef methods[] = {
     {"node_hashes", (PyCFunction)(void (*)(void))node_hashes, METH_FASTCALL, node_hashes_doc},
     {"node_level", node_level, METH_VARARGS, node_level_doc},
     {"top_level_int", top_level_int, METH_VARARGS, top_level_int_doc},
+    {"join_numbered", join_numbered, METH_VARARGS, join_numbered_doc},
     {NULL, NULL, 0, NULL},
 };
 

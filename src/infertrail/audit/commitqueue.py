@@ -28,7 +28,23 @@ __all__ = ["CommitQueue", "LogClosedError", "LogFailedError"]
 
 Batch = tuple[list[bytes], list[RecordFuture]]
 _SEQ_DIGITS = 16  # of the largest seq the log can reach (2**53, RFC 8785's integer limit)
-_SPLICE = bytes.__mod__  # (b"%b%d%b", (head, seq, tail)) -> the numbered record
+
+
+def _py_join_numbered(heads: list[bytes], tails: list[bytes], first: int) -> list[bytes]:
+    """``heads[i] + b"%d" % (first + i) + tails[i]`` for every i (the C twin is ~10x faster)."""
+    seqs = range(first, first + len(heads))
+    return list(map(bytes.__mod__, repeat(b"%b%d%b"), zip(heads, seqs, tails, strict=True)))
+
+
+def _load_join_numbered() -> Callable[[list[bytes], list[bytes], int], list[bytes]]:
+    try:
+        from infertrail._native import join_numbered
+    except ImportError:  # built without a C compiler
+        return _py_join_numbered
+    return join_numbered
+
+
+_join_numbered = _load_join_numbered()
 
 
 class LogClosedError(RuntimeError):
@@ -182,8 +198,7 @@ class CommitQueue:
             if self._blocked:
                 self._not_full.notify_all()
         # The records are numbered here, by the writer, out of the appenders' way.
-        seqs = range(first, first + len(heads))
-        return list(map(_SPLICE, repeat(b"%b%d%b"), zip(heads, seqs, tails, strict=True))), futures
+        return _join_numbered(heads, tails, first), futures
 
     def close(self) -> bool:
         """Accept no more records and wake the writer to drain; whether it had failed already."""

@@ -18,7 +18,7 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from infertrail.audit import canonical, subtrees, walread
+from infertrail.audit import canonical, commitqueue, subtrees, walread
 from infertrail.audit.canonical import canonical_parts, canonicalize
 from tests.unit.audit.test_canonical import _json, _text
 
@@ -67,6 +67,7 @@ def test_the_package_uses_the_compiled_functions() -> None:
     assert subtrees._native_node_hashes is _native.node_hashes
     assert subtrees._native_node_level is _native.node_level
     assert walread._native_top_level_int is _native.top_level_int
+    assert commitqueue._join_numbered is _native.join_numbered
 
 
 class _Str(str):
@@ -324,3 +325,26 @@ def test_top_level_int_agrees_with_parsing(record: dict[str, Any], seq: Any, sty
     plain_keys = all(b"\\" not in orjson.dumps(key) for key in record)
     if style == "compact" and plain_keys and type(seq) is int and abs(seq) < 10**18:
         assert got == seq  # records as the writer writes them are decided in C
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.binary(max_size=40), st.binary(max_size=40)), max_size=20),
+    st.one_of(st.integers(0, 20), st.integers(0, 2**53)),
+)
+def test_join_numbered_matches_formatting(parts: list[tuple[bytes, bytes]], first: int) -> None:
+    heads, tails = [h for h, _ in parts], [t for _, t in parts]
+    expected = [b"%b%d%b" % (h, first + i, t) for i, (h, t) in enumerate(parts)]
+    assert _native.join_numbered(heads, tails, first) == expected
+    assert commitqueue._py_join_numbered(heads, tails, first) == expected
+
+
+def test_join_numbered_refuses_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="2 heads but 1 tails"):
+        _native.join_numbered([b"a", b"b"], [b"c"], 0)
+    with pytest.raises(ValueError, match=r"first seq must be in \[0, 2\*\*62\], got -1"):
+        _native.join_numbered([b"a"], [b"b"], -1)
+    with pytest.raises(TypeError, match=r"heads\[1\] and tails\[1\] must be bytes"):
+        _native.join_numbered([b"a", "b"], [b"c", b"d"], 0)  # type: ignore[list-item]
+    with pytest.raises(TypeError):
+        _native.join_numbered((b"a",), [b"b"], 0)  # type: ignore[arg-type]
