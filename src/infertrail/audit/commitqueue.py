@@ -31,7 +31,7 @@ _SEQ_DIGITS = 16  # of the largest seq the log can reach (2**53, RFC 8785's inte
 
 
 def _py_join_numbered(heads: list[bytes], tails: list[bytes], first: int) -> list[bytes]:
-    """``heads[i] + b"%d" % (first + i) + tails[i]`` for every i (the C twin is ~10x faster)."""
+    """``heads[i] + b"%d" % (first + i) + tails[i]`` for every i (C: ~0.6 against ~0.95 us)."""
     seqs = range(first, first + len(heads))
     return list(map(bytes.__mod__, repeat(b"%b%d%b"), zip(heads, seqs, tails, strict=True)))
 

@@ -182,8 +182,9 @@ _native_top_level_int = _load_native_top_level_int()
 def record_seq(payload: bytes) -> int | None:
     """The integer top-level ``seq`` of a record's JSON; None if it has none or is not JSON.
 
-    The C scan reads it without building the record (~10x faster than parsing it); what the
-    scan cannot decide (no such member, escaped keys, big or odd numbers) is parsed by orjson.
+    The C scan reads it without building the record (~0.7 us against ~2.4 us to parse a credit
+    record); what the scan cannot decide (no such member, escaped keys, big or odd numbers) is
+    parsed by orjson.
     """
     if _native_top_level_int is not None:
         seq = _native_top_level_int(payload, b"seq")
