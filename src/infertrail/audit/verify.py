@@ -89,8 +89,11 @@ def verify_log(
 
     ``from_checkpoint``: an older signed checkpoint the caller kept; the log must have grown
     consistently from it (else ``rollback``). ``workers > 1`` checks files in that many processes
-    and gives the same report. ``deep`` also re-derives the typed columns of lake files (and
-    compacted copies) whose bytes match their signed manifest (a check of the sealer itself).
+    and gives the same report; they start with multiprocessing's forkserver method, so a script
+    that calls this must, as for any multiprocessing, guard its entry point with
+    ``if __name__ == "__main__":`` (the CLI does). ``deep`` also re-derives the typed columns of
+    lake files (and compacted copies) whose bytes match their signed manifest (a check of the
+    sealer itself).
     Compactions are checked once the rest is intact. Raises VerifyError if there is no readable
     log at ``log_dir``.
     """
