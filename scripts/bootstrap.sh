@@ -14,6 +14,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=".venv/.installed${extras:+-$extras}"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ src/infertrail/_native.c -nt "$stamp" ] \
+  || [ src/infertrail/_shortest_table.h -nt "$stamp" ] \
   || [ hatch_build.py -nt "$stamp" ]; then
   echo "==> installing infertrail${extras:+[$extras]} into .venv"
   .venv/bin/python -m pip install --quiet --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true

@@ -15,8 +15,8 @@ if [ -x scripts/test-services.sh ]; then
   scripts/test-services.sh
 fi
 echo "==> ruff"
-.venv/bin/ruff check src tests bench
-.venv/bin/ruff format --check src tests bench
+.venv/bin/ruff check src tests bench scripts
+.venv/bin/ruff format --check src tests bench scripts
 echo "==> mypy"
 .venv/bin/mypy
 echo "==> pytest"

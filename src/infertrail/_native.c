@@ -3,8 +3,8 @@
  * Every function here has a pure-Python twin that gives the same result (the tests compare
  * them); the package works without this module. What it saves is Python's per-value and
  * per-call overhead, not algorithmic work:
- *   fast_form(obj)          the type walk RFC 8785 canonicalization does before orjson writes
- *                           (infertrail.audit.canonical._fast is the reference);
+ *   canonical(obj)          RFC 8785 (JCS) bytes, floats by the Schubfach algorithm
+ *   canonical_parts(obj, k) (infertrail.audit.canonical's exact encoder is the reference);
  *   leaf_hashes(records)    RFC 6962 leaf hashes SHA-256(0x00 || record), one bytes each;
  *   leaf_hashes_arrow(...)  the same over the buffers of an Arrow binary array, in place,
  *                           returned back to back in one bytes object;
@@ -27,119 +27,594 @@
 #define HASH_SIZE 32
 #define MAX_DEPTH 64 /* deeper values take the Python path, which reports recursion itself */
 
-/* ---- fast_form --------------------------------------------------------------------------- */
+/* ---- RFC 8785 encoder ------------------------------------------------------------------- */
 
-#define MAX_SAFE_INTEGER 9007199254740991.0 /* 2**53 - 1: JCS refuses larger integers */
+/* Results of the encoder's steps. DECLINE (no exception set) hands the value to Python's exact
+ * encoder, which covers everything RFC 8785 allows and names whatever it refuses. */
+#define ENC_OK 0
+#define ENC_FAIL (-1)
+#define ENC_DECLINE 1
 
-/* A NULL return with no exception set: "not for the fast path" (the caller goes to Python). */
-static PyObject *form(PyObject *obj, int depth);
+#define MAX_SAFE_INTEGER 9007199254740991LL /* 2**53 - 1: JCS refuses larger integers */
 
-static int float_ready(double v)
+typedef struct {
+    char *data;
+    Py_ssize_t len, cap;
+    char local[4096];
+} Out;
+
+static void out_init(Out *o)
 {
-    /* orjson writes these exactly as ECMAScript Number::toString does (see canonical.py) */
-    if (!((1e-5 <= v && v < 1e16) || (-1e16 < v && v <= -1e-5)))
-        return 0;
-    return v != floor(v); /* integral floats print as "2.0" in orjson, "2" in JCS */
+    o->data = o->local;
+    o->len = 0;
+    o->cap = sizeof o->local;
 }
 
-static PyObject *float_form(PyObject *obj)
+static void out_free(Out *o)
 {
-    double v = PyFloat_AS_DOUBLE(obj);
-    if (float_ready(v))
-        return Py_NewRef(obj);
-    /* Integral and safe (this includes 0.0 and -0.0): JCS writes it as the integer it is. */
-    if (v == floor(v) && -MAX_SAFE_INTEGER <= v && v <= MAX_SAFE_INTEGER)
-        return PyLong_FromDouble(v == 0.0 ? 0.0 : v);
-    return NULL; /* tiny, huge or not finite: Python writes a fragment or reports it */
+    if (o->data != o->local)
+        PyMem_Free(o->data);
 }
 
-/* Items of a list or tuple: the same object if none changed, else a new list. */
-static PyObject *items_form(PyObject *obj, PyObject *const *items, Py_ssize_t n, int depth)
+static int out_grow(Out *o, Py_ssize_t need)
 {
-    PyObject *copy = NULL;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *item = form(items[i], depth);
-        if (item == NULL) {
-            Py_XDECREF(copy);
-            return NULL;
+    if (need > PY_SSIZE_T_MAX / 2 - o->len) {
+        PyErr_NoMemory();
+        return ENC_FAIL;
+    }
+    Py_ssize_t cap = o->cap * 2 > o->len + need ? o->cap * 2 : o->len + need;
+    char *p = o->data == o->local ? PyMem_Malloc((size_t)cap)
+                                  : PyMem_Realloc(o->data, (size_t)cap);
+    if (p == NULL) {
+        PyErr_NoMemory();
+        return ENC_FAIL;
+    }
+    if (o->data == o->local)
+        memcpy(p, o->local, (size_t)o->len);
+    o->data = p;
+    o->cap = cap;
+    return ENC_OK;
+}
+
+/* Room for `need` more bytes; ENC_OK or ENC_FAIL. */
+static inline int out_reserve(Out *o, Py_ssize_t need)
+{
+    return o->cap - o->len >= need ? ENC_OK : out_grow(o, need);
+}
+
+static inline int out_put(Out *o, const char *s, Py_ssize_t n)
+{
+    if (out_reserve(o, n) != ENC_OK)
+        return ENC_FAIL;
+    memcpy(o->data + o->len, s, (size_t)n);
+    o->len += n;
+    return ENC_OK;
+}
+
+static const char DIGIT_PAIRS[] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
+/* Decimal digits of v ending at `end` (room for 20 before it); returns where they start. */
+static char *digits_of(unsigned long long v, char *end)
+{
+    while (v >= 100) {
+        end -= 2;
+        memcpy(end, DIGIT_PAIRS + 2 * (v % 100), 2);
+        v /= 100;
+    }
+    if (v >= 10) {
+        end -= 2;
+        memcpy(end, DIGIT_PAIRS + 2 * v, 2);
+    } else {
+        *--end = (char)('0' + v);
+    }
+    return end;
+}
+
+static int put_integer(Out *o, long long v)
+{
+    char buf[24], *end = buf + sizeof buf;
+    char *p = digits_of(v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v, end);
+    if (v < 0)
+        *--p = '-';
+    return out_put(o, p, end - p);
+}
+
+/* Strings: RFC 8785 3.2.2.2 escapes '"', '\\' and the C0 controls (\b \f \n \r \t by name,
+ * the rest as \u00xx in lowercase hex) and writes everything else as raw UTF-8. */
+static const unsigned char ESCAPE_EXTRA[256] = {
+    5, 5, 5, 5, 5, 5, 5, 5, 1, 1, 1, 5, 1, 1, 5, 5, /* \b \t \n \f \r take 2 bytes, others 6 */
+    5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5,
+    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* '"' */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, /* '\\' */
+};
+
+#define ONES 0x0101010101010101ULL
+/* Whether any of the n bytes is '"', '\\' or below 0x20, eight at a time: (x - b) & ~x & 0x80
+ * marks a byte below b (for b <= 0x80), and x ^ c turns bytes equal to c into zero bytes. */
+static int needs_escape(const unsigned char *p, Py_ssize_t n)
+{
+    Py_ssize_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x, q, b;
+        memcpy(&x, p + i, 8);
+        q = x ^ (ONES * '"');
+        b = x ^ (ONES * '\\');
+        if ((((x - ONES * 0x20) & ~x) | ((q - ONES) & ~q) | ((b - ONES) & ~b)) & (ONES * 0x80))
+            return 1;
+    }
+    for (; i < n; i++)
+        if (ESCAPE_EXTRA[p[i]])
+            return 1;
+    return 0;
+}
+
+static int put_string(Out *o, PyObject *s)
+{
+    const unsigned char *p;
+    Py_ssize_t n;
+    if (PyUnicode_IS_ASCII(s)) {
+        p = PyUnicode_DATA(s);
+        n = PyUnicode_GET_LENGTH(s);
+    } else {
+        p = (const unsigned char *)PyUnicode_AsUTF8AndSize(s, &n);
+        if (p == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_UnicodeEncodeError))
+                return ENC_FAIL;
+            PyErr_Clear(); /* a lone surrogate: the exact encoder reports it with its path */
+            return ENC_DECLINE;
         }
-        if (item != items[i] && copy == NULL) {
-            copy = PyList_New(n);
-            if (copy == NULL) {
-                Py_DECREF(item);
-                return NULL;
+    }
+    Py_ssize_t extra = 0;
+    if (needs_escape(p, n))
+        for (Py_ssize_t i = 0; i < n; i++)
+            extra += ESCAPE_EXTRA[p[i]];
+    if (out_reserve(o, n + extra + 2) != ENC_OK)
+        return ENC_FAIL;
+    char *w = o->data + o->len;
+    *w++ = '"';
+    if (extra == 0) {
+        memcpy(w, p, (size_t)n);
+        w += n;
+    } else {
+        static const char hex[] = "0123456789abcdef";
+        for (Py_ssize_t i = 0; i < n; i++) {
+            unsigned char c = p[i];
+            if (!ESCAPE_EXTRA[c]) {
+                *w++ = (char)c;
+                continue;
             }
-            for (Py_ssize_t j = 0; j < i; j++)
-                PyList_SET_ITEM(copy, j, Py_NewRef(items[j]));
+            *w++ = '\\';
+            switch (c) {
+            case '"': *w++ = '"'; break;
+            case '\\': *w++ = '\\'; break;
+            case '\b': *w++ = 'b'; break;
+            case '\f': *w++ = 'f'; break;
+            case '\n': *w++ = 'n'; break;
+            case '\r': *w++ = 'r'; break;
+            case '\t': *w++ = 't'; break;
+            default:
+                memcpy(w, "u00", 3);
+                w[3] = hex[c >> 4];
+                w[4] = hex[c & 15];
+                w += 5;
+            }
         }
-        if (copy != NULL)
-            PyList_SET_ITEM(copy, i, item); /* steals the reference */
-        else
-            Py_DECREF(item);
     }
-    return copy != NULL ? copy : Py_NewRef(obj);
+    *w++ = '"';
+    o->len = w - o->data;
+    return ENC_OK;
 }
 
-static PyObject *dict_form(PyObject *obj, int depth)
+/* Numbers: ECMAScript Number::toString (ECMA-262 7.1.12.1), as RFC 8785 3.2.2.3 requires. Its
+ * digits are the shortest that round-trip, the closest to the value on a tie: Schubfach
+ * (R. Giulietti, "The Schubfach way to render doubles", 2020) computes them with 128-bit
+ * products against the table of powers of ten scripts/gen_shortest_table.py writes. Subnormals,
+ * and compilers without 128-bit integers, take CPython's repr (David Gay's dtoa), which gives the
+ * same digits more slowly. */
+#include "_shortest_table.h"
+
+#define C_MIN (1ULL << 52)
+#define Q_MIN (-1074)
+#define MASK_63 ((1ULL << 63) - 1)
+
+/* floor(q * log10(2)), floor(q * log10(2) + log10(3/4)), floor(e * log2(10)); exact over the
+ * exponents of doubles (scripts/gen_shortest_table.py and the tests check them) */
+static inline int flog10pow2(int q) { return (int)(((int64_t)q * 661971961083LL) >> 41); }
+static inline int flog10_three_quarters_pow2(int q)
 {
-    PyObject *copy = NULL, *key, *value;
-    Py_ssize_t pos = 0;
-    while (PyDict_Next(obj, &pos, &key, &value)) {
-        if (Py_TYPE(key) != &PyUnicode_Type) {
-            Py_XDECREF(copy);
-            return NULL;
-        }
-        PyObject *item = form(value, depth);
-        if (item == NULL) {
-            Py_XDECREF(copy);
-            return NULL;
-        }
-        if (item != value && copy == NULL && (copy = PyDict_Copy(obj)) == NULL) {
-            Py_DECREF(item);
-            return NULL;
-        }
-        int failed = copy != NULL && item != value && PyDict_SetItem(copy, key, item) < 0;
-        Py_DECREF(item);
-        if (failed) {
-            Py_DECREF(copy);
-            return NULL;
-        }
-    }
-    return copy != NULL ? copy : Py_NewRef(obj);
+    return (int)(((int64_t)q * 661971961083LL - 274743187321LL) >> 41);
+}
+static inline int flog2pow10(int e) { return (int)(((int64_t)e * 913124641741LL) >> 38); }
+
+#ifdef __SIZEOF_INT128__
+/* (g * cp) >> 127 rounded to odd, g = g1 * 2**63 + g0 */
+static inline uint64_t rop(uint64_t g1, uint64_t g0, uint64_t cp)
+{
+    unsigned __int128 x = (unsigned __int128)g0 * cp, y = (unsigned __int128)g1 * cp;
+    uint64_t z = ((uint64_t)y >> 1) + (uint64_t)(x >> 64);
+    uint64_t vbp = (uint64_t)(y >> 64) + (z >> 63);
+    return vbp | (((z & MASK_63) + MASK_63) >> 63);
 }
 
-static PyObject *form(PyObject *obj, int depth)
+/* The shortest decimal f * 10**e that rounds to c * 2**q, c a normal double's significand. */
+static void schubfach(int q, uint64_t c, uint64_t *f, int *e)
+{
+    int out = (int)(c & 1), k;
+    uint64_t cb = c << 2, cbr = cb + 2, cbl;
+    if (c != C_MIN) {
+        cbl = cb - 2;
+        k = flog10pow2(q);
+    } else { /* a power of two: the gap below is half the gap above */
+        cbl = cb - 1;
+        k = flog10_three_quarters_pow2(q);
+    }
+    int h = q + flog2pow10(-k) + 2; /* 2..5 */
+    uint64_t g1 = G[-k - G_MIN][0], g0 = G[-k - G_MIN][1];
+    uint64_t vb = rop(g1, g0, cb << h), vbl = rop(g1, g0, cbl << h), vbr = rop(g1, g0, cbr << h);
+    uint64_t s = vb >> 2;
+    if (s >= 100) { /* one digit fewer, when a multiple of ten lies in the rounding interval */
+        uint64_t sp10 = 10 * (s / 10), tp10 = sp10 + 10;
+        int upin = vbl + out <= sp10 << 2, wpin = (tp10 << 2) + out <= vbr;
+        if (upin != wpin) {
+            *f = upin ? sp10 : tp10;
+            *e = k;
+            return;
+        }
+    }
+    uint64_t t = s + 1;
+    int uin = vbl + out <= s << 2, win = (t << 2) + out <= vbr;
+    if (uin != win) {
+        *f = uin ? s : t;
+    } else { /* both in: the closer one, the even one on a tie */
+        int64_t cmp = (int64_t)(vb - ((s + t) << 1));
+        *f = cmp < 0 || (cmp == 0 && (s & 1) == 0) ? s : t;
+    }
+    *e = k;
+}
+#endif
+
+/* The shortest round-trip digits of finite v > 0 (no leading or trailing zeros) into
+ * digits[0..*count) and ECMAScript's n: v = 0.d1d2...dk * 10**n. ENC_OK or ENC_FAIL. */
+static int shortest(double v, char *digits, int *count, int *n)
+{
+    uint64_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    int biased = (int)(bits >> 52);
+#ifdef __SIZEOF_INT128__
+    if (biased != 0) {
+        uint64_t f;
+        int e;
+        schubfach(biased - 1075, (bits & (C_MIN - 1)) | C_MIN, &f, &e);
+        while (f % 10 == 0) {
+            f /= 10;
+            e++;
+        }
+        char buf[24], *end = buf + sizeof buf, *p = digits_of(f, end);
+        *count = (int)(end - p);
+        memcpy(digits, p, (size_t)*count);
+        *n = *count + e;
+        return ENC_OK;
+    }
+#endif
+    (void)biased;
+    char *text = PyOS_double_to_string(v, 'r', 0, 0, NULL); /* "d.ddde-310", "123.45" */
+    if (text == NULL)
+        return ENC_FAIL;
+    char all[32];
+    int m = 0, point = -1, exponent = 0, lead = 0;
+    for (const char *p = text; *p && m < (int)sizeof all; p++) {
+        if (*p == '.') {
+            point = m;
+        } else if (*p == 'e') {
+            exponent = atoi(p + 1);
+            break;
+        } else {
+            all[m++] = *p;
+        }
+    }
+    PyMem_Free(text);
+    if (point < 0)
+        point = m;
+    while (lead < m - 1 && all[lead] == '0') /* 0.000ddd: n counts from the first nonzero */
+        lead++;
+    int k = m - lead;
+    while (k > 1 && all[lead + k - 1] == '0')
+        k--;
+    memcpy(digits, all + lead, (size_t)k);
+    *count = k;
+    *n = point - lead + exponent;
+    return ENC_OK;
+}
+
+static int put_float(Out *o, double v)
+{
+    if (!isfinite(v))
+        return ENC_DECLINE; /* the exact encoder names it: JSON has no NaN or Infinity */
+    if (v == floor(v) && fabs(v) <= (double)MAX_SAFE_INTEGER)
+        return put_integer(o, (long long)v); /* 2.0 is "2"; -0.0 is "0" */
+    char digits[24];
+    int k, n;
+    if (shortest(fabs(v), digits, &k, &n) != ENC_OK)
+        return ENC_FAIL;
+    if (out_reserve(o, 32) != ENC_OK) /* at most 1 + 17 + 1 + 1 + 1 + 3 chars, or 22 + 1 */
+        return ENC_FAIL;
+    char *w = o->data + o->len;
+    if (v < 0)
+        *w++ = '-';
+    if (k <= n && n <= 21) { /* an integer: the digits, then zeros */
+        memcpy(w, digits, (size_t)k);
+        memset(w + k, '0', (size_t)(n - k));
+        w += n;
+    } else if (0 < n && n <= 21) { /* the point inside the digits */
+        memcpy(w, digits, (size_t)n);
+        w[n] = '.';
+        memcpy(w + n + 1, digits + n, (size_t)(k - n));
+        w += k + 1;
+    } else if (-6 < n && n <= 0) { /* 0.000ddd */
+        memcpy(w, "0.", 2);
+        memset(w + 2, '0', (size_t)-n);
+        memcpy(w + 2 - n, digits, (size_t)k);
+        w += 2 - n + k;
+    } else { /* d.ddde+x or d.ddde-x */
+        *w++ = digits[0];
+        if (k > 1) {
+            *w++ = '.';
+            memcpy(w, digits + 1, (size_t)(k - 1));
+            w += k - 1;
+        }
+        *w++ = 'e';
+        *w++ = n - 1 < 0 ? '-' : '+';
+        char buf[24], *end = buf + sizeof buf, *p = digits_of((unsigned long long)abs(n - 1), end);
+        memcpy(w, p, (size_t)(end - p));
+        w += end - p;
+    }
+    o->len = w - o->data;
+    return ENC_OK;
+}
+
+static int encode(Out *o, PyObject *obj, int depth);
+
+/* Object members in RFC 8785 order: by UTF-16 code units. Keys without characters above U+FFFF
+ * (the 1- and 2-byte string kinds; dicts with others are declined) have one code unit per code
+ * point, so comparing code points is comparing UTF-16. */
+#define SMALL_OBJECT 32 /* members sorted on the stack; larger objects allocate */
+#define ENC_MAX_DEPTH 32 /* stack use: ~2.5 KB per level; deeper values go to Python */
+
+typedef struct {
+    PyObject *key, *value; /* value NULL: the numbered member's slot */
+    const void *data;      /* the key's characters, `length` of them, of `kind` */
+    Py_ssize_t length;
+    int kind;
+    uint64_t prefix; /* 1-byte kind: the first 8 characters big-endian, zero-padded */
+} Member;
+
+static void member_set(Member *m, PyObject *key, PyObject *value)
+{
+    m->key = key;
+    m->value = value;
+    m->data = PyUnicode_DATA(key);
+    m->length = PyUnicode_GET_LENGTH(key);
+    m->kind = PyUnicode_KIND(key);
+    uint64_t head = 0;
+    if (m->kind == PyUnicode_1BYTE_KIND)
+        memcpy(&head, m->data, m->length < 8 ? (size_t)m->length : 8);
+#if PY_BIG_ENDIAN
+    m->prefix = head;
+#else
+    m->prefix = __builtin_bswap64(head);
+#endif
+}
+
+static int member_cmp(const Member *a, const Member *b)
+{
+    Py_ssize_t m = a->length < b->length ? a->length : b->length;
+    if (a->kind == PyUnicode_1BYTE_KIND && b->kind == PyUnicode_1BYTE_KIND) {
+        if (a->prefix != b->prefix)
+            return a->prefix < b->prefix ? -1 : 1;
+        int c = m > 8 ? memcmp(a->data, b->data, (size_t)m) : 0;
+        if (c != 0)
+            return c;
+    } else {
+        for (Py_ssize_t i = 0; i < m; i++) {
+            Py_UCS4 ca = PyUnicode_READ(a->kind, a->data, i);
+            Py_UCS4 cb = PyUnicode_READ(b->kind, b->data, i);
+            if (ca != cb)
+                return ca < cb ? -1 : 1;
+        }
+    }
+    return a->length < b->length ? -1 : a->length > b->length;
+}
+
+static int member_qsort_cmp(const void *a, const void *b)
+{
+    return member_cmp(*(const Member *const *)a, *(const Member *const *)b);
+}
+
+/* Sorts pointers (moving 56-byte members costs more than comparing them). */
+static void sort_members(const Member **m, Py_ssize_t n)
+{
+    if (n > SMALL_OBJECT) {
+        qsort(m, (size_t)n, sizeof *m, member_qsort_cmp);
+        return;
+    }
+    /* Binary insertion sort: n - 1 comparisons when already in order (derive_record's records
+     * are), about n log2 n otherwise. */
+    for (Py_ssize_t i = 1; i < n; i++) {
+        if (member_cmp(m[i - 1], m[i]) <= 0)
+            continue;
+        const Member *x = m[i];
+        Py_ssize_t lo = 0, hi = i - 1; /* x goes before m[hi] */
+        while (lo < hi) {
+            Py_ssize_t mid = (lo + hi) / 2;
+            if (member_cmp(m[mid], x) > 0)
+                hi = mid;
+            else
+                lo = mid + 1;
+        }
+        memmove(&m[lo + 1], &m[lo], (size_t)(i - lo) * sizeof *m);
+        m[lo] = x;
+    }
+}
+
+/* A dict, with `slot_key` (when not NULL) as one more member whose value's place is stored in
+ * *slot_at. No Python code runs while it is encoded (exact types only), so the borrowed
+ * references stay valid. */
+static int put_dict(Out *o, PyObject *obj, int depth, PyObject *slot_key, Py_ssize_t *slot_at)
+{
+    Member local[SMALL_OBJECT], *m = local;
+    const Member *local_order[SMALL_OBJECT], **order = local_order;
+    Py_ssize_t n = PyDict_GET_SIZE(obj) + (slot_key != NULL), i = 0, pos = 0;
+    if (n > SMALL_OBJECT) {
+        m = PyMem_Malloc((size_t)n * sizeof *m);
+        order = PyMem_Malloc((size_t)n * sizeof *order);
+        if (m == NULL || order == NULL) {
+            PyMem_Free(m);
+            PyMem_Free(order);
+            PyErr_NoMemory();
+            return ENC_FAIL;
+        }
+    }
+    PyObject *key, *value;
+    int rc = ENC_OK;
+    while (PyDict_Next(obj, &pos, &key, &value)) {
+        if (!PyUnicode_CheckExact(key) || PyUnicode_KIND(key) == PyUnicode_4BYTE_KIND) {
+            rc = ENC_DECLINE; /* not a str, or maybe a character beyond the BMP */
+            goto done;
+        }
+        member_set(&m[i], key, value);
+        order[i] = &m[i];
+        i++;
+    }
+    if (slot_key != NULL) {
+        member_set(&m[i], slot_key, NULL);
+        order[i] = &m[i];
+    }
+    sort_members(order, n);
+    if ((rc = out_put(o, "{", 1)) != ENC_OK)
+        goto done;
+    for (i = 0; i < n; i++) {
+        if ((i && (rc = out_put(o, ",", 1)) != ENC_OK)
+            || (rc = put_string(o, order[i]->key)) != ENC_OK || (rc = out_put(o, ":", 1)) != ENC_OK)
+            goto done;
+        if (order[i]->value == NULL)
+            *slot_at = o->len;
+        else if ((rc = encode(o, order[i]->value, depth)) != ENC_OK)
+            goto done;
+    }
+    rc = out_put(o, "}", 1);
+done:
+    if (m != local) {
+        PyMem_Free(m);
+        PyMem_Free(order);
+    }
+    return rc;
+}
+
+static int put_items(Out *o, PyObject *const *items, Py_ssize_t n, int depth)
+{
+    int rc = out_put(o, "[", 1);
+    for (Py_ssize_t i = 0; i < n && rc == ENC_OK; i++)
+        if (!i || (rc = out_put(o, ",", 1)) == ENC_OK)
+            rc = encode(o, items[i], depth);
+    return rc != ENC_OK ? rc : out_put(o, "]", 1);
+}
+
+static int encode(Out *o, PyObject *obj, int depth)
 {
     PyTypeObject *t = Py_TYPE(obj);
-    if (t == &PyUnicode_Type || obj == Py_None || t == &PyLong_Type || t == &PyBool_Type)
-        return Py_NewRef(obj);
+    if (t == &PyUnicode_Type)
+        return put_string(o, obj);
+    if (obj == Py_None)
+        return out_put(o, "null", 4);
     if (t == &PyFloat_Type)
-        return float_form(obj);
-    if (depth >= MAX_DEPTH)
-        return NULL;
+        return put_float(o, PyFloat_AS_DOUBLE(obj));
+    if (t == &PyLong_Type) {
+        int overflow;
+        long long v = PyLong_AsLongLongAndOverflow(obj, &overflow);
+        if (v == -1 && PyErr_Occurred())
+            return ENC_FAIL;
+        if (overflow || v > MAX_SAFE_INTEGER || v < -MAX_SAFE_INTEGER)
+            return ENC_DECLINE; /* the exact encoder refuses it, with its path */
+        return put_integer(o, v);
+    }
+    if (obj == Py_True)
+        return out_put(o, "true", 4);
+    if (obj == Py_False)
+        return out_put(o, "false", 5);
+    if (depth >= ENC_MAX_DEPTH)
+        return ENC_DECLINE;
     if (t == &PyDict_Type)
-        return dict_form(obj, depth + 1);
+        return put_dict(o, obj, depth + 1, NULL, NULL);
     if (t == &PyList_Type)
-        return items_form(obj, ((PyListObject *)obj)->ob_item, PyList_GET_SIZE(obj), depth + 1);
+        return put_items(o, ((PyListObject *)obj)->ob_item, PyList_GET_SIZE(obj), depth + 1);
     if (t == &PyTuple_Type)
-        return items_form(obj, ((PyTupleObject *)obj)->ob_item, PyTuple_GET_SIZE(obj), depth + 1);
-    return NULL;
+        return put_items(o, ((PyTupleObject *)obj)->ob_item, PyTuple_GET_SIZE(obj), depth + 1);
+    return ENC_DECLINE; /* another type, or a subclass: the exact encoder decides */
 }
 
-PyDoc_STRVAR(fast_form_doc,
-"fast_form(obj) -> object | None\n\n"
-"``obj``, or a copy with integral floats as ints, that orjson (sorted keys, strict integers)\n"
-"writes exactly as RFC 8785 does: only exact dict (str keys), list, tuple, str, int, bool,\n"
-"None and floats. None when something needs the caller's slower, exact path (another type, a\n"
-"float orjson writes differently or that has no JSON form, nesting deeper than 64).");
+PyDoc_STRVAR(canonical_doc,
+"canonical(obj) -> bytes | None\n\n"
+"RFC 8785 (JCS) bytes of obj, for exact dict (str keys), list, tuple, str, int, float, bool and\n"
+"None. None when the caller's exact encoder must decide: another type or a subclass, a\n"
+"non-finite float, an int beyond +-(2**53 - 1), a lone surrogate, an object key with a\n"
+"character beyond U+FFFF, nesting deeper than 64.");
 
-static PyObject *fast_form(PyObject *self, PyObject *obj)
+static PyObject *canonical(PyObject *self, PyObject *obj)
 {
     (void)self;
-    PyObject *out = form(obj, 0);
-    if (out == NULL && !PyErr_Occurred())
+    Out o;
+    out_init(&o);
+    int rc = encode(&o, obj, 0);
+    PyObject *result = rc == ENC_OK ? PyBytes_FromStringAndSize(o.data, o.len)
+                       : rc == ENC_DECLINE ? Py_NewRef(Py_None) : NULL;
+    out_free(&o);
+    return result;
+}
+
+PyDoc_STRVAR(canonical_parts_doc,
+"canonical_parts(obj, key) -> tuple[bytes, bytes] | None\n\n"
+"(head, tail) with canonical({**obj, key: n}) == head + b\"%d\" % n + tail for any int n,\n"
+"for a dict obj without the member key. None as canonical() declines.");
+
+static PyObject *canonical_parts(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 2 || !PyDict_Check(args[0]) || !PyUnicode_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "canonical_parts(obj, key) takes a dict and a str");
+        return NULL;
+    }
+    PyObject *obj = args[0], *key = args[1];
+    int has = PyDict_Contains(obj, key);
+    if (has != 0) {
+        if (has > 0)
+            PyErr_Format(PyExc_ValueError, "the object already has the member %R", key);
+        return NULL;
+    }
+    if (!PyDict_CheckExact(obj) || !PyUnicode_CheckExact(key)
+        || PyUnicode_KIND(key) == PyUnicode_4BYTE_KIND)
         Py_RETURN_NONE;
-    return out;
+    Out o;
+    out_init(&o);
+    Py_ssize_t slot = -1;
+    int rc = put_dict(&o, obj, 1, key, &slot);
+    PyObject *result = NULL;
+    if (rc == ENC_OK) {
+        PyObject *head = PyBytes_FromStringAndSize(o.data, slot);
+        PyObject *tail = head ? PyBytes_FromStringAndSize(o.data + slot, o.len - slot) : NULL;
+        if (tail != NULL)
+            result = PyTuple_Pack(2, head, tail);
+        Py_XDECREF(head);
+        Py_XDECREF(tail);
+    } else if (rc == ENC_DECLINE) {
+        result = Py_NewRef(Py_None);
+    }
+    out_free(&o);
+    return result;
 }
 
 /* ---- hashing ----------------------------------------------------------------------------- */
@@ -612,7 +1087,9 @@ static PyObject *join_numbered(PyObject *self, PyObject *args)
 }
 
 static PyMethodDef methods[] = {
-    {"fast_form", fast_form, METH_O, fast_form_doc},
+    {"canonical", canonical, METH_O, canonical_doc},
+    {"canonical_parts", (PyCFunction)(void (*)(void))canonical_parts, METH_FASTCALL,
+     canonical_parts_doc},
     {"leaf_hashes", leaf_hashes, METH_O, leaf_hashes_doc},
     {"leaf_hashes_arrow", leaf_hashes_arrow, METH_VARARGS, leaf_hashes_arrow_doc},
     {"node_hashes", (PyCFunction)(void (*)(void))node_hashes, METH_FASTCALL, node_hashes_doc},

@@ -1,16 +1,21 @@
 """RFC 8785 JSON Canonicalization Scheme (JCS): the exact bytes every audit record is hashed as.
 
-Two encoders produce the same bytes. The fast path runs on the request thread: one pass checks
-types and normalises floats (integral ones become ints, the few whose text orjson writes
-differently from ECMAScript become pre-encoded fragments), then orjson writes the value with
-sorted keys. The pass runs in C when :mod:`infertrail._native` was built (~4x faster), leaving
-to Python only the values that need fragments. Whatever the fast path cannot prove equal (object
-keys outside the Basic Multilingual Plane, subclasses of the JSON types, invalid input) goes to
-:func:`_exact`, a direct transcription of RFC 8785 that also names the offending value and its
-path. Tests pin both against the RFC's vectors and against the independent ``rfc8785`` package.
+Three encoders produce the same bytes:
+
+- the compiled one (:mod:`infertrail._native`, when it was built): one C pass over the value,
+  floats printed by the Schubfach shortest round-trip algorithm; ~2.5x the orjson path below;
+- without it, the fast path: one pass checks types and normalises floats (integral ones become
+  ints, the few whose text orjson writes differently from ECMAScript become pre-encoded
+  fragments), then orjson writes the value with sorted keys;
+- :func:`_exact`, a direct transcription of RFC 8785 that also names the offending value and its
+  path. It takes whatever the other two cannot prove equal (object keys outside the Basic
+  Multilingual Plane, subclasses of the JSON types, invalid input).
+
+Tests pin all three against the RFC's vectors, against each other and against the independent
+``rfc8785`` package.
 
 :func:`canonical_parts` encodes a record once, around the place where one integer member goes:
-the audit log numbers records under its queue lock by joining three byte strings.
+the audit writer numbers records by joining three byte strings.
 """
 
 from __future__ import annotations
@@ -29,15 +34,21 @@ __all__ = ["MAX_SAFE_INTEGER", "CanonicalizationError", "canonical_parts", "cano
 MAX_SAFE_INTEGER = 2**53 - 1
 
 
-def _load_native_form() -> Callable[[Any], Any] | None:
+_Native = tuple[
+    Callable[[Any], bytes | None],  # canonical
+    Callable[[dict[str, Any], str], tuple[bytes, bytes] | None],  # canonical_parts
+]
+
+
+def _load_native() -> _Native | None:
     try:
-        from infertrail._native import fast_form
-    except ImportError:  # built without a C compiler: the Python walk below does the same job
+        from infertrail._native import canonical, canonical_parts
+    except ImportError:  # built without a C compiler: orjson and the Python walk below
         return None
-    return fast_form
+    return canonical, canonical_parts
 
 
-_native_form = _load_native_form()
+_native = _load_native()
 
 
 class CanonicalizationError(ValueError):
@@ -68,11 +79,11 @@ def canonicalize(obj: Any) -> bytes:
     non-finite float, an int beyond +-(2**53 - 1) or a lone surrogate raises
     :class:`CanonicalizationError` naming the value and its path, e.g. ``$.explanation.values``.
     """
+    if _native is not None:
+        out = _native[0](obj)
+        return _exact(obj) if out is None else out
     try:
-        fast = None if _native_form is None else _native_form(obj)
-        if fast is None:
-            fast = _fast(obj)
-        out = orjson.dumps(fast, option=_ORJSON_OPTIONS)
+        out = orjson.dumps(_fast(obj), option=_ORJSON_OPTIONS)
     except (_NotFast, orjson.JSONEncodeError, RecursionError):
         return _exact(obj)
     # Code point order (orjson's) equals UTF-16 order (JCS's) unless a key has a character
@@ -94,15 +105,18 @@ def canonical_parts(obj: dict[str, Any], key: str) -> tuple[bytes, bytes]:
     if key in obj:
         raise ValueError(f"the object already has the member {key!r} to be numbered")
     out = None
-    try:
-        fast = None if _native_form is None else _native_form(obj)
-        if fast is None:
+    if _native is not None:
+        parts = _native[1](obj, key)
+        if parts is not None:
+            return parts
+    else:
+        try:
             fast = _fast_dict(obj)
-        numbered = dict(fast) if fast is obj else fast
-        numbered[key] = _SLOT_FRAGMENT
-        out = orjson.dumps(numbered, option=_ORJSON_OPTIONS)
-    except (_NotFast, orjson.JSONEncodeError, RecursionError):
-        pass
+            numbered = dict(fast) if fast is obj else fast
+            numbered[key] = _SLOT_FRAGMENT
+            out = orjson.dumps(numbered, option=_ORJSON_OPTIONS)
+        except (_NotFast, orjson.JSONEncodeError, RecursionError):
+            pass
     if out is None or (
         not out.isascii() and _FOUR_BYTE_UTF8.search(out) and _has_astral_key({**obj, key: 0})
     ):

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import math
+import random
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -34,12 +37,12 @@ except ImportError as exc:  # pragma: no cover - what a broken build looks like
 
 @contextmanager
 def python_only() -> Iterator[None]:
-    """Canonicalize without the C pass (as an install without a compiler does)."""
-    saved, canonical._native_form = canonical._native_form, None
+    """Canonicalize without the C encoder (as an install without a compiler does)."""
+    saved, canonical._native = canonical._native, None
     try:
         yield
     finally:
-        canonical._native_form = saved
+        canonical._native = saved
 
 
 def outcome(encode: Any, value: Any) -> bytes | str:
@@ -50,18 +53,8 @@ def outcome(encode: Any, value: Any) -> bytes | str:
         return str(exc)
 
 
-def python_form(value: Any) -> Any:
-    """What the Python walk makes of ``value``, or None where it cannot use orjson as is."""
-    try:
-        fast = canonical._fast(value)
-    except canonical._NotFast:
-        return None
-    text = repr(fast)
-    return None if "Fragment" in text else fast
-
-
 def test_the_package_uses_the_compiled_functions() -> None:
-    assert canonical._native_form is _native.fast_form
+    assert canonical._native == (_native.canonical, _native.canonical_parts)
     assert subtrees._native_leaf_hashes is _native.leaf_hashes
     assert subtrees._native_leaf_hashes_arrow is _native.leaf_hashes_arrow
     assert subtrees._native_node_hashes is _native.node_hashes
@@ -78,79 +71,128 @@ class _Float(float):
     pass
 
 
-NOT_FAST = object()
+def _nested(depth: int) -> Any:
+    value: Any = [0.5]
+    for _ in range(depth):
+        value = {"k": value}
+    return value
 
 
-@pytest.mark.parametrize(
-    ("value", "form"),
-    [
-        ({"a": 0.5, "b": [1, "x", None, True, (2.5,)]}, "same"),
-        ({"score": 1.0, "low": -0.0, "n": [2.0**53 - 1]}, {"score": 1, "low": 0, "n": [2**53 - 1]}),
-        ((0.5, 3.0), [0.5, 3]),  # a changed tuple comes back as a list (orjson writes both alike)
-        ([2.0**53], NOT_FAST),  # integral but unsafe: Python writes a fragment
-        ([1e-6], NOT_FAST),  # orjson and ECMAScript write it differently
-        ([1e16 + 0.5], NOT_FAST),
-        ([-1e-5, 1e-5, 2.0**52 - 0.5], "same"),  # the edges that stay on the fast path
-        ([math.nan], NOT_FAST),
-        ([math.inf], NOT_FAST),
-        (
-            {1: "x"},
-            NOT_FAST,
-        ),  # non-str key (orjson refuses it; the Python walk leaves it to orjson)
-        ({_Str("k"): 1}, NOT_FAST),  # str subclass key: orjson writes it, but C does not vouch
-        ([_Str("x")], NOT_FAST),
-        ([_Float(0.5)], NOT_FAST),
-        ([Decimal("0.5")], NOT_FAST),
-        (
-            {"nested": {"deeper": [{"x": -0.25, "y": 4.0}]}},
-            {"nested": {"deeper": [{"x": -0.25, "y": 4}]}},
-        ),
-    ],
-)
-def test_fast_form_cases(value: Any, form: Any) -> None:
-    snapshot = repr(value)
-    got = _native.fast_form(value)
-    if form is NOT_FAST:
-        assert got is None
-    elif form == "same":
-        assert got is value
-    else:
-        assert got == form and type(got) is type(form) and got is not value
-        assert repr(got) == repr(form)  # ints, not floats that compare equal
-    assert repr(value) == snapshot  # the input is never changed
+# -- the C RFC 8785 encoder ------------------------------------------------------------------
+
+DECLINED = [  # values C leaves to the exact encoder: it encodes them or names what is wrong
+    [_Str("x")],
+    [_Float(0.5)],
+    {_Str("k"): 1},
+    [Decimal("0.5")],
+    [math.nan],
+    [-math.inf],
+    [2**53],
+    [-(2**53)],
+    [2**70],
+    {1: "x"},
+    {"\U0001f600": 1},  # a key beyond the BMP: UTF-16 order differs from code point order
+    ["\ud800"],
+    {"\udfff": 1},
+    _nested(40),
+]
+
+
+@pytest.mark.parametrize("value", DECLINED, ids=repr)
+def test_canonical_declines_what_only_the_exact_encoder_decides(value: Any) -> None:
+    assert _native.canonical(value) is None
     assert outcome(canonicalize, value) == outcome(canonical._exact, value)
 
 
-def test_fast_form_gives_up_on_very_deep_values() -> None:
-    deep: list[Any] = []
-    for _ in range(100):
-        deep = [deep]
-    assert _native.fast_form(deep) is None  # the Python path decides (and encodes it)
-    assert canonicalize(deep) == b"[" * 101 + b"]" * 101
+ENCODED = [
+    {"a": 0.5, "b": [1, "x", None, True, False, (2.5,)]},
+    {"score": 1.0, "low": -0.0, "n": [2.0**53 - 1, -(2**53 - 1)]},
+    [2.0**53, 1e21, 1e-7, 1e-6, 5e-324, -1.7976931348623157e308, 1e16 + 2],
+    {"\u20ac": 1, "\u00e9": 2, "z": 3, "": 4, "\uffff": 5, "\ue000": 6},  # kinds 1 and 2 mixed
+    {"abcdefghij": 1, "abcdefghi": 2, "abcdefghik": 3, "a\x00": 4, "a": 5},  # 8-byte prefixes
+    {f"k{i:03d}": i for i in range(99, -1, -1)},  # reversed, and past the on-stack size
+    {"big": ['\x00"' * 3000, list(range(3000)), [i / 7 for i in range(2000)]]},  # > 4 KiB
+    "\U0001f600 in a value is fine",
+    _nested(30),
+]
+
+
+@pytest.mark.parametrize("value", ENCODED, ids=lambda v: repr(v)[:40])
+def test_canonical_encodes_like_the_rfc8785_package(value: Any) -> None:
+    snapshot = repr(value)
+    assert _native.canonical(value) == rfc8785.dumps(value) == canonical._exact(value)
+    assert repr(value) == snapshot  # the input is never changed
+
+
+@pytest.mark.parametrize("char", ['"', "\\", "\x00", "\x08", "\x1f", "\x7f", "\u00e9", "\u2028"])
+def test_string_escapes_at_every_position_of_an_eight_byte_scan(char: str) -> None:
+    for at in range(20):  # the escape check reads 8 bytes at a time, then the remainder
+        text = "a" * at + char + "b" * (19 - at)
+        assert _native.canonical(text) == canonical._exact(text) == rfc8785.dumps(text)
+    every_ascii = "".join(map(chr, range(128)))
+    assert _native.canonical(every_ascii) == rfc8785.dumps(every_ascii)
+
+
+def test_float_digits_match_cpython_repr_over_the_whole_range() -> None:
+    # Schubfach against CPython's dtoa (behind _number_to_string), which gives ECMAScript's
+    # digits: every power of two (the asymmetric-gap case), every power of ten, subnormals
+    # (printed through CPython), neighbours of the layout thresholds, and random bit patterns.
+    rng = random.Random(1)
+    values = [2.0**e for e in range(-1074, 1024)] + [10.0**e for e in range(-323, 309)]
+    for edge in (1e-7, 1e-6, 1e21, 1e22, 2.0**53, 2.2250738585072014e-308):
+        x = y = edge
+        for _ in range(50):
+            x, y = math.nextafter(x, 0.0), math.nextafter(y, math.inf)
+            values += [x, y]
+    values += [struct.unpack("<d", struct.pack("<Q", rng.getrandbits(64)))[0] for _ in range(60000)]
+    values += [rng.random() for _ in range(20000)] + [rng.gauss(0, 0.1) for _ in range(20000)]
+    values = [v for v in values if math.isfinite(v) and not v.is_integer()]
+    got = _native.canonical(values)
+    assert got is not None
+    assert got.decode().split(",") == ["[" + canonical._number_to_string(values[0])] + [
+        canonical._number_to_string(v) for v in values[1:-1]
+    ] + [canonical._number_to_string(values[-1]) + "]"]
+
+
+def test_the_powers_of_ten_table_is_what_the_generator_writes() -> None:
+    root = Path(__file__).resolve().parents[3]
+    spec = importlib.util.spec_from_file_location("gen", root / "scripts/gen_shortest_table.py")
+    assert spec is not None and spec.loader is not None
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    assert (root / "src/infertrail/_shortest_table.h").read_text() == generator.render()
 
 
 @settings(max_examples=400, deadline=None)
 @given(_json)
-def test_fast_form_agrees_with_the_python_walk(value: Any) -> None:
-    # On these values (str keys only) C declines exactly where Python needs a fragment.
-    got, expected = _native.fast_form(value), python_form(value)
-    assert (got is None) == (expected is None)
-    if got is not None:
-        assert repr(got) == repr(expected)
-        assert (got is value) == (expected is value)
-
-
-@settings(max_examples=300, deadline=None)
-@given(_json)
-def test_both_paths_encode_alike(value: Any) -> None:
+def test_the_three_encoders_agree(value: Any) -> None:
     expected = rfc8785.dumps(value)
+    assert _native.canonical(value) in (expected, None)
     assert canonicalize(value) == expected
     with python_only():
         assert canonicalize(value) == expected
     if isinstance(value, dict) and "seq" not in value:
         parts = canonical_parts(value, "seq")
+        head, tail = parts
+        assert head + b"7" + tail == rfc8785.dumps({**value, "seq": 7})
         with python_only():
             assert canonical_parts(value, "seq") == parts
+
+
+def test_canonical_parts_cases() -> None:
+    record = {"z": 1, "a": [0.25], "seq1": None, "se": "x"}
+    head, tail = _native.canonical_parts(record, "seq") or (b"", b"")
+    assert head + b"12" + tail == rfc8785.dumps({**record, "seq": 12})
+    assert _native.canonical_parts({}, "seq") == (b'{"seq":', b"}")
+    assert _native.canonical_parts({"x": math.nan}, "seq") is None
+    assert _native.canonical_parts({"x": 1}, "\U0001f600") is None  # the exact path places it
+    assert canonical_parts({"x": 1}, "\U0001f600") == (b'{"x":1,"\xf0\x9f\x98\x80":', b"}")
+    with pytest.raises(ValueError, match="already has the member 'z'"):
+        _native.canonical_parts(record, "z")
+    with pytest.raises(TypeError, match="takes a dict and a str"):
+        _native.canonical_parts([1], "seq")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="takes a dict and a str"):
+        _native.canonical_parts(record, 5)  # type: ignore[arg-type]
 
 
 def test_leaf_hashes_match_hashlib() -> None:
