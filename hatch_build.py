@@ -32,7 +32,7 @@ class NativeBuildHook(BuildHookInterface):  # type: ignore[misc]
         target = source.with_name("_native" + sysconfig.get_config_var("EXT_SUFFIX"))
         compiler = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
         command = [
-            *compiler, "-O2", "-fPIC", "-shared", "-Wall", "-Wno-deprecated-declarations",
+            *compiler, "-O2", "-DNDEBUG", "-fPIC", "-shared", "-Wall", "-Wno-deprecated-declarations",
             f"-I{sysconfig.get_paths()['include']}", str(source), "-o", str(target), "-lcrypto",
         ]  # fmt: skip
         try:

@@ -99,6 +99,15 @@ static const char DIGIT_PAIRS[] =
 /* Decimal digits of v ending at `end` (room for 20 before it); returns where they start. */
 static char *digits_of(unsigned long long v, char *end)
 {
+    while (v >= 100000000) { /* eight digits at a time in 32-bit arithmetic */
+        uint32_t low = (uint32_t)(v % 100000000);
+        v /= 100000000;
+        for (int i = 0; i < 4; i++) {
+            end -= 2;
+            memcpy(end, DIGIT_PAIRS + 2 * (low % 100), 2);
+            low /= 100;
+        }
+    }
     while (v >= 100) {
         end -= 2;
         memcpy(end, DIGIT_PAIRS + 2 * (v % 100), 2);
@@ -134,23 +143,73 @@ static const unsigned char ESCAPE_EXTRA[256] = {
 };
 
 #define ONES 0x0101010101010101ULL
-/* Whether any of the n bytes is '"', '\\' or below 0x20, eight at a time: (x - b) & ~x & 0x80
- * marks a byte below b (for b <= 0x80), and x ^ c turns bytes equal to c into zero bytes. */
-static int needs_escape(const unsigned char *p, Py_ssize_t n)
+
+/* High bits set where one of x's 8 bytes is '"', '\\' or below 0x20 (and maybe in the bytes
+ * above such a byte, from the borrow; none when there is none): (x - b) & ~x & 0x80 marks a byte
+ * below b (b <= 0x80), and x ^ c turns bytes equal to c into zero bytes. */
+static inline uint64_t escape_bits(uint64_t x)
 {
-    Py_ssize_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t x, q, b;
-        memcpy(&x, p + i, 8);
-        q = x ^ (ONES * '"');
-        b = x ^ (ONES * '\\');
-        if ((((x - ONES * 0x20) & ~x) | ((q - ONES) & ~q) | ((b - ONES) & ~b)) & (ONES * 0x80))
-            return 1;
+    uint64_t q = x ^ (ONES * '"'), b = x ^ (ONES * '\\');
+    return (((x - ONES * 0x20) & ~x) | ((q - ONES) & ~q) | ((b - ONES) & ~b)) & (ONES * 0x80);
+}
+
+/* Copies n bytes from p to w, eight at a time; nonzero if one of them needs an escape. */
+static inline uint64_t copy_plain(char *w, const unsigned char *p, Py_ssize_t n)
+{
+    uint64_t x, found = 0;
+    if (n < 8) {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            w[i] = (char)p[i];
+            found |= ESCAPE_EXTRA[p[i]];
+        }
+        return found;
     }
-    for (; i < n; i++)
-        if (ESCAPE_EXTRA[p[i]])
-            return 1;
-    return 0;
+    for (Py_ssize_t i = 0; i + 8 < n; i += 8) {
+        memcpy(&x, p + i, 8);
+        memcpy(w + i, &x, 8);
+        found |= escape_bits(x);
+    }
+    memcpy(&x, p + n - 8, 8); /* the last eight, overlapping what was copied */
+    memcpy(w + n - 8, &x, 8);
+    return found | escape_bits(x);
+}
+
+/* The string, quoted, with its escapes (what copy_plain wrote past o->len is overwritten). */
+static int put_escaped(Out *o, const unsigned char *p, Py_ssize_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    Py_ssize_t extra = 0;
+    for (Py_ssize_t i = 0; i < n; i++)
+        extra += ESCAPE_EXTRA[p[i]];
+    if (out_reserve(o, n + extra + 2) != ENC_OK)
+        return ENC_FAIL;
+    char *w = o->data + o->len;
+    *w++ = '"';
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = p[i];
+        if (!ESCAPE_EXTRA[c]) {
+            *w++ = (char)c;
+            continue;
+        }
+        *w++ = '\\';
+        switch (c) {
+        case '"': *w++ = '"'; break;
+        case '\\': *w++ = '\\'; break;
+        case '\b': *w++ = 'b'; break;
+        case '\f': *w++ = 'f'; break;
+        case '\n': *w++ = 'n'; break;
+        case '\r': *w++ = 'r'; break;
+        case '\t': *w++ = 't'; break;
+        default:
+            memcpy(w, "u00", 3);
+            w[3] = hex[c >> 4];
+            w[4] = hex[c & 15];
+            w += 5;
+        }
+    }
+    *w++ = '"';
+    o->len = w - o->data;
+    return ENC_OK;
 }
 
 static int put_string(Out *o, PyObject *s)
@@ -169,44 +228,14 @@ static int put_string(Out *o, PyObject *s)
             return ENC_DECLINE;
         }
     }
-    Py_ssize_t extra = 0;
-    if (needs_escape(p, n))
-        for (Py_ssize_t i = 0; i < n; i++)
-            extra += ESCAPE_EXTRA[p[i]];
-    if (out_reserve(o, n + extra + 2) != ENC_OK)
+    if (out_reserve(o, n + 2) != ENC_OK)
         return ENC_FAIL;
     char *w = o->data + o->len;
-    *w++ = '"';
-    if (extra == 0) {
-        memcpy(w, p, (size_t)n);
-        w += n;
-    } else {
-        static const char hex[] = "0123456789abcdef";
-        for (Py_ssize_t i = 0; i < n; i++) {
-            unsigned char c = p[i];
-            if (!ESCAPE_EXTRA[c]) {
-                *w++ = (char)c;
-                continue;
-            }
-            *w++ = '\\';
-            switch (c) {
-            case '"': *w++ = '"'; break;
-            case '\\': *w++ = '\\'; break;
-            case '\b': *w++ = 'b'; break;
-            case '\f': *w++ = 'f'; break;
-            case '\n': *w++ = 'n'; break;
-            case '\r': *w++ = 'r'; break;
-            case '\t': *w++ = 't'; break;
-            default:
-                memcpy(w, "u00", 3);
-                w[3] = hex[c >> 4];
-                w[4] = hex[c & 15];
-                w += 5;
-            }
-        }
-    }
-    *w++ = '"';
-    o->len = w - o->data;
+    *w = '"';
+    if (copy_plain(w + 1, p, n))
+        return put_escaped(o, p, n);
+    w[n + 1] = '"';
+    o->len += n + 2;
     return ENC_OK;
 }
 
@@ -400,14 +429,18 @@ static void member_set(Member *m, PyObject *key, PyObject *value)
     m->data = PyUnicode_DATA(key);
     m->length = PyUnicode_GET_LENGTH(key);
     m->kind = PyUnicode_KIND(key);
-    uint64_t head = 0;
-    if (m->kind == PyUnicode_1BYTE_KIND)
-        memcpy(&head, m->data, m->length < 8 ? (size_t)m->length : 8);
-#if PY_BIG_ENDIAN
-    m->prefix = head;
-#else
-    m->prefix = __builtin_bswap64(head);
-#endif
+    m->prefix = 0;
+    if (m->kind != PyUnicode_1BYTE_KIND)
+        return;
+    const unsigned char *c = m->data;
+    if (m->length >= 8) { /* built byte by byte: no endianness, no store-to-load stall */
+        for (int i = 0; i < 8; i++)
+            m->prefix = m->prefix << 8 | c[i];
+    } else {
+        for (Py_ssize_t i = 0; i < m->length; i++)
+            m->prefix = m->prefix << 8 | c[i];
+        m->prefix <<= 8 * (8 - m->length);
+    }
 }
 
 static int member_cmp(const Member *a, const Member *b)
@@ -464,6 +497,32 @@ static void sort_members(const Member **m, Py_ssize_t n)
 /* A dict, with `slot_key` (when not NULL) as one more member whose value's place is stored in
  * *slot_at. No Python code runs while it is encoded (exact types only), so the borrowed
  * references stay valid. */
+/* ,"key": (without the comma before the first member) */
+static int put_key(Out *o, const Member *m, int first)
+{
+    if (m->kind != PyUnicode_1BYTE_KIND || !PyUnicode_IS_ASCII(m->key)) {
+        int rc = first ? ENC_OK : out_put(o, ",", 1);
+        if (rc == ENC_OK)
+            rc = put_string(o, m->key);
+        return rc == ENC_OK ? out_put(o, ":", 1) : rc;
+    }
+    Py_ssize_t n = m->length;
+    if (out_reserve(o, n + 4) != ENC_OK)
+        return ENC_FAIL;
+    char *w = o->data + o->len;
+    if (!first)
+        *w++ = ',';
+    *w = '"';
+    if (copy_plain(w + 1, m->data, n)) {
+        o->len = w - o->data;
+        return put_escaped(o, m->data, n) == ENC_OK ? out_put(o, ":", 1) : ENC_FAIL;
+    }
+    w[n + 1] = '"';
+    w[n + 2] = ':';
+    o->len = w + n + 3 - o->data;
+    return ENC_OK;
+}
+
 static int put_dict(Out *o, PyObject *obj, int depth, PyObject *slot_key, Py_ssize_t *slot_at)
 {
     Member local[SMALL_OBJECT], *m = local;
@@ -498,8 +557,7 @@ static int put_dict(Out *o, PyObject *obj, int depth, PyObject *slot_key, Py_ssi
     if ((rc = out_put(o, "{", 1)) != ENC_OK)
         goto done;
     for (i = 0; i < n; i++) {
-        if ((i && (rc = out_put(o, ",", 1)) != ENC_OK)
-            || (rc = put_string(o, order[i]->key)) != ENC_OK || (rc = out_put(o, ":", 1)) != ENC_OK)
+        if ((rc = put_key(o, order[i], i == 0)) != ENC_OK)
             goto done;
         if (order[i]->value == NULL)
             *slot_at = o->len;

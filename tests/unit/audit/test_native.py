@@ -112,6 +112,8 @@ ENCODED = [
     {"abcdefghij": 1, "abcdefghi": 2, "abcdefghik": 3, "a\x00": 4, "a": 5},  # 8-byte prefixes
     {f"k{i:03d}": i for i in range(99, -1, -1)},  # reversed, and past the on-stack size
     {"big": ['\x00"' * 3000, list(range(3000)), [i / 7 for i in range(2000)]]},  # > 4 KiB
+    ["\n" * 3000],  # fits the 4 KiB first buffer, its escaped form does not
+    {"a" * 3000 + "\n": ["\n" * 3000]},  # the same for a key
     "\U0001f600 in a value is fine",
     _nested(30),
 ]
