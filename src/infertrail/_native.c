@@ -1,10 +1,12 @@
 /* Optional compiled speedups for the audit hot path and verification (infertrail._native).
  *
  * Every function here has a pure-Python twin that gives the same result (the tests compare
- * them); the package works without this module. What it saves is Python's per-value and
- * per-call overhead, not algorithmic work:
- *   canonical(obj)          RFC 8785 (JCS) bytes, floats by the Schubfach algorithm
- *   canonical_parts(obj, k) (infertrail.audit.canonical's exact encoder is the reference);
+ * them); the package works without this module. What it saves is mostly Python's per-value and
+ * per-call overhead:
+ *   canonical(obj)          RFC 8785 (JCS) bytes in one pass, floats by the Schubfach shortest
+ *                           round-trip algorithm (infertrail.audit.canonical's exact encoder is
+ *                           the reference; anything it cannot vouch for is left to that one);
+ *   canonical_parts(obj, k) the same around the place of one integer member (the seq);
  *   leaf_hashes(records)    RFC 6962 leaf hashes SHA-256(0x00 || record), one bytes each;
  *   leaf_hashes_arrow(...)  the same over the buffers of an Arrow binary array, in place,
  *                           returned back to back in one bytes object;
@@ -25,7 +27,6 @@
 #include <openssl/sha.h>
 
 #define HASH_SIZE 32
-#define MAX_DEPTH 64 /* deeper values take the Python path, which reports recursion itself */
 
 /* ---- RFC 8785 encoder ------------------------------------------------------------------- */
 
@@ -412,7 +413,8 @@ static int encode(Out *o, PyObject *obj, int depth);
  * (the 1- and 2-byte string kinds; dicts with others are declined) have one code unit per code
  * point, so comparing code points is comparing UTF-16. */
 #define SMALL_OBJECT 32 /* members sorted on the stack; larger objects allocate */
-#define ENC_MAX_DEPTH 32 /* stack use: ~2.5 KB per level; deeper values go to Python */
+#define ENC_MAX_DEPTH 32 /* stack use: ~2.5 KB per level; deeper values go to Python, which
+                          * encodes them or reports the recursion itself */
 
 typedef struct {
     PyObject *key, *value; /* value NULL: the numbered member's slot */
@@ -1135,12 +1137,8 @@ static PyObject *join_numbered(PyObject *self, PyObject *args)
             Py_DECREF(out);
             return NULL;
         }
-        char digits[24], *end = digits + sizeof digits, *d = end;
-        unsigned long long seq = (unsigned long long)first + (unsigned long long)i;
-        do {
-            *--d = (char)('0' + seq % 10);
-            seq /= 10;
-        } while (seq);
+        char digits[24], *end = digits + sizeof digits;
+        char *d = digits_of((unsigned long long)first + (unsigned long long)i, end);
         Py_ssize_t hs = PyBytes_GET_SIZE(head), ds = end - d, ts = PyBytes_GET_SIZE(tail);
         PyObject *record = PyBytes_FromStringAndSize(NULL, hs + ds + ts);
         if (record == NULL) {
