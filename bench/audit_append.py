@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import gc
 import hashlib
+import json
 import os
 import platform
 import random
@@ -39,7 +40,6 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from infertrail.audit.canonical import canonicalize
 from infertrail.audit.checkpoint import NoteSigner
 from infertrail.audit.ledger import AuditLog, Receipt
 from infertrail.audit.record import DEFAULT_RETENTION, derive_record, input_hmac_hex
@@ -284,7 +284,9 @@ def calibration() -> None:
     """Costs of primitives the ledger uses, to judge how fast this machine is right now.
 
     SHA-256 alone can look normal while the interpreter runs slow (2026-11-27: sha256 0.82 us
-    while derive_record took 6.6 us instead of 4.2), hence a Python-heavy line too.
+    while derive_record took 6.6 us instead of 4.2), hence an interpreter-heavy line too: the
+    standard library's json.dumps, which no change to infertrail moves (until 2026-11-27 03:20
+    UTC this line timed infertrail's own canonicalize, which the C encoder then replaced).
     """
     payload = b"x" * 900
     record = derive(*make_event(random.Random(3), 0, 0))
@@ -294,7 +296,7 @@ def calibration() -> None:
             "Future() + set_running_or_notify_cancel",
             lambda: Future().set_running_or_notify_cancel(),
         ),
-        ("canonicalize one credit record", lambda: canonicalize(record)),
+        ("json.dumps(sort_keys) of one credit record", lambda: json.dumps(record, sort_keys=True)),
     ):
         best = min(timeit.repeat(fn, number=20_000, repeat=5)) / 20_000
         print(f"   calibration: {name:<42}{best * 1e6:>8.2f} us")
