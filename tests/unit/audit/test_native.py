@@ -181,6 +181,45 @@ def test_the_three_encoders_agree(value: Any) -> None:
             assert canonical_parts(value, "seq") == parts
 
 
+_long_text = st.text(  # past the eight-byte scan, with escapes and every string kind
+    st.one_of(
+        st.characters(min_codepoint=0x20, max_codepoint=0x7E),
+        st.characters(min_codepoint=0, max_codepoint=0x1F),
+        st.sampled_from(['"', "\\", "\x7f", "\u00e9", "\u00ff", "\u20ac", "\uffff"]),
+        st.characters(min_codepoint=0x10000, max_codepoint=0x10FFFF),
+    ),
+    max_size=40,
+)
+_bmp_key = st.text(  # keys the C encoder sorts itself: 1- and 2-byte string kinds
+    st.one_of(
+        st.characters(min_codepoint=0x20, max_codepoint=0x7E),
+        st.sampled_from(["\x00", "\n", '"', "\u00e9", "\u00ff", "\u0100", "\u20ac", "\uffff"]),
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(0, 80).flatmap(  # sizes spread evenly: past 32 members a third of the time
+        lambda size: st.dictionaries(
+            _bmp_key,
+            st.one_of(_long_text, st.floats(allow_nan=False, allow_infinity=False)),
+            min_size=size // 2,
+            max_size=size,
+        )
+    ),
+    _long_text,
+)
+def test_long_strings_and_large_objects_match_rfc8785(members: dict[str, Any], text: str) -> None:
+    # Objects past the 32 members sorted on the stack, keys sharing 8-byte prefixes or not.
+    value = {"text": text, "members": members, "list": [text, members]}
+    assert _native.canonical(value) == rfc8785.dumps(value)
+    if "\u00e9t\u00e9" not in members:
+        head, tail = _native.canonical_parts(members, "\u00e9t\u00e9") or (b"", b"")
+        assert head + b"3" + tail == rfc8785.dumps({**members, "\u00e9t\u00e9": 3})
+
+
 def test_canonical_parts_cases() -> None:
     record = {"z": 1, "a": [0.25], "seq1": None, "se": "x"}
     head, tail = _native.canonical_parts(record, "seq") or (b"", b"")
