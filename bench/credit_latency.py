@@ -43,11 +43,11 @@ from pathlib import Path
 from fastapi import FastAPI
 from starlette.types import Message
 
-from infertrail.audit.trail import AuditTrail
 from infertrail.config import Settings
-from infertrail.demo import credit
-from infertrail.demo.credit import CreditModel, as_application, as_row, load_dataset
+from infertrail.models import credit
+from infertrail.models.credit import CreditModel, as_application, as_row, load_dataset
 from infertrail.monitor import Monitor
+from infertrail.runtime.audit import AuditTrail
 from infertrail.server.credit import CREDIT_SCORE_PATH, credit_router
 
 Call = Callable[[int], Awaitable[None]]

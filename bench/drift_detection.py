@@ -36,12 +36,9 @@ from pathlib import Path
 import numpy as np
 
 from infertrail.alerting import AlertEngine, AlertRule, load_rules
-from infertrail.alerting.sources import drift_signals
 from infertrail.config import Settings
-from infertrail.demo import digits
 from infertrail.demo.corruptions import SCENARIOS, SEVERITIES, corrupt
-from infertrail.demo.digits import DigitsModel
-from infertrail.monitoring import (
+from infertrail.drift import (
     DriftDetector,
     DriftReport,
     DriftWindow,
@@ -49,6 +46,9 @@ from infertrail.monitoring import (
     load_profile,
     profile_path,
 )
+from infertrail.models import digits
+from infertrail.models.digits import DigitsModel
+from infertrail.runtime.alert_sources import drift_signals
 
 REPO = Path(__file__).resolve().parents[1]
 RULES_FILE = REPO / "examples" / "alert-rules.toml"

@@ -83,8 +83,8 @@ def work_evidently(rows: int, method: str) -> dict[str, Any]:
 
 def work_infertrail(rows: int, method: str) -> dict[str, Any]:
     """Profile build and one compare; ``method`` 'default' keeps infertrail's own rule."""
-    from infertrail.monitoring import DriftConfig, DriftDetector, DriftWindow, build_tabular_profile
-    from infertrail.monitoring.rule import Method
+    from infertrail.drift import DriftConfig, DriftDetector, DriftWindow, build_tabular_profile
+    from infertrail.drift.rule import Method
 
     ref, cur = _data(rows)
     names = [f"c{i}" for i in range(COLUMNS)]

@@ -27,8 +27,7 @@ from collections.abc import Callable
 import numpy as np
 from sklearn.datasets import load_digits
 
-from infertrail.events import InferenceEvent, ModelInfo
-from infertrail.monitoring import (
+from infertrail.drift import (
     DriftConfig,
     DriftDetector,
     DriftMonitor,
@@ -38,6 +37,7 @@ from infertrail.monitoring import (
     build_tabular_profile,
     build_text_profile,
 )
+from infertrail.events import InferenceEvent, ModelInfo
 
 TARGET_MS = 50.0
 WINDOW = 10_000

@@ -37,8 +37,8 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from infertrail.config import Settings
-from infertrail.demo import sentiment, train_all
 from infertrail.demo.run import free_port
+from infertrail.models import sentiment, train_all
 
 # Importing the service module only declares its route models: nothing is instrumented until
 # create_app() runs, which the bare app never calls.

@@ -46,13 +46,13 @@ from infertrail.audit.compaction import Compactor
 from infertrail.audit.lake import Sealer
 from infertrail.audit.ledger import AuditLog
 from infertrail.audit.record import DEFAULT_RETENTION, derive_record
+from infertrail.compliance.access import User
+from infertrail.compliance.engine import LakeQuery
+from infertrail.compliance.export import csv_chunks, json_chunks
+from infertrail.compliance.filters import QueryFilters, parse_window
+from infertrail.compliance.queries import Caller, QueryService, RecordsQuery
 from infertrail.events import InferenceEvent, ModelInfo
 from infertrail.privacy.records import AuditRecorder
-from infertrail.query.access import User
-from infertrail.query.engine import LakeQuery
-from infertrail.query.export import csv_chunks, json_chunks
-from infertrail.query.filters import QueryFilters, parse_window
-from infertrail.query.service import Caller, QueryService, RecordsQuery
 
 ORIGIN = "bench.infertrail/lake-query"
 YEAR_START_NS = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z

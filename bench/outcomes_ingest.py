@@ -47,9 +47,9 @@ import orjson
 from infertrail.audit.checkpoint import NoteSigner
 from infertrail.audit.ledger import AuditLog
 from infertrail.audit.record import DEFAULT_RETENTION
+from infertrail.outcomes.ingest import OutcomeAudit, OutcomeService
 from infertrail.outcomes.join import OutcomeSpec, performance_report
 from infertrail.outcomes.performance import PerformanceWindows
-from infertrail.outcomes.service import OutcomeAudit, OutcomeService
 from infertrail.outcomes.store import OutcomeStore, Prediction
 
 ORIGIN = "bench.infertrail/outcomes"

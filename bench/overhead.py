@@ -47,7 +47,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 
 from infertrail.config import Settings
-from infertrail.demo import sentiment
 from infertrail.events import (
     InferenceEvent,
     log_record,
@@ -55,6 +54,7 @@ from infertrail.events import (
     new_request_id,
     span_attributes,
 )
+from infertrail.models import sentiment
 from infertrail.monitor import Monitor
 from infertrail.telemetry import conventions as c
 from infertrail.telemetry.files import OtlpJsonLogExporter, OtlpJsonSpanExporter

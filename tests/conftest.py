@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from infertrail.config import Settings
-from infertrail.demo import train_all
+from infertrail.models import train_all
 
 
 @pytest.fixture(scope="session")

@@ -51,7 +51,7 @@ def main(ctx: click.Context, data_dir: Path | None) -> None:
 @pass_ctx
 def train(ctx: Context, model: str) -> None:
     """Train demo models deterministically and save each with its sha256."""
-    from infertrail.demo import TRAINERS
+    from infertrail.models import TRAINERS
 
     s = ctx.settings
     s.ensure_dirs()
@@ -71,7 +71,7 @@ def serve(ctx: Context, host: str | None, port: int | None) -> None:
     """Serve the demo models over HTTP (OpenAPI docs at /docs)."""
     import uvicorn
 
-    from infertrail.demo.artifacts import ModelArtifactError
+    from infertrail.models.artifacts import ModelArtifactError
     from infertrail.server.app import build_services, create_app
 
     s = ctx.settings
@@ -124,13 +124,13 @@ def _register_groups() -> None:
     """Command groups that live beside the features they drive."""
     from infertrail.alerting.cli import export
     from infertrail.audit.cli import audit, keys
+    from infertrail.compliance.cli import export as audit_export
+    from infertrail.compliance.cli import query, users
     from infertrail.cost.cli import cost
     from infertrail.demo.simulate import simulate
-    from infertrail.monitoring.wiring import drift
     from infertrail.outcomes.cli import outcomes
     from infertrail.privacy.cli import privacy
-    from infertrail.query.cli import export as audit_export
-    from infertrail.query.cli import query, users
+    from infertrail.runtime.drift import drift
     from infertrail.slo.cli import slo, slo_rules
 
     export.add_command(slo_rules)

@@ -2,7 +2,7 @@
 
 The service is wired here exactly as ``build_services`` / ``create_app`` will wire it (see
 :func:`build_drift_service`): the digits model and its router, and
-:func:`~infertrail.monitoring.wiring.start_drift_monitoring` over the sentiment and digits models,
+:func:`~infertrail.runtime.drift.start_drift_monitoring` over the sentiment and digits models,
 closed with the other services. Everything listens on 127.0.0.1.
 """
 
@@ -23,8 +23,8 @@ import uvicorn
 from fastapi import FastAPI
 
 from infertrail.config import Settings
-from infertrail.monitoring import DriftMonitor, DriftReport, profile_path
-from infertrail.monitoring.wiring import DriftWiring
+from infertrail.drift import DriftMonitor, DriftReport, profile_path
+from infertrail.runtime.drift import DriftWiring
 from infertrail.server.app import Services, build_services, create_app
 from tests.integration.conftest import (
     LOOPBACK,

@@ -24,7 +24,7 @@ from infertrail.audit.record import Actor
 from infertrail.audit.verify import verify_log
 from infertrail.cli import main
 from infertrail.config import Settings
-from infertrail.demo.credit import as_application, load_dataset
+from infertrail.models.credit import as_application, load_dataset
 from infertrail.privacy.errors import PrivacyError
 from infertrail.server.app import Services, build_services, create_app
 from tests.integration.conftest import LOOPBACK, free_port

@@ -15,9 +15,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from infertrail.demo import sentiment
 from infertrail.demo.simulate import simulate_traffic
-from infertrail.monitoring import DriftReport
+from infertrail.drift import DriftReport
+from infertrail.models import sentiment
 from tests.e2e.conftest import DriftService, drift_service
 from tests.integration.conftest import settings_for
 

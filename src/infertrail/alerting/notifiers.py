@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from infertrail.alerting import payloads
+from infertrail.alerting import bodies
 from infertrail.alerting.rules import (
     AlertmanagerReceiver,
     PagerDutyReceiver,
@@ -63,7 +63,7 @@ class PagerDutyNotifier:
 
     def request(self, t: Transition, now: datetime) -> HttpRequest | None:
         """``POST /v2/enqueue`` with the trigger or resolve event."""
-        body = payloads.pagerduty_event(
+        body = bodies.pagerduty_event(
             t, routing_key=self.routing_key, source=self.source, group=self.group
         )
         return None if body is None else HttpRequest(self.url, body)
@@ -81,7 +81,7 @@ class AlertmanagerNotifier:
 
     def request(self, t: Transition, now: datetime) -> HttpRequest:
         """``POST /api/v2/alerts`` with the alert (resolved: endsAt = now)."""
-        body = payloads.alertmanager_alerts(
+        body = bodies.alertmanager_alerts(
             t, now=now, expires_after_s=self.expires_after_s, generator_url=self.generator_url
         )
         return HttpRequest(f"{self.base_url.rstrip('/')}/api/v2/alerts", body)
@@ -97,7 +97,7 @@ class SlackNotifier:
 
     def request(self, t: Transition, now: datetime) -> HttpRequest | None:
         """The message for ``t``."""
-        body = payloads.slack_message(t)
+        body = bodies.slack_message(t)
         return None if body is None else HttpRequest(self.url, body)
 
 
@@ -111,7 +111,7 @@ class WebhookNotifier:
 
     def request(self, t: Transition, now: datetime) -> HttpRequest | None:
         """The transition as JSON."""
-        body = payloads.webhook_body(t)
+        body = bodies.webhook_body(t)
         return None if body is None else HttpRequest(self.url, body)
 
 

@@ -180,7 +180,7 @@ def http_sender(client: httpx.Client, base_url: str = "") -> Send:
 
 def credit_samples(seed: int = 0) -> Iterator[tuple[dict[str, Any], int]]:
     """German credit applications with their label (1 good / 0 bad), shuffled, endlessly."""
-    from infertrail.demo.credit import as_application, load_dataset
+    from infertrail.models.credit import as_application, load_dataset
 
     data = load_dataset()
     order = list(range(len(data.y)))

@@ -18,8 +18,8 @@ from infertrail.audit.keys import verifier_key_path
 from infertrail.audit.proofs import make_evidence
 from infertrail.audit.verify import verify_log
 from infertrail.config import Settings
-from infertrail.demo import credit, sentiment, train_all
 from infertrail.demo.simulate import simulate_traffic
+from infertrail.models import credit, sentiment, train_all
 from infertrail.server.app import SENTIMENT_PATH, Services, build_services, create_app
 from infertrail.server.credit import CREDIT_SCORE_PATH
 from infertrail.telemetry.files import LOGS_FILE, METRICS_FILE, TRACES_FILE

@@ -27,7 +27,6 @@ import httpx
 import numpy as np
 
 from infertrail.config import Settings
-from infertrail.demo import digits, sentiment
 from infertrail.demo.corruptions import SCENARIOS as IMAGE_SCENARIOS
 from infertrail.demo.corruptions import corrupt
 from infertrail.demo.outcomes import (
@@ -38,6 +37,7 @@ from infertrail.demo.outcomes import (
     credit_samples,
     http_sender,
 )
+from infertrail.models import digits, sentiment
 
 #: The endpoint of each model (the constants of infertrail.server, without importing FastAPI).
 CREDIT = "credit"

@@ -7,6 +7,13 @@ joins and measures; ``infertrail outcomes ingest|report`` is the CLI. See docs/o
 """
 
 from infertrail.outcomes.index import PredictionIndex
+from infertrail.outcomes.ingest import (
+    AuditUnavailableError,
+    IngestResult,
+    OutcomeAudit,
+    OutcomeService,
+    outcome_record,
+)
 from infertrail.outcomes.join import (
     OutcomeSpec,
     Performance,
@@ -16,7 +23,6 @@ from infertrail.outcomes.join import (
     performance_report,
     spec_from_settings,
 )
-from infertrail.outcomes.payload import Outcome, OutcomeValidationError, parse_outcomes
 from infertrail.outcomes.performance import (
     PerformanceMetrics,
     PerformanceWindows,
@@ -24,20 +30,13 @@ from infertrail.outcomes.performance import (
     engine_listener,
     performance_signals,
 )
-from infertrail.outcomes.service import (
-    AuditUnavailableError,
-    IngestResult,
-    OutcomeAudit,
-    OutcomeService,
-    outcome_record,
-)
+from infertrail.outcomes.schema import Outcome, OutcomeValidationError, parse_outcomes
 from infertrail.outcomes.store import (
     OutcomeConflictError,
     OutcomeStore,
     Prediction,
     outcomes_db_path,
 )
-from infertrail.outcomes.wiring import OutcomeLoop
 
 __all__ = [
     "AuditUnavailableError",
@@ -45,7 +44,6 @@ __all__ = [
     "Outcome",
     "OutcomeAudit",
     "OutcomeConflictError",
-    "OutcomeLoop",
     "OutcomeService",
     "OutcomeSpec",
     "OutcomeStore",

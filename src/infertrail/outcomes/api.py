@@ -22,10 +22,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from infertrail.events import new_request_id
+from infertrail.outcomes.ingest import AuditUnavailableError, OutcomeService
 from infertrail.outcomes.join import OutcomeSpec, performance_report, unix_ns
-from infertrail.outcomes.payload import OutcomeIn, OutcomeValidationError
 from infertrail.outcomes.render import report_as_dict
-from infertrail.outcomes.service import AuditUnavailableError, OutcomeService
+from infertrail.outcomes.schema import OutcomeIn, OutcomeValidationError
 from infertrail.outcomes.store import OutcomeConflictError
 
 __all__ = ["OUTCOMES_PATH", "PERFORMANCE_PATH", "IngestResponse", "outcomes_router"]

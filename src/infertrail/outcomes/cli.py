@@ -28,25 +28,25 @@ import orjson
 from infertrail import __version__
 from infertrail.audit.ledger import AuditLog, LogLockedError
 from infertrail.audit.record import retention_policy
-from infertrail.audit.trail import open_signer
 from infertrail.config import Settings
 from infertrail.cost.cli import parse_time, settings_of
 from infertrail.outcomes.api import OUTCOMES_PATH
-from infertrail.outcomes.join import OutcomeSpec, performance_report, spec_from_settings, unix_ns
-from infertrail.outcomes.payload import (
-    Outcome,
-    OutcomeProblem,
-    OutcomeValidationError,
-    parse_outcomes,
-)
-from infertrail.outcomes.render import report_as_dict, report_as_table
-from infertrail.outcomes.service import (
+from infertrail.outcomes.ingest import (
     AuditUnavailableError,
     IngestResult,
     OutcomeAudit,
     OutcomeService,
 )
+from infertrail.outcomes.join import OutcomeSpec, performance_report, spec_from_settings, unix_ns
+from infertrail.outcomes.render import report_as_dict, report_as_table
+from infertrail.outcomes.schema import (
+    Outcome,
+    OutcomeProblem,
+    OutcomeValidationError,
+    parse_outcomes,
+)
 from infertrail.outcomes.store import OutcomeConflictError, OutcomeStore, outcomes_db_path
+from infertrail.runtime.audit import open_signer
 
 __all__ = ["outcomes", "read_outcome_file"]
 

@@ -35,7 +35,7 @@ from scipy.stats import rankdata
 
 from infertrail.alerting.engine import AlertEngine
 from infertrail.outcomes.join import OutcomeSpec, Performance
-from infertrail.outcomes.payload import DEFAULT_KIND, Outcome
+from infertrail.outcomes.schema import DEFAULT_KIND, Outcome
 from infertrail.outcomes.store import JoinedRow, Prediction
 from infertrail.telemetry import conventions as c
 

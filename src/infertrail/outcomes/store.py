@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from infertrail.config import Settings
-from infertrail.outcomes.payload import Outcome
+from infertrail.outcomes.schema import Outcome
 
 __all__ = [
     "OUTCOMES_DB",

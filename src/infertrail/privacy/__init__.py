@@ -14,10 +14,10 @@ from infertrail.privacy.errors import (
     SubjectErasedError,
     UnknownSubjectError,
 )
-from infertrail.privacy.payloads import PayloadStore, PurgeReport, RawPayload
 from infertrail.privacy.pseudonyms import PseudonymTable, ReEnrolment, Tombstone
+from infertrail.privacy.raw_payloads import PayloadStore, PurgeReport, RawPayload
 from infertrail.privacy.records import SUBJECT_RE_ENROLLED, AuditRecorder
-from infertrail.privacy.service import PrivacyService
+from infertrail.privacy.stores import PrivacyService
 
 __all__ = [
     "SUBJECT_RE_ENROLLED",

@@ -1,6 +1,6 @@
 """``infertrail privacy``: erase a subject, show its erasure status, purge, break-glass read.
 
-A thin skin over :class:`~infertrail.privacy.service.PrivacyService`. Commands that write to the
+A thin skin over :class:`~infertrail.privacy.stores.PrivacyService`. Commands that write to the
 audit log open it themselves, so they refuse while a server holds it (use the API then).
 The role is the operator's declaration: whoever can run this command can read the keyring, so
 the CLI records the role, and the HTTP API is where roles are authenticated.
@@ -21,12 +21,12 @@ from pydantic import ValidationError
 
 from infertrail.audit.ledger import AuditLog, LogCorruptedError, LogLockedError
 from infertrail.audit.record import Actor
-from infertrail.audit.trail import open_signer
 from infertrail.config import Settings
 from infertrail.keyring import Keyring, KeyringError
 from infertrail.privacy.errors import PrivacyError
 from infertrail.privacy.pseudonyms import PseudonymTable, Tombstone
-from infertrail.privacy.service import PAYLOADS_DB, SUBJECTS_DB, PrivacyService
+from infertrail.privacy.stores import PAYLOADS_DB, SUBJECTS_DB, PrivacyService
+from infertrail.runtime.audit import open_signer
 
 __all__ = ["privacy"]
 

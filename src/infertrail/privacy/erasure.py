@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from infertrail.audit.record import Actor
-from infertrail.privacy.payloads import PayloadStore, ShredCounts
 from infertrail.privacy.policy import ERASURE_ROLES, require_role, require_text
 from infertrail.privacy.pseudonyms import PseudonymTable, Tombstone
+from infertrail.privacy.raw_payloads import PayloadStore, ShredCounts
 from infertrail.privacy.records import AuditRecorder
 
 __all__ = ["ErasureReceipt", "erase", "erasure_status"]

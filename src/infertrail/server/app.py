@@ -22,29 +22,29 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from starlette.concurrency import run_in_threadpool
 
 from infertrail.audit.checkpoint import NoteVerifier
-from infertrail.audit.trail import AuditTrail, open_signer
+from infertrail.compliance import LakeQuery, QueryService, UserStore, users_db_path
+from infertrail.compliance.api import compliance_router
 from infertrail.config import Settings
 from infertrail.cost.attribution import CostAttribution
-from infertrail.demo.credit import CreditModel
-from infertrail.demo.digits import DigitsModel
-from infertrail.demo.sentiment import SentimentModel
 from infertrail.events import ModelInfo
+from infertrail.models.credit import CreditModel
+from infertrail.models.digits import DigitsModel
+from infertrail.models.sentiment import SentimentModel
 from infertrail.monitor import Monitor
-from infertrail.monitoring.wiring import DriftWiring, start_drift_monitoring
-from infertrail.outcomes.wiring import OutcomeLoop
-from infertrail.query import LakeQuery, QueryService, UserStore, users_db_path
-from infertrail.server.compliance import compliance_router
+from infertrail.runtime.audit import AuditTrail, open_signer
+from infertrail.runtime.drift import DriftWiring, start_drift_monitoring
+from infertrail.runtime.outcomes import OutcomeLoop
 from infertrail.server.credit import CREDIT_SCORE_PATH, credit_router
 from infertrail.server.digits import DIGITS_PATH, digits_router
-from infertrail.server.requestid import RequestIdMiddleware
-from infertrail.server.responses import (
+from infertrail.telemetry.http import http_meter_provider
+from infertrail.web.requestid import RequestIdMiddleware
+from infertrail.web.responses import (
     ErrorResponse,
     durable_audit_seq,
     error_response,
     model_ref,
     request_id_of,
 )
-from infertrail.telemetry.http import http_meter_provider
 
 SENTIMENT_PATH = "/v1/sentiment"
 

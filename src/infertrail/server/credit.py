@@ -26,10 +26,10 @@ from pydantic import (
 )
 
 from infertrail.config import Settings
-from infertrail.demo.credit import ATTRIBUTE_NAMES, ATTRIBUTES, Attribute, CreditModel
-from infertrail.demo.reason_codes import REASON_CODES_VERSION
+from infertrail.models.credit import ATTRIBUTE_NAMES, ATTRIBUTES, Attribute, CreditModel
+from infertrail.models.reason_codes import REASON_CODES_VERSION
 from infertrail.monitor import Monitor
-from infertrail.server.responses import (
+from infertrail.web.responses import (
     DECISION_ERRORS,
     durable_audit_seq,
     model_ref,

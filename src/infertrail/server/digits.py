@@ -21,9 +21,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from infertrail.config import Settings
-from infertrail.demo.digits import LABELS, N_PIXELS, PIXEL_MAX, DigitsModel
+from infertrail.models.digits import LABELS, N_PIXELS, PIXEL_MAX, DigitsModel
 from infertrail.monitor import Monitor
-from infertrail.server.responses import (
+from infertrail.web.responses import (
     DECISION_ERRORS,
     durable_audit_seq,
     model_ref,

@@ -21,7 +21,6 @@ from infertrail.slo.definitions import SLO, SLOError, SLOSet, load_slos, parse_s
 from infertrail.slo.evaluator import SLOEvaluator
 from infertrail.slo.export import prometheus_slo_rules
 from infertrail.slo.openslo import parse_openslo
-from infertrail.slo.service import SLOService, attach_slos
 from infertrail.slo.sli import EventCounts, SLICounter
 
 __all__ = [
@@ -35,11 +34,9 @@ __all__ = [
     "SLICounter",
     "SLOError",
     "SLOEvaluator",
-    "SLOService",
     "SLOSet",
     "SLOStatus",
     "WindowCounts",
-    "attach_slos",
     "burn_signal",
     "evaluate_slo",
     "histogram_quantile",

@@ -1,6 +1,6 @@
 """Business-impact signals: is the model still confident, compared with its training data?
 
-Drift reports already give the per-window signals of :mod:`infertrail.alerting.sources`
+Drift reports already give the per-window signals of :mod:`infertrail.runtime.alert_sources`
 (``ood.rate``, ``prediction.low_confidence_rate``, ``prediction.confidence_mean`` and the
 label-mix shift ``drift.prediction_label_distance``); register ``drift_listener(engine)`` for
 them. This module adds the confidence of *every* prediction over a rolling time window, read
@@ -35,8 +35,8 @@ from datetime import UTC, datetime
 import numpy as np
 
 from infertrail.alerting.engine import AlertEngine
+from infertrail.drift.profile import Profile
 from infertrail.events import InferenceEvent
-from infertrail.monitoring.profile import Profile
 from infertrail.slo.sli import VALID_BUCKETS_S
 from infertrail.telemetry import conventions as c
 

@@ -130,7 +130,7 @@ def reference(
     ctx: click.Context, model_name: str, profile_file: Path | None, as_json: bool
 ) -> None:
     """The reference confidences of a model's profile, as the business signals compare them."""
-    from infertrail.monitoring import ProfileError, load_profile, profile_path
+    from infertrail.drift import ProfileError, load_profile, profile_path
 
     path = profile_file or profile_path(_settings(ctx).models_dir, model_name)
     try:

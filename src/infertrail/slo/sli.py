@@ -30,7 +30,7 @@ from infertrail.slo.definitions import SLO, AvailabilitySLI, ConfidenceSLI, Late
 from infertrail.telemetry import conventions as c
 
 if TYPE_CHECKING:
-    from infertrail.monitoring.drift import DriftReport
+    from infertrail.drift.detector import DriftReport
 
 GOOD, BAD, SKIP = 1, 0, -1
 Classifier = Callable[[InferenceEvent], int]

@@ -12,12 +12,12 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from infertrail.audit.trail import AuditTrail
 from infertrail.config import Settings
 from infertrail.events import ModelInfo
 from infertrail.monitor import Monitor
-from infertrail.outcomes.wiring import OutcomeLoop
-from infertrail.server.requestid import RequestIdMiddleware
+from infertrail.runtime.audit import AuditTrail
+from infertrail.runtime.outcomes import OutcomeLoop
+from infertrail.web.requestid import RequestIdMiddleware
 
 CREDIT = ModelInfo("credit", "1.0.0", "a" * 64)
 

@@ -6,7 +6,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from infertrail.audit.ledger import Receipt
-from infertrail.outcomes.payload import Outcome
+from infertrail.outcomes.schema import Outcome
 from infertrail.outcomes.store import Prediction
 
 NS = 1_000_000_000

@@ -13,10 +13,7 @@ from fastapi.testclient import TestClient
 from infertrail.alerting.engine import AlertEngine
 from infertrail.alerting.rules import parse_rules
 from infertrail.alerting.testing import RecordingDispatch
-from infertrail.audit.trail import AuditTrail
 from infertrail.config import Settings
-from infertrail.demo import credit
-from infertrail.demo.credit import CreditModel, load_dataset
 from infertrail.demo.outcomes import (
     CREDIT_LABELS,
     DIGITS_LABELS,
@@ -27,11 +24,14 @@ from infertrail.demo.outcomes import (
     http_sender,
     run_credit_loop,
 )
+from infertrail.models import credit
+from infertrail.models.credit import CreditModel, load_dataset
 from infertrail.monitor import Monitor
 from infertrail.outcomes.join import performance_report
-from infertrail.outcomes.wiring import OutcomeLoop
+from infertrail.runtime.audit import AuditTrail
+from infertrail.runtime.outcomes import OutcomeLoop
 from infertrail.server.credit import credit_router
-from infertrail.server.requestid import RequestIdMiddleware
+from infertrail.web.requestid import RequestIdMiddleware
 
 from .test_performance import doc_rules
 

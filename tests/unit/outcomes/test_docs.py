@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from infertrail.outcomes.payload import parse_outcomes
+from infertrail.outcomes.schema import parse_outcomes
 
 DOC = (Path(__file__).resolve().parents[3] / "docs" / "outcomes.md").read_text()
 

@@ -15,11 +15,11 @@ from fastapi import FastAPI
 
 from infertrail.audit.ledger import AuditLog
 from infertrail.audit.record import validate_record
-from infertrail.audit.trail import open_signer
 from infertrail.config import Settings
 from infertrail.outcomes.cli import outcomes
-from infertrail.outcomes.service import OutcomeService
+from infertrail.outcomes.ingest import OutcomeService
 from infertrail.outcomes.store import OutcomeStore, outcomes_db_path
+from infertrail.runtime.audit import open_signer
 
 from .helpers import NS, T0, prediction
 

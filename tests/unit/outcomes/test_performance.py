@@ -22,7 +22,6 @@ from infertrail.alerting.rules import parse_rules
 from infertrail.alerting.testing import RecordingDispatch
 from infertrail.config import Settings
 from infertrail.outcomes.join import OutcomeSpec, Performance, performance
-from infertrail.outcomes.payload import Outcome
 from infertrail.outcomes.performance import (
     PerformanceMetrics,
     PerformanceWindows,
@@ -31,6 +30,7 @@ from infertrail.outcomes.performance import (
     performance_signals,
     window_performance,
 )
+from infertrail.outcomes.schema import Outcome
 from infertrail.outcomes.store import JoinedRow, Prediction
 from infertrail.telemetry import conventions as c
 from infertrail.telemetry.setup import Telemetry

@@ -16,8 +16,8 @@ from infertrail.audit.ledger import AuditLog
 from infertrail.audit.record import DEFAULT_RETENTION, Actor
 from infertrail.keyring import Keyring
 from infertrail.privacy.crypto import KeyringKEK
-from infertrail.privacy.payloads import PayloadStore
 from infertrail.privacy.pseudonyms import PseudonymTable
+from infertrail.privacy.raw_payloads import PayloadStore
 from infertrail.privacy.records import AuditRecorder
 
 ORIGIN = "infertrail.test/privacy"

@@ -22,8 +22,8 @@ from infertrail.privacy.errors import (
     SubjectErasedError,
     UnknownSubjectError,
 )
-from infertrail.privacy.payloads import PayloadStore
 from infertrail.privacy.pseudonyms import PseudonymTable, ReEnrolment
+from infertrail.privacy.raw_payloads import PayloadStore
 from infertrail.privacy.records import AuditRecorder
 from tests.unit.privacy.conftest import (
     ADMIN,

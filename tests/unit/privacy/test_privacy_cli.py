@@ -10,12 +10,12 @@ from click.testing import CliRunner, Result
 
 from infertrail.audit.checkpoint import NoteVerifier
 from infertrail.audit.keys import verifier_key_path
-from infertrail.audit.trail import AUDIT_FUTURE, AuditTrail
 from infertrail.audit.verify import verify_log
 from infertrail.config import Settings
 from infertrail.privacy.cli import privacy
+from infertrail.runtime.audit import AUDIT_FUTURE, AuditTrail
 from tests.unit.privacy.conftest import CREDIT_INPUTS, JUSTIFICATION
-from tests.unit.privacy.test_trail_privacy import event
+from tests.unit.runtime.test_audit_privacy import event
 
 
 @pytest.fixture

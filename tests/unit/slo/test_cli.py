@@ -112,7 +112,7 @@ def test_status_defaults_to_the_data_dir(tmp_path: Path, monkeypatch: pytest.Mon
 def test_reference_of_a_saved_profile(tmp_path: Path) -> None:
     import numpy as np
 
-    from infertrail.monitoring import build_tabular_profile, save_profile
+    from infertrail.drift import build_tabular_profile, save_profile
 
     rng = np.random.default_rng(0)
     confidences = rng.uniform(0.55, 1.0, 500)

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from infertrail.drift.detector import DriftReport
 from infertrail.events import InferenceEvent, ModelInfo
-from infertrail.monitoring.drift import DriftReport
 from infertrail.slo.sli import BAD, GOOD, SKIP, EventCounts, SLICounter, classifier
 from tests.unit.slo.helpers import T0, event, make_slo, slo_body, slo_set
 

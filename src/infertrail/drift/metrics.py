@@ -1,0 +1,115 @@
+"""Drift reports as OpenTelemetry gauges (and so on ``/metrics``).
+
+:class:`DriftMetrics` is a report listener: it keeps the latest report per model, and observable
+gauges read it whenever a metric reader collects. Names live in the ``infertrail.drift.*``
+namespace; docs/drift.md lists them with their units and Prometheus names.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
+
+from infertrail.drift.detector import DriftReport
+from infertrail.telemetry import conventions as c
+
+DRIFT_SCORE = "infertrail.drift.score"
+DRIFT_SHARE = "infertrail.drift.share_drifted"
+DRIFT_DATASET = "infertrail.drift.dataset_drift"
+DRIFT_FEATURE_DISTANCE = "infertrail.drift.feature.distance"
+DRIFT_FEATURE_P_VALUE = "infertrail.drift.feature.p_value"
+DRIFT_FEATURE_DRIFTED = "infertrail.drift.feature.drifted"
+DRIFT_PREDICTION_DISTANCE = "infertrail.drift.prediction.distance"
+DRIFT_WINDOW_SAMPLES = "infertrail.drift.window.samples"
+DRIFT_CONFIDENCE_MEAN = "infertrail.drift.confidence.mean"
+DRIFT_LOW_CONFIDENCE = "infertrail.drift.confidence.low_rate"
+DRIFT_OOD_RATE = "infertrail.drift.ood_rate"
+FEATURE = "feature"
+OUTPUT = "output"
+
+Extract = Callable[[DriftReport], Iterable[tuple[float, dict[str, str]]]]
+
+
+def _one(value: Callable[[DriftReport], float | bool | None]) -> Extract:
+    def extract(r: DriftReport) -> Iterable[tuple[float, dict[str, str]]]:
+        v = value(r)
+        return [] if v is None else [(float(v), {})]
+
+    return extract
+
+
+def _per_feature(value: Callable[..., float | bool | None]) -> Extract:
+    def extract(r: DriftReport) -> Iterable[tuple[float, dict[str, str]]]:
+        out = []
+        for f in r.features:
+            v = value(f)
+            if v is not None:
+                out.append((float(v), {FEATURE: f.name}))
+        return out
+
+    return extract
+
+
+def _prediction_distances(r: DriftReport) -> Iterable[tuple[float, dict[str, str]]]:
+    parts = (("label", r.prediction.label), ("confidence", r.prediction.confidence))
+    return [(f.distance, {OUTPUT: name}) for name, f in parts if f is not None]
+
+
+_GAUGES: list[tuple[str, str, str, Extract]] = [
+    (DRIFT_SCORE, "1", "Mean per-feature drift distance of the last window.",
+     _one(lambda r: r.drift_score)),
+    (DRIFT_SHARE, "1", "Share of features judged drifted in the last window.",
+     _one(lambda r: r.share_drifted)),
+    (DRIFT_DATASET, "1", "1 when the share of drifted features reached drift_share.",
+     _one(lambda r: r.dataset_drift)),
+    (DRIFT_FEATURE_DISTANCE, "1", "Drift distance of one feature (normed Wasserstein or JS).",
+     _per_feature(lambda f: f.distance)),
+    (DRIFT_FEATURE_P_VALUE, "1", "Corrected p-value of one feature, when judged by a test.",
+     _per_feature(lambda f: f.p_value)),
+    (DRIFT_FEATURE_DRIFTED, "1", "1 when the feature was judged drifted in the last window.",
+     _per_feature(lambda f: f.drifted)),
+    (DRIFT_PREDICTION_DISTANCE, "1", "Drift distance of the predicted label mix and confidence.",
+     _prediction_distances),
+    (DRIFT_WINDOW_SAMPLES, "{sample}", "Samples in the last judged window.",
+     _one(lambda r: r.n_samples)),
+    (DRIFT_CONFIDENCE_MEAN, "1", "Mean prediction confidence in the last window.",
+     _one(lambda r: r.prediction.confidence_mean)),
+    (DRIFT_LOW_CONFIDENCE, "1", "Share of predictions below the low-confidence threshold.",
+     _one(lambda r: r.prediction.low_confidence_rate)),
+    (DRIFT_OOD_RATE, "1", "Share of inputs judged out of distribution in the last window.",
+     _one(lambda r: r.ood_rate)),
+]  # fmt: skip
+
+
+class DriftMetrics:
+    """Publishes the latest drift report of each model through observable gauges.
+
+    Create one per meter and add :meth:`record` as a listener of every ``DriftMonitor``.
+    """
+
+    def __init__(self, meter: Meter) -> None:
+        self._lock = threading.Lock()
+        self._latest: dict[str, DriftReport] = {}
+        for name, unit, description, extract in _GAUGES:
+            meter.create_observable_gauge(
+                name, callbacks=[self._callback(extract)], unit=unit, description=description
+            )
+
+    def record(self, report: DriftReport) -> None:
+        """Listener: remember ``report`` as its model's latest."""
+        with self._lock:
+            self._latest[report.model_name] = report
+
+    def _callback(self, extract: Extract) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def observe(_options: CallbackOptions) -> Iterable[Observation]:
+            with self._lock:
+                reports = list(self._latest.values())
+            return [
+                Observation(value, {c.MODEL_NAME: r.model_name, **attrs})
+                for r in reports
+                for value, attrs in extract(r)
+            ]
+
+        return observe

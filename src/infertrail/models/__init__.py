@@ -1,0 +1,33 @@
+"""The served models: credit, sentiment and digits (training, artifacts, reason codes).
+
+Each is trained deterministically from data shipped in ``models/data`` and saved with its
+sha256 and card (:mod:`.artifacts`); the server loads them, the demo drives them.
+"""
+
+from collections.abc import Callable
+from pathlib import Path
+
+from infertrail.events import ModelInfo
+from infertrail.models import credit, digits, sentiment
+from infertrail.models.artifacts import LoadedModel, ModelArtifactError, load_model, save_model
+
+__all__ = [
+    "TRAINERS",
+    "LoadedModel",
+    "ModelArtifactError",
+    "load_model",
+    "save_model",
+    "train_all",
+]
+
+#: Every served model's deterministic trainer, by name (``infertrail train NAME``).
+TRAINERS: dict[str, Callable[[Path], ModelInfo]] = {
+    sentiment.NAME: sentiment.train,
+    credit.NAME: credit.train,
+    digits.NAME: digits.train,
+}
+
+
+def train_all(models_root: Path) -> list[ModelInfo]:
+    """Train every served model into ``models_root``."""
+    return [train(models_root) for train in TRAINERS.values()]

@@ -1,0 +1,174 @@
+"""The audit side of a service: the ledger, its sealer, and the sink that feeds them events.
+
+``AuditTrail.open(settings)`` opens (or creates) the signing key, the keyring, the log under
+``<data_dir>/audit/log``, a background sealer into the lake (which then compacts closed months,
+``audit_compact``), and the privacy services (pseudonym table, raw-payload store when
+enabled). Used as a request-thread sink of the
+:class:`~infertrail.monitor.Monitor`, it derives the audit record of every inference, hashes
+the input under a keyed HMAC, replaces the subject by its pseudonym from the mapping table, queues
+the record and, if raw payloads are on, queues the encrypted input; the event keeps the future of
+its receipt (``event.extra["audit"]``) so that a caller can wait until the decision is durable
+before answering.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import timedelta
+
+from infertrail import __version__
+from infertrail.audit.checkpoint import NoteSigner
+from infertrail.audit.compaction import Compactor
+from infertrail.audit.keys import generate_signing_key, load_signer
+from infertrail.audit.lake import Sealer
+from infertrail.audit.ledger import AuditLog, LogClosedError, Receipt
+from infertrail.audit.record import RetentionPolicy, derive_record, input_hmac_hex, retention_policy
+from infertrail.config import Settings
+from infertrail.events import InferenceEvent
+from infertrail.keyring import Keyring
+from infertrail.privacy.pseudonyms import SUBJECT_KEY_PURPOSE
+from infertrail.privacy.stores import PrivacyService
+
+_log = logging.getLogger("infertrail.audit")
+
+INPUT_KEY_PURPOSE = "input-hmac"
+AUDIT_FUTURE = "audit"
+__all__ = [
+    "AUDIT_FUTURE",
+    "INPUT_KEY_PURPOSE",
+    "SUBJECT_KEY_PURPOSE",
+    "AuditTrail",
+    "open_signer",
+]
+
+
+def open_signer(settings: Settings) -> NoteSigner:
+    """The log's checkpoint signer, created (0600) on first use with the log's origin."""
+    path = settings.signing_key_file
+    if not path.exists():
+        vkey = generate_signing_key(path, settings.audit_origin)
+        _log.warning("created audit signing key %s; verifier key: %s", path, vkey)
+    return load_signer(path)
+
+
+@dataclass
+class AuditTrail:
+    """Ledger + sealer + keys for one writer process."""
+
+    log: AuditLog
+    sealer: Sealer
+    keyring: Keyring
+    retention: RetentionPolicy
+    producer: str
+    privacy: PrivacyService
+    store_payloads: bool = False  # settings.raw_payloads_enabled
+
+    @classmethod
+    def open(cls, settings: Settings, *, fsync: bool = True) -> AuditTrail:
+        """Open the log, start the sealer, open the privacy services (and the payload purger)."""
+        signer = open_signer(settings)
+        log = AuditLog.open(
+            settings.audit_log_dir,
+            signer=signer,
+            origin=settings.audit_origin,
+            batch_max=settings.audit_batch_max,
+            batch_wait_ms=settings.audit_batch_wait_ms,
+            queue_max=settings.audit_queue_max,
+            fsync=fsync,
+        )
+        if log.recovery is not None:
+            _log.warning("audit log recovered after a crash: %s", log.recovery)
+        keyring = Keyring(settings.keyring_file)
+        retention = retention_policy(settings.audit_retention_class)
+        try:
+            privacy = PrivacyService.open(settings, log, keyring=keyring, retention=retention)
+        except BaseException:
+            log.close()
+            raise
+        try:
+            if settings.raw_payloads_enabled and privacy.payloads is not None:
+                privacy.payloads.start_purger(settings.raw_payloads_purge_interval_s)
+            compactor = None
+            if settings.audit_compact:
+                grace = timedelta(seconds=settings.audit_compact_grace_s)
+                compactor = Compactor(settings.lake_url, signer, settings.audit_origin, grace=grace)
+            sealer = Sealer(
+                log,
+                settings.lake_url,
+                signer,
+                after_round=None if compactor is None else compactor.compact,
+            )
+            sealer.start(settings.audit_seal_interval_s)
+        except BaseException:
+            privacy.close()
+            log.close()
+            raise
+        return cls(
+            log=log,
+            sealer=sealer,
+            keyring=keyring,
+            retention=retention,
+            producer=f"infertrail/{__version__}",
+            privacy=privacy,
+            store_payloads=settings.raw_payloads_enabled,
+        )
+
+    def pseudonym(self, subject: str) -> str:
+        """The subject's pseudonym from the mapping table (created on first use).
+
+        SubjectErasedError if the subject was erased: re-enrolment is an explicit, recorded
+        step (``privacy.pseudonyms.pseudonym(subject, re_enrol=...)``), never a side effect.
+        """
+        return self.privacy.pseudonyms.pseudonym(subject)
+
+    def record(self, ev: InferenceEvent) -> Future[Receipt]:
+        """Derive the event's audit record and queue it; the future resolves once durable."""
+        key_id, key = self.keyring.active(INPUT_KEY_PURPOSE)
+        inputs = ev.inputs
+        if hasattr(inputs, "tolist"):  # numpy arrays: hash the same JSON a list would give
+            inputs = inputs.tolist()
+        pseudonym = None if ev.subject is None else self.pseudonym(ev.subject)
+        record = derive_record(
+            ev,
+            input_hmac=None if inputs is None else input_hmac_hex(key, inputs),
+            input_hmac_key_id=key_id,
+            subject_pseudonym=pseudonym,
+            retention=self.retention,
+            producer=self.producer,
+        )
+        receipt = self.log.append_async(record)
+        # Raw payloads are kept per subject (the data key is the subject's): no subject, none.
+        payloads = self.privacy.payloads
+        if self.store_payloads and payloads is not None and pseudonym and inputs is not None:
+            payloads.store(pseudonym, ev.request_id, inputs)
+        return receipt
+
+    def __call__(self, ev: InferenceEvent) -> None:
+        """Monitor sink (request thread): queue the record, keep its future on the event.
+
+        A record that cannot even be queued (closed or failed log, bad input) becomes a failed
+        future: the caller decides (the server answers 503 rather than an unrecorded decision).
+        """
+        try:
+            future = self.record(ev)
+        except Exception as exc:
+            future = Future()
+            future.set_exception(exc)
+        ev.extra[AUDIT_FUTURE] = future
+
+    def close(self) -> None:
+        """Stop the sealer and the privacy services, seal what is committed, close the log.
+
+        Idempotent. The privacy services close first: their purger appends to the log.
+        """
+        self.sealer.stop()
+        self.privacy.close()
+        try:
+            self.log.flush()
+            self.sealer.seal()
+        except LogClosedError:
+            pass  # already closed: what it committed stays in the WAL for the next seal
+        finally:
+            self.log.close()

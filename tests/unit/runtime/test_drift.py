@@ -1,0 +1,341 @@
+"""Drift monitoring and alerting wired from Settings: profiles, monitors, gauges, alert engine,
+the sentiment reference, and ``infertrail drift baseline``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from infertrail.alerting.rules import ReceiverSecretError, RuleError
+from infertrail.config import Settings
+from infertrail.demo.corruptions import corrupt
+from infertrail.drift import DriftConfig, ProfileError, load_profile, profile_path
+from infertrail.events import ModelInfo
+from infertrail.models import digits, sentiment
+from infertrail.models.digits import DigitsModel
+from infertrail.monitor import Monitor
+from infertrail.runtime.drift import (
+    BASELINES,
+    drift,
+    load_reference,
+    start_drift_monitoring,
+)
+from tests.unit.alerting.fakes import webhook_receiver
+
+WINDOW = 50
+
+
+@pytest.fixture(scope="module")
+def models(trained_models: Path) -> Path:
+    """Trained sentiment and digits models with their reference profiles."""
+    return trained_models
+
+
+@pytest.fixture
+def models_copy(models: Path, tmp_path: Path) -> Path:
+    root = tmp_path / "models"
+    shutil.copytree(models, root)
+    return root
+
+
+def make_settings(tmp_path: Path, models: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "data_dir": tmp_path / "data",
+        "metric_export_interval_ms": 60_000,
+        "telemetry_files": False,
+        "drift_window_size": WINDOW,
+        "drift_window_seconds": None,
+        **overrides,
+    }
+    s = Settings(**values)
+    s.ensure_dirs()
+    shutil.copytree(models, s.models_dir, dirs_exist_ok=True)
+    return s
+
+
+@pytest.fixture
+def monitor(tmp_path: Path, clean_env: None) -> Iterator[Monitor]:
+    m = Monitor(Settings(data_dir=tmp_path / "monitor", telemetry_files=False))
+    yield m
+    m.shutdown()
+
+
+def served(s: Settings) -> list[ModelInfo]:
+    return [sentiment.SentimentModel.load(s.models_dir).info, DigitsModel.load(s.models_dir).info]
+
+
+def digits_gauges(monitor: Monitor) -> dict[str, float]:
+    """The digits model's drift gauges on /metrics (one value per name, per-feature ones aside)."""
+    text = generate_latest(monitor.telemetry.prometheus_registry).decode()
+    return {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.labels.get("infertrail_model_name") == "digits" and "feature" not in sample.labels
+    }
+
+
+def classify(monitor: Monitor, model: DigitsModel, images: np.ndarray) -> None:
+    for pixels in images.tolist():
+        with monitor.observe(model.info, pixels, endpoint="/v1/digits") as ev:
+            p = model.predict(pixels)
+            ev.label, ev.score, ev.confidence = p.label, p.confidence, p.confidence
+
+
+def test_each_served_model_gets_a_drift_monitor_and_gauges(
+    tmp_path: Path, models: Path, monitor: Monitor
+) -> None:
+    s = make_settings(tmp_path, models)
+    wiring = start_drift_monitoring(s, monitor, served(s))
+    try:
+        assert set(wiring.drift_monitors) == {"sentiment", "digits"}
+        assert wiring.engine is None and wiring.dispatch is None  # no rules file configured
+        for name, dm in wiring.drift_monitors.items():
+            assert dm.profile.model_name == name
+            assert (dm.window_size, dm.window_seconds, dm.sample_rate) == (WINDOW, None, 1.0)
+        model = DigitsModel.load(s.models_dir)
+        classify(monitor, model, digits.split().test_images[:WINDOW])
+        monitor.flush()
+        assert wiring.drift_monitors["digits"].flush()
+        [report] = wiring.drift_monitors["digits"].reports
+        assert report.n_samples == WINDOW and not report.dataset_drift
+        assert wiring.drift_monitors["sentiment"].reports == []
+        gauges = digits_gauges(monitor)
+        assert gauges["infertrail_drift_share_drifted"] == report.share_drifted
+        assert gauges["infertrail_drift_window_samples"] == WINDOW
+    finally:
+        wiring.close()
+
+
+def rules_toml(url: str, **rule: Any) -> str:
+    fields = {"for_windows": 1, "resolve_after": 1, **rule}
+    extra = "\n".join(f"{k} = {json.dumps(v)}" for k, v in fields.items())
+    return f"""
+[receivers.hook]
+type = "webhook"
+url = "{url}"
+
+[[rules]]
+name = "digits-drift"
+signal = "drift.share_drifted"
+model = "digits"
+comparison = ">"
+threshold = 0.3
+receivers = ["hook"]
+{extra}
+"""
+
+
+def test_a_drifted_window_is_alerted_through_the_rules_file(
+    tmp_path: Path, models: Path, monitor: Monitor
+) -> None:
+    with webhook_receiver() as hook:
+        rules = tmp_path / "rules.toml"
+        rules.write_text(rules_toml(hook.url))
+        s = make_settings(tmp_path, models, alert_rules_file=rules)
+        wiring = start_drift_monitoring(s, monitor, served(s))
+        try:
+            assert wiring.engine is not None and wiring.dispatch is not None
+            model = DigitsModel.load(s.models_dir)
+            clean = digits.split().test_images[:WINDOW]
+            classify(monitor, model, corrupt(clean, "blur", 5, rng=0))
+            monitor.flush()
+            assert wiring.drift_monitors["digits"].flush()
+            assert [t.rule for t in wiring.engine.firing()] == ["digits-drift"]
+        finally:
+            wiring.close()  # delivers what is queued
+        [sent] = hook.accepted()
+        assert sent.body["kind"] == "trigger" and sent.body["model"] == "digits"
+        assert s.alert_state_path == s.data_dir / "alerts" / "state.json"
+        assert s.alert_state_path.is_file()
+
+
+def test_close_judges_the_open_window_and_is_idempotent(
+    tmp_path: Path, models: Path, monitor: Monitor
+) -> None:
+    s = make_settings(tmp_path, models)
+    wiring = start_drift_monitoring(s, monitor, served(s))
+    model = DigitsModel.load(s.models_dir)
+    classify(monitor, model, digits.split().test_images[: WINDOW - 10])  # not yet full
+    wiring.close()
+    wiring.close()
+    assert [r.n_samples for r in wiring.drift_monitors["digits"].reports] == [WINDOW - 10]
+
+
+def test_alert_state_path_can_be_set(tmp_path: Path) -> None:
+    s = Settings(data_dir=tmp_path, alert_state_file=tmp_path / "elsewhere.json")
+    assert s.alert_state_path == tmp_path / "elsewhere.json"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"drift_sample_rate": 0.0}, "drift_sample_rate"),
+        ({"drift_sample_rate": 1.5}, "drift_sample_rate"),
+        ({"drift_window_size": 0}, "drift_window_size"),
+        ({"drift_window_seconds": 0}, "drift_window_seconds"),
+    ],
+)
+def test_bad_drift_settings_are_refused(
+    tmp_path: Path, overrides: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        Settings(data_dir=tmp_path, **overrides)
+
+
+# -- failures at start-up ----------------------------------------------------------------------
+def test_a_bad_rules_file_fails_before_anything_is_registered(
+    tmp_path: Path, models: Path, monitor: Monitor
+) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text(rules_toml("http://127.0.0.1:9/hook", for_windows=0))
+    s = make_settings(tmp_path, models, alert_rules_file=rules)
+    sinks_before = len(monitor._async_sinks)
+    with pytest.raises(RuleError, match="rule 'digits-drift': for_windows must be >= 1"):
+        start_drift_monitoring(s, monitor, served(s))
+    assert len(monitor._async_sinks) == sinks_before
+
+
+def test_a_bad_drift_config_fails_before_anything_is_registered(
+    tmp_path: Path, models: Path, monitor: Monitor
+) -> None:
+    s = make_settings(tmp_path, models)
+    sinks_before = len(monitor._async_sinks)
+    bad = DriftConfig(thresholds={"no_such_feature": 0.2})
+    with pytest.raises(ValueError, match="no_such_feature"):
+        start_drift_monitoring(s, monitor, served(s), config=bad)
+    assert len(monitor._async_sinks) == sinks_before
+
+
+def test_a_missing_receiver_secret_is_named(
+    tmp_path: Path, models: Path, monitor: Monitor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("E2E_PD_KEY", raising=False)
+    rules = tmp_path / "rules.toml"
+    rules.write_text(
+        '[receivers.pd]\ntype = "pagerduty"\nrouting_key_env = "E2E_PD_KEY"\n'
+        '[[rules]]\nname = "r"\nsignal = "drift.score"\ncomparison = ">"\nthreshold = 1.0\n'
+        'receivers = ["pd"]\n'
+    )
+    s = make_settings(tmp_path, models, alert_rules_file=rules)
+    with pytest.raises(ReceiverSecretError, match="E2E_PD_KEY"):
+        start_drift_monitoring(s, monitor, served(s))
+
+
+def test_a_missing_demo_profile_is_rebuilt_with_a_warning(
+    models_copy: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    info = DigitsModel.load(models_copy).info
+    path = profile_path(models_copy, "digits")
+    expected = path.with_suffix(".npz").read_bytes()
+    path.unlink()
+    path.with_suffix(".npz").unlink()
+    with caplog.at_level(logging.WARNING, logger="infertrail.drift"):
+        profile = load_reference(models_copy, info)
+    assert profile.model_sha256 == info.sha256
+    assert path.with_suffix(".npz").read_bytes() == expected
+    assert "is missing; rebuilding it" in caplog.text
+
+
+def test_a_profile_of_an_older_artifact_is_rebuilt(
+    models_copy: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    info = DigitsModel.load(models_copy).info
+    path = profile_path(models_copy, "digits")
+    meta = json.loads(path.read_text())
+    meta["model"]["sha256"] = "0" * 64
+    path.write_text(json.dumps(meta))
+    with caplog.at_level(logging.WARNING, logger="infertrail.drift"):
+        assert load_reference(models_copy, info).model_sha256 == info.sha256
+    assert "belongs to an older artifact" in caplog.text
+
+
+def test_a_damaged_profile_is_an_error_not_a_silent_rebuild(models_copy: Path) -> None:
+    info = DigitsModel.load(models_copy).info
+    npz = profile_path(models_copy, "digits").with_suffix(".npz")
+    npz.write_bytes(npz.read_bytes()[:-10])
+    with pytest.raises(ProfileError, match="does not match the sha256"):
+        load_reference(models_copy, info)
+
+
+def test_a_model_without_a_baseline_builder_needs_its_profile(models_copy: Path) -> None:
+    info = ModelInfo("credit", "1", "ab" * 32)
+    with pytest.raises(ProfileError, match="'credit' has no baseline builder"):
+        load_reference(models_copy, info)
+
+
+# -- the sentiment reference ------------------------------------------------------------------
+def test_sentiment_oov_rates_are_leave_one_out(models: Path) -> None:
+    profile = load_profile(profile_path(models, "sentiment"))
+    texts = sentiment.split().train_texts
+    assert profile.text is not None
+    assert profile.sample.shape == (len(texts), 3)  # every training sentence, in order
+    tokens = [profile.text.tokens(t) for t in texts]
+    for i in range(0, len(texts), 97):
+        others = {t for j, toks in enumerate(tokens) if j != i for t in toks}
+        mine = tokens[i]
+        expected = sum(t not in others for t in mine) / len(mine) if mine else 0.0
+        assert profile.sample[i, 2] == pytest.approx(expected)
+        assert profile.sample[i, :2].tolist() == [len(texts[i]), len(mine)]
+    # against its own vocabulary every training sentence would be 0: the point of leaving out
+    assert 0.05 < float(profile.sample[:, 2].mean()) < 0.2
+
+
+def test_sentiment_reference_predictions_are_out_of_fold(models: Path) -> None:
+    profile = load_profile(profile_path(models, "sentiment"))
+    model = sentiment.SentimentModel.load(models)
+    texts = sentiment.split().train_texts[:300]
+    fitted = np.array([model.predict(t).confidence for t in texts])
+    assert profile.sample_confidences is not None
+    assert float(profile.sample_confidences[:300].mean()) < float(fitted.mean()) - 0.02
+    assert profile.prediction is not None
+    assert profile.prediction.categories == sentiment.LABELS
+
+
+# -- infertrail drift baseline ------------------------------------------------------------------
+@pytest.mark.slow
+def test_baseline_rebuilds_every_trained_demo_model(models_copy: Path, tmp_path: Path) -> None:
+    for name in BASELINES:
+        profile_path(models_copy, name).unlink()
+    settings = Settings(data_dir=tmp_path / "data")
+    shutil.copytree(models_copy, settings.models_dir)
+    result = CliRunner().invoke(drift, ["baseline"], obj=SimpleNamespace(settings=settings))
+    assert result.exit_code == 0, result.output
+    for name in ("digits", "sentiment"):
+        assert f"profile {name} -> {profile_path(settings.models_dir, name)}" in result.output
+        assert profile_path(settings.models_dir, name).is_file()
+
+
+def test_baseline_of_one_model_reads_the_data_dir_from_the_environment(
+    models_copy: Path, tmp_path: Path, clean_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "env-data"
+    shutil.copytree(models_copy, data / "models")
+    monkeypatch.setenv("INFERTRAIL_DATA_DIR", str(data))
+    result = CliRunner().invoke(drift, ["baseline", "digits"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == f"profile digits -> {profile_path(data / 'models', 'digits')}"
+
+
+def test_baseline_errors_are_clear(tmp_path: Path) -> None:
+    obj = SimpleNamespace(settings=Settings(data_dir=tmp_path / "empty"))
+    nothing = CliRunner().invoke(drift, ["baseline"], obj=obj)
+    assert nothing.exit_code == 1
+    assert "no trained demo model" in nothing.output
+    untrained = CliRunner().invoke(drift, ["baseline", "digits"], obj=obj)
+    assert untrained.exit_code == 1
+    assert "infertrail train digits" in untrained.output
+    unknown = CliRunner().invoke(drift, ["baseline", "credit"], obj=obj)
+    assert unknown.exit_code == 2
+    assert "'credit' is not one of" in unknown.output
