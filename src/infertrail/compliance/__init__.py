@@ -1,7 +1,8 @@
 """The compliance query interface: DuckDB over the audit lake plus the unsealed tail, with proofs.
 
 :class:`QueryService` is the one service layer under the HTTP router
-(:func:`infertrail.compliance.api.compliance_router`) and the CLI (:mod:`infertrail.compliance.cli`):
+(:func:`infertrail.compliance.api.compliance_router`) and the CLI
+(:mod:`infertrail.compliance.cli`):
 it checks roles, resolves subjects, and appends an ``access_query`` audit record for every use.
 See docs/compliance-api.md.
 """
