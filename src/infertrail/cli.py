@@ -5,32 +5,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
-from pydantic import ValidationError
 
-from infertrail.config import Settings
+from infertrail.commandline import CliContext
 
-
-class Context:
-    """Settings built lazily, once, with the command-line overrides applied."""
-
-    def __init__(self, overrides: dict[str, Any]) -> None:
-        self._overrides = {k: v for k, v in overrides.items() if v is not None}
-        self._settings: Settings | None = None
-
-    @property
-    def settings(self) -> Settings:
-        if self._settings is None:
-            try:
-                self._settings = Settings(**self._overrides)
-            except (ValidationError, FileNotFoundError) as exc:
-                raise click.UsageError(f"invalid settings: {exc}") from exc
-        return self._settings
-
-
-pass_ctx = click.make_pass_decorator(Context)
+pass_ctx = click.make_pass_decorator(CliContext)
 
 
 @click.group()
@@ -43,13 +23,13 @@ pass_ctx = click.make_pass_decorator(Context)
 @click.pass_context
 def main(ctx: click.Context, data_dir: Path | None) -> None:
     """infertrail: observability and a tamper-evident audit trail for AI inference."""
-    ctx.obj = Context({"data_dir": data_dir})
+    ctx.obj = CliContext({"data_dir": data_dir})
 
 
 @main.command()
 @click.argument("model", type=click.Choice(["sentiment", "credit", "digits", "all"]), default="all")
 @pass_ctx
-def train(ctx: Context, model: str) -> None:
+def train(ctx: CliContext, model: str) -> None:
     """Train demo models deterministically and save each with its sha256."""
     from infertrail.models import TRAINERS
 
@@ -67,7 +47,7 @@ def train(ctx: Context, model: str) -> None:
 @click.option("--host", help="Interface to bind (default 127.0.0.1).")
 @click.option("--port", type=click.IntRange(1, 65535), help="Port (default 8000).")
 @pass_ctx
-def serve(ctx: Context, host: str | None, port: int | None) -> None:
+def serve(ctx: CliContext, host: str | None, port: int | None) -> None:
     """Serve the demo models over HTTP (OpenAPI docs at /docs)."""
     import uvicorn
 
@@ -90,7 +70,7 @@ def serve(ctx: Context, host: str | None, port: int | None) -> None:
 @click.argument("request_id")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @pass_ctx
-def trace(ctx: Context, request_id: str, as_json: bool) -> None:
+def trace(ctx: CliContext, request_id: str, as_json: bool) -> None:
     """Show the span tree, log lines and metric exemplars of one request."""
     from dataclasses import asdict
 
@@ -113,7 +93,7 @@ def trace(ctx: Context, request_id: str, as_json: bool) -> None:
 @click.option("--port", type=click.IntRange(0, 65535), default=0, help="0 picks a free port.")
 @click.option("--keep-serving", is_flag=True, help="Keep the service up after the traffic.")
 @pass_ctx
-def demo(ctx: Context, n_requests: int, port: int, keep_serving: bool) -> None:
+def demo(ctx: CliContext, n_requests: int, port: int, keep_serving: bool) -> None:
     """Train, serve on localhost, drive traffic, and show where the telemetry went."""
     from infertrail.demo.run import run_demo
 
@@ -128,11 +108,13 @@ def _register_groups() -> None:
     from infertrail.compliance.cli import query, users
     from infertrail.cost.cli import cost
     from infertrail.demo.simulate import simulate
+    from infertrail.drift.cli import drift_commands
+    from infertrail.models import PROFILE_BUILDERS
     from infertrail.outcomes.cli import outcomes
     from infertrail.privacy.cli import privacy
-    from infertrail.runtime.drift import drift
     from infertrail.slo.cli import slo, slo_rules
 
+    drift = drift_commands(PROFILE_BUILDERS)
     export.add_command(slo_rules)
     audit.add_command(query)
     audit.add_command(audit_export)

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from pydantic import ValidationError
 
 from infertrail.audit.checkpoint import NoteError, NoteVerifier
 from infertrail.audit.compaction import CompactionError, Compactor
@@ -32,29 +31,12 @@ from infertrail.audit.proofs import (
     make_evidence,
 )
 from infertrail.audit.verify import VerifyError, VerifyReport, verify_log
+from infertrail.commandline import UsageProblem, settings_of
 from infertrail.config import Settings
 
 __all__ = ["audit", "keys"]
 
 EXIT_TAMPERED = 1
-
-
-class UsageProblem(click.ClickException):
-    """A missing log, key or input file: exit code 2, like click's own usage errors."""
-
-    exit_code = 2
-
-
-def _settings(ctx: click.Context) -> Settings:
-    """The settings of the enclosing ``infertrail`` command, or fresh ones when run alone."""
-    outer = ctx.find_object(object)
-    found = getattr(outer, "settings", None)
-    if isinstance(found, Settings):
-        return found
-    try:
-        return Settings()
-    except (ValidationError, FileNotFoundError) as exc:
-        raise UsageProblem(f"invalid settings: {exc}") from exc
 
 
 def _verifier(key: str | None, key_file: Path) -> NoteVerifier:
@@ -113,7 +95,7 @@ def keys() -> None:
 @click.pass_context
 def keys_init(ctx: click.Context, name: str | None, key_file: Path | None) -> None:
     """Create the log's Ed25519 signing key (never overwrites one) and print its verifier key."""
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     path = key_file or settings.signing_key_file
     try:
         vkey = generate_signing_key(path, name or settings.audit_origin)
@@ -167,7 +149,7 @@ def audit(
     ctx: click.Context, log_dir: Path | None, lake: str | None, key_file: Path | None
 ) -> None:
     """Verify the audit log, seal it into the lake, make and check proofs."""
-    ctx.obj = _Paths(_settings(ctx), log_dir, lake, key_file)
+    ctx.obj = _Paths(settings_of(ctx), log_dir, lake, key_file)
 
 
 pass_paths = click.make_pass_decorator(_Paths)

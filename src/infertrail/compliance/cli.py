@@ -28,11 +28,11 @@ from typing import IO, Any
 
 import click
 import httpx
-from pydantic import ValidationError
 
 from infertrail.audit.checkpoint import NoteVerifier
 from infertrail.audit.keys import KeyFileError, load_signer
 from infertrail.audit.ledger import AuditLog, LogCorruptedError, LogLockedError
+from infertrail.commandline import UsageProblem, settings_of
 from infertrail.compliance.access import (
     ROLES,
     AccessError,
@@ -67,26 +67,6 @@ class Refused(click.ClickException):
     exit_code = 1
 
 
-class UsageProblem(click.ClickException):
-    """Bad parameters, settings or actor: exit 2, like click's own usage errors."""
-
-    exit_code = 2
-
-
-def _settings(ctx: click.Context) -> Settings:
-    """The settings of the enclosing ``infertrail`` command (any level), or fresh ones."""
-    current: click.Context | None = ctx
-    while current is not None:
-        found = getattr(current.obj, "settings", None)
-        if isinstance(found, Settings):
-            return found
-        current = current.parent
-    try:
-        return Settings()
-    except (ValidationError, FileNotFoundError) as exc:
-        raise UsageProblem(f"invalid settings: {exc}") from exc
-
-
 def _paths(ctx: click.Context, settings: Settings) -> tuple[Path, str, Path]:
     """(log dir, lake URL, signing key file): the ``audit`` group's options, else settings."""
     paths = ctx.find_object(object)
@@ -115,7 +95,7 @@ def users() -> None:
 @click.pass_context
 def users_add(ctx: click.Context, name: str, role: str) -> None:
     """Create user NAME and print its API key (shown only now; store it safely)."""
-    store = _store(_settings(ctx))
+    store = _store(settings_of(ctx))
     try:
         user, key = store.add(name, role)
     except (ValueError, UserExistsError) as exc:
@@ -133,7 +113,7 @@ def users_add(ctx: click.Context, name: str, role: str) -> None:
 @click.pass_context
 def users_list(ctx: click.Context, as_json: bool) -> None:
     """List users: name, role, key id (a hash prefix, not the key), created, revoked."""
-    store = _store(_settings(ctx))
+    store = _store(settings_of(ctx))
     try:
         found = store.list()
     finally:
@@ -153,7 +133,7 @@ def users_list(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def users_revoke(ctx: click.Context, name: str) -> None:
     """Revoke NAME's API key at once (the name is never reused)."""
-    store = _store(_settings(ctx))
+    store = _store(settings_of(ctx))
     try:
         user = store.revoke(name)
     except LookupError as exc:
@@ -252,7 +232,7 @@ def _output(out: Path | None) -> Iterator[IO[bytes]]:
 
 
 def _caller(ctx: click.Context, actor: str | None) -> Caller:
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     if not actor:
         raise UsageProblem("--actor NAME is required: your user name from `infertrail users list`")
     store = _store(settings)
@@ -279,7 +259,7 @@ def _session(
     ctx: click.Context, actor: str | None, url: str | None
 ) -> Iterator[_Local | httpx.Client]:
     """Local mode (the log opened here) or an HTTP client of the server that holds the log."""
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     if url is not None:
         with _http_client(url) as client:
             yield client

@@ -10,24 +10,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal, cast
 
 import click
-from pydantic import ValidationError
 
-from infertrail.config import Settings
+from infertrail.commandline import settings_of
 from infertrail.cost.attribution import cost_db_path
 from infertrail.cost.report import ALLOCATIONS, Allocation, cost_report, parse_dimensions, render
 
-__all__ = ["cost", "parse_time", "settings_of"]
-
-
-def settings_of(ctx: click.Context) -> Settings:
-    """The settings of the enclosing ``infertrail`` command, or fresh ones when run alone."""
-    found = getattr(ctx.find_object(object), "settings", None)
-    if isinstance(found, Settings):
-        return found
-    try:
-        return Settings()
-    except (ValidationError, FileNotFoundError) as exc:
-        raise click.UsageError(f"invalid settings: {exc}") from exc
+__all__ = ["cost", "parse_time"]
 
 
 def parse_time(text: str, option: str) -> datetime:

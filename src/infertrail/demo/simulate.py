@@ -26,6 +26,7 @@ import click
 import httpx
 import numpy as np
 
+from infertrail.commandline import settings_of
 from infertrail.config import Settings
 from infertrail.demo.corruptions import SCENARIOS as IMAGE_SCENARIOS
 from infertrail.demo.corruptions import corrupt
@@ -400,7 +401,7 @@ def simulate(
         raise click.BadParameter(str(exc), param_hint="--scenario") from None
     if n_requests is not None and windows is not None:
         raise click.UsageError("give --requests or --windows, not both")
-    settings: Settings = getattr(ctx.obj, "settings", None) or Settings()
+    settings = settings_of(ctx)
     base_url = url or _default_url(settings)
     size = window_size or settings.drift_window_size
     if n_requests is None and windows is None:

@@ -12,6 +12,7 @@ from infertrail.models import credit, digits, sentiment
 from infertrail.models.artifacts import LoadedModel, ModelArtifactError, load_model, save_model
 
 __all__ = [
+    "PROFILE_BUILDERS",
     "TRAINERS",
     "LoadedModel",
     "ModelArtifactError",
@@ -25,6 +26,13 @@ TRAINERS: dict[str, Callable[[Path], ModelInfo]] = {
     sentiment.NAME: sentiment.train,
     credit.NAME: credit.train,
     digits.NAME: digits.train,
+}
+
+
+#: How to rebuild a trained model's drift reference profile from its saved artifact.
+PROFILE_BUILDERS: dict[str, Callable[[Path], Path]] = {
+    sentiment.NAME: sentiment.rebuild_profile,
+    digits.NAME: digits.rebuild_profile,
 }
 
 

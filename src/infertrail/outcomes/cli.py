@@ -28,8 +28,9 @@ import orjson
 from infertrail import __version__
 from infertrail.audit.ledger import AuditLog, LogLockedError
 from infertrail.audit.record import retention_policy
+from infertrail.commandline import settings_of
 from infertrail.config import Settings
-from infertrail.cost.cli import parse_time, settings_of
+from infertrail.cost.cli import parse_time
 from infertrail.outcomes.api import OUTCOMES_PATH
 from infertrail.outcomes.ingest import (
     AuditUnavailableError,

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from infertrail.audit.ledger import AuditLog, LogCorruptedError, LogLockedError
 from infertrail.audit.record import Actor
+from infertrail.commandline import UsageProblem, settings_of
 from infertrail.config import Settings
 from infertrail.keyring import Keyring, KeyringError
 from infertrail.privacy.errors import PrivacyError
@@ -35,23 +36,6 @@ class Refused(click.ClickException):
     """The action was refused or failed for a reason the user cannot fix by retyping: exit 1."""
 
     exit_code = 1
-
-
-class UsageProblem(click.ClickException):
-    """Bad settings or option values: exit 2, like click's own usage errors."""
-
-    exit_code = 2
-
-
-def _settings(ctx: click.Context) -> Settings:
-    """The settings of the enclosing ``infertrail`` command, or fresh ones when run alone."""
-    found = getattr(ctx.find_object(object), "settings", None)
-    if isinstance(found, Settings):
-        return found
-    try:
-        return Settings()
-    except (ValidationError, FileNotFoundError) as exc:
-        raise UsageProblem(f"invalid settings: {exc}") from exc
 
 
 def _actor(actor_id: str, role: str) -> Actor:
@@ -123,7 +107,7 @@ def erase(
     ctx: click.Context, subject: str, actor_id: str, role: str, reason: str, as_json: bool
 ) -> None:
     """Erase a subject: delete its pseudonym mapping and data key, log an erasure receipt."""
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     actor = _actor(actor_id, role)
     if not (settings.privacy_dir / SUBJECTS_DB).exists():
         raise Refused(
@@ -147,7 +131,7 @@ def erase(
 @click.pass_context
 def status(ctx: click.Context, subject: str, as_json: bool) -> None:
     """Whether a pseudonym is held for a subject, and when and by whom it was erased."""
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     path = settings.privacy_dir / SUBJECTS_DB
     pseudonym: str | None = None
     tomb: Tombstone | None = None
@@ -173,7 +157,7 @@ def status(ctx: click.Context, subject: str, as_json: bool) -> None:
 @click.pass_context
 def purge(ctx: click.Context, as_json: bool) -> None:
     """Delete raw payloads past their retention now (the server also does it periodically)."""
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     if not (settings.privacy_dir / PAYLOADS_DB).exists():
         _emit({"payloads": 0}, as_json, "no raw payload store: nothing to purge")
         return
@@ -198,7 +182,7 @@ def break_glass(
     ctx: click.Context, request_id: str, actor_id: str, role: str, justification: str
 ) -> None:
     """Decrypt one request's raw input; the read is recorded in the audit log first."""
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     actor = _actor(actor_id, role)
     if not (settings.privacy_dir / PAYLOADS_DB).exists():
         raise Refused(f"no raw payload store at {settings.privacy_dir / PAYLOADS_DB}")

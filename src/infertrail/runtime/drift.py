@@ -6,9 +6,9 @@ publishes every report as drift gauges (``/metrics``) and, when ``alert_rules_fi
 feeds each closed window to one :class:`AlertEngine` whose notifications go out through a
 :class:`NotifierDispatch`. Nothing here runs on the request thread.
 
-The reference profiles of the demo models are built when they are trained and can be rebuilt
-with ``infertrail drift baseline`` (:data:`BASELINES`); a demo model whose profile is missing or
-belongs to an older artifact gets it rebuilt at start-up, with a warning.
+A model whose profile is missing or belongs to an older artifact gets it rebuilt at start-up,
+with a warning, when the caller hands over a builder for it (the served demo models' are in
+``infertrail.models.PROFILE_BUILDERS``); otherwise that is an error naming the file.
 """
 
 from __future__ import annotations
@@ -16,11 +16,9 @@ from __future__ import annotations
 import json
 import logging
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import click
 
 from infertrail.alerting import AlertEngine, NotifierDispatch, load_rules
 from infertrail.config import Settings
@@ -34,8 +32,6 @@ from infertrail.drift import (
     profile_path,
 )
 from infertrail.events import ModelInfo
-from infertrail.models import digits, sentiment
-from infertrail.models.artifacts import ModelArtifactError
 from infertrail.monitor import Monitor
 from infertrail.runtime.alert_sources import drift_listener
 from infertrail.runtime.slo import SLOService, attach_slos
@@ -44,11 +40,8 @@ from infertrail.slo.definitions import load_slos
 
 log = logging.getLogger("infertrail.drift")
 
-#: How to rebuild each demo model's reference profile from its saved artifact.
-BASELINES: dict[str, Callable[[Path], Path]] = {
-    sentiment.NAME: sentiment.rebuild_profile,
-    digits.NAME: digits.rebuild_profile,
-}
+#: Rebuilds a model's reference profile under a models root; returns the profile's path.
+ProfileBuilder = Callable[[Path], Path]
 
 
 def _recorded_sha256(path: Path) -> str | None:
@@ -61,7 +54,9 @@ def _recorded_sha256(path: Path) -> str | None:
     return sha if isinstance(sha, str) else None
 
 
-def load_reference(models_root: Path, info: ModelInfo) -> Profile:
+def load_reference(
+    models_root: Path, info: ModelInfo, builders: Mapping[str, ProfileBuilder] | None = None
+) -> Profile:
     """The profile of the served artifact ``info``; a demo model's is rebuilt if missing or stale.
 
     A profile that exists for this artifact but does not load (damaged, another format version)
@@ -71,7 +66,7 @@ def load_reference(models_root: Path, info: ModelInfo) -> Profile:
     stale = path.is_file() and _recorded_sha256(path) not in (None, info.sha256)
     if path.is_file() and not stale:
         return load_profile(path, expected_sha256=info.sha256)
-    rebuild = BASELINES.get(info.name)
+    rebuild = (builders or {}).get(info.name)
     if rebuild is None:
         why = "belongs to another artifact" if stale else "is missing"
         raise ProfileError(
@@ -126,6 +121,7 @@ def start_drift_monitoring(
     models: Iterable[ModelInfo],
     *,
     config: DriftConfig | None = None,
+    builders: Mapping[str, ProfileBuilder] | None = None,
 ) -> DriftWiring:
     """Start drift monitoring of ``models``, the SLOs of ``settings.slo_file``, and alerting.
 
@@ -134,7 +130,7 @@ def start_drift_monitoring(
     receiver's secret is missing from the environment. The caller decides whether drift
     monitoring runs at all (``settings.drift_enabled``).
     """
-    profiles = [load_reference(settings.models_dir, info) for info in models]
+    profiles = [load_reference(settings.models_dir, info, builders) for info in models]
     rules = None if settings.alert_rules_file is None else load_rules(settings.alert_rules_file)
     slos = None if settings.slo_file is None else load_slos(settings.slo_file)
     if slos is not None:
@@ -175,30 +171,3 @@ def start_drift_monitoring(
             drift_monitors=drift_monitors.values(),
         )
     return DriftWiring(monitor, drift_monitors, metrics, engine, dispatch, slo)
-
-
-# -- ``infertrail drift ...`` -------------------------------------------------------------------
-@click.group("drift")
-def drift() -> None:
-    """Drift reference profiles of the demo models."""
-
-
-@drift.command("baseline")
-@click.argument("models", nargs=-1, type=click.Choice(sorted(BASELINES)))
-@click.pass_context
-def baseline(ctx: click.Context, models: tuple[str, ...]) -> None:
-    """Rebuild the reference profiles of trained demo models (default: every one trained)."""
-    settings = getattr(ctx.obj, "settings", None) or Settings()
-    chosen = list(models) or [
-        name for name in sorted(BASELINES) if (settings.models_dir / name).is_dir()
-    ]
-    if not chosen:
-        raise click.ClickException(
-            f"no trained demo model in {settings.models_dir}; run `infertrail train` first"
-        )
-    for name in chosen:
-        try:
-            path = BASELINES[name](settings.models_dir)
-        except ModelArtifactError as exc:
-            raise click.ClickException(str(exc)) from exc
-        click.echo(f"profile {name} -> {path}")

@@ -27,6 +27,7 @@ from infertrail.compliance.api import compliance_router
 from infertrail.config import Settings
 from infertrail.cost.attribution import CostAttribution
 from infertrail.events import ModelInfo
+from infertrail.models import PROFILE_BUILDERS
 from infertrail.models.credit import CreditModel
 from infertrail.models.digits import DigitsModel
 from infertrail.models.sentiment import SentimentModel
@@ -126,7 +127,7 @@ def build_services(settings: Settings) -> Services:
     if settings.drift_enabled:
         try:
             services.drift = start_drift_monitoring(
-                settings, monitor, [sentiment.info, digits.info]
+                settings, monitor, [sentiment.info, digits.info], builders=PROFILE_BUILDERS
             )
         except BaseException:
             services.close()

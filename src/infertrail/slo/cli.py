@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
-from pydantic import ValidationError
 
 from infertrail.alerting.cli import write_output
+from infertrail.commandline import settings_of
 from infertrail.config import Settings
 from infertrail.slo.burnrate import RATIO_WINDOWS_S, SEVERITIES, SLOStatus, evaluate_slo
 from infertrail.slo.business import ConfidenceReference, quantile_key
@@ -91,7 +91,7 @@ def status(
 ) -> None:
     """Error budget remaining, burn rates and alert conditions of every SLO, now."""
     slos = _load(slos_path)
-    path = counts_path or default_counts_path(_settings(ctx))
+    path = counts_path or default_counts_path(settings_of(ctx))
     try:
         doc = read_counts(path)
     except CountsFileError as exc:
@@ -132,7 +132,7 @@ def reference(
     """The reference confidences of a model's profile, as the business signals compare them."""
     from infertrail.drift import ProfileError, load_profile, profile_path
 
-    path = profile_file or profile_path(_settings(ctx).models_dir, model_name)
+    path = profile_file or profile_path(settings_of(ctx).models_dir, model_name)
     try:
         ref = ConfidenceReference.from_profile(load_profile(path))
     except (ProfileError, OSError, ValueError) as exc:
@@ -152,16 +152,6 @@ def reference(
                 for k, v in body.items()
             )
         )
-
-
-def _settings(ctx: click.Context) -> Settings:
-    found = getattr(ctx.find_object(object), "settings", None)
-    if isinstance(found, Settings):
-        return found
-    try:
-        return Settings()
-    except (ValidationError, FileNotFoundError) as exc:
-        raise click.UsageError(f"invalid settings: {exc}") from exc
 
 
 def _parse_at(text: str | None) -> float:

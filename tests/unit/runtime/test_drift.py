@@ -21,13 +21,12 @@ from infertrail.alerting.rules import ReceiverSecretError, RuleError
 from infertrail.config import Settings
 from infertrail.demo.corruptions import corrupt
 from infertrail.drift import DriftConfig, ProfileError, load_profile, profile_path
+from infertrail.drift.cli import drift_commands
 from infertrail.events import ModelInfo
-from infertrail.models import digits, sentiment
+from infertrail.models import PROFILE_BUILDERS, digits, sentiment
 from infertrail.models.digits import DigitsModel
 from infertrail.monitor import Monitor
 from infertrail.runtime.drift import (
-    BASELINES,
-    drift,
     load_reference,
     start_drift_monitoring,
 )
@@ -242,7 +241,7 @@ def test_a_missing_demo_profile_is_rebuilt_with_a_warning(
     path.unlink()
     path.with_suffix(".npz").unlink()
     with caplog.at_level(logging.WARNING, logger="infertrail.drift"):
-        profile = load_reference(models_copy, info)
+        profile = load_reference(models_copy, info, PROFILE_BUILDERS)
     assert profile.model_sha256 == info.sha256
     assert path.with_suffix(".npz").read_bytes() == expected
     assert "is missing; rebuilding it" in caplog.text
@@ -257,7 +256,7 @@ def test_a_profile_of_an_older_artifact_is_rebuilt(
     meta["model"]["sha256"] = "0" * 64
     path.write_text(json.dumps(meta))
     with caplog.at_level(logging.WARNING, logger="infertrail.drift"):
-        assert load_reference(models_copy, info).model_sha256 == info.sha256
+        assert load_reference(models_copy, info, PROFILE_BUILDERS).model_sha256 == info.sha256
     assert "belongs to an older artifact" in caplog.text
 
 
@@ -266,7 +265,7 @@ def test_a_damaged_profile_is_an_error_not_a_silent_rebuild(models_copy: Path) -
     npz = profile_path(models_copy, "digits").with_suffix(".npz")
     npz.write_bytes(npz.read_bytes()[:-10])
     with pytest.raises(ProfileError, match="does not match the sha256"):
-        load_reference(models_copy, info)
+        load_reference(models_copy, info, PROFILE_BUILDERS)
 
 
 def test_a_model_without_a_baseline_builder_needs_its_profile(models_copy: Path) -> None:
@@ -306,11 +305,13 @@ def test_sentiment_reference_predictions_are_out_of_fold(models: Path) -> None:
 # -- infertrail drift baseline ------------------------------------------------------------------
 @pytest.mark.slow
 def test_baseline_rebuilds_every_trained_demo_model(models_copy: Path, tmp_path: Path) -> None:
-    for name in BASELINES:
+    for name in PROFILE_BUILDERS:
         profile_path(models_copy, name).unlink()
     settings = Settings(data_dir=tmp_path / "data")
     shutil.copytree(models_copy, settings.models_dir)
-    result = CliRunner().invoke(drift, ["baseline"], obj=SimpleNamespace(settings=settings))
+    result = CliRunner().invoke(
+        drift_commands(PROFILE_BUILDERS), ["baseline"], obj=SimpleNamespace(settings=settings)
+    )
     assert result.exit_code == 0, result.output
     for name in ("digits", "sentiment"):
         assert f"profile {name} -> {profile_path(settings.models_dir, name)}" in result.output
@@ -323,19 +324,21 @@ def test_baseline_of_one_model_reads_the_data_dir_from_the_environment(
     data = tmp_path / "env-data"
     shutil.copytree(models_copy, data / "models")
     monkeypatch.setenv("INFERTRAIL_DATA_DIR", str(data))
-    result = CliRunner().invoke(drift, ["baseline", "digits"])
+    result = CliRunner().invoke(drift_commands(PROFILE_BUILDERS), ["baseline", "digits"])
     assert result.exit_code == 0, result.output
     assert result.output.strip() == f"profile digits -> {profile_path(data / 'models', 'digits')}"
 
 
 def test_baseline_errors_are_clear(tmp_path: Path) -> None:
     obj = SimpleNamespace(settings=Settings(data_dir=tmp_path / "empty"))
-    nothing = CliRunner().invoke(drift, ["baseline"], obj=obj)
+    nothing = CliRunner().invoke(drift_commands(PROFILE_BUILDERS), ["baseline"], obj=obj)
     assert nothing.exit_code == 1
-    assert "no trained demo model" in nothing.output
-    untrained = CliRunner().invoke(drift, ["baseline", "digits"], obj=obj)
+    assert "no trained model" in nothing.output
+    untrained = CliRunner().invoke(
+        drift_commands(PROFILE_BUILDERS), ["baseline", "digits"], obj=obj
+    )
     assert untrained.exit_code == 1
     assert "infertrail train digits" in untrained.output
-    unknown = CliRunner().invoke(drift, ["baseline", "credit"], obj=obj)
+    unknown = CliRunner().invoke(drift_commands(PROFILE_BUILDERS), ["baseline", "credit"], obj=obj)
     assert unknown.exit_code == 2
     assert "'credit' is not one of" in unknown.output
