@@ -1,10 +1,11 @@
-"""The audit record, schema version 1: pydantic model, retention classes, hot-path derivation.
+"""The audit record, schema version 1: pydantic model, retention classes, record construction.
 
 :class:`AuditRecord` is the contract a stored record must meet (verification, the lake's typed
 columns, the compliance API); it is checked off the request path with :func:`validate_record`.
 The request thread calls :func:`derive_record` instead, which builds the same shape as a plain
 dict without pydantic (too slow for a ~10 us budget); a property test keeps the two in step.
-docs/audit-record.md documents every field and the requirement it serves.
+Every other event (outcomes, privacy actions, compliance queries) is built by
+:func:`event_record`. docs/audit-record.md documents every field and the requirement it serves.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = [
     "Explanation",
     "RetentionPolicy",
     "derive_record",
+    "event_record",
     "input_hmac_hex",
     "new_record_id",
     "retention_policy",
@@ -361,3 +363,68 @@ def derive_record(
     rec["trace_id"] = f"{ev.trace_id:032x}" if ev.trace_id else None
     rec["ts"] = ts
     return rec
+
+
+# The fields event_record fills from its own arguments; every other schema field but seq is
+# the caller's to set (or leave null).
+_EVENT_OWN_FIELDS = frozenset(
+    {
+        "schema_version",
+        "record_id",
+        "event_type",
+        "ts",
+        "retention_class",
+        "retention_until",
+        "producer",
+    }
+)
+_EVENT_CALLER_FIELDS = frozenset(_RECORD_TEMPLATE) - _EVENT_OWN_FIELDS
+
+
+def event_record(
+    event_type: str,
+    *,
+    ts: str,
+    retention: RetentionPolicy,
+    producer: str,
+    details: Mapping[str, Any],
+    **fields: Any,
+) -> dict[str, Any]:
+    """The audit record (without ``seq``) of one event other than an inference.
+
+    Every schema field is present, null unless set: ``fields`` sets schema fields by name
+    (``request_id``, ``service``, ``subject``, ``actor`` as a plain dict, ``model_name``, ...);
+    the header (``schema_version``, ``record_id``, ``event_type``, ``ts``, ``retention_class``,
+    ``retention_until``, ``producer``) is built here. ``details``, copied, go under the extra
+    field named after the event type (``record["erasure"]``, ``record["outcome"]``, ...).
+
+    Values are stored as given, not checked against the schema (:func:`validate_record` does
+    that). Raises ValueError for ``inference`` (see :func:`derive_record`), for an unknown
+    event type, and for a name in ``fields`` that is not a settable schema field: a misspelt
+    one would otherwise pass as an extra field and leave the real field null.
+    """
+    if event_type not in EVENT_TYPES or event_type == "inference":
+        valid = sorted(EVENT_TYPES - {"inference"})
+        raise ValueError(
+            f"event_record builds non-inference events, got {event_type!r}; valid: {valid} "
+            "(inference records come from derive_record)"
+        )
+    unknown = fields.keys() - _EVENT_CALLER_FIELDS
+    if unknown:
+        raise ValueError(
+            f"event_record cannot set {sorted(unknown)}: not a schema field, or one it sets "
+            f"itself; settable: {sorted(_EVENT_CALLER_FIELDS)}"
+        )
+    record = _RECORD_TEMPLATE.copy()
+    record.update(fields)
+    record.update(
+        schema_version=RECORD_SCHEMA_VERSION,
+        record_id=new_record_id(),
+        event_type=event_type,
+        ts=ts,
+        retention_class=retention.retention_class,
+        retention_until=retention.until(ts),
+        producer=producer,
+    )
+    record[event_type] = dict(details)
+    return record

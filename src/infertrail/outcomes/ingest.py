@@ -30,12 +30,7 @@ from typing import Any, Protocol
 from opentelemetry.metrics import Meter
 
 from infertrail.audit.ledger import Receipt
-from infertrail.audit.record import (
-    RECORD_SCHEMA_VERSION,
-    AuditRecord,
-    RetentionPolicy,
-    new_record_id,
-)
+from infertrail.audit.record import RetentionPolicy, event_record
 from infertrail.events import rfc3339_micros
 from infertrail.outcomes.index import PredictionIndex
 from infertrail.outcomes.schema import Outcome, parse_outcomes
@@ -54,8 +49,6 @@ _log = logging.getLogger("infertrail.outcomes")
 
 METRIC_OUTCOMES = "infertrail.outcomes"
 ATTR_RESULT = "infertrail.outcome.result"
-
-_TEMPLATE: dict[str, Any] = dict.fromkeys(sorted(set(AuditRecord.model_fields) - {"seq"}))
 
 Listener = Callable[[list[tuple[Outcome, Prediction]]], None]
 
@@ -95,29 +88,24 @@ def outcome_record(
     It names the request and the model version that made the prediction; the outcome itself
     (kind, label, value, when it happened) sits in the extra field ``outcome``.
     """
-    record = _TEMPLATE.copy()
-    record.update(
-        schema_version=RECORD_SCHEMA_VERSION,
-        record_id=new_record_id(),
-        event_type="outcome",
+    return event_record(
+        "outcome",
         ts=ts,
+        retention=retention,
+        producer=producer,
+        details={
+            "kind": outcome.kind,
+            "label": outcome.label,
+            "value": outcome.value,
+            "observed_at": rfc3339_micros(outcome.ts_ns),
+        },
         request_id=outcome.request_id,
         service=service,
         team=prediction.team or None,
         endpoint=prediction.endpoint or None,
         model_name=prediction.model,
         model_version=prediction.version or None,
-        retention_class=retention.retention_class,
-        retention_until=retention.until(ts),
-        producer=producer,
     )
-    record["outcome"] = {
-        "kind": outcome.kind,
-        "label": outcome.label,
-        "value": outcome.value,
-        "observed_at": rfc3339_micros(outcome.ts_ns),
-    }
-    return record
 
 
 class OutcomeAudit:

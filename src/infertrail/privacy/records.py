@@ -12,13 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from infertrail.audit.ledger import Receipt
-from infertrail.audit.record import (
-    RECORD_SCHEMA_VERSION,
-    Actor,
-    AuditRecord,
-    RetentionPolicy,
-    new_record_id,
-)
+from infertrail.audit.record import Actor, RetentionPolicy, event_record
 from infertrail.events import rfc3339_micros
 
 __all__ = [
@@ -30,8 +24,6 @@ __all__ = [
 
 #: Event type of a new pseudonym issued, by a named actor, to a subject that had been erased.
 SUBJECT_RE_ENROLLED = "subject_re_enrolled"
-
-_TEMPLATE: dict[str, Any] = dict.fromkeys(sorted(set(AuditRecord.model_fields) - {"seq"}))
 
 
 class RecordAppender(Protocol):
@@ -55,22 +47,17 @@ def privacy_record(
     service: str | None,
 ) -> dict[str, Any]:
     """The audit record (without seq) of one privacy event; ``details`` go under its type."""
-    record = _TEMPLATE.copy()
-    record.update(
-        schema_version=RECORD_SCHEMA_VERSION,
-        record_id=new_record_id(),
-        event_type=event_type,
+    return event_record(
+        event_type,
         ts=ts,
+        retention=retention,
+        producer=producer,
+        details=details,
         request_id=request_id,
         service=service,
         subject=subject,
         actor=None if actor is None else actor.model_dump(),
-        retention_class=retention.retention_class,
-        retention_until=retention.until(ts),
-        producer=producer,
     )
-    record[event_type] = dict(details)
-    return record
 
 
 class AuditRecorder:

@@ -24,15 +24,23 @@ from infertrail.audit.record import (
     EVENT_TYPES,
     RECORD_SCHEMA_VERSION,
     RETENTION_CLASSES,
+    Actor,
     AuditRecord,
     RetentionPolicy,
     derive_record,
+    event_record,
     input_hmac_hex,
     new_record_id,
     retention_policy,
     validate_record,
 )
+from infertrail.compliance.access import User
+from infertrail.compliance.queries import ACCESS_EVENT, Caller
 from infertrail.events import InferenceEvent, ModelInfo, Status, rfc3339_micros
+from infertrail.outcomes.ingest import outcome_record
+from infertrail.outcomes.schema import Outcome
+from infertrail.outcomes.store import Prediction
+from infertrail.privacy.records import SUBJECT_RE_ENROLLED, AuditRecorder, privacy_record
 
 HMAC_KEY = b"k" * 32
 
@@ -237,6 +245,315 @@ def test_derived_records_of_random_events_validate(
     stored = canonicalize(rec)
     parsed = validate_record(json.loads(stored))
     assert canonicalize(parsed.model_dump(mode="json")) == stored
+
+
+# -- event_record ----------------------------------------------------------------------------
+
+EVENT_TS = "2026-11-18T11:06:40.123456Z"
+FIXED_RECORD_ID = "01a219a9-77af-7f19-a500-4aa15a70e384"
+
+
+def test_event_record_fills_the_header_and_nests_the_details() -> None:
+    details = {"severity": "serious", "ref": ["INC-7"]}
+    rec = event_record(
+        "incident",
+        ts=EVENT_TS,
+        retention=RETENTION_CLASSES["audit-1y"],
+        producer="infertrail/0.1.0",
+        details=details,
+        service="credit-api",
+        actor={"id": "s-1", "role": "risk-officer"},
+    )
+    assert list(rec) == [*sorted(set(AuditRecord.model_fields) - {"seq"}), "incident"]
+    assert rec["schema_version"] == RECORD_SCHEMA_VERSION
+    assert uuid.UUID(rec["record_id"]).version == 7
+    assert (rec["event_type"], rec["ts"], rec["producer"]) == (
+        "incident",
+        EVENT_TS,
+        "infertrail/0.1.0",
+    )
+    assert (rec["retention_class"], rec["retention_until"]) == ("audit-1y", "2027-11-19")
+    assert (rec["service"], rec["actor"]) == ("credit-api", {"id": "s-1", "role": "risk-officer"})
+    assert rec["request_id"] is None and rec["model_name"] is None
+    details["severity"] = "minor"  # the record holds its own copy
+    assert rec["incident"] == {"severity": "serious", "ref": ["INC-7"]}
+    assert validate_record({**rec, "seq": 0}).model_dump()["incident"]["severity"] == "serious"
+
+
+@pytest.mark.parametrize(
+    ("event_type", "fields", "message"),
+    [
+        ("inference", {}, "come from derive_record"),
+        ("incidents", {}, "'incidents'"),
+        ("incident", {"model_verison": "1"}, r"\['model_verison'\]"),
+        ("incident", {"seq": 0}, r"\['seq'\]"),
+        ("incident", {"record_id": FIXED_RECORD_ID}, r"\['record_id'\]"),
+        ("incident", {"incident": {}}, r"\['incident'\]"),
+    ],
+)
+def test_event_record_refuses_what_it_cannot_build(
+    event_type: str, fields: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        event_record(
+            event_type,
+            ts=EVENT_TS,
+            retention=DEFAULT_RETENTION,
+            producer="infertrail/0.1.0",
+            details={},
+            **fields,
+        )
+
+
+# The construction each caller had before event_record, copied verbatim but for the record id,
+# fixed here: the reference the records built through event_record must match byte for byte.
+_OLD_TEMPLATE: dict[str, Any] = dict.fromkeys(sorted(set(AuditRecord.model_fields) - {"seq"}))
+
+
+def _old_privacy_record(
+    event_type: str,
+    *,
+    ts: str,
+    actor: Actor | None,
+    subject: str | None,
+    request_id: str | None,
+    details: dict[str, Any],
+    retention: RetentionPolicy,
+    producer: str,
+    service: str | None,
+) -> dict[str, Any]:
+    record = _OLD_TEMPLATE.copy()
+    record.update(
+        schema_version=RECORD_SCHEMA_VERSION,
+        record_id=FIXED_RECORD_ID,
+        event_type=event_type,
+        ts=ts,
+        request_id=request_id,
+        service=service,
+        subject=subject,
+        actor=None if actor is None else actor.model_dump(),
+        retention_class=retention.retention_class,
+        retention_until=retention.until(ts),
+        producer=producer,
+    )
+    record[event_type] = dict(details)
+    return record
+
+
+def _old_outcome_record(
+    outcome: Outcome,
+    prediction: Prediction,
+    *,
+    ts: str,
+    retention: RetentionPolicy,
+    producer: str,
+    service: str | None,
+) -> dict[str, Any]:
+    record = _OLD_TEMPLATE.copy()
+    record.update(
+        schema_version=RECORD_SCHEMA_VERSION,
+        record_id=FIXED_RECORD_ID,
+        event_type="outcome",
+        ts=ts,
+        request_id=outcome.request_id,
+        service=service,
+        team=prediction.team or None,
+        endpoint=prediction.endpoint or None,
+        model_name=prediction.model,
+        model_version=prediction.version or None,
+        retention_class=retention.retention_class,
+        retention_until=retention.until(ts),
+        producer=producer,
+    )
+    record["outcome"] = {
+        "kind": outcome.kind,
+        "label": outcome.label,
+        "value": outcome.value,
+        "observed_at": rfc3339_micros(outcome.ts_ns),
+    }
+    return record
+
+
+_OFFICER = Actor(id="staff-17", role="compliance")
+# The privacy events as their callers build them (privacy.erasure, .raw_payloads, .pseudonyms).
+_PRIVACY_EVENTS: list[tuple[str, dict[str, Any]]] = [
+    (
+        "erasure",
+        {
+            "actor": _OFFICER,
+            "subject": None,
+            "request_id": None,
+            "details": {
+                "reason": "GDPR Art. 17 request #4411",
+                "erased_at": "2026-11-18T11:06:40.000000Z",
+                "mapping_rows": 1,
+                "data_keys": 1,
+                "payloads": 3,
+                "resumed": False,
+                "method": "mapping row and per-subject data key deleted (crypto-shredding)",
+            },
+        },
+    ),
+    (
+        "break_glass",
+        {
+            "actor": _OFFICER,
+            "subject": "psn_7f3a9c2e1b",
+            "request_id": "req-1",
+            "details": {"justification": "dispute #88: check input", "store": "raw_payloads"},
+        },
+    ),
+    (
+        "retention_purge",
+        {
+            "actor": None,
+            "subject": None,
+            "request_id": None,
+            "details": {
+                "store": "raw_payloads",
+                "payloads": 12,
+                "data_keys": 2,
+                "cutoff": "2026-10-19T11:06:40.123456Z",
+                "oldest": "2026-10-01T00:00:00.000001Z",
+                "newest": "2026-10-19T11:06:40.123455Z",
+                "retention_days": 30.0,
+            },
+        },
+    ),
+    (
+        SUBJECT_RE_ENROLLED,
+        {
+            "actor": _OFFICER,
+            "subject": "psn_00c0ffee",
+            "request_id": None,
+            "details": {
+                "reason": "subject re-applied and consented",
+                "erased_at": "2026-01-02T03:04:05.000006Z",
+                "erasure_seq": 7,
+            },
+        },
+    ),
+]
+
+
+@pytest.fixture
+def fixed_record_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(record_module, "new_record_id", lambda: FIXED_RECORD_ID)
+
+
+def _assert_same_record(new: dict[str, Any], old: dict[str, Any]) -> None:
+    assert new == old
+    assert list(new) == list(old)  # same key order too, though canonical bytes sort the keys
+    assert canonicalize(new) == canonicalize(old)
+    validate_record({**new, "seq": 0})
+
+
+@pytest.mark.usefixtures("fixed_record_id")
+@pytest.mark.parametrize(
+    ("event_type", "kwargs"), _PRIVACY_EVENTS, ids=[e for e, _ in _PRIVACY_EVENTS]
+)
+@pytest.mark.parametrize("service", [None, "credit-api"])
+def test_privacy_records_are_unchanged_by_event_record(
+    event_type: str, kwargs: dict[str, Any], service: str | None
+) -> None:
+    common = {
+        **kwargs,
+        "ts": EVENT_TS,
+        "retention": RETENTION_CLASSES["credit-5y"],
+        "producer": "infertrail/0.1.0",
+        "service": service,
+    }
+    _assert_same_record(
+        privacy_record(event_type, **common), _old_privacy_record(event_type, **common)
+    )
+
+
+class _Capture:
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+
+    def append(self, record: Any, timeout: float | None = None) -> Any:
+        self.records.append(record)
+        return None
+
+
+@pytest.mark.usefixtures("fixed_record_id")
+def test_access_query_records_are_unchanged_by_event_record() -> None:
+    # The compliance service's self-audit goes through the privacy layer's AuditRecorder.
+    now_ns = 1_795_000_000_123_456_789
+    log = _Capture()
+    recorder = AuditRecorder(
+        log, DEFAULT_RETENTION, "infertrail/0.1.0", service="credit-api", clock_ns=lambda: now_ns
+    )
+    caller = Caller(
+        User("ana", "auditor", "k1", "2026-01-01T00:00:00Z", None),
+        "cli",
+        request_id="req-9",
+        detail={"os_user": "ana"},
+    )
+    details = {
+        "operation": "query",
+        "filters": {"from": "2026-11-01T00:00:00Z", "to": "2026-11-18T00:00:00Z"},
+        "subject_lookup": "resolved",
+        "justification": "quarterly review",
+        "result_count": 3,
+        "tree_size": 1000,
+        "outcome": "ok",
+    }
+    recorder.append(
+        ACCESS_EVENT,
+        actor=caller.actor(),
+        subject="psn_7f3a9c2e1b",
+        request_id=caller.request_id,
+        details=details,
+    )
+    old = _old_privacy_record(
+        ACCESS_EVENT,
+        ts=rfc3339_micros(now_ns),
+        actor=caller.actor(),
+        subject="psn_7f3a9c2e1b",
+        request_id="req-9",
+        details=details,
+        retention=DEFAULT_RETENTION,
+        producer="infertrail/0.1.0",
+        service="credit-api",
+    )
+    (new,) = log.records
+    _assert_same_record(new, old)
+    assert new["actor"] == {"id": "ana", "role": "auditor", "channel": "cli", "os_user": "ana"}
+
+
+def _prediction(request_id: str, model: str, version: str, **kwargs: str) -> Prediction:
+    return Prediction(request_id, 1, model, version, "approve", 0.87, 0.92, None, 3.4, **kwargs)
+
+
+@pytest.mark.usefixtures("fixed_record_id")
+@pytest.mark.parametrize(
+    ("outcome", "prediction"),
+    [
+        (
+            Outcome("req-1", "default", "repaid", None, 1_795_100_000_000_000_001),
+            _prediction("req-1", "credit-gbm", "2026.11.1", team="risk", endpoint="/v1/score"),
+        ),
+        (  # empty team, endpoint and version are stored as null
+            Outcome("req-2", "revenue", None, 129.9, 1_795_100_000_000_000_000),
+            _prediction("req-2", "churn", ""),
+        ),
+    ],
+)
+def test_outcome_records_are_unchanged_by_event_record(
+    outcome: Outcome, prediction: Prediction
+) -> None:
+    common: dict[str, Any] = {
+        "ts": EVENT_TS,
+        "retention": DEFAULT_RETENTION,
+        "producer": "infertrail/0.1.0",
+        "service": "credit-api",
+    }
+    _assert_same_record(
+        outcome_record(outcome, prediction, **common),
+        _old_outcome_record(outcome, prediction, **common),
+    )
 
 
 # -- record ids and timestamps -------------------------------------------------------------------
