@@ -18,8 +18,8 @@ from click.testing import CliRunner
 
 from infertrail import monitor as monitor_module
 from infertrail.audit.checkpoint import NoteVerifier
+from infertrail.audit.evidence import PROOF_FORMAT, check_evidence
 from infertrail.audit.keys import verifier_key_path
-from infertrail.audit.proofs import PROOF_FORMAT, check_evidence
 from infertrail.audit.record import Actor
 from infertrail.audit.verify import verify_log
 from infertrail.cli import main

@@ -19,17 +19,11 @@ import click
 
 from infertrail.audit.checkpoint import NoteError, NoteVerifier
 from infertrail.audit.compaction import CompactionError, Compactor
+from infertrail.audit.evidence import CheckResult, check_consistency, check_evidence
 from infertrail.audit.keys import KeyFileError, generate_signing_key, load_signer, verifier_key_path
 from infertrail.audit.lake import Sealer, SealError
 from infertrail.audit.ledger import AuditLog, LogCorruptedError, LogLockedError
-from infertrail.audit.proofs import (
-    CheckResult,
-    ProofError,
-    check_consistency,
-    check_evidence,
-    make_consistency,
-    make_evidence,
-)
+from infertrail.audit.proofs import ProofError, make_consistency, make_evidence
 from infertrail.audit.verify import VerifyError, VerifyReport, verify_log
 from infertrail.commandline import UsageProblem, settings_of
 from infertrail.config import Settings

@@ -1,63 +1,43 @@
-"""Third-party evidence: inclusion and consistency proofs that need only the log's public key.
+"""Producing third-party evidence from the log: inclusion and consistency proofs.
 
-An evidence file (in the spirit of C2SP tlog-proof) carries a record's canonical bytes, its leaf
-hash, an RFC 9162 inclusion proof and the signed checkpoint it leads to. :func:`check_evidence`
-and :func:`check_consistency` are pure functions of the evidence and the verifier key: anyone
-can run them without access to the log, the lake or infertrail's storage code.
+:func:`make_evidence` and :func:`make_consistency` read the log (its WAL, hash store and signed
+checkpoints) and the lake, and return the evidence documents that
+:mod:`infertrail.audit.evidence` defines and checks with only the log's public key. Each is
+checked before it is returned, so damaged storage raises :class:`ProofError` instead of
+producing evidence that would not verify.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 
 from infertrail.audit import merkle
-from infertrail.audit.checkpoint import Checkpoint, NoteError, NoteVerifier, open_checkpoint
+from infertrail.audit.checkpoint import NoteError, NoteVerifier, open_checkpoint
+from infertrail.audit.evidence import (
+    CONSISTENCY_FORMAT,
+    PROOF_FORMAT,
+    check_consistency,
+    check_evidence,
+)
 from infertrail.audit.hashstore import HashStore
 from infertrail.audit.lake import LakeReader
 from infertrail.audit.manifest import MANIFEST_DIR, open_manifest, range_of
 from infertrail.audit.wal import LogCorruptedError, iter_records
 
-__all__ = [
-    "CONSISTENCY_FORMAT",
-    "PROOF_FORMAT",
-    "CheckResult",
-    "ProofError",
-    "check_consistency",
-    "check_evidence",
-    "make_consistency",
-    "make_evidence",
-]
+__all__ = ["ProofError", "make_consistency", "make_evidence"]
 
-PROOF_FORMAT = "infertrail-proof/1"
 _PROOF_BATCH = 256  # rows decoded per step while seeking a record in a lake file
-CONSISTENCY_FORMAT = "infertrail-consistency/1"
 
 
 class ProofError(ValueError):
     """Evidence cannot be produced (seq not in the log, log busy or damaged); says why."""
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """Outcome of checking evidence: ``ok`` and, if not, the first reason it failed."""
-
-    ok: bool
-    reason: str
-    origin: str | None = None
-    tree_size: int | None = None
-    seq: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def make_evidence(log_dir: Path, lake_url: str, seq: int) -> dict[str, Any]:
@@ -125,110 +105,6 @@ def make_consistency(log_dir: Path, old_checkpoint_note: bytes) -> dict[str, Any
     if not result.ok:
         raise ProofError(f"stored tree is not consistent with the old checkpoint: {result.reason}")
     return evidence
-
-
-def check_evidence(evidence: dict[str, Any], verifier_key: str) -> CheckResult:
-    """Check inclusion evidence with only the public key: signature, leaf hash, proof."""
-    try:
-        verifier = NoteVerifier.from_key(verifier_key)
-    except NoteError as exc:
-        return CheckResult(False, f"bad verifier key: {exc}")
-    fields = {"format": str, "origin": str, "seq": int, "record": str, "leaf_hash": str}
-    fields |= {"tree_size": int, "inclusion_proof": list, "checkpoint": str}
-    problem = _shape(evidence, PROOF_FORMAT, fields)
-    if problem:
-        return CheckResult(False, problem)
-    try:
-        cp = open_checkpoint(
-            evidence["checkpoint"].encode(), verifier, expected_origin=evidence["origin"]
-        )
-    except (NoteError, UnicodeError) as exc:
-        return CheckResult(False, f"checkpoint: {exc}")
-    seq: int = evidence["seq"]
-
-    def result(ok: bool, reason: str) -> CheckResult:
-        return CheckResult(ok, reason, cp.origin, cp.size, seq)
-
-    if evidence["tree_size"] != cp.size:
-        reason = f"tree_size {evidence['tree_size']} is not the checkpoint's size {cp.size}"
-        return result(False, reason)
-    record = evidence["record"].encode("utf-8", "surrogatepass")
-    leaf = merkle.leaf_hash(record)
-    if evidence["leaf_hash"] != leaf.hex():
-        return result(False, "leaf_hash is not the hash of the record bytes")
-    try:
-        claimed = json.loads(record).get("seq")
-    except (ValueError, AttributeError):
-        return result(False, "record is not a JSON object")
-    if claimed != seq:
-        return result(False, f"record carries seq {claimed!r}, evidence says {seq}")
-    proof = _hashes(evidence["inclusion_proof"])
-    if proof is None:
-        return result(False, "inclusion_proof must be a list of base64 hashes")
-    if not merkle.verify_inclusion(seq, cp.size, leaf, proof, cp.root):
-        return result(False, "inclusion proof does not lead to the checkpoint root")
-    return result(True, "record is included in the signed checkpoint")
-
-
-def check_consistency(evidence: dict[str, Any], verifier_key: str) -> CheckResult:
-    """Check that the new checkpoint extends the old one, with only the public key."""
-    try:
-        verifier = NoteVerifier.from_key(verifier_key)
-    except NoteError as exc:
-        return CheckResult(False, f"bad verifier key: {exc}")
-    fields = {"format": str, "origin": str, "old_checkpoint": str, "new_checkpoint": str}
-    problem = _shape(evidence, CONSISTENCY_FORMAT, fields | {"consistency_proof": list})
-    if problem:
-        return CheckResult(False, problem)
-    checkpoints: list[Checkpoint] = []
-    for key in ("old_checkpoint", "new_checkpoint"):
-        try:
-            note = evidence[key].encode()
-            checkpoints.append(open_checkpoint(note, verifier, expected_origin=evidence["origin"]))
-        except (NoteError, UnicodeError) as exc:
-            return CheckResult(False, f"{key}: {exc}")
-    old, new = checkpoints
-    proof = _hashes(evidence["consistency_proof"])
-
-    def result(ok: bool, reason: str) -> CheckResult:
-        return CheckResult(ok, reason, new.origin, new.size)
-
-    if proof is None:
-        return result(False, "consistency_proof must be a list of base64 hashes")
-    if old.size > new.size:
-        return result(False, f"old size {old.size} > new size {new.size}: rollback")
-    if old.size == 0 or old.size == new.size:
-        same = old.size == 0 or old.root == new.root
-        if proof or not same:
-            return result(False, "checkpoints of this size must agree, with no proof")
-    elif not merkle.verify_consistency(old.size, new.size, old.root, new.root, proof):
-        return result(False, "consistency proof does not verify")
-    return result(True, f"tree of size {new.size} extends the one of size {old.size}")
-
-
-def _shape(evidence: object, fmt: str, fields: dict[str, type]) -> str | None:
-    """Why ``evidence`` is not an object of this format with these typed fields, or None."""
-    if not isinstance(evidence, dict):
-        return f"evidence must be a JSON object, got {type(evidence).__name__}"
-    if evidence.get("format") != fmt:
-        return f"format must be {fmt!r}, got {evidence.get('format')!r}"
-    for key, kind in fields.items():
-        value = evidence.get(key)
-        if not isinstance(value, kind) or isinstance(value, bool):
-            return f"{key} must be a {kind.__name__}, got {value!r:.80}"
-    return None
-
-
-def _hashes(items: list[Any]) -> list[bytes] | None:
-    out = []
-    for item in items:
-        if not isinstance(item, str):
-            return None
-        try:
-            out.append(base64.b64decode(item, validate=True))
-        except binascii.Error:
-            return None
-    return out
 
 
 def _log_verifier(log_dir: Path) -> NoteVerifier:

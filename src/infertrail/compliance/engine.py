@@ -29,8 +29,8 @@ from fsspec.implementations.local import LocalFileSystem
 
 from infertrail.audit import merkle
 from infertrail.audit.checkpoint import Checkpoint, NoteError, NoteVerifier, open_checkpoint
+from infertrail.audit.evidence import PROOF_FORMAT
 from infertrail.audit.lake import FILE_SCHEMA, TYPED_SCHEMA, LakeReader, build_table, typed_columns
-from infertrail.audit.proofs import PROOF_FORMAT
 from infertrail.compliance.filters import QueryFilters
 from infertrail.compliance.lakefiles import LakeFile, LakeFiles, LakeIntegrityError, sealed_frontier
 from infertrail.compliance.roots import SubtreeRootCache

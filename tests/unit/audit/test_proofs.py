@@ -6,6 +6,8 @@ import base64
 import copy
 import hashlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,15 +15,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from infertrail.audit.proofs import (
+from infertrail.audit.evidence import (
     CONSISTENCY_FORMAT,
     PROOF_FORMAT,
-    ProofError,
     check_consistency,
     check_evidence,
-    make_consistency,
-    make_evidence,
 )
+from infertrail.audit.proofs import ProofError, make_consistency, make_evidence
 from infertrail.audit.wal import FRAME_HEADER, HEADER_SIZE
 from tests.unit.audit.test_lake import BuiltLog, build_log, make_record, new_keys
 
@@ -132,6 +132,22 @@ def test_proofs_while_the_writer_runs(tmp_path: Path) -> None:
         log.flush()
         assert make_evidence(built.log_dir, built.lake_url, 5)["tree_size"] == 6
         assert log.size == 6
+
+
+def test_checking_evidence_loads_no_storage_code() -> None:
+    # What a third-party verifier imports: hashing, Merkle proofs and signed notes, no lake.
+    code = "import sys, infertrail.audit.evidence; print(*sorted(sys.modules))"
+    run = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    loaded = set(run.stdout.split())
+    ours = {name for name in loaded if name.startswith("infertrail")}
+    assert ours == {
+        "infertrail",
+        "infertrail.audit",
+        "infertrail.audit.checkpoint",
+        "infertrail.audit.evidence",
+        "infertrail.audit.merkle",
+    }
+    assert not loaded & {"pyarrow", "duckdb", "fsspec"}
 
 
 def test_consistency_from_an_old_checkpoint(built: BuiltLog) -> None:

@@ -16,8 +16,8 @@ from fastapi.testclient import TestClient
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
+from infertrail.audit.evidence import PROOF_FORMAT, check_evidence
 from infertrail.audit.ledger import LogFailedError
-from infertrail.audit.proofs import PROOF_FORMAT, check_evidence
 from infertrail.compliance.access import RateLimiter
 from infertrail.compliance.api import METRIC_ACCESS_DENIED, compliance_router
 

@@ -11,8 +11,8 @@ import pytest
 
 from infertrail.audit import merkle
 from infertrail.audit.checkpoint import open_checkpoint
+from infertrail.audit.evidence import check_evidence
 from infertrail.audit.lake import MANIFEST_DIR, Sealer
-from infertrail.audit.proofs import check_evidence
 from infertrail.audit.record import validate_record
 from infertrail.compliance.access import AccessDenied
 from infertrail.compliance.engine import LakeIntegrityError, Row
