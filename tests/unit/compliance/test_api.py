@@ -19,7 +19,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from infertrail.audit.evidence import PROOF_FORMAT, check_evidence
 from infertrail.audit.ledger import LogFailedError
 from infertrail.compliance.access import RateLimiter
-from infertrail.compliance.api import METRIC_ACCESS_DENIED, compliance_router
+from infertrail.compliance.api import METRIC_ACCESS_DENIED, include_compliance_api
 
 from .conftest import World
 
@@ -66,7 +66,7 @@ def api(world: World) -> Iterator[Api]:
     clock = Clock()
     app = FastAPI()
     limiter = RateLimiter(1.0, 1000, clock=clock)
-    app.include_router(compliance_router(world.service, world.users, limiter=limiter, meter=meter))
+    include_compliance_api(app, world.service, world.users, limiter=limiter, meter=meter)
     with TestClient(app) as client:
         yield Api(client, world, reader, clock)
 
@@ -204,7 +204,7 @@ def test_429_with_retry_after_per_key(world: World) -> None:
     clock = Clock()
     app = FastAPI()
     limiter = RateLimiter(0.5, 2, clock=clock)
-    app.include_router(compliance_router(world.service, world.users, limiter=limiter))
+    include_compliance_api(app, world.service, world.users, limiter=limiter)
     client = TestClient(app)
     auditor = {"Authorization": f"Bearer {world.keys['auditor']}"}
     for _ in range(2):
