@@ -28,10 +28,13 @@ from opentelemetry.metrics import Meter
 from infertrail.alerting.notifiers import HttpRequest, Notifier, notifier_for
 from infertrail.alerting.rules import RuleSet
 from infertrail.alerting.transitions import Delivery, SettledCallback
+from infertrail.telemetry import conventions as c
 
 log = logging.getLogger("infertrail.alerting")
 
-METRIC_NOTIFY_FAILURES = "infertrail.alert.notify.failures"
+# Importable from here as before; conventions.py spells it.
+METRIC_NOTIFY_FAILURES = c.METRIC_ALERT_NOTIFY_FAILURES
+
 try:
     _USER_AGENT = f"infertrail/{version('infertrail')}"
 except PackageNotFoundError:  # running from a source tree that was never installed
@@ -125,7 +128,7 @@ class NotifierDispatch:
         self._counter = (
             meter.create_counter(
                 METRIC_NOTIFY_FAILURES,
-                unit="{failure}",
+                unit=c.UNIT_FAILURE,
                 description="Alert notifications that failed, by receiver and reason.",
             )
             if meter is not None
@@ -225,9 +228,9 @@ class NotifierDispatch:
             self._counter.add(
                 1,
                 {
-                    "infertrail.alert.receiver": receiver,
-                    "infertrail.alert.receiver.type": worker.notifier.type if worker else "",
-                    "reason": reason,
+                    c.ALERT_RECEIVER: receiver,
+                    c.ALERT_RECEIVER_TYPE: worker.notifier.type if worker else "",
+                    c.ALERT_REASON: reason,
                 },
             )
 

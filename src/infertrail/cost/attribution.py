@@ -58,15 +58,12 @@ _log = logging.getLogger("infertrail.cost")
 COST_DB = "cost.db"
 HOUR_NS = 3600 * 1_000_000_000
 
-METRIC_CPU = "infertrail.cost.cpu"
-METRIC_ACCELERATOR = "infertrail.cost.accelerator"
-METRIC_TOKENS = "infertrail.cost.tokens"
-METRIC_AMOUNT = "infertrail.cost.amount"
-METRIC_PROCESS_CPU = "infertrail.cost.process.cpu"
-ATTR_COMPONENT = "infertrail.cost.component"
-ATTR_CURRENCY = "infertrail.cost.currency"
-ATTR_PRICE_VERSION = "infertrail.cost.price_version"
-ATTR_DIRECTION = "infertrail.token.direction"
+# Exported from here as before; conventions.py spells them.
+METRIC_CPU = c.METRIC_COST_CPU
+METRIC_ACCELERATOR = c.METRIC_COST_ACCELERATOR
+METRIC_TOKENS = c.METRIC_COST_TOKENS
+METRIC_AMOUNT = c.METRIC_COST_AMOUNT
+METRIC_PROCESS_CPU = c.METRIC_COST_PROCESS_CPU
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS usage (
@@ -427,26 +424,26 @@ class _Instruments:
         for name, unit, description, callback in (
             (
                 METRIC_CPU,
-                "s",
+                c.UNIT_SECONDS,
                 "Request-thread CPU time of inferences, attributed.",
                 self._series(_CPU),
             ),
             (
                 METRIC_ACCELERATOR,
-                "s",
+                c.UNIT_SECONDS,
                 "Accelerator (GPU) seconds of inferences.",
                 self._series(_ACCEL),
             ),
-            (METRIC_TOKENS, "{token}", "Input and output tokens of inferences.", self._tokens),
+            (METRIC_TOKENS, c.UNIT_TOKEN, "Input and output tokens of inferences.", self._tokens),
             (
                 METRIC_AMOUNT,
-                "{currency_unit}",
+                c.UNIT_CURRENCY_UNIT,
                 "Attributed cost of inferences by component, in the price currency.",
                 self._amount,
             ),
             (
                 METRIC_PROCESS_CPU,
-                "s",
+                c.UNIT_SECONDS,
                 "CPU time of the whole process (every thread): attributed + shared.",
                 process_cpu,
             ),
@@ -497,13 +494,15 @@ class _Instruments:
         for k, t in self._snapshot():
             for direction, index in (("input", _TOKENS_IN), ("output", _TOKENS_OUT)):
                 if t[index]:
-                    out.append(Observation(t[index], {**self._attrs(k), ATTR_DIRECTION: direction}))
+                    out.append(
+                        Observation(t[index], {**self._attrs(k), c.TOKEN_DIRECTION: direction})
+                    )
         return out
 
     def _amount(self, _options: CallbackOptions) -> list[Observation]:
         out = []
         for k, t in self._snapshot():
-            money = {**self._attrs(k), ATTR_PRICE_VERSION: k[4], ATTR_CURRENCY: k[5]}
+            money = {**self._attrs(k), c.COST_PRICE_VERSION: k[4], c.COST_CURRENCY: k[5]}
             for component, index in (
                 ("cpu", _COST_CPU),
                 ("gpu", _COST_GPU),
@@ -511,5 +510,5 @@ class _Instruments:
                 ("request", _COST_REQUEST),
             ):
                 if t[index]:
-                    out.append(Observation(t[index], {**money, ATTR_COMPONENT: component}))
+                    out.append(Observation(t[index], {**money, c.COST_COMPONENT: component}))
         return out

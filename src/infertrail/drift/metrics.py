@@ -2,7 +2,8 @@
 
 :class:`DriftMetrics` is a report listener: it keeps the latest report per model, and observable
 gauges read it whenever a metric reader collects. Names live in the ``infertrail.drift.*``
-namespace; docs/drift.md lists them with their units and Prometheus names.
+namespace (spelled in telemetry/conventions.py); docs/drift.md lists them with their units and
+Prometheus names.
 """
 
 from __future__ import annotations
@@ -15,19 +16,21 @@ from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from infertrail.drift.detector import DriftReport
 from infertrail.telemetry import conventions as c
 
-DRIFT_SCORE = "infertrail.drift.score"
-DRIFT_SHARE = "infertrail.drift.share_drifted"
-DRIFT_DATASET = "infertrail.drift.dataset_drift"
-DRIFT_FEATURE_DISTANCE = "infertrail.drift.feature.distance"
-DRIFT_FEATURE_P_VALUE = "infertrail.drift.feature.p_value"
-DRIFT_FEATURE_DRIFTED = "infertrail.drift.feature.drifted"
-DRIFT_PREDICTION_DISTANCE = "infertrail.drift.prediction.distance"
-DRIFT_WINDOW_SAMPLES = "infertrail.drift.window.samples"
-DRIFT_CONFIDENCE_MEAN = "infertrail.drift.confidence.mean"
-DRIFT_LOW_CONFIDENCE = "infertrail.drift.confidence.low_rate"
-DRIFT_OOD_RATE = "infertrail.drift.ood_rate"
-FEATURE = "feature"
-OUTPUT = "output"
+# Importable from here as before (callers and tests select points by them); conventions.py
+# spells them.
+DRIFT_SCORE = c.METRIC_DRIFT_SCORE
+DRIFT_SHARE = c.METRIC_DRIFT_SHARE
+DRIFT_DATASET = c.METRIC_DRIFT_DATASET
+DRIFT_FEATURE_DISTANCE = c.METRIC_DRIFT_FEATURE_DISTANCE
+DRIFT_FEATURE_P_VALUE = c.METRIC_DRIFT_FEATURE_P_VALUE
+DRIFT_FEATURE_DRIFTED = c.METRIC_DRIFT_FEATURE_DRIFTED
+DRIFT_PREDICTION_DISTANCE = c.METRIC_DRIFT_PREDICTION_DISTANCE
+DRIFT_WINDOW_SAMPLES = c.METRIC_DRIFT_WINDOW_SAMPLES
+DRIFT_CONFIDENCE_MEAN = c.METRIC_DRIFT_CONFIDENCE_MEAN
+DRIFT_LOW_CONFIDENCE = c.METRIC_DRIFT_LOW_CONFIDENCE
+DRIFT_OOD_RATE = c.METRIC_DRIFT_OOD_RATE
+FEATURE = c.DRIFT_FEATURE
+OUTPUT = c.DRIFT_OUTPUT
 
 Extract = Callable[[DriftReport], Iterable[tuple[float, dict[str, str]]]]
 
@@ -58,27 +61,38 @@ def _prediction_distances(r: DriftReport) -> Iterable[tuple[float, dict[str, str
 
 
 _GAUGES: list[tuple[str, str, str, Extract]] = [
-    (DRIFT_SCORE, "1", "Mean per-feature drift distance of the last window.",
+    (DRIFT_SCORE, c.UNIT_RATIO,
+     "Mean per-feature drift distance of the last window.",
      _one(lambda r: r.drift_score)),
-    (DRIFT_SHARE, "1", "Share of features judged drifted in the last window.",
+    (DRIFT_SHARE, c.UNIT_RATIO,
+     "Share of features judged drifted in the last window.",
      _one(lambda r: r.share_drifted)),
-    (DRIFT_DATASET, "1", "1 when the share of drifted features reached drift_share.",
+    (DRIFT_DATASET, c.UNIT_RATIO,
+     "1 when the share of drifted features reached drift_share.",
      _one(lambda r: r.dataset_drift)),
-    (DRIFT_FEATURE_DISTANCE, "1", "Drift distance of one feature (normed Wasserstein or JS).",
+    (DRIFT_FEATURE_DISTANCE, c.UNIT_RATIO,
+     "Drift distance of one feature (normed Wasserstein or JS).",
      _per_feature(lambda f: f.distance)),
-    (DRIFT_FEATURE_P_VALUE, "1", "Corrected p-value of one feature, when judged by a test.",
+    (DRIFT_FEATURE_P_VALUE, c.UNIT_RATIO,
+     "Corrected p-value of one feature, when judged by a test.",
      _per_feature(lambda f: f.p_value)),
-    (DRIFT_FEATURE_DRIFTED, "1", "1 when the feature was judged drifted in the last window.",
+    (DRIFT_FEATURE_DRIFTED, c.UNIT_RATIO,
+     "1 when the feature was judged drifted in the last window.",
      _per_feature(lambda f: f.drifted)),
-    (DRIFT_PREDICTION_DISTANCE, "1", "Drift distance of the predicted label mix and confidence.",
+    (DRIFT_PREDICTION_DISTANCE, c.UNIT_RATIO,
+     "Drift distance of the predicted label mix and confidence.",
      _prediction_distances),
-    (DRIFT_WINDOW_SAMPLES, "{sample}", "Samples in the last judged window.",
+    (DRIFT_WINDOW_SAMPLES, c.UNIT_SAMPLE,
+     "Samples in the last judged window.",
      _one(lambda r: r.n_samples)),
-    (DRIFT_CONFIDENCE_MEAN, "1", "Mean prediction confidence in the last window.",
+    (DRIFT_CONFIDENCE_MEAN, c.UNIT_RATIO,
+     "Mean prediction confidence in the last window.",
      _one(lambda r: r.prediction.confidence_mean)),
-    (DRIFT_LOW_CONFIDENCE, "1", "Share of predictions below the low-confidence threshold.",
+    (DRIFT_LOW_CONFIDENCE, c.UNIT_RATIO,
+     "Share of predictions below the low-confidence threshold.",
      _one(lambda r: r.prediction.low_confidence_rate)),
-    (DRIFT_OOD_RATE, "1", "Share of inputs judged out of distribution in the last window.",
+    (DRIFT_OOD_RATE, c.UNIT_RATIO,
+     "Share of inputs judged out of distribution in the last window.",
      _one(lambda r: r.ood_rate)),
 ]  # fmt: skip
 

@@ -35,6 +35,7 @@ from infertrail.events import rfc3339_micros
 from infertrail.outcomes.index import PredictionIndex
 from infertrail.outcomes.schema import Outcome, parse_outcomes
 from infertrail.outcomes.store import OutcomeStore, Prediction
+from infertrail.telemetry import conventions as c
 
 __all__ = [
     "METRIC_OUTCOMES",
@@ -47,8 +48,8 @@ __all__ = [
 
 _log = logging.getLogger("infertrail.outcomes")
 
-METRIC_OUTCOMES = "infertrail.outcomes"
-ATTR_RESULT = "infertrail.outcome.result"
+# Exported from here as before; conventions.py spells it.
+METRIC_OUTCOMES = c.METRIC_OUTCOMES
 
 Listener = Callable[[list[tuple[Outcome, Prediction]]], None]
 
@@ -209,7 +210,7 @@ class OutcomeService:
             if meter is None
             else meter.create_counter(
                 METRIC_OUTCOMES,
-                unit="{outcome}",
+                unit=c.UNIT_OUTCOME,
                 description="Outcomes received, by result: accepted, duplicate, unknown.",
             )
         )
@@ -272,7 +273,7 @@ class OutcomeService:
                 ("unknown", len(result.unknown)),
             ):
                 if n:
-                    self._counter.add(n, {ATTR_RESULT: name})
+                    self._counter.add(n, {c.OUTCOME_RESULT: name})
         if written.accepted:
             for listener in self._listeners:
                 try:

@@ -54,20 +54,20 @@ _log = logging.getLogger("infertrail.outcomes")
 
 #: Signal key -> (gauge name, description). A metric undefined on a window is left out.
 SIGNALS: dict[str, tuple[str, str]] = {
-    "outcome.accuracy": ("infertrail.outcome.accuracy", "Accuracy of the last window."),
-    "outcome.precision": ("infertrail.outcome.precision", "Precision of the last window."),
-    "outcome.recall": ("infertrail.outcome.recall", "Recall of the last window."),
-    "outcome.roc_auc": ("infertrail.outcome.roc_auc", "ROC AUC of the last window (binary)."),
-    "outcome.brier": ("infertrail.outcome.brier", "Brier score of the last window."),
+    "outcome.accuracy": (c.METRIC_OUTCOME_ACCURACY, "Accuracy of the last window."),
+    "outcome.precision": (c.METRIC_OUTCOME_PRECISION, "Precision of the last window."),
+    "outcome.recall": (c.METRIC_OUTCOME_RECALL, "Recall of the last window."),
+    "outcome.roc_auc": (c.METRIC_OUTCOME_ROC_AUC, "ROC AUC of the last window (binary)."),
+    "outcome.brier": (c.METRIC_OUTCOME_BRIER, "Brier score of the last window."),
     "outcome.positive_rate": (
-        "infertrail.outcome.positive_rate",
+        c.METRIC_OUTCOME_POSITIVE_RATE,
         "Share of positive outcomes in the last window (binary).",
     ),
     "outcome.mean_value": (
-        "infertrail.outcome.mean_value",
+        c.METRIC_OUTCOME_MEAN_VALUE,
         "Mean numeric outcome in the last window (value outcomes).",
     ),
-    "outcome.samples": ("infertrail.outcome.samples", "Joined outcomes in the last window."),
+    "outcome.samples": (c.METRIC_OUTCOME_SAMPLES, "Joined outcomes in the last window."),
 }
 GAUGES = {gauge for gauge, _ in SIGNALS.values()}
 
@@ -246,7 +246,8 @@ class PerformanceMetrics:
             meter.create_observable_gauge(
                 name,
                 callbacks=[self._callback(key)],
-                unit="{outcome}" if key == "outcome.samples" else "1",
+                # A count of outcomes; every other gauge is a ratio or a score.
+                unit=c.UNIT_OUTCOME if name == c.METRIC_OUTCOME_SAMPLES else c.UNIT_RATIO,
                 description=description,
             )
 

@@ -29,10 +29,10 @@ from infertrail.telemetry import conventions as c
 
 log = logging.getLogger("infertrail.slo")
 
-METRIC_BUDGET_REMAINING = "infertrail.slo.error_budget.remaining"
-METRIC_BURN_RATE = "infertrail.slo.burn_rate"
-SLO_ATTR = "infertrail.slo.name"
-WINDOW_ATTR = "infertrail.slo.window"
+# Importable from here as before (callers and tests select the gauges by them).
+METRIC_BUDGET_REMAINING = c.METRIC_SLO_BUDGET_REMAINING
+METRIC_BURN_RATE = c.METRIC_SLO_BURN_RATE
+
 #: Called after every evaluation with its time (epoch seconds) and the statuses.
 StatusListener = Callable[[float, list[SLOStatus]], None]
 
@@ -76,13 +76,13 @@ class SLOEvaluator:
             meter.create_observable_gauge(
                 METRIC_BUDGET_REMAINING,
                 callbacks=[self._observe_budget],
-                unit="1",
+                unit=c.UNIT_RATIO,
                 description="Share of the SLO window's error budget not yet spent.",
             )
             meter.create_observable_gauge(
                 METRIC_BURN_RATE,
                 callbacks=[self._observe_burn],
-                unit="1",
+                unit=c.UNIT_RATIO,
                 description="Error ratio over the error budget, per burn-rate window.",
             )
 
@@ -171,9 +171,9 @@ class SLOEvaluator:
             for w in RATIO_WINDOWS_S:
                 rate = st.burn_rate(w)
                 if math.isfinite(rate):
-                    out.append(Observation(rate, {**_attrs(st), WINDOW_ATTR: format_duration(w)}))
+                    out.append(Observation(rate, {**_attrs(st), c.SLO_WINDOW: format_duration(w)}))
         return out
 
 
 def _attrs(st: SLOStatus) -> dict[str, str]:
-    return {SLO_ATTR: st.slo.name, c.MODEL_NAME: st.slo.model}
+    return {c.SLO_NAME: st.slo.name, c.MODEL_NAME: st.slo.model}

@@ -1,13 +1,44 @@
-"""Attribute and instrument names: the one place they are spelled.
+"""Telemetry names: the one place every span, log event, attribute, instrument and unit is spelled.
 
 Classic ML inference has no OpenTelemetry semantic convention yet (semantic-conventions #3420),
 so model and prediction attributes live in the ``infertrail.`` namespace, shaped after
-OpenInference's classifier proposal. ``docs/conventions.md`` documents every name and unit.
+OpenInference's classifier proposal. ``docs/conventions.md`` documents every name and unit, and
+``tests/unit/telemetry/test_conventions.py`` fails on a name spelled anywhere else.
+
+Attribute keys are plain constants (``MODEL_NAME``), instrument names ``METRIC_*``, span names
+``SPAN_NAME_*``, units ``UNIT_*``. Every name here is what Prometheus rules, Grafana dashboards
+and alert exports match on (after the exporter's ``.`` -> ``_`` and unit suffixes): renaming
+one breaks them.
 """
 
 from __future__ import annotations
 
-# Span and log attributes
+# -- Instrumentation scopes -------------------------------------------------------------------
+# The tracer, meter and logger of the service (exported as ``otel_scope_name``).
+SCOPE = "infertrail"
+# The compliance API's meter when it is given none (tests, embedding without a Telemetry).
+SCOPE_COMPLIANCE = "infertrail.compliance"
+
+# -- Units (UCUM; ``{...}`` annotations count things and add no Prometheus suffix) ------------
+UNIT_SECONDS = "s"
+UNIT_RATIO = "1"  # dimensionless: ratios, scores, probabilities, 0/1 flags
+UNIT_PREDICTION = "{prediction}"
+UNIT_ERROR = "{error}"
+UNIT_ELEMENT = "{element}"
+UNIT_FAILURE = "{failure}"
+UNIT_EVENT = "{event}"
+UNIT_SAMPLE = "{sample}"
+UNIT_TOKEN = "{token}"  # noqa: S105 (LLM tokens, no secret)
+UNIT_CURRENCY_UNIT = "{currency_unit}"
+UNIT_OUTCOME = "{outcome}"
+UNIT_REQUEST = "{request}"
+
+# -- Resource attributes (stable OpenTelemetry conventions, plus TEAM below) ------------------
+SERVICE_NAME = "service.name"
+SERVICE_VERSION = "service.version"
+DEPLOYMENT_ENVIRONMENT_NAME = "deployment.environment.name"
+
+# -- Inference: span, log and metric attributes -----------------------------------------------
 MODEL_NAME = "infertrail.model.name"
 MODEL_VERSION = "infertrail.model.version"
 MODEL_SHA256 = "infertrail.model.sha256"
@@ -22,15 +53,19 @@ STATUS = "infertrail.status"
 # Stable general conventions reused as they are
 ERROR_TYPE = "error.type"
 
+# -- Inference: spans and log events ----------------------------------------------------------
 SPAN_NAME_INFERENCE = "inference"
+# A request refused before it reached the model (bad input, bad request id).
+SPAN_NAME_INFERENCE_REJECTED = "inference.rejected"
+# The event name of the one log record per inference.
+EVENT_NAME_INFERENCE = "infertrail.inference"
 
-# Instruments (OpenTelemetry names; the Prometheus exporter adds unit suffixes)
+# -- Inference: instruments (the Prometheus exporter adds unit suffixes) ----------------------
 METRIC_DURATION = "infertrail.inference.duration"
 METRIC_CONFIDENCE = "infertrail.prediction.confidence"
 METRIC_PREDICTIONS = "infertrail.predictions"
 METRIC_ERRORS = "infertrail.inference.errors"
 METRIC_INPUT_SIZE = "infertrail.input.size"
-METRIC_EXPORT_FAILURES = "infertrail.telemetry.export.failures"
 
 # Bucket boundaries, seconds: 0.1 ms .. 10 s, roughly x2.5 per step.
 DURATION_BUCKETS_S = (
@@ -39,3 +74,70 @@ DURATION_BUCKETS_S = (
 )  # fmt: skip
 CONFIDENCE_BUCKETS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 INPUT_SIZE_BUCKETS = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+
+# -- The telemetry pipeline itself ------------------------------------------------------------
+METRIC_EXPORT_FAILURES = "infertrail.telemetry.export.failures"
+EXPORT_SIGNAL = "signal"  # traces, metrics or logs
+EXPORT_BACKEND = "backend"  # file, jsonl, otlp or custom
+METRIC_TELEMETRY_DROPPED = "infertrail.telemetry.dropped"
+
+# -- HTTP server (opentelemetry-instrumentation-asgi; the one metric of it we keep) -----------
+METRIC_HTTP_SERVER_DURATION = "http.server.request.duration"
+
+# -- Drift (drift/metrics.py: gauges over each model's latest drift report) -------------------
+METRIC_DRIFT_SCORE = "infertrail.drift.score"
+METRIC_DRIFT_SHARE = "infertrail.drift.share_drifted"
+METRIC_DRIFT_DATASET = "infertrail.drift.dataset_drift"
+METRIC_DRIFT_FEATURE_DISTANCE = "infertrail.drift.feature.distance"
+METRIC_DRIFT_FEATURE_P_VALUE = "infertrail.drift.feature.p_value"
+METRIC_DRIFT_FEATURE_DRIFTED = "infertrail.drift.feature.drifted"
+METRIC_DRIFT_PREDICTION_DISTANCE = "infertrail.drift.prediction.distance"
+METRIC_DRIFT_WINDOW_SAMPLES = "infertrail.drift.window.samples"
+METRIC_DRIFT_CONFIDENCE_MEAN = "infertrail.drift.confidence.mean"
+METRIC_DRIFT_LOW_CONFIDENCE = "infertrail.drift.confidence.low_rate"
+METRIC_DRIFT_OOD_RATE = "infertrail.drift.ood_rate"
+# Not namespaced; the exported alert rules and Grafana dashboards select on them as they are.
+DRIFT_FEATURE = "feature"  # the input feature of a per-feature gauge
+DRIFT_OUTPUT = "output"  # "label" or "confidence", of the prediction distance
+
+# -- SLOs (slo/evaluator.py) ------------------------------------------------------------------
+METRIC_SLO_BUDGET_REMAINING = "infertrail.slo.error_budget.remaining"
+METRIC_SLO_BURN_RATE = "infertrail.slo.burn_rate"
+SLO_NAME = "infertrail.slo.name"
+SLO_WINDOW = "infertrail.slo.window"  # the burn-rate window, e.g. "5m"
+
+# -- Cost (cost/attribution.py: observable counters over the running totals) ------------------
+METRIC_COST_CPU = "infertrail.cost.cpu"
+METRIC_COST_ACCELERATOR = "infertrail.cost.accelerator"
+METRIC_COST_TOKENS = "infertrail.cost.tokens"
+METRIC_COST_AMOUNT = "infertrail.cost.amount"
+METRIC_COST_PROCESS_CPU = "infertrail.cost.process.cpu"
+COST_COMPONENT = "infertrail.cost.component"  # cpu, gpu, tokens or request
+COST_CURRENCY = "infertrail.cost.currency"
+COST_PRICE_VERSION = "infertrail.cost.price_version"
+TOKEN_DIRECTION = "infertrail.token.direction"  # noqa: S105 (no secret); input/output
+
+# -- Outcomes (outcomes/ingest.py counter, outcomes/performance.py window gauges) -------------
+METRIC_OUTCOMES = "infertrail.outcomes"
+OUTCOME_RESULT = "infertrail.outcome.result"  # accepted, duplicate or unknown
+METRIC_OUTCOME_ACCURACY = "infertrail.outcome.accuracy"
+METRIC_OUTCOME_PRECISION = "infertrail.outcome.precision"
+METRIC_OUTCOME_RECALL = "infertrail.outcome.recall"
+METRIC_OUTCOME_ROC_AUC = "infertrail.outcome.roc_auc"
+METRIC_OUTCOME_BRIER = "infertrail.outcome.brier"
+METRIC_OUTCOME_POSITIVE_RATE = "infertrail.outcome.positive_rate"
+METRIC_OUTCOME_MEAN_VALUE = "infertrail.outcome.mean_value"
+METRIC_OUTCOME_SAMPLES = "infertrail.outcome.samples"
+
+# -- Alerting (alerting/delivery.py) ----------------------------------------------------------
+METRIC_ALERT_NOTIFY_FAILURES = "infertrail.alert.notify.failures"
+ALERT_RECEIVER = "infertrail.alert.receiver"
+ALERT_RECEIVER_TYPE = "infertrail.alert.receiver.type"
+# Not namespaced, like the drift attributes.
+ALERT_REASON = "reason"  # connection, rate_limited, server_error, rejected, gave_up, ...
+
+# -- Compliance API (compliance/api.py; requests refused with 401, 403 or 429) ----------------
+METRIC_AUDIT_ACCESS_DENIED = "infertrail.audit.access.denied"
+# Stable HTTP conventions, reused as they are
+HTTP_RESPONSE_STATUS_CODE = "http.response.status_code"
+URL_PATH = "url.path"
