@@ -23,6 +23,16 @@ from infertrail.drift.detector import (
 from infertrail.drift.metrics import DriftMetrics
 from infertrail.drift.profile import FeatureProfile, Profile, profile_path
 from infertrail.drift.profile_io import ProfileError, load_profile, save_profile
+from infertrail.drift.reference import (
+    FeatureSpec,
+    ModelCodeError,
+    ReferenceBuild,
+    ReferenceInputError,
+    build_reference,
+    load_schema,
+    open_table,
+    resolve_model,
+)
 from infertrail.drift.rule import DriftConfig, default_method
 from infertrail.drift.window import DriftMonitor, DriftMonitorStats
 
@@ -37,15 +47,23 @@ __all__ = [
     "DriftWindow",
     "FeatureDrift",
     "FeatureProfile",
+    "FeatureSpec",
+    "ModelCodeError",
     "PredictionDrift",
     "Profile",
     "ProfileError",
+    "ReferenceBuild",
+    "ReferenceInputError",
     "build_image_profile",
+    "build_reference",
     "build_tabular_profile",
     "build_text_profile",
     "calibrate",
     "default_method",
     "load_profile",
+    "load_schema",
+    "open_table",
     "profile_path",
+    "resolve_model",
     "save_profile",
 ]

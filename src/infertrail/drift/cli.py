@@ -1,23 +1,33 @@
 """``infertrail drift ...``: reference profiles.
 
-The group is built by :func:`drift_commands` so that the top-level command can hand it the
-baseline builders of the models it knows (the served demo models) without this package
-importing them.
+``drift baseline`` builds reference profiles in two ways: for the models the top-level command
+knows (the served demo models, whose builders :func:`drift_commands` is handed so that this
+package does not import them), and, with ``--name``, for any model from its training table.
+The second way's logic is in :mod:`infertrail.drift.reference`, imported when the command runs
+so that importing this module (and so starting the top-level CLI) loads no pyarrow.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
+from click.core import ParameterSource
 
-from infertrail.commandline import settings_of
+from infertrail.commandline import UsageProblem, settings_of
+
+if TYPE_CHECKING:
+    from infertrail.drift.reference import ReferenceBuild
 
 __all__ = ["BaselineBuilder", "drift_commands"]
 
 #: Rebuilds a known model's reference profile under a models root; returns the profile path.
 BaselineBuilder = Callable[[Path], Path]
+
+_FILE = click.Path(path_type=Path, exists=True, dir_okay=False)
 
 
 def drift_commands(known: Mapping[str, BaselineBuilder]) -> click.Group:
@@ -28,23 +38,208 @@ def drift_commands(known: Mapping[str, BaselineBuilder]) -> click.Group:
         """Drift reference profiles."""
 
     @drift.command("baseline")
-    @click.argument("models", nargs=-1, type=click.Choice(sorted(known)))
+    @click.argument("models", nargs=-1, type=click.Choice(sorted(known)), metavar="[MODEL]...")
+    @click.option(
+        "--name", help="Your model's name (as it is served): profile it from --reference."
+    )
+    @click.option("--model-version", help="Your model's version (shown with the result).")
+    @click.option(
+        "--reference",
+        type=_FILE,
+        help="Training data: .parquet/.pq, .csv/.tsv (optionally .gz), .npy or .npz.",
+    )
+    @click.option("--schema", type=_FILE, help="JSON file naming the features and their types.")
+    @click.option(
+        "--columns",
+        metavar="NAME[:TYPE],...",
+        help="The features, TYPE numeric or categorical (inferred if left out); or --schema.",
+    )
+    @click.option("--target", metavar="COLUMN", help="The label column: never a feature.")
+    @click.option(
+        "--exclude",
+        multiple=True,
+        metavar="COLUMN,...",
+        help="Columns that are not features (repeatable); when the features are inferred.",
+    )
+    @click.option(
+        "--model",
+        "model_spec",
+        metavar="MODULE:FUNCTION",
+        help="Returns the fitted model: its predictions and confidences are profiled too.",
+    )
+    @click.option(
+        "--import-dir",
+        type=click.Path(path_type=Path, exists=True, file_okay=False),
+        default=Path(),
+        show_default=True,
+        help="Directory MODULE is imported from, before the installed packages.",
+    )
+    @click.option("--artifact", type=_FILE, help="Your model's file: its sha256 identifies it.")
+    @click.option("--sha256", "sha256", metavar="HEX", help="Your model's sha256 (or --artifact).")
+    @click.option(
+        "--na-values",
+        metavar="TOKEN,...",
+        help="CSV/TSV fields read as missing, besides empty ones "
+        "[default: NA,N/A,NaN,nan,null,NULL].",
+    )
+    @click.option(
+        "--sample-size",
+        type=click.IntRange(min=1),
+        default=5000,
+        show_default=True,
+        help="Reference rows kept for exact tests and calibration.",
+    )
+    @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sample.")
+    @click.option(
+        "--out",
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="Profile file (.json, arrays beside it in .npz) "
+        "[default: <data_dir>/models/<name>/profile.json].",
+    )
     @click.pass_context
-    def baseline(ctx: click.Context, models: tuple[str, ...]) -> None:
-        """Rebuild the reference profiles of trained models (default: every one trained)."""
-        settings = settings_of(ctx)
-        chosen = list(models) or [
-            name for name in sorted(known) if (settings.models_dir / name).is_dir()
-        ]
-        if not chosen:
-            raise click.ClickException(
-                f"no trained model in {settings.models_dir}; run `infertrail train` first"
-            )
-        for name in chosen:
-            try:
-                path = known[name](settings.models_dir)
-            except (OSError, ValueError, RuntimeError) as exc:
-                raise click.ClickException(str(exc)) from exc
-            click.echo(f"profile {name} -> {path}")
+    def baseline(ctx: click.Context, /, models: tuple[str, ...], **own: Any) -> None:
+        """Build reference profiles: of built-in models (MODEL, default: every one trained),
+        or of your own model with --name (see docs/drift.md)."""
+        if own["name"] is not None:
+            if models:
+                raise UsageProblem(
+                    f"give built-in models ({', '.join(models)}) or --name, not both"
+                )
+            _baseline_own(ctx, **own)
+            return
+        given = _given_options(ctx)
+        if given:
+            raise UsageProblem(f"{given[0]} is for your own model: give its --name too")
+        _baseline_known(ctx, known, models)
 
     return drift
+
+
+def _given_options(ctx: click.Context) -> list[str]:
+    """The options given on the command line (or by the environment), not left at default."""
+    return [
+        p.opts[0]
+        for p in ctx.command.params
+        if isinstance(p, click.Option)
+        and p.name is not None
+        and ctx.get_parameter_source(p.name) is not ParameterSource.DEFAULT
+    ]
+
+
+def _baseline_known(
+    ctx: click.Context, known: Mapping[str, BaselineBuilder], models: tuple[str, ...]
+) -> None:
+    settings = settings_of(ctx)
+    chosen = list(models) or [
+        name for name in sorted(known) if (settings.models_dir / name).is_dir()
+    ]
+    if not chosen:
+        raise click.ClickException(
+            f"no trained model in {settings.models_dir}; run `infertrail train` first"
+        )
+    for name in chosen:
+        try:
+            path = known[name](settings.models_dir)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise click.ClickException(str(exc)) from exc
+        click.echo(f"profile {name} -> {path}")
+
+
+def _baseline_own(
+    ctx: click.Context,
+    *,
+    name: str,
+    model_version: str | None,
+    reference: Path | None,
+    schema: Path | None,
+    columns: str | None,
+    target: str | None,
+    exclude: tuple[str, ...],
+    model_spec: str | None,
+    import_dir: Path,
+    artifact: Path | None,
+    sha256: str | None,
+    na_values: str | None,
+    sample_size: int,
+    seed: int,
+    out: Path | None,
+) -> None:
+    """``baseline --name``: the checks of the options, then :func:`build_reference`."""
+    from infertrail.drift import reference as ref
+    from infertrail.drift.profile import profile_path
+
+    if not name.strip():
+        raise UsageProblem("--name must not be empty: it is the name the model is served under")
+    if reference is None:
+        raise UsageProblem("--name needs --reference, the model's training data")
+    if schema is not None and columns is not None:
+        raise UsageProblem("--schema and --columns both choose the features: give one")
+    if (artifact is None) == (sha256 is None):
+        raise UsageProblem(
+            "identify the model the profile belongs to: --artifact FILE or --sha256 HEX (one)"
+        )
+    if out is None:
+        if Path(name).name != name or name in (".", ".."):
+            raise UsageProblem(f"--name {name!r} cannot name a folder of its own; give --out")
+        out = profile_path(settings_of(ctx).models_dir, name)
+    if out.suffix != ".json":
+        raise UsageProblem(f"--out {out} must end in .json (its arrays go beside it, in .npz)")
+    loading = ref.import_path(import_dir) if model_spec else contextlib.nullcontext()
+    try:
+        digest = (
+            ref.file_sha256(artifact) if artifact is not None else ref.parse_sha256(sha256 or "")
+        )
+        specs = None
+        if schema is not None:
+            specs = ref.load_schema(schema)
+        elif columns is not None:
+            specs = ref.parse_column_specs(columns)
+        table = ref.open_table(
+            reference, na_values=None if na_values is None else na_values.split(",")
+        )
+        with loading:
+            model = ref.resolve_model(model_spec) if model_spec else None
+            built = ref.build_reference(
+                table,
+                model_name=name,
+                model_sha256=digest,
+                specs=specs,
+                target=target,
+                exclude=[c.strip() for item in exclude for c in item.split(",") if c.strip()],
+                model=model,
+                sample_size=sample_size,
+                seed=seed,
+            )
+    except ref.ReferenceInputError as exc:
+        raise UsageProblem(str(exc)) from None
+    except ref.ModelCodeError as exc:
+        raise click.ClickException(str(exc)) from None
+    _describe(built, reference, model_spec)
+    try:
+        built.profile.save(out)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write the profile {out}: {exc}") from None
+    version = f" {model_version}" if model_version else ""
+    click.echo(f"model {name}{version}, sha256 {digest}", err=True)
+    click.echo(f"profile {name} -> {out}")
+
+
+def _describe(built: ReferenceBuild, reference: Path, model_spec: str | None) -> None:
+    """What was profiled, on stderr: each feature's type and whether it was inferred."""
+    profile = built.profile
+    click.echo(
+        f"reference {reference}: {profile.n_rows:,} rows, {len(built.features)} features", err=True
+    )
+    width = max(len(f.name) for f in built.features)
+    for f in built.features:
+        missing = f", {f.n_missing:,} missing" if f.n_missing else ""
+        how = "declared" if f.reason == "declared" else f"inferred ({f.reason})"
+        click.echo(f"  {f.name:<{width}}  {f.type:<11}  {how}{missing}", err=True)
+    if any(f.reason != "declared" for f in built.features):
+        click.echo("  (fix the types with --schema or --columns NAME:TYPE)", err=True)
+    preds = built.predictions
+    if preds is not None and profile.prediction is not None:
+        labels = profile.prediction.categories
+        shown = ", ".join(labels[:10]) + (", ..." if len(labels) > 10 else "")
+        conf = "; confidence from predict_proba" if preds.confidences is not None else ""
+        click.echo(f"predictions of {model_spec}: {len(labels)} labels ({shown}){conf}", err=True)

@@ -1,5 +1,5 @@
-"""Drift monitoring and alerting wired from Settings: profiles, monitors, gauges, alert engine,
-the sentiment reference, and ``infertrail drift baseline``."""
+"""Drift monitoring and alerting wired from Settings: profiles, monitors, gauges, alert engine
+and the sentiment reference."""
 
 from __future__ import annotations
 
@@ -8,12 +8,10 @@ import logging
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -21,7 +19,6 @@ from infertrail.alerting.rules import ReceiverSecretError, RuleError
 from infertrail.config import Settings
 from infertrail.demo.corruptions import corrupt
 from infertrail.drift import DriftConfig, ProfileError, load_profile, profile_path
-from infertrail.drift.cli import drift_commands
 from infertrail.events import ModelInfo
 from infertrail.models import PROFILE_BUILDERS, digits, sentiment
 from infertrail.models.digits import DigitsModel
@@ -300,45 +297,3 @@ def test_sentiment_reference_predictions_are_out_of_fold(models: Path) -> None:
     assert float(profile.sample_confidences[:300].mean()) < float(fitted.mean()) - 0.02
     assert profile.prediction is not None
     assert profile.prediction.categories == sentiment.LABELS
-
-
-# -- infertrail drift baseline ------------------------------------------------------------------
-@pytest.mark.slow
-def test_baseline_rebuilds_every_trained_demo_model(models_copy: Path, tmp_path: Path) -> None:
-    for name in PROFILE_BUILDERS:
-        profile_path(models_copy, name).unlink()
-    settings = Settings(data_dir=tmp_path / "data")
-    shutil.copytree(models_copy, settings.models_dir)
-    result = CliRunner().invoke(
-        drift_commands(PROFILE_BUILDERS), ["baseline"], obj=SimpleNamespace(settings=settings)
-    )
-    assert result.exit_code == 0, result.output
-    for name in ("digits", "sentiment"):
-        assert f"profile {name} -> {profile_path(settings.models_dir, name)}" in result.output
-        assert profile_path(settings.models_dir, name).is_file()
-
-
-def test_baseline_of_one_model_reads_the_data_dir_from_the_environment(
-    models_copy: Path, tmp_path: Path, clean_env: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    data = tmp_path / "env-data"
-    shutil.copytree(models_copy, data / "models")
-    monkeypatch.setenv("INFERTRAIL_DATA_DIR", str(data))
-    result = CliRunner().invoke(drift_commands(PROFILE_BUILDERS), ["baseline", "digits"])
-    assert result.exit_code == 0, result.output
-    assert result.output.strip() == f"profile digits -> {profile_path(data / 'models', 'digits')}"
-
-
-def test_baseline_errors_are_clear(tmp_path: Path) -> None:
-    obj = SimpleNamespace(settings=Settings(data_dir=tmp_path / "empty"))
-    nothing = CliRunner().invoke(drift_commands(PROFILE_BUILDERS), ["baseline"], obj=obj)
-    assert nothing.exit_code == 1
-    assert "no trained model" in nothing.output
-    untrained = CliRunner().invoke(
-        drift_commands(PROFILE_BUILDERS), ["baseline", "digits"], obj=obj
-    )
-    assert untrained.exit_code == 1
-    assert "infertrail train digits" in untrained.output
-    unknown = CliRunner().invoke(drift_commands(PROFILE_BUILDERS), ["baseline", "credit"], obj=obj)
-    assert unknown.exit_code == 2
-    assert "'credit' is not one of" in unknown.output
