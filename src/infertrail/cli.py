@@ -1,19 +1,110 @@
-"""The ``infertrail`` command: a thin skin over the same functions the service uses."""
+"""The ``infertrail`` command: a thin skin over the same functions the service uses.
+
+Command groups live beside the features they drive and are imported only when run, so that
+``infertrail --help`` (and every command) starts without importing what it does not use: the
+table below carries each group's one-line help for the listing.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
+from importlib import import_module
 from pathlib import Path
 
 import click
 
-from infertrail.commandline import CliContext
+from infertrail.commandline import CliContext, UsageProblem
 
 pass_ctx = click.make_pass_decorator(CliContext)
 
 
-@click.group()
+def _attr(spec: str) -> click.Command:
+    module, _, name = spec.partition(":")
+    command = getattr(import_module(module), name)
+    assert isinstance(command, click.Command), spec
+    return command
+
+
+def _audit() -> click.Command:
+    group = _attr("infertrail.audit.cli:audit")
+    assert isinstance(group, click.Group)
+    group.add_command(_attr("infertrail.compliance.cli:query"))
+    group.add_command(_attr("infertrail.compliance.cli:export"))
+    return group
+
+
+def _export() -> click.Command:
+    group = _attr("infertrail.alerting.cli:export")
+    assert isinstance(group, click.Group)
+    group.add_command(_attr("infertrail.slo.cli:slo_rules"))
+    return group
+
+
+def _drift() -> click.Command:
+    from infertrail.drift.cli import drift_commands
+    from infertrail.models import PROFILE_BUILDERS
+
+    return drift_commands(PROFILE_BUILDERS)
+
+
+#: name -> (one-line help shown by ``--help``, loader).
+_GROUPS: dict[str, tuple[str, Callable[[], click.Command]]] = {
+    "audit": ("The audit log: verify, seal, prove, check, compact, query, export.", _audit),
+    "cost": ("Cost per model, team and tenant.", lambda: _attr("infertrail.cost.cli:cost")),
+    "drift": ("Drift reference profiles.", _drift),
+    "export": (
+        "Alert rules, SLO rules and dashboards for Prometheus and Grafana.",
+        _export,
+    ),
+    "keys": ("The audit log's signing key.", lambda: _attr("infertrail.audit.cli:keys")),
+    "outcomes": (
+        "Ground truth joined to predictions; model performance.",
+        lambda: _attr("infertrail.outcomes.cli:outcomes"),
+    ),
+    "privacy": (
+        "Subjects' rights: erasure, status, raw payloads.",
+        lambda: _attr("infertrail.privacy.cli:privacy"),
+    ),
+    "simulate": (
+        "Drive a running service with clean or corrupted traffic.",
+        lambda: _attr("infertrail.demo.simulate:simulate"),
+    ),
+    "slo": ("Service level objectives.", lambda: _attr("infertrail.slo.cli:slo")),
+    "users": (
+        "API keys and roles of the compliance API.",
+        lambda: _attr("infertrail.compliance.cli:users"),
+    ),
+}
+
+
+class _LazyGroup(click.Group):
+    """A group whose feature subcommands are imported when one of them is used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_GROUPS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        found = super().get_command(ctx, cmd_name)
+        if found is None and cmd_name in _GROUPS:
+            found = _GROUPS[cmd_name][1]()
+            self.add_command(found, cmd_name)
+        return found
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.commands.get(name)
+            if command is not None:
+                rows.append((name, command.get_short_help_str(formatter.width - 6 - len(name))))
+            else:
+                rows.append((name, _GROUPS[name][0]))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=_LazyGroup)
 @click.option(
     "--data-dir",
     type=click.Path(path_type=Path, file_okay=False),
@@ -44,24 +135,27 @@ def train(ctx: CliContext, model: str) -> None:
 
 
 @main.command()
-@click.option("--host", help="Interface to bind (default 127.0.0.1).")
-@click.option("--port", type=click.IntRange(1, 65535), help="Port (default 8000).")
+@click.option("--host", help="Interface to bind (default: the host setting, 127.0.0.1).")
+@click.option("--port", type=click.IntRange(0, 65535), help="Port (default 8000; 0: any free).")
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    help="Log level (default: the log_level setting, INFO); INFO logs every request.",
+)
 @pass_ctx
-def serve(ctx: CliContext, host: str | None, port: int | None) -> None:
-    """Serve the demo models over HTTP (OpenAPI docs at /docs)."""
-    import uvicorn
-
-    from infertrail.models.artifacts import ModelArtifactError
-    from infertrail.server.app import build_services, create_app
+def serve(ctx: CliContext, host: str | None, port: int | None, log_level: str | None) -> None:
+    """Serve the demo models and the compliance API over HTTP until SIGTERM or Ctrl-C."""
+    from infertrail.models import ModelArtifactError
+    from infertrail.server.app import build_services
+    from infertrail.server.serve import serve as run
 
     s = ctx.settings
     try:
         services = build_services(s)
     except ModelArtifactError as exc:
         raise click.ClickException(str(exc)) from exc
-    app = create_app(services, freeze_gc=True)
     try:
-        uvicorn.run(app, host=host or s.host, port=port or s.port, log_level="warning")
+        run(services, host or s.host, s.port if port is None else port, log_level or s.log_level)
     finally:
         services.close()
 
@@ -95,31 +189,10 @@ def trace(ctx: CliContext, request_id: str, as_json: bool) -> None:
 @pass_ctx
 def demo(ctx: CliContext, n_requests: int, port: int, keep_serving: bool) -> None:
     """Train, serve on localhost, drive traffic, and show where the telemetry went."""
-    from infertrail.demo.run import run_demo
-
+    try:
+        from infertrail.demo.run import run_demo
+    except ImportError as exc:  # the demo's stack is an extra
+        raise UsageProblem(
+            f"the demo needs infertrail[demo] ({exc}): pip install 'infertrail[demo]'"
+        ) from exc
     sys.exit(run_demo(ctx.settings, n_requests=n_requests, port=port, keep_serving=keep_serving))
-
-
-def _register_groups() -> None:
-    """Command groups that live beside the features they drive."""
-    from infertrail.alerting.cli import export
-    from infertrail.audit.cli import audit, keys
-    from infertrail.compliance.cli import export as audit_export
-    from infertrail.compliance.cli import query, users
-    from infertrail.cost.cli import cost
-    from infertrail.demo.simulate import simulate
-    from infertrail.drift.cli import drift_commands
-    from infertrail.models import PROFILE_BUILDERS
-    from infertrail.outcomes.cli import outcomes
-    from infertrail.privacy.cli import privacy
-    from infertrail.slo.cli import slo, slo_rules
-
-    drift = drift_commands(PROFILE_BUILDERS)
-    export.add_command(slo_rules)
-    audit.add_command(query)
-    audit.add_command(audit_export)
-    for group in (audit, keys, export, privacy, drift, simulate, slo, cost, outcomes, users):
-        main.add_command(group)
-
-
-_register_groups()

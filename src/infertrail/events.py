@@ -7,15 +7,22 @@ small functions below; no stage re-collects what another already has.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import time
 import uuid
+from collections.abc import Mapping
+from concurrent.futures import Future
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from infertrail.telemetry import conventions as c
+
+if TYPE_CHECKING:
+    from infertrail.audit.receipts import Receipt
 
 Status = Literal["ok", "error"]
 AttributeValue = str | bool | int | float
@@ -48,12 +55,43 @@ def validate_request_id(value: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class RequestContext:
+    """The request an inference belongs to, as the HTTP layer saw it (its ASGI scope)."""
+
+    request_id: str
+    scope: Mapping[str, Any]
+
+    @property
+    def endpoint(self) -> str:
+        """The matched route's path template (low cardinality), else the raw path."""
+        route = self.scope.get("route")
+        template = getattr(route, "path", None)
+        return template if isinstance(template, str) else str(self.scope.get("path", ""))
+
+
+#: Set by the HTTP middleware for the duration of a request (``web.requestid``); read by
+#: ``Monitor.observe`` when the caller passes no request id or endpoint of its own.
+current_request: ContextVar[RequestContext | None] = ContextVar(
+    "infertrail_current_request", default=None
+)
+
+
+@dataclass(frozen=True, slots=True)
 class ModelInfo:
-    """Identity of a served model artifact."""
+    """Identity of a served model artifact: its name, version and the sha256 of its file."""
 
     name: str
     version: str
     sha256: str
+
+    @classmethod
+    def of_artifact(cls, name: str, version: str, path: str | os.PathLike[str]) -> ModelInfo:
+        """The identity of the model saved at ``path`` (its sha256 is read from the file)."""
+        h = hashlib.sha256()
+        with open(path, "rb") as f:  # noqa: PTH123 (any PathLike, streamed)
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        return cls(name, version, h.hexdigest())
 
 
 @dataclass(slots=True)
@@ -88,6 +126,9 @@ class InferenceEvent:
     trace_id: int = 0
     span_id: int = 0
     sampled: bool = True
+    #: The audit record's future, set by the audit trail on the request thread: it resolves to
+    #: the record's Receipt once durable. Wait through ``Runtime.audit_receipt(_async)``.
+    audit: Future[Receipt] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

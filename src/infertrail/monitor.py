@@ -10,6 +10,13 @@ The worker drains the queue in batches: the first event after an idle spell wake
 waits ``batch_window_s`` for more and handles them all in one go. Waking a thread per event
 cost more than the work it did (a futex wake and a GIL hand-off per inference, measured in
 bench/overhead.py), and in a server every hand-off also delays the event loop.
+
+Sinks follow one contract, the one OpenTelemetry's span processors follow (:class:`Sink`):
+``__call__(event)``, ``flush(timeout_s)``, ``close(timeout_s)``. :meth:`Monitor.shutdown` owns
+their end: within one deadline it closes the request-thread sinks first (the audit trail: its
+final signed checkpoint is what a stop must not lose), drains the queue, then flushes and closes
+the background sinks in reverse registration order, then stops telemetry; a step still running
+at the deadline is abandoned (:mod:`infertrail.lifecycle`).
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, Protocol, TypeVar, runtime_checkable
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -34,19 +41,61 @@ from infertrail.events import (
     AttributeValue,
     InferenceEvent,
     ModelInfo,
+    current_request,
     log_record,
     metric_attributes,
     new_request_id,
     span_attributes,
 )
+from infertrail.lifecycle import DEFAULT_SHUTDOWN_S, Deadline, run_bounded
 from infertrail.telemetry import conventions as c
 from infertrail.telemetry.setup import AttributeKey, Telemetry
 
 _log = logging.getLogger("infertrail.monitor")
 
-EventSink = Callable[[InferenceEvent], None]
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """A consumer of every inference event (audit, drift, SLO counts, cost, outcomes index).
+
+    ``flush`` hands on what it buffered and returns False if it could not within the time;
+    ``close`` flushes and releases the sink's threads and files. Both must respect their
+    timeout; the Monitor runs them in a bounded helper thread anyway.
+    """
+
+    def __call__(self, event: InferenceEvent) -> None:
+        """Consume one event (on the request thread or the Monitor's worker)."""
+
+    def flush(self, timeout_s: float = DEFAULT_SHUTDOWN_S) -> bool:
+        """Hand on everything buffered; False if that took longer than ``timeout_s``."""
+
+    def close(self, timeout_s: float = DEFAULT_SHUTDOWN_S) -> None:
+        """Flush, then release threads and files. Idempotent."""
+
+
+class FunctionSink:
+    """A plain ``event -> None`` function as a :class:`Sink` (nothing to flush or close)."""
+
+    def __init__(self, fn: Callable[[InferenceEvent], None]) -> None:
+        self._fn = fn
+
+    def __call__(self, event: InferenceEvent) -> None:
+        """Pass the event to the function."""
+        self._fn(event)
+
+    def flush(self, timeout_s: float = DEFAULT_SHUTDOWN_S) -> bool:
+        """Nothing buffered."""
+        return True
+
+    def close(self, timeout_s: float = DEFAULT_SHUTDOWN_S) -> None:
+        """Nothing to release."""
+
+    def __repr__(self) -> str:
+        return f"FunctionSink({self._fn!r})"
+
 
 _STOP = object()
 # (model, team, status, error type) -> the metric attributes and their counter key
@@ -72,8 +121,8 @@ class Monitor:
         self.settings.ensure_dirs()
         self.telemetry = telemetry or Telemetry(self.settings)
         self._tracer = self.telemetry.tracer
-        self._sync_sinks: list[EventSink] = []
-        self._async_sinks: list[EventSink] = [self._record_metrics, self._emit_log]
+        self._sync_sinks: list[Sink] = []
+        self._async_sinks: list[Sink] = []
         self._series: dict[_SeriesKey, tuple[dict[str, AttributeValue], AttributeKey]] = {}
         self._label_keys: dict[tuple[AttributeKey, str], AttributeKey] = {}
         # deque append/popleft are atomic; the length check makes the bound approximate by at
@@ -90,16 +139,27 @@ class Monitor:
         self._worker.start()
         self._closed = False
         self.telemetry.meter.create_observable_counter(
-            "infertrail.telemetry.dropped",
+            c.METRIC_TELEMETRY_DROPPED,
             callbacks=[lambda _o: [_observation(self.dropped_events)]],
-            unit="{event}",
+            unit=c.UNIT_EVENT,
             description="Inference events whose metrics/logs were dropped: queue full.",
         )
 
     # -- sinks -----------------------------------------------------------------------------
-    def add_sink(self, sink: EventSink, *, on_request_thread: bool = False) -> None:
-        """Register a consumer of every event; request-thread sinks may apply backpressure."""
-        (self._sync_sinks if on_request_thread else self._async_sinks).append(sink)
+    def add_sink(
+        self, sink: Sink | Callable[[InferenceEvent], None], *, on_request_thread: bool = False
+    ) -> Sink:
+        """Register a consumer of every event; returns it as a :class:`Sink`.
+
+        Request-thread sinks run before the event is queued and may apply backpressure (the
+        audit trail does); background sinks run on the Monitor's worker, after the event's
+        metrics and log record. A plain function is wrapped in a :class:`FunctionSink`.
+        """
+        if self._closed:
+            raise RuntimeError("the Monitor is shut down; sinks can no longer be added")
+        wrapped = sink if isinstance(sink, Sink) else FunctionSink(sink)
+        (self._sync_sinks if on_request_thread else self._async_sinks).append(wrapped)
+        return wrapped
 
     # -- the hot path ----------------------------------------------------------------------
     @contextmanager
@@ -111,17 +171,25 @@ class Monitor:
         input_size: int | None = None,
         subject: str | None = None,
         request_id: str | None = None,
-        endpoint: str = "",
+        endpoint: str | None = None,
         tenant: str | None = None,
     ) -> Iterator[InferenceEvent]:
         """Wrap one inference; set ``label``/``score``/``confidence`` on the yielded event.
 
-        An exception raised inside the block marks the event as an error (its class name is the
-        ``error.type``), is recorded on the span, and propagates unchanged.
+        ``request_id`` and ``endpoint`` default to the current HTTP request's (set by
+        infertrail's middleware), else a new UUIDv7 and "". An exception raised inside the
+        block marks the event as an error (its class name is the ``error.type``), is recorded
+        on the span, and propagates unchanged.
         """
+        if request_id is None or endpoint is None:
+            req = current_request.get()
+            if request_id is None:
+                request_id = req.request_id if req is not None else new_request_id()
+            if endpoint is None:
+                endpoint = req.endpoint if req is not None else ""
         ev = InferenceEvent(
             model=model,
-            request_id=request_id or new_request_id(),
+            request_id=request_id,
             service=self.settings.service_name,
             team=self.settings.team,
             endpoint=endpoint,
@@ -172,7 +240,7 @@ class Monitor:
             error_type=error_type,
             error_message=message[:500],
         )
-        with self._tracer.start_as_current_span("inference.rejected") as span:
+        with self._tracer.start_as_current_span(c.SPAN_NAME_INFERENCE_REJECTED) as span:
             ctx = span.get_span_context()
             ev.trace_id, ev.span_id = ctx.trace_id, ctx.span_id
             ev.start_time_ns = time.time_ns()
@@ -208,6 +276,9 @@ class Monitor:
         return wrap
 
     def _dispatch(self, ev: InferenceEvent) -> None:
+        if self._closed:  # shut down: the sinks are closed; count it as dropped telemetry
+            self.dropped_events += 1
+            return
         for sink in self._sync_sinks:
             sink(ev)
         self._enqueue(ev)
@@ -249,6 +320,12 @@ class Monitor:
                 if isinstance(ev, _Marker):
                     ev.done.set()
                     continue
+                try:
+                    self._record_metrics(ev)
+                    self._emit_log(ev)
+                except Exception:
+                    self.sink_errors += 1
+                    _log.exception("metrics or log record of an event failed")
                 for sink in self._async_sinks:
                     try:
                         sink(ev)
@@ -293,13 +370,20 @@ class Monitor:
             severity_number=SeverityNumber.ERROR if error else SeverityNumber.INFO,
             severity_text="ERROR" if error else "INFO",
             body=log_record(ev, include_input=self.settings.log_raw_input),
-            event_name="infertrail.inference",
+            event_name=c.EVENT_NAME_INFERENCE,
         )
 
-    def flush(self, timeout_s: float = 10.0) -> None:
-        """Process every event queued so far, then export all telemetry now."""
-        self.flush_events(timeout_s)
-        self.telemetry.force_flush()
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        """Process every event queued so far, flush every sink, then export all telemetry now.
+
+        Returns False if that did not finish within ``timeout_s``.
+        """
+        deadline = Deadline(timeout_s)
+        done = self.flush_events(timeout_s)
+        for sink in (*self._sync_sinks, *self._async_sinks):
+            done = sink.flush(deadline.remaining()) and done
+        self.telemetry.force_flush(int(deadline.remaining() * 1000))
+        return done and not deadline.expired
 
     def flush_events(self, timeout_s: float = 10.0) -> bool:
         """Hand every event queued so far to the background sinks now; False on timeout.
@@ -311,14 +395,27 @@ class Monitor:
         self._put_control(_Marker(done))
         return done.wait(timeout_s)
 
-    def shutdown(self) -> None:
-        """Drain the event queue, flush and stop telemetry. Idempotent."""
+    def shutdown(self, timeout_s: float = DEFAULT_SHUTDOWN_S) -> None:
+        """Close every sink and stop telemetry, all within ``timeout_s``. Idempotent.
+
+        Order: the request-thread sinks first, in reverse registration order (the audit trail's
+        final signed checkpoint must not wait behind a slow exporter); then the queue is drained
+        to the background sinks, which are flushed and closed in reverse registration order;
+        telemetry last. Events observed after this point are counted as dropped.
+        """
         if self._closed:
             return
         self._closed = True
+        deadline = Deadline(timeout_s)
+        for sink in reversed(self._sync_sinks):
+            run_bounded(f"sink {sink!r}", sink.close, deadline)
         self._put_control(_STOP)
-        self._worker.join(timeout=10.0)
-        self.telemetry.shutdown()
+        self._worker.join(deadline.remaining())
+        if self._worker.is_alive():
+            _log.warning("shutdown: the event queue was not drained before the deadline")
+        for sink in reversed(self._async_sinks):
+            run_bounded(f"sink {sink!r}", sink.close, deadline)
+        self.telemetry.shutdown(deadline.remaining())
 
 
 class _Marker:

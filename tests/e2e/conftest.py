@@ -1,9 +1,8 @@
 """End-to-end fixtures: the service with digits and drift monitoring, a real Alertmanager.
 
-The service is wired here exactly as ``build_services`` / ``create_app`` will wire it (see
-:func:`build_drift_service`): the digits model and its router, and
-:func:`~infertrail.runtime.drift.start_drift_monitoring` over the sentiment and digits models,
-closed with the other services. Everything listens on 127.0.0.1.
+The service is the demo service, ``build_services`` / ``create_app``: its runtime starts drift
+monitoring of the sentiment and digits models (the credit model has no reference profile).
+Everything listens on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -24,8 +23,8 @@ from fastapi import FastAPI
 
 from infertrail.config import Settings
 from infertrail.drift import DriftMonitor, DriftReport, profile_path
-from infertrail.runtime.drift import DriftWiring
-from infertrail.server.app import Services, build_services, create_app
+from infertrail.runtime import Runtime
+from infertrail.server.app import DemoService, build_services, create_app
 from tests.integration.conftest import (
     LOOPBACK,
     ManagedProcess,
@@ -53,11 +52,14 @@ class DriftService:
     """The running service and the objects behind it."""
 
     base_url: str
-    services: Services
-    wiring: DriftWiring
+    services: DemoService
+
+    @property
+    def runtime(self) -> Runtime:
+        return self.services.runtime
 
     def drift_monitor(self, model: str) -> DriftMonitor:
-        return self.wiring.drift_monitors[model]
+        return self.runtime.drift[model]
 
     def judged(self, model: str, timeout_s: float = 30.0) -> list[DriftReport]:
         """Every report of ``model`` once the traffic answered so far has been judged.
@@ -71,20 +73,20 @@ class DriftService:
         return self.drift_monitor(model).reports
 
 
-def build_drift_service(settings: Settings) -> tuple[Services, FastAPI, DriftWiring]:
+def build_drift_service(settings: Settings) -> tuple[DemoService, FastAPI]:
     """The services (digits and drift monitoring included) and their app."""
     services = build_services(settings)
-    if services.drift is None:
+    if set(services.runtime.drift) != {"sentiment", "digits"}:
         services.close()
         pytest.fail("build_services did not start drift monitoring (drift_enabled is off?)")
-    return services, create_app(services), services.drift
+    return services, create_app(services)
 
 
 @contextlib.contextmanager
 def drift_service(settings: Settings, models: Path) -> Iterator[DriftService]:
     """The service on a free loopback port for the block; stopped and flushed on exit."""
     shutil.copytree(models, settings.models_dir, dirs_exist_ok=True)
-    services, app, wiring = build_drift_service(settings)
+    services, app = build_drift_service(settings)
     port = free_port()
     config = uvicorn.Config(app, host=LOOPBACK, port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
@@ -96,7 +98,7 @@ def drift_service(settings: Settings, models: Path) -> Iterator[DriftService]:
             if not thread.is_alive() or time.monotonic() > deadline:
                 pytest.fail(f"the service did not start on port {port}", pytrace=False)
             time.sleep(0.02)
-        yield DriftService(f"http://{LOOPBACK}:{port}", services, wiring)
+        yield DriftService(f"http://{LOOPBACK}:{port}", services)
     finally:
         server.should_exit = True
         thread.join(timeout=30)

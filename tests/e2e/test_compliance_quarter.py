@@ -26,7 +26,7 @@ from infertrail.cli import main
 from infertrail.config import Settings
 from infertrail.models.credit import as_application, load_dataset
 from infertrail.privacy.errors import PrivacyError
-from infertrail.server.app import Services, build_services, create_app
+from infertrail.server.app import DemoService, build_services, create_app
 from tests.integration.conftest import LOOPBACK, free_port
 
 pytestmark = pytest.mark.integration
@@ -64,7 +64,7 @@ class _Clock:
 @dataclass
 class Running:
     base: str
-    services: Services
+    services: DemoService
     settings: Settings
     keys: dict[str, str]
     decisions: dict[str, list[dict[str, Any]]]
@@ -74,8 +74,8 @@ class Running:
 def running(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Running]:
     settings = settings.model_copy(update={"raw_payloads_enabled": True})
     services = build_services(settings)
-    assert services.users is not None and services.audit is not None
-    keys = {role: services.users.add(f"{role}-1", role)[1] for role in
+    assert services.runtime.compliance.users is not None and services.runtime.audit is not None
+    keys = {role: services.runtime.compliance.users.add(f"{role}-1", role)[1] for role in
             ("engineer", "auditor", "compliance", "admin")}  # fmt: skip
     port = free_port()
     server = uvicorn.Server(
@@ -101,7 +101,8 @@ def running(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Run
                 assert r.status_code == 200, r.text
                 decisions.setdefault(subject, []).append({**r.json(), "at": at})
                 if i == 4:
-                    services.audit.sealer.seal()  # some decisions in the lake, some in the WAL
+                    # some decisions in the lake, some in the WAL
+                    services.runtime.audit.sealer.seal()
         yield Running(base, services, settings, keys, decisions)
     finally:
         server.should_exit = True
@@ -200,8 +201,8 @@ def test_a_subjects_quarter_queried_proved_denied_and_erased(running: Running) -
     assert status["erasure"]["by"]["id"] == "compliance-1"
     assert status["erasure"]["receipt_seq"] == receipt["receipt_seq"]
     # 2. the raw payloads cannot be decrypted any more, even by break-glass
-    assert r.services.audit is not None
-    payloads = r.services.audit.privacy.payloads
+    assert r.services.runtime.audit is not None
+    payloads = r.services.runtime.audit.privacy.payloads
     assert payloads is not None
     with pytest.raises(PrivacyError):
         payloads.read(in_q3[0]["request_id"], Actor(id="admin-1", role="admin"),

@@ -61,10 +61,10 @@ class Run:
         self.service = service
         self.pd = pd
         self.windows = 0
-        engine, dispatch = service.wiring.engine, service.wiring.dispatch
-        assert engine is not None and dispatch is not None, "alerting must be configured"
-        self.engine = engine
-        self.dispatch = dispatch
+        alerting = service.runtime.alerting
+        assert alerting is not None, "alerting must be configured"
+        self.engine = alerting.engine
+        self.dispatch = alerting.dispatch
 
     def window(self, scenario: str, severity: int = 5) -> float:
         """One window of ``scenario`` traffic; returns its share of drifted features."""

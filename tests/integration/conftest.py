@@ -26,7 +26,7 @@ import pytest
 import uvicorn
 
 from infertrail.config import Settings
-from infertrail.server.app import Services, build_services, create_app
+from infertrail.server.app import DemoService, build_services, create_app
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOOPBACK = "127.0.0.1"
@@ -263,7 +263,7 @@ class RunningService:
     """The FastAPI service on a real loopback socket, with the objects behind it."""
 
     base_url: str
-    services: Services
+    services: DemoService
     server: uvicorn.Server
     thread: threading.Thread
 

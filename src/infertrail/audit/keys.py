@@ -7,13 +7,21 @@ verifier key is written beside it as ``<path>.pub`` for anyone who verifies the 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import stat
 from pathlib import Path
 
 from infertrail.audit.checkpoint import NoteError, NoteSigner
+from infertrail.config import Settings
 
-__all__ = ["KeyFileError", "generate_signing_key", "load_signer", "verifier_key_path"]
+__all__ = [
+    "KeyFileError",
+    "generate_signing_key",
+    "load_signer",
+    "open_signer",
+    "verifier_key_path",
+]
 
 # A signer key line is ~100 bytes; anything far larger is not a key file.
 _MAX_KEY_FILE_SIZE = 4096
@@ -22,6 +30,9 @@ _KEY_FILE_MODE = 0o600
 
 class KeyFileError(ValueError):
     """A signing-key file is missing, malformed, too widely readable or would be overwritten."""
+
+
+_log = logging.getLogger("infertrail.audit")
 
 
 def verifier_key_path(path: Path) -> Path:
@@ -133,3 +144,12 @@ def _fsync_directory(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def open_signer(settings: Settings) -> NoteSigner:
+    """The log's checkpoint signer, created (0600) on first use with the log's origin."""
+    path = settings.signing_key_file
+    if not path.exists():
+        vkey = generate_signing_key(path, settings.audit_origin)
+        _log.warning("created audit signing key %s; verifier key: %s", path, vkey)
+    return load_signer(path)

@@ -14,6 +14,7 @@ predicate because the shared condition also wakes it for other records' batches.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -21,13 +22,65 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-__all__ = ["Receipt", "RecordFuture", "fail_futures", "resolve_futures", "run_callbacks"]
+__all__ = [
+    "AuditRefusedError",
+    "AuditUnavailableError",
+    "Receipt",
+    "RecordFuture",
+    "fail_futures",
+    "receipt_of",
+    "receipt_of_async",
+    "resolve_futures",
+    "run_callbacks",
+]
 
 _log = logging.getLogger("infertrail.audit")
 
 # The states concurrent.futures.wait and as_completed compare against (concurrent.futures._base).
 _RUNNING = "RUNNING"
 _FINISHED = "FINISHED"
+
+
+class AuditUnavailableError(RuntimeError):
+    """An audit record could not be made durable: the decision it records must not be given."""
+
+
+class AuditRefusedError(RuntimeError):
+    """The audit trail refused to record a decision for a reason its caller must answer.
+
+    Unlike :class:`AuditUnavailableError` this is not an outage: e.g. the decision's subject
+    was erased, so it gets no new pseudonym silently. ``kind`` is the error's machine name.
+    """
+
+    kind = "audit_refused"
+
+
+def receipt_of(future: Future[Receipt] | None, timeout_s: float | None = None) -> Receipt | None:
+    """Wait for an audit record's future: its receipt once durable, None if there is none.
+
+    Raises :class:`AuditRefusedError` (a refusal), TimeoutError, or
+    :class:`AuditUnavailableError` wrapping any other failure.
+    """
+    if future is None:
+        return None
+    try:
+        return future.result(timeout_s)
+    except (TimeoutError, AuditRefusedError):
+        raise
+    except Exception as exc:
+        raise AuditUnavailableError(f"the audit log could not record the decision: {exc}") from exc
+
+
+async def receipt_of_async(future: Future[Receipt] | None) -> Receipt | None:
+    """:func:`receipt_of` for a coroutine: awaits the future without blocking the loop."""
+    if future is None:
+        return None
+    try:
+        return await asyncio.wrap_future(future)
+    except AuditRefusedError:
+        raise
+    except Exception as exc:
+        raise AuditUnavailableError(f"the audit log could not record the decision: {exc}") from exc
 
 
 @dataclass(frozen=True, slots=True)

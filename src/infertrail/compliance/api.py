@@ -42,6 +42,7 @@ from infertrail.compliance.export import csv_chunks, json_chunks
 from infertrail.compliance.filters import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, QueryError
 from infertrail.compliance.queries import Caller, Export, NotFoundError, QueryService, RecordsQuery
 from infertrail.privacy.errors import AccessRefusedError, PrivacyError
+from infertrail.telemetry import conventions as c
 from infertrail.web.responses import ErrorResponse, error_response, request_id_of
 
 __all__ = [
@@ -54,7 +55,7 @@ __all__ = [
 
 _log = logging.getLogger("infertrail.compliance")
 
-METRIC_ACCESS_DENIED = "infertrail.audit.access.denied"
+METRIC_ACCESS_DENIED = c.METRIC_AUDIT_ACCESS_DENIED
 #: Where the routes are mounted.
 PREFIX = "/v1/audit"
 #: Record numbers have at most 16 digits: beyond any log, and within the lake's 64-bit seq.
@@ -261,7 +262,7 @@ def _account(request: Request, error: ComplianceError, denied: metrics.Counter) 
     rid = request_id_of(request)
     path = request.url.path
     if isinstance(error.cause, AccessError):
-        denied.add(1, {"http.response.status_code": error.status_code, "url.path": path})
+        denied.add(1, {c.HTTP_RESPONSE_STATUS_CODE: error.status_code, c.URL_PATH: path})
         _log.warning(
             "compliance API %s %s refused (%s): %s", request.method, path, rid, error.cause
         )
@@ -353,10 +354,10 @@ def compliance_router(
     meter) receives the denial counter.
     """
     limiter = limiter or RateLimiter(5.0, 20)
-    meter = meter or metrics.get_meter("infertrail.compliance")
+    meter = meter or metrics.get_meter(c.SCOPE_COMPLIANCE)
     denied = meter.create_counter(
         METRIC_ACCESS_DENIED,
-        unit="{request}",
+        unit=c.UNIT_REQUEST,
         description="Compliance API requests refused: 401 no valid key, 403 role, 429 rate.",
     )
     router = APIRouter(

@@ -187,9 +187,9 @@ def rss_bytes() -> int:
 class CostAttribution:
     """Prices every inference event, sums per (hour, team, model, version, endpoint, tenant).
 
-    Register as a background sink: ``monitor.add_sink(cost)``; ``close()`` at shutdown, after
-    ``monitor.flush()``, writes what is left. Clocks and the memory probe are injectable so that
-    tests can check the arithmetic exactly.
+    Register as a background sink: ``monitor.add_sink(cost)``; the Monitor's shutdown closes
+    it after the queue is drained, which writes what is left. Clocks and the memory probe are
+    injectable so that tests can check the arithmetic exactly.
     """
 
     def __init__(
@@ -297,13 +297,20 @@ class CostAttribution:
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
             try:
-                self.flush()
+                self._write()
             except sqlite3.Error:
                 self.flush_failures += 1
                 _log.exception("cost flush failed; the sums stay in memory for the next one")
 
-    def flush(self) -> None:
-        """Sample the process and write every pending sum (one transaction)."""
+    def flush(self, timeout_s: float = 5.0) -> bool:
+        """Sample the process and write every pending sum (one transaction; sink contract).
+
+        ``timeout_s`` is SQLite's to respect (its busy timeout); always True once written.
+        """
+        self._write()
+        return True
+
+    def _write(self) -> None:
         with self._io_lock:
             now, cpu = self._clock_ns(), self._cpu_clock_ns()
             process_rows = self._process_rows(self._last_wall_ns, now, cpu - self._last_cpu_ns)
@@ -353,16 +360,16 @@ class CostAttribution:
             start = end
         return rows
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = 5.0) -> None:
         """Stop the flusher, write what is pending, close the database. Idempotent."""
         if self._closed:
             return
         self._closed = True
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=30.0)
+            self._thread.join(timeout=timeout_s)
         try:
-            self.flush()
+            self._write()
         finally:
             self._conn.close()
 

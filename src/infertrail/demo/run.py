@@ -20,8 +20,9 @@ from infertrail.audit.verify import verify_log
 from infertrail.config import Settings
 from infertrail.demo.simulate import simulate_traffic
 from infertrail.models import credit, sentiment, train_all
-from infertrail.server.app import SENTIMENT_PATH, Services, build_services, create_app
+from infertrail.server.app import DemoService, build_services, create_app
 from infertrail.server.credit import CREDIT_SCORE_PATH
+from infertrail.server.sentiment import SENTIMENT_PATH
 from infertrail.telemetry.files import LOGS_FILE, METRICS_FILE, TRACES_FILE
 from infertrail.telemetry.readback import RequestTelemetry, find_request
 from infertrail.telemetry.setup import INFERENCE_LOG_FILE
@@ -120,7 +121,7 @@ def run_demo(settings: Settings, *, n_requests: int, port: int, keep_serving: bo
 
         with ThreadPoolExecutor(4) as pool:
             outcomes = list(pool.map(send, traffic(n_requests)))
-    drift_lines = drive_digits(base, services, settings) if services.drift else []
+    drift_lines = drive_digits(base, services, settings) if services.runtime.drift else []
     if keep_serving:
         print("serving until Ctrl-C ...")
         try:
@@ -137,10 +138,9 @@ def run_demo(settings: Settings, *, n_requests: int, port: int, keep_serving: bo
     return 0
 
 
-def drive_digits(base: str, services: Services, settings: Settings) -> list[str]:
+def drive_digits(base: str, services: DemoService, settings: Settings) -> list[str]:
     """One window of clean digits, then one of noisy ones; what drift monitoring made of each."""
-    assert services.drift is not None
-    monitor = services.drift.drift_monitors["digits"]
+    monitor = services.runtime.drift["digits"]
     lines = [f"\ndrift monitoring (digits, windows of {settings.drift_window_size} images):"]
     for scenario in ("clean", "gaussian_noise"):
         simulate_traffic(

@@ -26,6 +26,7 @@ import httpx
 import orjson
 
 from infertrail import __version__
+from infertrail.audit.keys import open_signer
 from infertrail.audit.ledger import AuditLog, LogLockedError
 from infertrail.audit.record import retention_policy
 from infertrail.commandline import settings_of
@@ -47,7 +48,6 @@ from infertrail.outcomes.schema import (
     parse_outcomes,
 )
 from infertrail.outcomes.store import OutcomeConflictError, OutcomeStore, outcomes_db_path
-from infertrail.runtime.audit import open_signer
 
 __all__ = ["outcomes", "read_outcome_file"]
 

@@ -84,8 +84,12 @@ class PredictionIndex:
         """Predictions queued but not yet in the database."""
         return len(self._pending)
 
-    def flush(self) -> None:
-        """Write every queued prediction now (one transaction)."""
+    def flush(self, timeout_s: float = 5.0) -> bool:
+        """Write every queued prediction now (one transaction; sink contract: always True)."""
+        self._write()
+        return True
+
+    def _write(self) -> None:
         with self._io_lock:
             with self._lock:
                 batch, self._pending = self._pending, []
@@ -104,17 +108,17 @@ class PredictionIndex:
             self._wake.wait(self._interval)
             self._wake.clear()
             try:
-                self.flush()
+                self._write()
             except sqlite3.Error:
                 self.flush_failures += 1
                 _log.exception("predictions index flush failed; retrying at the next interval")
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = 5.0) -> None:
         """Stop the writer and write what is queued. Idempotent; the store stays open."""
         if self._stop:
             return
         self._stop = True
         self._wake.set()
         if self._thread is not None:
-            self._thread.join(timeout=30.0)
-        self.flush()
+            self._thread.join(timeout=timeout_s)
+        self._write()

@@ -19,6 +19,7 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
+from infertrail.audit.keys import open_signer
 from infertrail.audit.ledger import AuditLog, LogCorruptedError, LogLockedError
 from infertrail.audit.record import Actor
 from infertrail.commandline import UsageProblem, settings_of
@@ -27,7 +28,6 @@ from infertrail.keyring import Keyring, KeyringError
 from infertrail.privacy.errors import PrivacyError
 from infertrail.privacy.pseudonyms import PseudonymTable, Tombstone
 from infertrail.privacy.stores import PAYLOADS_DB, SUBJECTS_DB, PrivacyService
-from infertrail.runtime.audit import open_signer
 
 __all__ = ["privacy"]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from infertrail.audit.receipts import AuditRefusedError
+
 __all__ = [
     "AccessRefusedError",
     "PayloadIntegrityError",
@@ -16,8 +18,10 @@ class PrivacyError(RuntimeError):
     """Base class of the errors below."""
 
 
-class SubjectErasedError(PrivacyError):
+class SubjectErasedError(PrivacyError, AuditRefusedError):
     """The subject was erased: a new pseudonym needs an explicit, recorded re-enrolment."""
+
+    kind = "subject_erased"
 
     def __init__(self, erased_at: str, actor_id: str, receipt_seq: int | None) -> None:
         self.erased_at = erased_at

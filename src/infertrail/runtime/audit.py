@@ -3,12 +3,12 @@
 ``AuditTrail.open(settings)`` opens (or creates) the signing key, the keyring, the log under
 ``<data_dir>/audit/log``, a background sealer into the lake (which then compacts closed months,
 ``audit_compact``), and the privacy services (pseudonym table, raw-payload store when
-enabled). Used as a request-thread sink of the
-:class:`~infertrail.monitor.Monitor`, it derives the audit record of every inference, hashes
-the input under a keyed HMAC, replaces the subject by its pseudonym from the mapping table, queues
-the record and, if raw payloads are on, queues the encrypted input; the event keeps the future of
-its receipt (``event.extra["audit"]``) so that a caller can wait until the decision is durable
-before answering.
+enabled). Used as a request-thread sink of the :class:`~infertrail.monitor.Monitor`, it derives
+the audit record of every inference, hashes the input under a keyed HMAC, replaces the subject
+by its pseudonym from the mapping table, queues the record and, if raw payloads are on, queues
+the encrypted input; the event keeps the future of its receipt (``event.audit``) so that the
+caller can wait until the decision is durable before answering
+(:meth:`infertrail.runtime.Runtime.audit_receipt`).
 """
 
 from __future__ import annotations
@@ -19,38 +19,26 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from infertrail import __version__
-from infertrail.audit.checkpoint import NoteSigner
 from infertrail.audit.compaction import Compactor
-from infertrail.audit.keys import generate_signing_key, load_signer
+from infertrail.audit.keys import open_signer
 from infertrail.audit.lake import Sealer
 from infertrail.audit.ledger import AuditLog, LogClosedError, Receipt
 from infertrail.audit.record import RetentionPolicy, derive_record, input_hmac_hex, retention_policy
 from infertrail.config import Settings
 from infertrail.events import InferenceEvent
 from infertrail.keyring import Keyring
+from infertrail.lifecycle import DEFAULT_SHUTDOWN_S, Deadline
 from infertrail.privacy.pseudonyms import SUBJECT_KEY_PURPOSE
 from infertrail.privacy.stores import PrivacyService
 
 _log = logging.getLogger("infertrail.audit")
 
 INPUT_KEY_PURPOSE = "input-hmac"
-AUDIT_FUTURE = "audit"
 __all__ = [
-    "AUDIT_FUTURE",
     "INPUT_KEY_PURPOSE",
     "SUBJECT_KEY_PURPOSE",
     "AuditTrail",
-    "open_signer",
 ]
-
-
-def open_signer(settings: Settings) -> NoteSigner:
-    """The log's checkpoint signer, created (0600) on first use with the log's origin."""
-    path = settings.signing_key_file
-    if not path.exists():
-        vkey = generate_signing_key(path, settings.audit_origin)
-        _log.warning("created audit signing key %s; verifier key: %s", path, vkey)
-    return load_signer(path)
 
 
 @dataclass
@@ -156,19 +144,35 @@ class AuditTrail:
         except Exception as exc:
             future = Future()
             future.set_exception(exc)
-        ev.extra[AUDIT_FUTURE] = future
+        ev.audit = future
 
-    def close(self) -> None:
-        """Stop the sealer and the privacy services, seal what is committed, close the log.
+    def flush(self, timeout_s: float = DEFAULT_SHUTDOWN_S) -> bool:
+        """Return once every record so far is durable and under a signed checkpoint."""
+        try:
+            self.log.flush(timeout_s)
+        except TimeoutError:
+            return False
+        except LogClosedError:
+            pass  # closed: its final checkpoint covers everything it took
+        return True
 
-        Idempotent. The privacy services close first: their purger appends to the log.
+    def close(self, timeout_s: float = DEFAULT_SHUTDOWN_S) -> None:
+        """Sign a final checkpoint, seal what is committed if time allows, close. Idempotent.
+
+        The signature comes first: it is what proves later that every acknowledged record was
+        in the log, while sealing can be finished by the next start (the WAL keeps the records).
+        The privacy services close before the log: their purger appends to it.
         """
-        self.sealer.stop()
+        deadline = Deadline(timeout_s)
+        self.sealer.stop(deadline.remaining())
         self.privacy.close()
         try:
-            self.log.flush()
-            self.sealer.seal()
+            self.log.flush(deadline.remaining())
+            if not deadline.expired:
+                self.sealer.seal()
         except LogClosedError:
             pass  # already closed: what it committed stays in the WAL for the next seal
+        except TimeoutError:
+            _log.warning("audit log: final flush did not finish in %.1f s", timeout_s)
         finally:
             self.log.close()

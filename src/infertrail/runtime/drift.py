@@ -1,10 +1,10 @@
-"""Drift monitoring and drift alerting for a running service, built from :class:`Settings`.
+"""Drift monitoring of a running service: one :class:`DriftMonitor` per served model.
 
-:func:`start_drift_monitoring` loads each served model's reference profile (checked against the
-model's sha256), registers one :class:`DriftMonitor` per model as a background ``Monitor`` sink,
-publishes every report as drift gauges (``/metrics``) and, when ``alert_rules_file`` is set,
-feeds each closed window to one :class:`AlertEngine` whose notifications go out through a
-:class:`NotifierDispatch`. Nothing here runs on the request thread.
+:func:`open_drift_monitors` finds each model's reference profile (given, or the one saved
+beside the model and checked against its sha256), builds one ``DriftMonitor`` per model (the
+runtime registers each as a background ``Monitor`` sink), publishes every report as drift gauges
+(``/metrics``) and, when there is an alert engine, feeds it each closed window. Nothing here
+runs on the request thread.
 
 A model whose profile is missing or belongs to an older artifact gets it rebuilt at start-up,
 with a warning, when the caller hands over a builder for it (the served demo models' are in
@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import zlib
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from infertrail.alerting import AlertEngine, NotifierDispatch, load_rules
+from opentelemetry.metrics import Meter
+
+from infertrail.alerting import AlertEngine
 from infertrail.config import Settings
 from infertrail.drift import (
     DriftConfig,
@@ -32,11 +34,7 @@ from infertrail.drift import (
     profile_path,
 )
 from infertrail.events import ModelInfo
-from infertrail.monitor import Monitor
-from infertrail.runtime.alert_sources import drift_listener
-from infertrail.runtime.slo import SLOService, attach_slos
-from infertrail.slo.alerts import with_slo_rules
-from infertrail.slo.definitions import load_slos
+from infertrail.runtime.alerts import drift_listener
 
 log = logging.getLogger("infertrail.drift")
 
@@ -82,66 +80,71 @@ def load_reference(
     return load_profile(path, expected_sha256=info.sha256)
 
 
-# -- the wiring -------------------------------------------------------------------------------
-@dataclass
-class DriftWiring:
-    """The drift monitors of the served models, their gauges, and the alerting behind them."""
-
-    monitor: Monitor
-    drift_monitors: dict[str, DriftMonitor]
-    metrics: DriftMetrics
-    engine: AlertEngine | None = None
-    dispatch: NotifierDispatch | None = None
-    slo: SLOService | None = None
-    _closed: bool = field(default=False, repr=False)
-
-    def close(self, timeout_s: float = 10.0) -> None:
-        """Judge what is queued and the open windows, deliver notifications, stop. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        # Events still queued in the Monitor belong to the current windows: let them arrive.
-        self.monitor.flush(timeout_s)
-        for drift_monitor in self.drift_monitors.values():
-            drift_monitor.close(timeout_s)
-        if self.slo is not None:
-            self.slo.close()
-        if self.dispatch is not None:
-            self.dispatch.close(timeout_s)
-
-
 def _seed(model_name: str) -> int:
     """A stable per-model sampling seed, so sampling is reproducible across restarts."""
     return zlib.crc32(model_name.encode())
 
 
-def start_drift_monitoring(
-    settings: Settings,
-    monitor: Monitor,
-    models: Iterable[ModelInfo],
-    *,
-    config: DriftConfig | None = None,
-    builders: Mapping[str, ProfileBuilder] | None = None,
-) -> DriftWiring:
-    """Start drift monitoring of ``models``, the SLOs of ``settings.slo_file``, and alerting.
+#: A model's reference profile as given to the runtime: loaded, or the path of its JSON file.
+ProfileSource = Profile | str | os.PathLike[str]
 
-    One alert engine holds the rules of ``alert_rules_file`` and the SLOs' burn-rate rules.
-    Fails before registering anything when a profile, the rules or the SLO file is bad, or a
-    receiver's secret is missing from the environment. The caller decides whether drift
-    monitoring runs at all (``settings.drift_enabled``).
+
+def _profile_of(
+    settings: Settings,
+    info: ModelInfo,
+    given: ProfileSource | None,
+    builders: Mapping[str, ProfileBuilder] | None,
+) -> Profile | None:
+    """The model's profile, or None (with a warning) when it has none and none can be built."""
+    if isinstance(given, Profile):
+        if given.model_sha256 and given.model_sha256 != info.sha256:
+            raise ProfileError(
+                f"the profile given for {info.name!r} was built for model sha256 "
+                f"{given.model_sha256}, not the served {info.sha256}"
+            )
+        return given
+    if given is not None:
+        return load_profile(Path(given), expected_sha256=info.sha256)
+    path = profile_path(settings.models_dir, info.name)
+    if not path.is_file() and info.name not in (builders or {}):
+        log.warning(
+            "drift monitoring is off for model %r: no reference profile at %s (build one with "
+            "`infertrail drift baseline --name %s ...`, or pass profiles= to the runtime)",
+            info.name,
+            path,
+            info.name,
+        )
+        return None
+    return load_reference(settings.models_dir, info, builders)
+
+
+def open_drift_monitors(
+    settings: Settings,
+    models: Sequence[ModelInfo],
+    meter: Meter,
+    *,
+    profiles: Mapping[str, ProfileSource] | None = None,
+    builders: Mapping[str, ProfileBuilder] | None = None,
+    engine: AlertEngine | None = None,
+    config: DriftConfig | None = None,
+) -> dict[str, DriftMonitor]:
+    """One started drift monitor per model that has a reference profile, by model name.
+
+    Its reports become drift gauges and, with an ``engine``, alert evaluations. Fails before
+    starting anything when a profile is damaged, belongs to another artifact or a setting is
+    invalid; the caller registers the monitors as sinks (and closes them).
     """
-    profiles = [load_reference(settings.models_dir, info, builders) for info in models]
-    rules = None if settings.alert_rules_file is None else load_rules(settings.alert_rules_file)
-    slos = None if settings.slo_file is None else load_slos(settings.slo_file)
-    if slos is not None:
-        rules = with_slo_rules(rules, slos)
-    meter = monitor.telemetry.meter
-    dispatch = None if rules is None else NotifierDispatch.from_rules(rules, meter=meter)
-    drift_monitors: dict[str, DriftMonitor] = {}
+    given = dict(profiles or {})
+    unknown = set(given) - {info.name for info in models}
+    if unknown:
+        raise ValueError(f"profiles given for models that are not served: {sorted(unknown)}")
+    found = [
+        p for info in models if (p := _profile_of(settings, info, given.get(info.name), builders))
+    ]
+    monitors: dict[str, DriftMonitor] = {}
     try:
-        engine = None if rules is None else AlertEngine(rules, dispatch, settings.alert_state_path)
-        for profile in profiles:
-            drift_monitors[profile.model_name] = DriftMonitor(
+        for profile in found:
+            monitors[profile.model_name] = DriftMonitor(
                 profile,
                 config,
                 window_size=settings.drift_window_size,
@@ -150,24 +153,12 @@ def start_drift_monitoring(
                 seed=_seed(profile.model_name),
             )
     except BaseException:
-        for built in drift_monitors.values():
+        for built in monitors.values():
             built.close(0.0)
-        if dispatch is not None:
-            dispatch.close(0.0)
         raise
     metrics = DriftMetrics(meter)
-    for drift_monitor in drift_monitors.values():
-        drift_monitor.add_listener(metrics.record)
+    for monitor in monitors.values():
+        monitor.add_listener(metrics.record)
         if engine is not None:
-            drift_monitor.add_listener(drift_listener(engine))
-        monitor.add_sink(drift_monitor)
-    slo = None
-    if slos is not None:
-        slo = attach_slos(
-            monitor,
-            slos,
-            engine,
-            counts_path=settings.slo_counts_path,
-            drift_monitors=drift_monitors.values(),
-        )
-    return DriftWiring(monitor, drift_monitors, metrics, engine, dispatch, slo)
+            monitor.add_listener(drift_listener(engine))
+    return monitors

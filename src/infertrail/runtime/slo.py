@@ -1,16 +1,15 @@
-"""Wiring the SLO layer into a running service: sinks, listeners, the evaluator's timer.
+"""The SLOs of a running service: the counting sink, the drift listeners, the evaluator's timer.
 
-``attach_slos`` is what a service calls once at start, next to its drift monitors and its
-alert engine (built with ``with_slo_rules`` so that the one engine holds the drift, business
-and SLO rules)::
+:func:`open_slos` builds an :class:`SLOService` the runtime registers as a background sink of
+the Monitor (its events are counted per minute), listening to the drift monitors (OOD SLIs)
+and evaluating on a timer into the service's alert engine (whose rules already hold the SLOs'
+burn-rate rules, ``runtime.alerts``)::
 
-    slos = load_slos(settings_slo_file)
-    rules = with_slo_rules(load_rules(settings.alert_rules_file), slos)
-    engine = AlertEngine(rules, NotifierDispatch.from_rules(rules), state_path)
-    slo = attach_slos(monitor, slos, engine, counts_path=data_dir / "slo" / "counts.json",
-                      drift_monitors=[digits_drift], references={"digits": reference})
+    slo = open_slos(slos, engine, meter, counts_path=settings.slo_counts_path,
+                    drift_monitors=drift_monitors.values())
+    monitor.add_sink(slo)
     ...
-    slo.close()  # at shutdown: stops the timer, saves the counts
+    slo.close()  # at shutdown (the Monitor does it): stops the timer, saves the counts
 """
 
 from __future__ import annotations
@@ -18,37 +17,47 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+
+from opentelemetry.metrics import Meter
 
 from infertrail.alerting.engine import AlertEngine
+from infertrail.drift.window import DriftMonitor
+from infertrail.events import InferenceEvent
+from infertrail.lifecycle import DEFAULT_SHUTDOWN_S
 from infertrail.slo.business import ConfidenceReference, ConfidenceWindow
 from infertrail.slo.definitions import SLOSet
 from infertrail.slo.evaluator import SLOEvaluator
 from infertrail.slo.sli import SLICounter
 
-if TYPE_CHECKING:
-    from infertrail.drift.window import DriftMonitor
-    from infertrail.monitor import Monitor
+__all__ = ["SLOService", "open_slos"]
 
 
 @dataclass
 class SLOService:
-    """The SLO parts attached to one Monitor."""
+    """The SLOs of one service, a Monitor sink: counts events, evaluates them on a timer."""
 
     slos: SLOSet
     counter: SLICounter
     evaluator: SLOEvaluator
     confidence: ConfidenceWindow | None
 
-    def close(self) -> None:
+    def __call__(self, event: InferenceEvent) -> None:
+        """Count the event toward every SLI it belongs to (Monitor worker thread)."""
+        self.counter(event)
+
+    def flush(self, timeout_s: float = DEFAULT_SHUTDOWN_S) -> bool:
+        """Nothing is buffered: counts are read by the evaluator as they are."""
+        return True
+
+    def close(self, timeout_s: float = DEFAULT_SHUTDOWN_S) -> None:
         """Stop the evaluator's timer and save the counts. Idempotent."""
-        self.evaluator.stop()
+        self.evaluator.stop(timeout_s)
 
 
-def attach_slos(
-    monitor: Monitor,
+def open_slos(
     slos: SLOSet,
     engine: AlertEngine | None,
+    meter: Meter,
     *,
     counts_path: str | os.PathLike[str] | None = None,
     drift_monitors: Iterable[DriftMonitor] = (),
@@ -56,20 +65,17 @@ def attach_slos(
     business_window_s: int = 3600,
     start: bool = True,
 ) -> SLOService:
-    """Count the SLOs' events on ``monitor``, evaluate them on a timer, alert through ``engine``.
+    """Count ``slos``' events, evaluate them on a timer, alert through ``engine``.
 
-    The counter is a background sink of the Monitor and, when ``engine`` is given, feeds the
-    confidence window of the business signals; OOD SLIs listen to ``drift_monitors``;
-    ``references`` (model -> reference confidences) turn on the business delta signals.
+    With an ``engine`` the counter also feeds the confidence window of the business signals;
+    OOD SLIs listen to ``drift_monitors``; ``references`` (model -> reference confidences) turn
+    on the business delta signals. The caller registers the result as a Monitor sink.
     """
     window = ConfidenceWindow(references, window_s=business_window_s) if engine else None
     counter = SLICounter(slos.slos, confidence=window)
-    monitor.add_sink(counter)
     for drift in drift_monitors:
         drift.add_listener(counter.record_drift_report)
-    evaluator = SLOEvaluator(
-        counter, engine, meter=monitor.telemetry.meter, counts_path=counts_path
-    )
+    evaluator = SLOEvaluator(counter, engine, meter=meter, counts_path=counts_path)
     if window is not None and engine is not None:
         evaluator.add_listener(window.listener(engine))
     if start:

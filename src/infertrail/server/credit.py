@@ -14,7 +14,6 @@ import functools
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -31,6 +30,7 @@ from infertrail.models.reason_codes import REASON_CODES_VERSION
 from infertrail.monitor import Monitor
 from infertrail.web.responses import (
     DECISION_ERRORS,
+    ModelRef,
     durable_audit_seq,
     model_ref,
     reject,
@@ -81,12 +81,6 @@ class Explanation(BaseModel):
     values: dict[str, float] = Field(
         description="Exact SHAP value per attribute; base_value + their sum = the log-odds."
     )
-
-
-class ModelRef(BaseModel):
-    name: str
-    version: str
-    sha256: str
 
 
 class CreditScoreResponse(BaseModel):
@@ -202,9 +196,7 @@ def credit_router(monitor: Monitor, model: CreditModel, settings: Settings) -> A
                 a.ci_high,
             )
             ev.explanation = explanation = a.explanation(REASON_CODES_VERSION)
-        audit_seq = await durable_audit_seq(ev, settings, rid)
-        if isinstance(audit_seq, JSONResponse):
-            return audit_seq
+        audit_seq = await durable_audit_seq(ev, settings)
         return {
             "request_id": rid,
             "trace_id": ev.trace_id_hex,

@@ -17,7 +17,6 @@ import math
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from infertrail.config import Settings
@@ -25,6 +24,7 @@ from infertrail.models.digits import LABELS, N_PIXELS, PIXEL_MAX, DigitsModel
 from infertrail.monitor import Monitor
 from infertrail.web.responses import (
     DECISION_ERRORS,
+    ModelRef,
     durable_audit_seq,
     model_ref,
     reject,
@@ -48,12 +48,6 @@ class DigitsRequest(BaseModel):
         max_length=N_PIXELS,
         description=f"{N_PIXELS} intensities, each a number 0..{PIXEL_MAX}, row by row.",
     )
-
-
-class ModelRef(BaseModel):
-    name: str
-    version: str
-    sha256: str
 
 
 class DigitsResponse(BaseModel):
@@ -153,9 +147,7 @@ def digits_router(monitor: Monitor, model: DigitsModel, settings: Settings) -> A
         ) as ev:
             p = model.predict(pixels)
             ev.label, ev.score, ev.confidence = p.label, p.confidence, p.confidence
-        audit_seq = await durable_audit_seq(ev, settings, rid)
-        if isinstance(audit_seq, JSONResponse):
-            return audit_seq
+        audit_seq = await durable_audit_seq(ev, settings)
         return {
             "request_id": rid,
             "trace_id": ev.trace_id_hex,

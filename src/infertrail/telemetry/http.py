@@ -15,7 +15,9 @@ from collections.abc import Collection, Sequence
 from opentelemetry import metrics as metrics_api
 from opentelemetry.util.types import Attributes
 
-HTTP_SERVER_DURATION = "http.server.request.duration"
+from infertrail.telemetry import conventions as c
+
+HTTP_SERVER_DURATION = c.METRIC_HTTP_SERVER_DURATION
 
 
 class SelectedMetersProvider(metrics_api.MeterProvider):

@@ -1,4 +1,8 @@
-"""ASGI middleware: a validated request id on every request, echoed in the response header."""
+"""ASGI middleware: a validated request id on every request, echoed in the response header.
+
+The id is also the current request's (``events.current_request``) while the request runs, so
+``Monitor.observe`` inside a handler picks it, and the matched route, up without being told.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,16 @@ from typing import Any
 from opentelemetry import trace
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from infertrail.events import InvalidRequestId, new_request_id, validate_request_id
+from infertrail.events import (
+    InvalidRequestId,
+    RequestContext,
+    current_request,
+    new_request_id,
+    validate_request_id,
+)
 from infertrail.telemetry import conventions as c
+
+__all__ = ["HEADER", "RequestIdMiddleware"]
 
 HEADER = "x-request-id"
 
@@ -57,7 +69,11 @@ class RequestIdMiddleware:
                 message["headers"] = [*message.get("headers", []), header]
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        token = current_request.set(RequestContext(rid, scope))
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            current_request.reset(token)
 
 
 async def _send_json(send: Send, status: int, body: dict[str, Any], rid: str) -> None:

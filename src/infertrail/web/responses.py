@@ -3,18 +3,32 @@ the wait for the decision's audit record."""
 
 from __future__ import annotations
 
-import asyncio
+import logging
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from starlette.applications import Starlette
 
+from infertrail.audit.receipts import AuditRefusedError, AuditUnavailableError, receipt_of_async
 from infertrail.config import Settings
 from infertrail.events import InferenceEvent, ModelInfo, new_request_id
 from infertrail.monitor import Monitor
-from infertrail.privacy.errors import SubjectErasedError
-from infertrail.runtime.audit import AUDIT_FUTURE
+
+__all__ = [
+    "DECISION_ERRORS",
+    "ErrorResponse",
+    "ModelRef",
+    "durable_audit_seq",
+    "error_response",
+    "install_error_handlers",
+    "model_ref",
+    "reject",
+    "request_id_of",
+]
+
+_log = logging.getLogger("infertrail.web")
 
 
 class ErrorResponse(BaseModel):
@@ -25,9 +39,18 @@ class ErrorResponse(BaseModel):
     request_id: str
 
 
+class ModelRef(BaseModel):
+    """The identity of the model that made a decision, as every decision response gives it."""
+
+    name: str
+    version: str
+    sha256: str = Field(description="SHA-256 of the model artifact.")
+
+
 #: OpenAPI documentation of a decision endpoint's errors.
 DECISION_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "The body is not valid JSON."},
+    409: {"model": ErrorResponse, "description": "The subject was erased."},
     422: {"model": ErrorResponse, "description": "Missing, unknown or invalid fields."},
     503: {"model": ErrorResponse, "description": "The decision could not be audited."},
 }
@@ -62,22 +85,37 @@ def reject(
 
 
 def model_ref(info: ModelInfo) -> dict[str, str]:
+    """The :class:`ModelRef` of a served model, as a response dict."""
     return {"name": info.name, "version": info.version, "sha256": info.sha256}
 
 
-async def durable_audit_seq(
-    ev: InferenceEvent, settings: Settings, rid: str
-) -> int | JSONResponse | None:
-    """The decision's audit seq once its record is durable (None when audit is off or not
-    awaited), or the error to answer instead: a decision that could not be recorded is not
-    returned (503), and an erased subject is not silently given a new pseudonym (409)."""
-    receipt = ev.extra.get(AUDIT_FUTURE)
-    if receipt is None or not settings.audit_wait_durable:
+async def durable_audit_seq(ev: InferenceEvent, settings: Settings) -> int | None:
+    """The decision's audit seq once its record is durable; None when audit is off or not
+    awaited (``audit_wait_durable``).
+
+    Raises AuditUnavailableError (answered 503: a decision that could not be recorded is not
+    returned) or AuditRefusedError (answered 409, e.g. an erased subject is not silently given
+    a new pseudonym) through the handlers of :func:`install_error_handlers`.
+    """
+    if not settings.audit_wait_durable:
         return None
-    try:
-        seq: int = (await asyncio.wrap_future(receipt)).seq
-    except SubjectErasedError as exc:
-        return error_response(409, "subject_erased", str(exc), rid)
-    except Exception as exc:
-        return error_response(503, "audit_unavailable", f"audit log write failed: {exc}", rid)
-    return seq
+    receipt = await receipt_of_async(ev.audit)
+    return None if receipt is None else receipt.seq
+
+
+def install_error_handlers(app: Starlette) -> None:
+    """Answer the audit errors of decision endpoints in the one error shape (503 and 409)."""
+
+    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # The detail (paths, OS errors) is for the operator's log, not for the caller.
+        rid = request_id_of(request)
+        _log.error("request %s: decision not returned: %s", rid, exc)
+        detail = "the decision could not be recorded in the audit log, so none is returned"
+        return error_response(503, "audit_unavailable", detail, rid)
+
+    async def refused(request: Request, exc: Exception) -> JSONResponse:
+        kind = exc.kind if isinstance(exc, AuditRefusedError) else "audit_refused"
+        return error_response(409, kind, str(exc), request_id_of(request))
+
+    app.add_exception_handler(AuditUnavailableError, unavailable)
+    app.add_exception_handler(AuditRefusedError, refused)

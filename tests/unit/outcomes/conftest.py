@@ -59,13 +59,16 @@ def service(service_settings: Settings) -> Iterator[Service]:
     monitor = Monitor(service_settings)
     trail = AuditTrail.open(service_settings, fsync=False)
     monitor.add_sink(trail, on_request_thread=True)
-    loop = OutcomeLoop.open(service_settings, monitor, audit=trail)
+    loop = OutcomeLoop.open(
+        service_settings,
+        monitor.telemetry.meter,
+        audit=trail,
+        hand_over_events=monitor.flush_events,
+    )
+    monitor.add_sink(loop)
     app = FastAPI()
     app.add_middleware(RequestIdMiddleware, on_invalid=lambda rid, msg, path: None)
     app.include_router(loop.router())
     with TestClient(app) as client:
         yield Service(service_settings, monitor, trail, loop, client)
-    monitor.flush()
-    loop.close()
-    trail.close()
-    monitor.shutdown()
+    monitor.shutdown()  # closes the trail, then the loop

@@ -132,17 +132,21 @@ def app(tmp_path: Path, clean_env: None, credit_model: CreditModel) -> Iterator[
     trail = AuditTrail.open(settings, fsync=False)
     monitor.add_sink(trail, on_request_thread=True)
     engine = AlertEngine(parse_rules(doc_rules()), RecordingDispatch(), tmp_path / "alerts.json")
-    loop = OutcomeLoop.open(settings, monitor, audit=trail, engine=engine)
+    loop = OutcomeLoop.open(
+        settings,
+        monitor.telemetry.meter,
+        audit=trail,
+        engine=engine,
+        hand_over_events=monitor.flush_events,
+    )
+    monitor.add_sink(loop)
     api = FastAPI()
     api.add_middleware(RequestIdMiddleware, on_invalid=lambda rid, msg, path: None)
     api.include_router(credit_router(monitor, credit_model, settings))
     api.include_router(loop.router())
     with TestClient(api) as client:
         yield client, loop, engine, monitor
-    monitor.flush()
-    loop.close()
-    trail.close()
-    monitor.shutdown()
+    monitor.shutdown()  # closes the trail, then the loop
 
 
 @pytest.mark.slow

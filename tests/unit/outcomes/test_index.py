@@ -39,7 +39,7 @@ def test_monitor_events_are_indexed(tmp_path: Path, clean_env: None, store: Outc
             request_id="rej-1",
             endpoint="/v1/digits",
         )
-        monitor.flush()
+        monitor.flush_events()  # handed to the sinks, not yet flushed by them
         assert index.pending == 1  # only the successful inference has a prediction
         index.close()
     finally:

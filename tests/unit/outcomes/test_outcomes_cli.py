@@ -13,13 +13,13 @@ import uvicorn
 from click.testing import CliRunner
 from fastapi import FastAPI
 
+from infertrail.audit.keys import open_signer
 from infertrail.audit.ledger import AuditLog
 from infertrail.audit.record import validate_record
 from infertrail.config import Settings
 from infertrail.outcomes.cli import outcomes
 from infertrail.outcomes.ingest import OutcomeService
 from infertrail.outcomes.store import OutcomeStore, outcomes_db_path
-from infertrail.runtime.audit import open_signer
 
 from .helpers import NS, T0, prediction
 

@@ -13,7 +13,7 @@ from infertrail.audit.keys import verifier_key_path
 from infertrail.audit.verify import verify_log
 from infertrail.config import Settings
 from infertrail.privacy.cli import privacy
-from infertrail.runtime.audit import AUDIT_FUTURE, AuditTrail
+from infertrail.runtime.audit import AuditTrail
 from tests.unit.privacy.conftest import CREDIT_INPUTS, JUSTIFICATION
 from tests.unit.runtime.test_audit_privacy import event
 
@@ -29,7 +29,7 @@ def settings(tmp_path: Path, clean_env: None, monkeypatch: pytest.MonkeyPatch) -
         for i, subject in enumerate(["alice", "alice", "bob"]):
             ev = event(f"req-{i}", subject)
             trail(ev)
-            ev.extra[AUDIT_FUTURE].result(timeout=30)
+            ev.audit.result(timeout=30)
     finally:
         trail.close()
     return s

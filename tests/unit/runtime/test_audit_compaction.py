@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from infertrail.config import Settings
 from infertrail.events import InferenceEvent, ModelInfo
-from infertrail.runtime.audit import AUDIT_FUTURE, AuditTrail
+from infertrail.runtime.audit import AuditTrail
 
 MODEL = ModelInfo("credit-logreg", "2026.11.1", "ab" * 32)
 LONG_AGO = int(datetime(2025, 3, 14, 9, tzinfo=UTC).timestamp() * 1e9)
@@ -32,7 +32,7 @@ def decide(trail: AuditTrail, i: int) -> None:
         score=0.8,
     )
     trail(ev)
-    ev.extra[AUDIT_FUTURE].result(timeout=30)
+    ev.audit.result(timeout=30)
 
 
 def open_trail(tmp_path: Path, **overrides: object) -> AuditTrail:

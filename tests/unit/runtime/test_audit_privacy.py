@@ -13,7 +13,7 @@ from infertrail.audit.canonical import canonicalize
 from infertrail.config import Settings
 from infertrail.events import InferenceEvent, ModelInfo
 from infertrail.privacy.errors import SubjectErasedError
-from infertrail.runtime.audit import AUDIT_FUTURE, AuditTrail
+from infertrail.runtime.audit import AuditTrail
 from tests.unit.privacy.conftest import ADMIN, COMPLIANCE, CREDIT_INPUTS, JUSTIFICATION
 
 MODEL = ModelInfo("credit-logreg", "2026.11.1", "ab" * 32)
@@ -51,7 +51,7 @@ def trail(tmp_path: Path, clean_env: None) -> Iterator[AuditTrail]:
 def test_records_carry_the_mapped_pseudonym_and_payloads_are_stored(trail: AuditTrail) -> None:
     ev = event("req-1", "applicant-0001")
     trail(ev)
-    seq = ev.extra[AUDIT_FUTURE].result(timeout=30).seq
+    seq = ev.audit.result(timeout=30).seq
     ((_, raw),) = trail.log.read(seq, seq + 1)
     record = json.loads(raw)
     assert record["subject"] == trail.pseudonym("applicant-0001")
@@ -72,7 +72,7 @@ def test_an_erased_subject_gets_no_record_and_no_payload(trail: AuditTrail) -> N
     ev = event("req-2", "leaver")
     trail(ev)
     with pytest.raises(SubjectErasedError):
-        ev.extra[AUDIT_FUTURE].result(timeout=30)
+        ev.audit.result(timeout=30)
     trail.log.flush()
     assert trail.log.size == size
     status = trail.privacy.erasure_status("leaver")
@@ -82,7 +82,7 @@ def test_an_erased_subject_gets_no_record_and_no_payload(trail: AuditTrail) -> N
 def test_events_without_a_subject_store_no_payload(trail: AuditTrail) -> None:
     ev = event("req-anon", None)
     trail(ev)
-    ev.extra[AUDIT_FUTURE].result(timeout=30)
+    ev.audit.result(timeout=30)
     payloads = trail.privacy.payloads
     assert payloads is not None
     payloads.flush()

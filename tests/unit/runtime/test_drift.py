@@ -1,12 +1,11 @@
-"""Drift monitoring and alerting wired from Settings: profiles, monitors, gauges, alert engine
-and the sentiment reference."""
+"""Drift monitoring and alerting as the runtime starts them from Settings: profiles, monitors,
+gauges, the alert engine, failures at start-up, and the sentiment reference."""
 
 from __future__ import annotations
 
 import json
 import logging
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +22,8 @@ from infertrail.events import ModelInfo
 from infertrail.models import PROFILE_BUILDERS, digits, sentiment
 from infertrail.models.digits import DigitsModel
 from infertrail.monitor import Monitor
-from infertrail.runtime.drift import (
-    load_reference,
-    start_drift_monitoring,
-)
+from infertrail.runtime import Runtime
+from infertrail.runtime.drift import load_reference
 from tests.unit.alerting.fakes import webhook_receiver
 
 WINDOW = 50
@@ -60,15 +57,20 @@ def make_settings(tmp_path: Path, models: Path, **overrides: Any) -> Settings:
     return s
 
 
-@pytest.fixture
-def monitor(tmp_path: Path, clean_env: None) -> Iterator[Monitor]:
-    m = Monitor(Settings(data_dir=tmp_path / "monitor", telemetry_files=False))
-    yield m
-    m.shutdown()
-
-
 def served(s: Settings) -> list[ModelInfo]:
     return [sentiment.SentimentModel.load(s.models_dir).info, DigitsModel.load(s.models_dir).info]
+
+
+def start(s: Settings, **options: Any) -> Runtime:
+    """The runtime of the sentiment and digits models, nothing else that would slow it."""
+    s = s.model_copy(update={"audit_enabled": False, "cost_enabled": False})
+    s = s.model_copy(update={"outcomes_enabled": False, "set_global_providers": False})
+    return Runtime.start(s, served(s), profile_builders=PROFILE_BUILDERS, **options)
+
+
+def monitor_of(rt: Runtime) -> Monitor:
+    assert rt.monitor is not None
+    return rt.monitor
 
 
 def digits_gauges(monitor: Monitor) -> dict[str, float]:
@@ -90,28 +92,29 @@ def classify(monitor: Monitor, model: DigitsModel, images: np.ndarray) -> None:
 
 
 def test_each_served_model_gets_a_drift_monitor_and_gauges(
-    tmp_path: Path, models: Path, monitor: Monitor
+    tmp_path: Path, models: Path, clean_env: None
 ) -> None:
     s = make_settings(tmp_path, models)
-    wiring = start_drift_monitoring(s, monitor, served(s))
+    rt = start(s)
+    monitor = monitor_of(rt)
     try:
-        assert set(wiring.drift_monitors) == {"sentiment", "digits"}
-        assert wiring.engine is None and wiring.dispatch is None  # no rules file configured
-        for name, dm in wiring.drift_monitors.items():
+        assert set(rt.drift) == {"sentiment", "digits"}
+        assert rt.alerting is None  # no rules file configured
+        for name, dm in rt.drift.items():
             assert dm.profile.model_name == name
             assert (dm.window_size, dm.window_seconds, dm.sample_rate) == (WINDOW, None, 1.0)
         model = DigitsModel.load(s.models_dir)
         classify(monitor, model, digits.split().test_images[:WINDOW])
         monitor.flush()
-        assert wiring.drift_monitors["digits"].flush()
-        [report] = wiring.drift_monitors["digits"].reports
+        assert rt.drift["digits"].flush()
+        [report] = rt.drift["digits"].reports
         assert report.n_samples == WINDOW and not report.dataset_drift
-        assert wiring.drift_monitors["sentiment"].reports == []
+        assert rt.drift["sentiment"].reports == []
         gauges = digits_gauges(monitor)
         assert gauges["infertrail_drift_share_drifted"] == report.share_drifted
         assert gauges["infertrail_drift_window_samples"] == WINDOW
     finally:
-        wiring.close()
+        rt.shutdown()
 
 
 def rules_toml(url: str, **rule: Any) -> str:
@@ -134,39 +137,40 @@ receivers = ["hook"]
 
 
 def test_a_drifted_window_is_alerted_through_the_rules_file(
-    tmp_path: Path, models: Path, monitor: Monitor
+    tmp_path: Path, models: Path, clean_env: None
 ) -> None:
     with webhook_receiver() as hook:
         rules = tmp_path / "rules.toml"
         rules.write_text(rules_toml(hook.url))
         s = make_settings(tmp_path, models, alert_rules_file=rules)
-        wiring = start_drift_monitoring(s, monitor, served(s))
+        rt = start(s)
+        monitor = monitor_of(rt)
         try:
-            assert wiring.engine is not None and wiring.dispatch is not None
+            assert rt.alerting is not None
             model = DigitsModel.load(s.models_dir)
             clean = digits.split().test_images[:WINDOW]
             classify(monitor, model, corrupt(clean, "blur", 5, rng=0))
             monitor.flush()
-            assert wiring.drift_monitors["digits"].flush()
-            assert [t.rule for t in wiring.engine.firing()] == ["digits-drift"]
+            assert rt.drift["digits"].flush()
+            assert [t.rule for t in rt.alerting.engine.firing()] == ["digits-drift"]
         finally:
-            wiring.close()  # delivers what is queued
+            rt.shutdown()  # delivers what is queued
         [sent] = hook.accepted()
         assert sent.body["kind"] == "trigger" and sent.body["model"] == "digits"
         assert s.alert_state_path == s.data_dir / "alerts" / "state.json"
         assert s.alert_state_path.is_file()
 
 
-def test_close_judges_the_open_window_and_is_idempotent(
-    tmp_path: Path, models: Path, monitor: Monitor
+def test_shutdown_judges_the_open_window_and_is_idempotent(
+    tmp_path: Path, models: Path, clean_env: None
 ) -> None:
     s = make_settings(tmp_path, models)
-    wiring = start_drift_monitoring(s, monitor, served(s))
+    rt = start(s)
     model = DigitsModel.load(s.models_dir)
-    classify(monitor, model, digits.split().test_images[: WINDOW - 10])  # not yet full
-    wiring.close()
-    wiring.close()
-    assert [r.n_samples for r in wiring.drift_monitors["digits"].reports] == [WINDOW - 10]
+    classify(monitor_of(rt), model, digits.split().test_images[: WINDOW - 10])  # not yet full
+    rt.shutdown()
+    rt.shutdown()
+    assert [r.n_samples for r in rt.drift["digits"].reports] == [WINDOW - 10]
 
 
 def test_alert_state_path_can_be_set(tmp_path: Path) -> None:
@@ -191,31 +195,29 @@ def test_bad_drift_settings_are_refused(
 
 
 # -- failures at start-up ----------------------------------------------------------------------
-def test_a_bad_rules_file_fails_before_anything_is_registered(
-    tmp_path: Path, models: Path, monitor: Monitor
+def test_a_bad_rules_file_fails_the_start_cleanly(
+    tmp_path: Path, models: Path, clean_env: None
 ) -> None:
     rules = tmp_path / "rules.toml"
     rules.write_text(rules_toml("http://127.0.0.1:9/hook", for_windows=0))
     s = make_settings(tmp_path, models, alert_rules_file=rules)
-    sinks_before = len(monitor._async_sinks)
     with pytest.raises(RuleError, match="rule 'digits-drift': for_windows must be >= 1"):
-        start_drift_monitoring(s, monitor, served(s))
-    assert len(monitor._async_sinks) == sinks_before
+        start(s)
+    start(s.model_copy(update={"alert_rules_file": None})).shutdown()  # nothing left held
 
 
-def test_a_bad_drift_config_fails_before_anything_is_registered(
-    tmp_path: Path, models: Path, monitor: Monitor
+def test_a_bad_drift_config_fails_the_start_cleanly(
+    tmp_path: Path, models: Path, clean_env: None
 ) -> None:
     s = make_settings(tmp_path, models)
-    sinks_before = len(monitor._async_sinks)
     bad = DriftConfig(thresholds={"no_such_feature": 0.2})
     with pytest.raises(ValueError, match="no_such_feature"):
-        start_drift_monitoring(s, monitor, served(s), config=bad)
-    assert len(monitor._async_sinks) == sinks_before
+        start(s, drift_config=bad)
+    start(s).shutdown()
 
 
 def test_a_missing_receiver_secret_is_named(
-    tmp_path: Path, models: Path, monitor: Monitor, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, models: Path, clean_env: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("E2E_PD_KEY", raising=False)
     rules = tmp_path / "rules.toml"
@@ -226,7 +228,7 @@ def test_a_missing_receiver_secret_is_named(
     )
     s = make_settings(tmp_path, models, alert_rules_file=rules)
     with pytest.raises(ReceiverSecretError, match="E2E_PD_KEY"):
-        start_drift_monitoring(s, monitor, served(s))
+        start(s)
 
 
 def test_a_missing_demo_profile_is_rebuilt_with_a_warning(

@@ -14,7 +14,7 @@ from infertrail.server.app import build_services, create_app
 
 def test_credit_decisions_cost_and_outcomes(settings: Settings) -> None:
     services = build_services(settings)
-    assert services.outcomes is not None  # cost_enabled and outcomes_enabled by default
+    assert services.runtime.outcomes is not None  # cost_enabled and outcomes_enabled by default
     app = create_app(services)
     data = load_dataset()
     try:

@@ -1,4 +1,4 @@
-"""attach_slos: the SLO layer on a real Monitor, from observed inferences to an alert."""
+"""open_slos: the SLO layer on a real Monitor, from observed inferences to an alert."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from infertrail.alerting.engine import AlertEngine
 from infertrail.config import Settings
 from infertrail.events import ModelInfo
 from infertrail.monitor import Monitor
-from infertrail.runtime.slo import attach_slos
+from infertrail.runtime.slo import open_slos
 from infertrail.slo.alerts import with_slo_rules
 from infertrail.slo.business import ConfidenceReference
 from tests.unit.slo.helpers import slo_body, slo_set
@@ -35,15 +35,16 @@ def test_observed_inferences_reach_the_counts_and_the_engine(tmp_path: Path) -> 
     monitor = Monitor(Settings(data_dir=tmp_path, telemetry_files=False))
     drift = FakeDriftMonitor()
     counts = tmp_path / "slo" / "counts.json"
-    service = attach_slos(
-        monitor,
+    service = open_slos(
         slos,
         engine,
+        monitor.telemetry.meter,
         counts_path=counts,
         drift_monitors=[drift],  # type: ignore[list-item]
         references={"sentiment": ConfidenceReference.from_confidences([0.9] * 10)},
         start=False,
     )
+    monitor.add_sink(service)
     try:
         model = ModelInfo("sentiment", "1", "ab")
         for i in range(20):
@@ -65,6 +66,5 @@ def test_observed_inferences_reach_the_counts_and_the_engine(tmp_path: Path) -> 
         # Successful predictions at 0.7 against a reference at 0.9.
         assert signals["business.confidence_mean_delta"] == pytest.approx(-0.2)
     finally:
-        service.close()
-        monitor.shutdown()
+        monitor.shutdown()  # closes the SLO sink: saves the counts
     assert counts.exists()

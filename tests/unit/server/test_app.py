@@ -10,20 +10,20 @@ import pytest
 from fastapi.testclient import TestClient
 
 from infertrail.config import Settings
-from infertrail.server.app import Services, build_services, create_app
+from infertrail.server.app import DemoService, build_services, create_app
 from infertrail.telemetry import conventions as c
 from infertrail.telemetry.readback import find_request, iter_logs, iter_spans
 
 
 @pytest.fixture
-def services(settings: Settings) -> Iterator[Services]:
+def services(settings: Settings) -> Iterator[DemoService]:
     s = build_services(settings)
     yield s
     s.close()
 
 
 @pytest.fixture
-def client(services: Services) -> Iterator[TestClient]:
+def client(services: DemoService) -> Iterator[TestClient]:
     with TestClient(create_app(services)) as c:
         yield c
 
@@ -37,7 +37,7 @@ def metric_value(text: str, name: str, **labels: str) -> float:
 
 
 def test_one_request_yields_span_log_and_exemplar_sharing_a_trace_id(
-    client: TestClient, services: Services, settings: Settings
+    client: TestClient, services: DemoService, settings: Settings
 ) -> None:
     r = client.post("/v1/sentiment", json={"text": "Great phone, excellent battery."})
     assert r.status_code == 200
@@ -87,7 +87,7 @@ BAD_BODIES = [
 
 @pytest.mark.parametrize(("body", "status", "needle"), BAD_BODIES)
 def test_bad_bodies_get_a_precise_4xx_and_are_counted(
-    client: TestClient, services: Services, body: object, status: int, needle: str
+    client: TestClient, services: DemoService, body: object, status: int, needle: str
 ) -> None:
     r = client.post("/v1/sentiment", json=body)
     assert r.status_code == status
@@ -133,7 +133,7 @@ def test_too_long_text_limit_is_configurable(
 
 
 def test_invalid_request_id_is_rejected_traced_logged_and_counted(
-    client: TestClient, services: Services, settings: Settings
+    client: TestClient, services: DemoService, settings: Settings
 ) -> None:
     r = client.post("/v1/sentiment", json={"text": "hi"}, headers={"X-Request-ID": "bad id!"})
     assert r.status_code == 400
@@ -166,7 +166,7 @@ def test_health_readiness_metrics_and_openapi(client: TestClient) -> None:
 
 
 def test_each_series_appears_once_per_scrape_even_after_flushes(
-    client: TestClient, services: Services
+    client: TestClient, services: DemoService
 ) -> None:
     client.post("/v1/sentiment", json={"text": "good"})
     services.monitor.flush()
@@ -177,7 +177,7 @@ def test_each_series_appears_once_per_scrape_even_after_flushes(
     assert lines[0].endswith(" 1.0")
 
 
-def test_freeze_gc_moves_start_up_objects_out_of_the_collector(services: Services) -> None:
+def test_freeze_gc_moves_start_up_objects_out_of_the_collector(services: DemoService) -> None:
     app = create_app(services, freeze_gc=True)
     try:
         with TestClient(app) as client:

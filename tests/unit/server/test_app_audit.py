@@ -17,18 +17,18 @@ from infertrail.audit.record import validate_record
 from infertrail.audit.verify import verify_log
 from infertrail.config import Settings
 from infertrail.runtime.audit import INPUT_KEY_PURPOSE
-from infertrail.server.app import Services, build_services, create_app
+from infertrail.server.app import DemoService, build_services, create_app
 
 
 @pytest.fixture
-def services(settings: Settings) -> Iterator[Services]:
+def services(settings: Settings) -> Iterator[DemoService]:
     s = build_services(settings)
     yield s
     s.close()
 
 
 def test_each_decision_is_durable_before_the_response_and_verifies(
-    services: Services, settings: Settings
+    services: DemoService, settings: Settings
 ) -> None:
     texts = ["I love it", "Terrible battery", "ok I guess"]
     with TestClient(create_app(services)) as client:
@@ -36,7 +36,7 @@ def test_each_decision_is_durable_before_the_response_and_verifies(
         bad = client.post("/v1/sentiment", json={"text": ""})
         assert bad.status_code == 422 and "audit_seq" not in bad.json()
     assert [b["audit_seq"] for b in bodies] == [0, 1, 2]
-    trail = services.audit
+    trail = services.runtime.audit
     assert trail is not None
     assert trail.log.size == 3  # the rejected request is not a decision
 
@@ -61,8 +61,8 @@ def test_each_decision_is_durable_before_the_response_and_verifies(
     assert report.ok, report
 
 
-def test_audit_failure_means_no_decision_is_returned(services: Services) -> None:
-    trail = services.audit
+def test_audit_failure_means_no_decision_is_returned(services: DemoService) -> None:
+    trail = services.runtime.audit
     assert trail is not None
     with TestClient(create_app(services)) as client:
         assert client.post("/v1/sentiment", json={"text": "fine"}).status_code == 200
@@ -72,11 +72,11 @@ def test_audit_failure_means_no_decision_is_returned(services: Services) -> None
     assert r.json()["error"] == "audit_unavailable"
 
 
-def test_an_erased_applicant_gets_409_not_a_new_pseudonym(services: Services) -> None:
+def test_an_erased_applicant_gets_409_not_a_new_pseudonym(services: DemoService) -> None:
     from infertrail.audit.record import Actor
     from infertrail.models import credit
 
-    trail = services.audit
+    trail = services.runtime.audit
     assert trail is not None
     application = credit.as_application(credit.load_dataset().X[0])
     body = {"applicant_id": "applicant-42", **application}

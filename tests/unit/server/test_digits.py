@@ -21,9 +21,10 @@ from infertrail.events import InferenceEvent
 from infertrail.models import digits
 from infertrail.models.digits import DigitsModel
 from infertrail.monitor import Monitor
-from infertrail.runtime.audit import AUDIT_FUTURE, AuditTrail
+from infertrail.runtime.audit import AuditTrail
 from infertrail.server.digits import DIGITS_PATH, digits_router, pixel_problems
 from infertrail.web.requestid import RequestIdMiddleware
+from infertrail.web.responses import install_error_handlers
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +51,7 @@ def monitor(app_settings: Settings) -> Iterator[Monitor]:
 def make_client(monitor: Monitor, model: DigitsModel, s: Settings) -> TestClient:
     app = FastAPI()
     app.add_middleware(RequestIdMiddleware, on_invalid=lambda *_: None)
+    install_error_handlers(app)
     app.include_router(digits_router(monitor, model, s))
     return TestClient(app)
 
@@ -245,7 +247,7 @@ def test_a_failed_audit_write_is_a_503_and_the_label_is_not_returned(
     def failing_sink(ev: InferenceEvent) -> None:
         receipt: Future[Any] = Future()
         receipt.set_exception(OSError("disk full"))
-        ev.extra[AUDIT_FUTURE] = receipt
+        ev.audit = receipt
 
     monitor.add_sink(failing_sink, on_request_thread=True)
     with make_client(monitor, model, app_settings) as c:

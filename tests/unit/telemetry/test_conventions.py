@@ -55,14 +55,6 @@ NAMES = frozenset(
 # in these files fails like anywhere else. (server/, runtime/, web/ and config.py, rewritten
 # too, spell none.)
 ALLOWED: dict[str, frozenset[str]] = {
-    "monitor.py": frozenset(
-        {
-            "infertrail.telemetry.dropped",  # c.METRIC_TELEMETRY_DROPPED
-            "{event}",  # c.UNIT_EVENT
-            "inference.rejected",  # c.SPAN_NAME_INFERENCE_REJECTED
-            "infertrail.inference",  # c.EVENT_NAME_INFERENCE
-        }
-    ),
     "telemetry/setup.py": frozenset(
         {
             "service.name",  # c.SERVICE_NAME
@@ -77,20 +69,6 @@ ALLOWED: dict[str, frozenset[str]] = {
             "{element}",  # c.UNIT_ELEMENT
             # Left too, but out of the scan's reach (no dot): SCOPE = "infertrail" -> c.SCOPE,
             # the export-failure keys "signal" / "backend" -> c.EXPORT_SIGNAL / c.EXPORT_BACKEND.
-        }
-    ),
-    "telemetry/http.py": frozenset(
-        {
-            "http.server.request.duration",  # c.METRIC_HTTP_SERVER_DURATION
-        }
-    ),
-    "compliance/api.py": frozenset(
-        {
-            "infertrail.audit.access.denied",  # c.METRIC_AUDIT_ACCESS_DENIED
-            "infertrail.compliance",  # c.SCOPE_COMPLIANCE (get_meter's scope name)
-            "{request}",  # c.UNIT_REQUEST
-            "http.response.status_code",  # c.HTTP_RESPONSE_STATUS_CODE
-            "url.path",  # c.URL_PATH
         }
     ),
 }

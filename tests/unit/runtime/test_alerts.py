@@ -10,7 +10,7 @@ from infertrail.alerting.engine import AlertEngine
 from infertrail.alerting.signals import SIGNALS
 from infertrail.alerting.testing import RecordingDispatch
 from infertrail.drift.detector import DriftReport, FeatureDrift, PredictionDrift
-from infertrail.runtime.alert_sources import drift_listener, drift_signals
+from infertrail.runtime.alerts import drift_listener, drift_signals
 from tests.unit.alerting.helpers import T0, rule
 
 

@@ -1,0 +1,193 @@
+"""One call wires infertrail into a FastAPI or Starlette app: :func:`instrument`.
+
+It starts (or takes) a :class:`~infertrail.runtime.Runtime` and adds to the app:
+
+- the OpenTelemetry HTTP server span of every request (stable HTTP semantic conventions, the
+  ``http.server.request.duration`` histogram with exemplars), through infertrail's providers;
+- a validated ``X-Request-ID`` on every request and response; inside a handler,
+  ``runtime.observe(...)`` picks up the request id and the route without being told;
+- ``GET /metrics`` (Prometheus text format: infertrail's metrics and the HTTP ones);
+- exception handlers answering an unrecorded decision 503 and an erased subject 409, so a
+  handler simply awaits ``runtime.audit_receipt_async(event)``;
+- optionally the compliance API (``/v1/audit/...``), the outcomes API (``/v1/outcomes``) and
+  one structured access-log line per request;
+- the runtime's shutdown at the end of the app's lifespan (uvicorn and gunicorn run it on
+  SIGTERM and SIGINT): a final signed checkpoint covering every acknowledged decision.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Must be set before the HTTP instrumentation initialises: emit the stable HTTP conventions
+# (``http.server.request.duration`` in seconds) rather than the old experimental ones.
+os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
+
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import TYPE_CHECKING, Any, cast
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from infertrail.config import Settings
+from infertrail.events import ModelInfo
+from infertrail.runtime.assembly import Runtime
+from infertrail.runtime.drift import ProfileSource
+from infertrail.telemetry.http import http_meter_provider
+from infertrail.web.accesslog import AccessLogMiddleware
+from infertrail.web.requestid import RequestIdMiddleware
+from infertrail.web.responses import install_error_handlers
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+__all__ = ["RUNTIME_STATE", "instrument", "runtime_of"]
+
+#: ``app.state.<this>`` holds the app's runtime.
+RUNTIME_STATE = "infertrail"
+#: Requests that get no HTTP span (probes and scrapes would drown the traces).
+DEFAULT_EXCLUDED_URLS = "healthz,readyz,livez,metrics"
+
+_UNKNOWN_MODEL = ModelInfo("unknown", "", "")
+
+
+def instrument(
+    app: Starlette,
+    settings: Settings | None = None,
+    *,
+    models: Sequence[ModelInfo] = (),
+    profiles: Mapping[str, ProfileSource] | None = None,
+    runtime: Runtime | None = None,
+    metrics_path: str | None = "/metrics",
+    compliance_api: bool = False,
+    outcomes_api: bool = False,
+    access_log: bool = False,
+    excluded_urls: str = DEFAULT_EXCLUDED_URLS,
+    shutdown_with_app: bool = True,
+) -> Runtime:
+    """Instrument ``app`` (see the module docstring) and return its runtime.
+
+    ``settings``, ``models`` and ``profiles`` start a new runtime (:meth:`Runtime.start`);
+    pass ``runtime`` instead to use one already started. Call before the app serves its first
+    request (Starlette builds its middleware stack then). ``shutdown_with_app=False`` leaves
+    stopping the runtime to the caller.
+    """
+    if runtime is None:
+        runtime = Runtime.start(settings, models, profiles=profiles)
+    elif settings is not None or models or profiles:
+        raise ValueError("pass either a started runtime or settings/models/profiles, not both")
+    monitor = runtime.monitor
+    telemetry = runtime.telemetry
+    if monitor is None or telemetry is None or not runtime.running:
+        raise RuntimeError("the runtime is not running")
+    if getattr(app.state, RUNTIME_STATE, None) is not None:
+        raise RuntimeError("this app is already instrumented by infertrail")
+    setattr(app.state, RUNTIME_STATE, runtime)
+
+    def on_invalid_request_id(rid: str, message: str, path: str) -> None:
+        # Refused before any route ran: the model is known only when the app serves one.
+        model = runtime.models[0] if len(runtime.models) == 1 else _UNKNOWN_MODEL
+        monitor.record_rejection(
+            model, error_type="invalid_request_id", message=message, request_id=rid, endpoint=path
+        )
+
+    app.add_middleware(RequestIdMiddleware, on_invalid=on_invalid_request_id)
+    if access_log:
+        app.add_middleware(AccessLogMiddleware)  # outside the request id: logs its 400s too
+    _instrument_http(app, runtime, excluded_urls)
+    install_error_handlers(app)
+    if metrics_path is not None:
+
+        async def metrics(_request: Request) -> Response:
+            # The Monitor records metrics in batches off the request path: hand it everything
+            # queued so far, so a scrape counts every request answered before it.
+            await run_in_threadpool(monitor.flush_events, 2.0)
+            body = generate_latest(telemetry.prometheus_registry)
+            return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+        app.router.add_route(metrics_path, metrics, methods=["GET"], include_in_schema=False)
+    if (compliance_api or outcomes_api) and not _is_fastapi(app):
+        raise TypeError("the compliance and outcomes APIs are FastAPI routers: app is not FastAPI")
+    if compliance_api:
+        if runtime.compliance is None:
+            raise RuntimeError("the compliance API needs the audit trail (audit_enabled)")
+        from infertrail.compliance.api import include_compliance_api
+
+        include_compliance_api(
+            cast("FastAPI", app),
+            runtime.compliance.queries,
+            runtime.compliance.users,
+            meter=telemetry.meter,
+        )
+    if outcomes_api:
+        if runtime.outcomes is None:
+            raise RuntimeError("the outcomes API needs outcomes_enabled")
+        cast("FastAPI", app).include_router(runtime.outcomes.router())
+    if shutdown_with_app:
+        app.router.lifespan_context = _stopping(app.router.lifespan_context, runtime)
+    return runtime
+
+
+def runtime_of(app: Starlette) -> Runtime:
+    """The runtime :func:`instrument` attached to ``app``."""
+    runtime = getattr(app.state, RUNTIME_STATE, None)
+    if not isinstance(runtime, Runtime):
+        raise LookupError("this app is not instrumented by infertrail")
+    return runtime
+
+
+def _instrument_http(app: Starlette, runtime: Runtime, excluded_urls: str) -> None:
+    """The OpenTelemetry HTTP server span and duration histogram, outermost."""
+    telemetry = runtime.telemetry
+    assert telemetry is not None
+    meter_provider = http_meter_provider(telemetry.meter_provider)
+    if _is_fastapi(app):
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        FastAPIInstrumentor.instrument_app(
+            app,  # type: ignore[arg-type]
+            tracer_provider=telemetry.tracer_provider,
+            meter_provider=meter_provider,
+            excluded_urls=excluded_urls,
+            exclude_spans=["receive", "send"],
+        )
+        return
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+    from opentelemetry.util.http import parse_excluded_urls
+
+    app.add_middleware(
+        OpenTelemetryMiddleware,
+        tracer_provider=telemetry.tracer_provider,
+        meter_provider=meter_provider,
+        excluded_urls=parse_excluded_urls(excluded_urls),
+        exclude_spans=["receive", "send"],
+    )
+
+
+def _is_fastapi(app: Starlette) -> bool:
+    try:
+        from fastapi import FastAPI
+    except ImportError:  # a Starlette app, FastAPI not installed
+        return False
+    return isinstance(app, FastAPI)
+
+
+Lifespan = Callable[[Any], AbstractAsyncContextManager[Any]]
+
+
+def _stopping(inner: Lifespan, runtime: Runtime) -> Lifespan:
+    """The app's own lifespan, followed by the runtime's shutdown (even if the app's fails)."""
+
+    @asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[Any]:
+        try:
+            async with inner(app) as state:
+                yield state
+        finally:
+            await run_in_threadpool(runtime.shutdown)
+
+    return lifespan

@@ -1,0 +1,269 @@
+"""The one place a running infertrail service is assembled from :class:`Settings`, and stopped.
+
+Start order (each step may use the ones before it; a failure stops what already started):
+
+1. telemetry: the OpenTelemetry providers and exporters (made global unless opted out);
+2. the :class:`~infertrail.monitor.Monitor`;
+3. the audit trail (log, sealer, privacy stores): the Monitor's request-thread sink;
+4. the compliance query service and its users, over the trail;
+5. alerting: one engine for the alert rules and the SLOs' burn-rate rules;
+6. the SLOs (a background sink), then one drift monitor per model with a reference profile
+   (background sinks), then cost attribution, then the outcomes loop (background sinks).
+
+Stop order (:meth:`Runtime.shutdown`, one deadline for everything, default 5 s): the compliance
+service; the Monitor (the audit trail first: a final signed checkpoint, then the lake seal;
+then the queue drained into the background sinks, closed in reverse registration order: the
+outcomes loop, cost, the drift monitors judging their open windows, the SLOs); alerting
+(delivering what those last windows raised); telemetry last.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar
+
+from infertrail.audit.receipts import Receipt, receipt_of, receipt_of_async
+from infertrail.config import Settings
+from infertrail.cost.attribution import CostAttribution
+from infertrail.drift import DriftConfig
+from infertrail.drift.window import DriftMonitor
+from infertrail.events import InferenceEvent, ModelInfo
+from infertrail.lifecycle import DEFAULT_SHUTDOWN_S, Deadline, run_bounded
+from infertrail.monitor import Monitor
+from infertrail.runtime.alerts import Alerting
+from infertrail.runtime.audit import AuditTrail
+from infertrail.runtime.compliance import ComplianceAccess
+from infertrail.runtime.drift import ProfileBuilder, ProfileSource, open_drift_monitors
+from infertrail.runtime.outcomes import OutcomeLoop
+from infertrail.runtime.slo import SLOService, open_slos
+from infertrail.telemetry.setup import Telemetry
+
+__all__ = ["Runtime", "start"]
+
+_log = logging.getLogger("infertrail.runtime")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Runtime:
+    """A running infertrail service: telemetry, the Monitor and its sinks, and the services.
+
+    Build one with :meth:`start` (or :func:`infertrail.instrument` for a web app); stop it with
+    :meth:`shutdown` (also run at interpreter exit if nobody did). Components that are off in
+    the settings are None.
+    """
+
+    def __init__(self, settings: Settings, models: Sequence[ModelInfo]) -> None:
+        """Internal: use :meth:`start`."""
+        self.settings = settings
+        self.models: tuple[ModelInfo, ...] = tuple(models)
+        self.telemetry: Telemetry | None = None
+        self.monitor: Monitor | None = None
+        self.audit: AuditTrail | None = None
+        self.compliance: ComplianceAccess | None = None
+        self.alerting: Alerting | None = None
+        self.slo: SLOService | None = None
+        self.drift: dict[str, DriftMonitor] = {}
+        self.cost: CostAttribution | None = None
+        self.outcomes: OutcomeLoop | None = None
+        self._stop_lock = threading.Lock()
+        self._stopped = False
+
+    # -- start -----------------------------------------------------------------------------
+    @classmethod
+    def start(
+        cls,
+        settings: Settings | None = None,
+        models: Sequence[ModelInfo] = (),
+        *,
+        profiles: Mapping[str, ProfileSource] | None = None,
+        profile_builders: Mapping[str, ProfileBuilder] | None = None,
+        drift_config: DriftConfig | None = None,
+    ) -> Runtime:
+        """Start every component ``settings`` enable, for the served ``models``.
+
+        ``profiles`` gives a model's drift reference (a loaded Profile or its file), else the
+        one saved beside the model in ``<data_dir>/models/<name>/profile.json`` is used; a
+        model without one is not drift-monitored (a warning says so). ``profile_builders``
+        rebuild a missing or stale profile (the served demo models have them). Fails clearly,
+        having stopped what it started, when a file is bad, the audit log is held by another
+        process, or a receiver's secret is missing.
+        """
+        settings = settings or Settings()
+        names = [m.name for m in models]
+        if len(set(names)) != len(names):
+            raise ValueError(f"model names must be unique, got {names}")
+        runtime = cls(settings, models)
+        try:
+            runtime._start(profiles, profile_builders, drift_config)
+        except BaseException:
+            runtime.shutdown()
+            raise
+        # A batch job that never calls shutdown() still leaves a final signed checkpoint.
+        atexit.register(_shutdown_at_exit, weakref.ref(runtime))
+        return runtime
+
+    def _start(
+        self,
+        profiles: Mapping[str, ProfileSource] | None,
+        builders: Mapping[str, ProfileBuilder] | None,
+        drift_config: DriftConfig | None,
+    ) -> None:
+        s = self.settings
+        s.ensure_dirs()
+        self.telemetry = telemetry = Telemetry(s)
+        if s.set_global_providers:
+            telemetry.install_globals()
+        self.monitor = monitor = Monitor(s, telemetry=telemetry)
+        meter = telemetry.meter
+        if s.audit_enabled:
+            self.audit = AuditTrail.open(s)
+            monitor.add_sink(self.audit, on_request_thread=True)
+            self.compliance = ComplianceAccess.open(s, self.audit)
+        self.alerting = Alerting.open(s, meter)
+        engine = None if self.alerting is None else self.alerting.engine
+        if s.drift_enabled:
+            self.drift = open_drift_monitors(
+                s,
+                self.models,
+                meter,
+                profiles=profiles,
+                builders=builders,
+                engine=engine,
+                config=drift_config,
+            )
+        if self.alerting is not None and self.alerting.slos is not None:
+            # Registered before the drift monitors, so closed after them: the last windows'
+            # OOD counts reach the SLO counter before it saves them.
+            self.slo = open_slos(
+                self.alerting.slos,
+                engine,
+                meter,
+                counts_path=s.slo_counts_path,
+                drift_monitors=self.drift.values(),
+            )
+            monitor.add_sink(self.slo)
+        for drift_monitor in self.drift.values():
+            monitor.add_sink(drift_monitor)
+        if s.cost_enabled:
+            self.cost = CostAttribution.open(s, meter=meter)
+            monitor.add_sink(self.cost)
+        if s.outcomes_enabled:
+            self.outcomes = OutcomeLoop.open(
+                s, meter, audit=self.audit, engine=engine, hand_over_events=monitor.flush_events
+            )
+            monitor.add_sink(self.outcomes)
+
+    # -- use -------------------------------------------------------------------------------
+    def _running_monitor(self) -> Monitor:
+        if self.monitor is None or self._stopped:
+            raise RuntimeError("this infertrail runtime is not running (shut down)")
+        return self.monitor
+
+    def model(self, name: str) -> ModelInfo:
+        """The served model named ``name``; KeyError naming the served ones otherwise."""
+        for info in self.models:
+            if info.name == name:
+                return info
+        raise KeyError(f"model {name!r} is not served; served: {[m.name for m in self.models]}")
+
+    def observe(
+        self, model: ModelInfo, inputs: Any, **kwargs: Any
+    ) -> AbstractContextManager[InferenceEvent]:
+        """Wrap one inference (:meth:`infertrail.monitor.Monitor.observe`)."""
+        return self._running_monitor().observe(model, inputs, **kwargs)
+
+    def instrument(
+        self, model: ModelInfo, **kwargs: Any
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """Decorate a predict function (:meth:`infertrail.monitor.Monitor.instrument`)."""
+        return self._running_monitor().instrument(model, **kwargs)
+
+    def audit_receipt(
+        self, event: InferenceEvent, timeout_s: float | None = None
+    ) -> Receipt | None:
+        """Wait until ``event``'s audit record is durable; its Receipt (seq, leaf hash).
+
+        None when the audit trail is off. Raises AuditUnavailableError if the record could not
+        be written (the decision must then not be given), AuditRefusedError (e.g. the subject
+        was erased), TimeoutError after ``timeout_s``.
+        """
+        return receipt_of(event.audit, timeout_s)
+
+    async def audit_receipt_async(self, event: InferenceEvent) -> Receipt | None:
+        """:meth:`audit_receipt` for an async handler (does not block the event loop)."""
+        return await receipt_of_async(event.audit)
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        """Hand every queued event to the sinks, flush them, export telemetry now."""
+        return self._running_monitor().flush(timeout_s)
+
+    # -- stop ------------------------------------------------------------------------------
+    def shutdown(self, timeout_s: float = DEFAULT_SHUTDOWN_S) -> None:
+        """Stop everything within ``timeout_s`` (see the module docstring). Idempotent."""
+        with self._stop_lock:
+            if self._stopped:
+                return
+            self._stopped = True
+        deadline = Deadline(timeout_s)
+        if self.compliance is not None:
+            run_bounded("compliance service", self.compliance.close, deadline)
+        if self.monitor is not None:
+            self.monitor.shutdown(deadline.remaining())
+        elif self.audit is not None:  # failed before the Monitor existed: nothing else did
+            run_bounded("audit trail", self.audit.close, deadline)
+        if self.alerting is not None:
+            run_bounded("alert notifiers", self.alerting.close, deadline)
+        if self.telemetry is not None:
+            self.telemetry.shutdown(deadline.remaining())
+
+    @property
+    def running(self) -> bool:
+        """True from start until shutdown."""
+        return self.monitor is not None and not self._stopped
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.shutdown()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        models = ", ".join(m.name for m in self.models)
+        return f"<Runtime {self.settings.service_name!r} [{models}] {state}>"
+
+
+def _shutdown_at_exit(ref: weakref.ref[Runtime]) -> None:
+    runtime = ref()
+    if runtime is not None and runtime.running:
+        runtime.shutdown()
+
+
+def start(
+    settings: Settings | None = None, models: Sequence[ModelInfo] = (), **options: Any
+) -> Runtime:
+    """Start infertrail for a process without a web framework (a batch scoring job, a worker).
+
+    The same as :meth:`Runtime.start`; use the result as a context manager, or call its
+    ``shutdown()``. Example::
+
+        with infertrail.start(Settings(service_name="scoring"), models=[model]) as rt:
+            for row in rows:
+                with rt.observe(model, row, subject=row["customer_id"]) as ev:
+                    ev.score = clf.predict_proba([features(row)])[0, 1]
+                rt.audit_receipt(ev)  # durable before the score is used
+    """
+    return Runtime.start(settings, models, **options)
