@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
+from urllib.parse import quote, urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -19,16 +20,59 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from infertrail.telemetry.otlp import DEFAULT_PROTOCOL, PROTOCOLS, OtlpProtocol, resolve_otlp
+
 DEFAULT_CONFIG_FILE = "infertrail.toml"
+# The audit log's origin when none is set: this host part plus the percent-encoded service name.
+AUDIT_ORIGIN_HOST = "infertrail.local"
 
 # Standard OpenTelemetry variables and the setting each one feeds.
 _OTEL_ENV = {
     "OTEL_SERVICE_NAME": "service_name",
     "OTEL_EXPORTER_OTLP_ENDPOINT": "otlp_endpoint",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "otlp_traces_endpoint",
+    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "otlp_metrics_endpoint",
+    "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": "otlp_logs_endpoint",
+    "OTEL_EXPORTER_OTLP_PROTOCOL": "otlp_protocol",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "otlp_traces_protocol",
+    "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "otlp_metrics_protocol",
+    "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL": "otlp_logs_protocol",
     "OTEL_TRACES_SAMPLER": "traces_sampler",
     "OTEL_TRACES_SAMPLER_ARG": "traces_sampler_arg",
     "OTEL_METRIC_EXPORT_INTERVAL": "metric_export_interval_ms",
 }
+_OTLP_ENDPOINT_FIELDS = (
+    "otlp_endpoint",
+    "otlp_traces_endpoint",
+    "otlp_metrics_endpoint",
+    "otlp_logs_endpoint",
+)
+_OTLP_PROTOCOL_FIELDS = (
+    "otlp_protocol",
+    "otlp_traces_protocol",
+    "otlp_metrics_protocol",
+    "otlp_logs_protocol",
+)
+
+
+def _variables(field: str) -> str:
+    """The environment variables that set ``field``, for error messages."""
+    names = [f"INFERTRAIL_{field.upper()}"]
+    names += [var for var, name in _OTEL_ENV.items() if name == field]
+    return f"{field} ({' or '.join(names)})"
+
+
+def default_audit_origin(service_name: str) -> str:
+    """The audit log origin derived from ``service_name``: ``infertrail.local/<name>``.
+
+    Every character outside RFC 3986's unreserved set (letters, digits, ``-._~``) is
+    percent-encoded, so any service name gives a valid C2SP origin (no spaces, '+' or control
+    characters) and distinct names give distinct origins: ``"Credit API"`` ->
+    ``"infertrail.local/Credit%20API"``. Lone surrogates (undecodable bytes in an environment
+    variable) are encoded too rather than refused.
+    """
+    encoded = quote(service_name, safe="-._~", errors="surrogatepass")
+    return f"{AUDIT_ORIGIN_HOST}/{encoded}"
 
 
 class _OtelEnvSource(PydanticBaseSettingsSource):
@@ -54,7 +98,33 @@ class Settings(BaseSettings):
 
     # Telemetry
     telemetry_files: bool = Field(True, description="Write OTLP-JSON lines under data_dir.")
-    otlp_endpoint: str | None = Field(None, description="OTLP/HTTP base URL, e.g. :4318.")
+    otlp_endpoint: str | None = Field(
+        None, description="OTLP base URL for every signal, e.g. http://127.0.0.1:4318."
+    )
+    otlp_traces_endpoint: str | None = Field(
+        None, description="OTLP URL for traces, used as is (wins over otlp_endpoint)."
+    )
+    otlp_metrics_endpoint: str | None = Field(
+        None, description="OTLP URL for metrics, used as is (wins over otlp_endpoint)."
+    )
+    otlp_logs_endpoint: str | None = Field(
+        None, description="OTLP URL for logs, used as is (wins over otlp_endpoint)."
+    )
+    otlp_protocol: OtlpProtocol = Field(DEFAULT_PROTOCOL, description="'grpc' or 'http/protobuf'.")
+    otlp_traces_protocol: OtlpProtocol | None = Field(
+        None, description="Protocol for traces (None: otlp_protocol)."
+    )
+    otlp_metrics_protocol: OtlpProtocol | None = Field(
+        None, description="Protocol for metrics (None: otlp_protocol)."
+    )
+    otlp_logs_protocol: OtlpProtocol | None = Field(
+        None, description="Protocol for logs (None: otlp_protocol)."
+    )
+    set_global_providers: bool = Field(
+        True,
+        description="Make infertrail's providers the OpenTelemetry globals, unless the "
+        "application has set its own.",
+    )
     traces_sampler: str = "parentbased_always_on"
     traces_sampler_arg: float = Field(1.0, ge=0.0, le=1.0)
     metric_export_interval_ms: int = Field(10_000, ge=100)
@@ -68,7 +138,11 @@ class Settings(BaseSettings):
 
     # Audit
     audit_enabled: bool = True
-    audit_origin: str = Field("infertrail.local/demo", min_length=1)
+    audit_origin: str = Field(
+        "",
+        description="C2SP log origin, also the signing key's name (empty or unset: "
+        "infertrail.local/<service_name>, see default_audit_origin).",
+    )
     audit_batch_max: int = Field(4096, ge=1, description="Records per group commit, at most.")
     audit_batch_wait_ms: float = Field(
         0.0,
@@ -165,12 +239,61 @@ class Settings(BaseSettings):
     )
     outcome_batch_max: int = Field(10_000, ge=1, description="Outcomes per request, at most.")
 
-    @field_validator("otlp_endpoint")
+    @field_validator(*_OTLP_ENDPOINT_FIELDS)
     @classmethod
-    def _endpoint_is_http(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith(("http://", "https://")):
-            raise ValueError(f"OTLP endpoint must start with http:// or https://, got {v!r}")
-        return v.rstrip("/") if v else v
+    def _endpoint_is_url(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if not v:  # OpenTelemetry: an empty variable is the same as an unset one
+            return None
+        where = _variables(str(info.field_name))
+        try:
+            parts = urlsplit(v)
+            parts.port  # noqa: B018  (parsed lazily: raises here for a bad port)
+        except ValueError as exc:
+            raise ValueError(f"{where} is not a valid URL ({exc}): {v!r}") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                f"{where} must start with http:// or https:// and name a host, got {v!r}"
+            )
+        if parts.query or parts.fragment:
+            raise ValueError(f"{where} must not have a query or fragment, got {v!r}")
+        # Signal endpoints are used as they are; the base gets "/v1/<signal>" appended.
+        return v.rstrip("/") if info.field_name == "otlp_endpoint" else v
+
+    @field_validator(*_OTLP_PROTOCOL_FIELDS, mode="before")
+    @classmethod
+    def _protocol_is_supported(cls, v: Any, info: ValidationInfo) -> Any:
+        if v == "":  # OpenTelemetry: an empty variable is the same as an unset one
+            return DEFAULT_PROTOCOL if info.field_name == "otlp_protocol" else None
+        if v is None or v in PROTOCOLS or not isinstance(v, str):
+            return v  # valid, or a wrong type that the field's own validation names
+        valid = " or ".join(repr(p) for p in PROTOCOLS)
+        where = _variables(str(info.field_name))
+        if v == "http/json":
+            raise ValueError(
+                f"{where} is 'http/json', which the OpenTelemetry Python SDK does not "
+                f"support; valid: {valid}"
+            )
+        raise ValueError(f"{where} must be {valid}, got {v!r}")
+
+    @field_validator("audit_origin")
+    @classmethod
+    def _origin_is_valid(cls, v: str) -> str:
+        # The origin is the first line of every checkpoint and the name of the signing key:
+        # C2SP forbids spaces, '+' and control characters there (audit/checkpoint.py checks).
+        if any(c.isspace() or c < " " or c == "+" or "\ud800" <= c <= "\udfff" for c in v):
+            raise ValueError(
+                "audit_origin must be a C2SP log origin, a schema-less URL such as "
+                f"'{AUDIT_ORIGIN_HOST}/credit-api' without spaces, '+' or control characters, "
+                f"got {v!r}"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _derive_and_cross_check(self) -> Self:
+        if not self.audit_origin:
+            self.audit_origin = default_audit_origin(self.service_name)
+        resolve_otlp(self)  # ValueError for an endpoint its protocol cannot use
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -1,12 +1,15 @@
-"""OTLP/HTTP export to a real receiver (Arize Phoenix), read back through its REST API.
+"""OTLP export to a real receiver (Arize Phoenix), read back through its REST API.
 
-Phoenix ingests traces only, so the same run also shows the other half of the contract: the
-metrics and logs it rejects are counted as export failures and never reach a request.
+Phoenix ingests traces only. Given as the base endpoint for every signal, it also shows the other
+half of the contract: the metrics and logs it rejects are counted as export failures and never
+reach a request. Given as the traces endpoint alone (over OTLP/HTTP or gRPC), it gets the traces
+and no metric or log request is made at all.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +19,7 @@ import httpx
 import pytest
 
 from infertrail.telemetry import conventions as c
+from infertrail.telemetry.setup import Telemetry
 
 from .conftest import (
     LOOPBACK,
@@ -214,3 +218,46 @@ def test_closed_otlp_endpoint_is_counted_never_raised(
     # The file exporters are unaffected: every request's trace was written locally.
     written = (settings.telemetry_dir / "traces.jsonl").read_text()
     assert all(tid in written for tid in trace_ids)
+
+
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+def test_traces_only_endpoint_reaches_phoenix_and_nothing_else_is_sent(
+    phoenix: Phoenix, tmp_path: Path, isolated_env: None, protocol: str
+) -> None:
+    grpc_url = f"http://{LOOPBACK}:{phoenix.grpc_port}"
+    endpoint = f"{phoenix.base_url}/v1/traces" if protocol == "http/protobuf" else grpc_url
+    settings = settings_for(
+        tmp_path / "data",
+        telemetry_files=False,
+        otlp_traces_endpoint=endpoint,
+        otlp_traces_protocol=protocol,
+        metric_export_interval_ms=100,
+    )
+    telemetry = Telemetry(settings)
+    model = f"phoenix-{protocol}"
+    trace_ids = []
+    for i in range(3):
+        with telemetry.tracer.start_as_current_span(c.SPAN_NAME_INFERENCE) as span:
+            span.set_attributes({c.MODEL_NAME: model, c.PREDICTION_SCORE: i / 10})
+            trace_ids.append(format(span.get_span_context().trace_id, "032x"))
+            telemetry.instruments.duration.record(0.01, {c.MODEL_NAME: model})
+            telemetry.logger.emit(body={"event": "inference", "model": model})
+    time.sleep(0.5)  # several metric intervals: a configured metrics exporter would have run
+    assert telemetry.force_flush(10_000)
+    assert telemetry.shutdown(timeout_s=10)
+
+    # Only traces had an OTLP exporter, and Phoenix accepted every export (no 405 for metrics
+    # or logs: those requests were never made).
+    assert set(telemetry.otlp_targets) == {"traces"}
+    assert telemetry.otlp_targets["traces"].protocol == protocol
+    assert telemetry.failures.counts == {}
+
+    def arrived() -> list[dict[str, Any]] | None:
+        spans = phoenix.spans(trace_ids)
+        return spans if spans is not None and len(spans) >= len(trace_ids) else None
+
+    spans = poll(arrived, timeout_s=30, process=phoenix.process, what=f"{protocol} spans")
+    assert sorted(s["context"]["trace_id"] for s in spans) == sorted(trace_ids)
+    assert {s["name"] for s in spans} == {c.SPAN_NAME_INFERENCE}
+    assert {s["attributes"][c.MODEL_NAME] for s in spans} == {model}
+    assert sorted(s["attributes"][c.PREDICTION_SCORE] for s in spans) == [0.0, 0.1, 0.2]

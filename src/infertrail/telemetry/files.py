@@ -5,6 +5,9 @@ Spans and log records (one per inference: the hot volume) are encoded directly b
 messages and protobuf's JSON mapping, with the differences OTLP/JSON requires: hex trace and span
 ids, integer enums. The files are read back by ``infertrail trace`` and by any tool that reads
 the Collector's file exporter format.
+
+protobuf and the OTLP encoders are imported at the first metrics export, not with this module:
+importing the telemetry setup without OTLP configured loads no protobuf.
 """
 
 from __future__ import annotations
@@ -14,12 +17,9 @@ import json
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from google.protobuf.json_format import MessageToDict
-from google.protobuf.message import Message
-from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.metrics.export import (
@@ -33,6 +33,9 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from infertrail.telemetry.otlp_json import logs_request, traces_request
+
+if TYPE_CHECKING:
+    from google.protobuf.message import Message
 
 TRACES_FILE = "traces.jsonl"
 METRICS_FILE = "metrics.jsonl"
@@ -55,6 +58,8 @@ def _hex_ids(node: Any) -> Any:
 
 def otlp_json_line(message: Message) -> str:
     """One OTLP/JSON line for an export request message."""
+    from google.protobuf.json_format import MessageToDict
+
     as_dict = MessageToDict(message, use_integers_for_enums=True)
     return json.dumps(_hex_ids(as_dict), separators=(",", ":")) + "\n"
 
@@ -123,6 +128,8 @@ class OtlpJsonMetricExporter(MetricExporter):
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> MetricExportResult:
+        from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+
         self._file.write(otlp_json_line(encode_metrics(metrics_data)))
         return MetricExportResult.SUCCESS
 

@@ -1,8 +1,10 @@
 """Builds the OpenTelemetry providers, exporters and instruments from :class:`Settings`.
 
-Files (OTLP/JSON lines under ``<data_dir>/telemetry``) are the default; OTLP/HTTP is added when an
-endpoint is configured; a Prometheus registry backs the service's ``/metrics``. Every exporter is
-wrapped so that an outage is counted and logged, never raised into a request.
+Files (OTLP/JSON lines under ``<data_dir>/telemetry``) are the default; OTLP (HTTP or gRPC) is
+added for each signal that has an endpoint (:mod:`infertrail.telemetry.otlp`); a Prometheus
+registry backs the service's ``/metrics``. Every exporter is wrapped so that an outage is counted
+and logged, never raised into a request, and flushing and shutting down are bounded in time even
+when a collector never answers. docs/telemetry.md describes the settings.
 """
 
 from __future__ import annotations
@@ -12,14 +14,19 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import orjson
+from opentelemetry import _logs as logs_api
 from opentelemetry import metrics as metrics_api
-from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
-from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry import trace as trace_api
+
+# The API's default global providers; private classes, but isinstance is the only way to tell
+# "nobody set one yet" from a provider the application installed.
+from opentelemetry._logs._internal import ProxyLoggerProvider
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.metrics._internal import _ProxyMeterProvider
 from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
 from opentelemetry.sdk._logs.export import (
     BatchLogRecordProcessor,
@@ -50,11 +57,21 @@ from infertrail.telemetry.files import (
     OtlpJsonSpanExporter,
     _JsonLinesFile,
 )
+from infertrail.telemetry.otlp import (
+    OtlpTarget,
+    Signal,
+    log_exporter,
+    metric_exporter,
+    resolve_otlp,
+    span_exporter,
+)
 
 _log = logging.getLogger("infertrail.telemetry")
 
 INFERENCE_LOG_FILE = "inference.log.jsonl"
 SCOPE = "infertrail"
+# Bound on one OTLP export, retries included: a slow collector delays only its own batches.
+OTLP_EXPORT_TIMEOUT_S = 5.0
 
 _SAMPLERS: dict[str, Callable[[float], sampling.Sampler]] = {
     "always_on": lambda _: sampling.ALWAYS_ON,
@@ -128,6 +145,9 @@ for _name in (
     "opentelemetry.exporter.otlp.proto.http.metric_exporter",
     "opentelemetry.exporter.otlp.proto.http._log_exporter",
     "opentelemetry.exporter.otlp.common.http",
+    "opentelemetry.exporter.otlp.proto.grpc.exporter",
+    "opentelemetry.exporter.otlp.proto.grpc.trace_exporter",
+    "opentelemetry.exporter.otlp.proto.grpc.metric_exporter",
 ):
     _logger = logging.getLogger(_name)
     if not any(isinstance(f, _RateLimitFilter) for f in _logger.filters):
@@ -288,8 +308,116 @@ class Instruments:
     input_size: metrics_api.Histogram
 
 
+def _logged(what: str, fn: Callable[[], Any]) -> Callable[[], bool]:
+    """``fn`` as a thread target: an exception is logged (a thread has no caller to raise to)
+    and the result becomes True unless ``fn`` returned False or raised."""
+
+    def run() -> bool:
+        try:
+            return fn() is not False
+        except Exception:
+            _log.exception("telemetry %s failed", what)
+            return False
+
+    return run
+
+
+class _Flusher:
+    """Runs one signal's flush in a daemon thread on request, so that a caller can stop waiting
+    at its deadline: an export blocked on a collector that never answers must not hold it up.
+
+    Requests made while a flush runs are served together by the next one, which starts after it
+    ends, so a stuck collector costs one thread per signal, not one per request.
+    """
+
+    def __init__(self, signal: Signal, flush: Callable[[int], Any]) -> None:
+        self.signal = signal
+        self._flush = flush
+        self._cond = threading.Condition()
+        self._requested = 0  # generation of the latest request
+        self._finished = 0  # generation served by the latest flush that ended
+        self._ok = True  # that flush's result
+        self._timeout_millis = 0
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def request(self, timeout_millis: int) -> int:
+        """Ask for a flush; returns the generation to :meth:`wait` for."""
+        with self._cond:
+            self._requested += 1
+            self._timeout_millis = timeout_millis
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name=f"infertrail-flush-{self.signal}", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify_all()
+            return self._requested
+
+    def wait(self, generation: int, deadline: float) -> bool | None:
+        """Whether a flush started after request ``generation`` succeeded; None if none ended by
+        ``deadline`` (a ``time.monotonic()`` value)."""
+        with self._cond:
+            while self._finished < generation:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self._cond.wait(remaining)
+            return self._ok
+
+    def close(self) -> None:
+        """Let the thread end once it is idle; later requests are never served."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._finished == self._requested and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                generation, timeout_millis = self._requested, self._timeout_millis
+            ok = _logged(f"{self.signal} flush", partial(self._flush, timeout_millis))()
+            with self._cond:
+                self._finished, self._ok = generation, ok
+                self._cond.notify_all()
+
+
+def _install_global(
+    signal: Signal,
+    ours: object,
+    get: Callable[[], object],
+    set_: Callable[[Any], None],
+    default: type,
+) -> bool:
+    """Make ``ours`` the global provider of ``signal`` if the global is still the API's
+    default (``default``); True if ours is the global afterwards."""
+    current = get()
+    if current is ours:
+        return True
+    if isinstance(current, default):
+        set_(ours)
+        current = get()  # another thread may have set one first: the API keeps the first
+        if current is ours:
+            return True
+    _log.info(
+        "OpenTelemetry %s: keeping the application's global provider (%s.%s); the "
+        "application's telemetry goes through it, infertrail's through infertrail's own",
+        signal,
+        type(current).__module__,
+        type(current).__qualname__,
+    )
+    return False
+
+
 class Telemetry:
-    """Owns the tracer, meter and logger providers of one process (or one test)."""
+    """Owns the tracer, meter and logger providers of one process (or one test).
+
+    The providers are not registered for shutdown at exit: the owner calls :meth:`shutdown`,
+    which is bounded in time (the SDK's own exit hook would wait on a stuck collector).
+    """
 
     def __init__(
         self,
@@ -309,17 +437,24 @@ class Telemetry:
             }
         )
         tdir = settings.telemetry_dir
-        otlp = settings.otlp_endpoint
+        self.otlp_targets: dict[Signal, OtlpTarget] = resolve_otlp(settings)
+        # Built before any provider starts a thread, so a missing gRPC extra leaks nothing.
+        otlp = self.otlp_targets
+        timeout = OTLP_EXPORT_TIMEOUT_S
+        otlp_spans = span_exporter(otlp["traces"], timeout) if "traces" in otlp else None
+        otlp_metrics = metric_exporter(otlp["metrics"], timeout) if "metrics" in otlp else None
+        otlp_logs = log_exporter(otlp["logs"], timeout) if "logs" in otlp else None
 
         self.tracer_provider = TracerProvider(
             resource=self.resource,
             sampler=make_sampler(settings.traces_sampler, settings.traces_sampler_arg),
+            shutdown_on_exit=False,
         )
         span_exps: list[tuple[SpanExporter, str]] = [(e, "custom") for e in span_exporters]
         if settings.telemetry_files:
             span_exps.append((OtlpJsonSpanExporter(tdir / TRACES_FILE), "file"))
-        if otlp:
-            span_exps.append((OTLPSpanExporter(endpoint=f"{otlp}/v1/traces", timeout=5), "otlp"))
+        if otlp_spans is not None:
+            span_exps.append((otlp_spans, "otlp"))
         for exp, backend in span_exps:
             self.tracer_provider.add_span_processor(
                 BatchSpanProcessor(
@@ -341,20 +476,21 @@ class Telemetry:
                     export_interval_millis=interval,
                 )
             )
-        if otlp:
-            otlp_exp = OTLPMetricExporter(endpoint=f"{otlp}/v1/metrics", timeout=5)
+        if otlp_metrics is not None:
             readers.append(
                 PeriodicExportingMetricReader(
-                    _GuardedMetricExporter(otlp_exp, "otlp", self.failures),
+                    _GuardedMetricExporter(otlp_metrics, "otlp", self.failures),
                     export_interval_millis=interval,
                 )
             )
-        self.meter_provider = MeterProvider(resource=self.resource, metric_readers=readers)
+        self.meter_provider = MeterProvider(
+            resource=self.resource, metric_readers=readers, shutdown_on_exit=False
+        )
         # Only push readers are flushed: a collect() on the Prometheus reader would queue a
         # second copy of every series for the next scrape.
         self._push_readers = [r for r in readers if isinstance(r, PeriodicExportingMetricReader)]
 
-        self.logger_provider = LoggerProvider(resource=self.resource)
+        self.logger_provider = LoggerProvider(resource=self.resource, shutdown_on_exit=False)
         log_exps: list[LogRecordExporter] = []
         if settings.telemetry_files:
             files = [
@@ -364,8 +500,7 @@ class Telemetry:
                 ),
             ]
             log_exps.append(_FanOutLogExporter(files))
-        if otlp:
-            otlp_logs = OTLPLogExporter(endpoint=f"{otlp}/v1/logs", timeout=5)
+        if otlp_logs is not None:
             # Its own processor: a collector outage (retries, timeouts) must not delay the files.
             log_exps.append(_GuardedLogExporter(otlp_logs, "otlp", self.failures))
         for lexp in log_exps:
@@ -383,6 +518,13 @@ class Telemetry:
             unit="{failure}",
             description="Telemetry exports that failed, by signal and backend.",
         )
+        self._lifecycle = threading.Lock()
+        self._flushers: dict[Signal, _Flusher] = {
+            "traces": _Flusher("traces", self.tracer_provider.force_flush),
+            "metrics": _Flusher("metrics", self._flush_push_readers),
+            "logs": _Flusher("logs", self.logger_provider.force_flush),
+        }
+        self._shutdown_threads: list[threading.Thread] | None = None
 
     def _create_instruments(self) -> Instruments:
         m = self.meter
@@ -422,15 +564,115 @@ class Telemetry:
             ),
         )
 
-    def force_flush(self, timeout_millis: int = 10_000) -> None:
-        """Export everything buffered now (spans, metrics, logs)."""
-        self.tracer_provider.force_flush(timeout_millis)
-        for reader in self._push_readers:
-            reader.force_flush(timeout_millis)
-        self.logger_provider.force_flush(timeout_millis)
+    def install_globals(self) -> dict[str, bool]:
+        """Make these providers the OpenTelemetry globals wherever the application has not set
+        its own; returns, per signal, whether infertrail's provider is the global one.
 
-    def shutdown(self) -> None:
-        """Flush and stop every provider; idempotent."""
-        self.tracer_provider.shutdown()
-        self.meter_provider.shutdown()
-        self.logger_provider.shutdown()
+        A global still being the API's default proxy gets infertrail's provider; one the
+        application set is kept (an INFO line says so): the application's telemetry then keeps
+        going through its provider and infertrail's through infertrail's own. The API lets
+        each global be set once per process, so this is idempotent and never overrides.
+        """
+        return {
+            "traces": _install_global(
+                "traces",
+                self.tracer_provider,
+                trace_api.get_tracer_provider,
+                trace_api.set_tracer_provider,
+                trace_api.ProxyTracerProvider,
+            ),
+            "metrics": _install_global(
+                "metrics",
+                self.meter_provider,
+                metrics_api.get_meter_provider,
+                metrics_api.set_meter_provider,
+                _ProxyMeterProvider,
+            ),
+            "logs": _install_global(
+                "logs",
+                self.logger_provider,
+                logs_api.get_logger_provider,
+                logs_api.set_logger_provider,
+                ProxyLoggerProvider,
+            ),
+        }
+
+    def _flush_push_readers(self, timeout_millis: int) -> bool:
+        # A list, not a generator: a reader that fails must not keep the next from flushing.
+        return all([r.force_flush(timeout_millis) for r in self._push_readers])
+
+    def _describe(self, signals: Sequence[Signal]) -> str:
+        """The signals, each with its OTLP target (the usual reason an export hangs)."""
+        parts = []
+        for signal in signals:
+            target = self.otlp_targets.get(signal)
+            where = f" (OTLP {target.protocol} {target.endpoint})" if target else ""
+            parts.append(signal + where)
+        return ", ".join(parts)
+
+    def force_flush(self, timeout_millis: int = 10_000) -> bool:
+        """Export everything buffered now (spans, metrics, logs); True if all of it was.
+
+        Returns within ``timeout_millis`` whatever the collectors do: each signal flushes in a
+        daemon thread, and one still exporting at the deadline goes on in the background (a
+        warning names it) while this returns False. After :meth:`shutdown`, returns False.
+        """
+        deadline = time.monotonic() + timeout_millis / 1000
+        with self._lifecycle:
+            if self._shutdown_threads is not None:
+                return False
+            requests = {s: (f, f.request(timeout_millis)) for s, f in self._flushers.items()}
+        results = {s: f.wait(generation, deadline) for s, (f, generation) in requests.items()}
+        pending: list[Signal] = [s for s, ok in results.items() if ok is None]
+        if pending:
+            _log.warning(
+                "telemetry flush did not finish in %.1f s; still exporting in the background: %s",
+                timeout_millis / 1000,
+                self._describe(pending),
+            )
+        return all(results.values())
+
+    def shutdown(self, timeout_s: float = 5.0) -> bool:
+        """Flush and stop every provider within ``timeout_s``; True if all of them stopped.
+
+        Each provider shuts down in a daemon thread; one still exporting at the deadline (a
+        collector that accepts connections and never answers) is abandoned with a warning
+        naming it: it goes on in the background, and what it has not exported when the process
+        ends is lost. Idempotent: a later call starts nothing and says whether the providers
+        have stopped by now.
+        """
+        with self._lifecycle:
+            if self._shutdown_threads is not None:
+                return not any(t.is_alive() for t in self._shutdown_threads)
+            # No inner timeouts: given a spent one, the SDK would skip stopping the metric
+            # readers' threads; the join below is the bound.
+            jobs: dict[Signal, Callable[[], Any]] = {
+                "traces": self.tracer_provider.shutdown,
+                "metrics": self.meter_provider.shutdown,
+                "logs": self.logger_provider.shutdown,
+            }
+            threads = {
+                signal: threading.Thread(
+                    target=_logged(f"{signal} shutdown", job),
+                    name=f"infertrail-shutdown-{signal}",
+                    daemon=True,
+                )
+                for signal, job in jobs.items()
+            }
+            deadline = time.monotonic() + timeout_s
+            for thread in threads.values():
+                thread.start()
+            self._shutdown_threads = list(threads.values())
+        for flusher in self._flushers.values():
+            flusher.close()
+        for thread in threads.values():
+            thread.join(max(0.0, deadline - time.monotonic()))
+        abandoned = [s for s, thread in threads.items() if thread.is_alive()]
+        if abandoned:
+            _log.warning(
+                "telemetry shutdown did not finish in %.1f s; abandoned (left running in the "
+                "background; what is not exported by the time the process ends is lost): %s",
+                timeout_s,
+                self._describe(abandoned),
+            )
+        return not abandoned
