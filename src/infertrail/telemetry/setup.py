@@ -402,9 +402,11 @@ def _install_global(
         current = get()  # another thread may have set one first: the API keeps the first
         if current is ours:
             return True
+    # Usually the application's; in a process that builds several Telemetry objects (tests),
+    # possibly an earlier one's: the message does not guess which.
     _log.info(
-        "OpenTelemetry %s: keeping the application's global provider (%s.%s); the "
-        "application's telemetry goes through it, infertrail's through infertrail's own",
+        "OpenTelemetry %s: keeping the global provider already set (%s.%s); telemetry made "
+        "through the global API goes there, infertrail's through infertrail's own provider",
         signal,
         type(current).__module__,
         type(current).__qualname__,

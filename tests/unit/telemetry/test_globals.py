@@ -111,7 +111,7 @@ def test_an_application_tracer_provider_is_kept(tmp_path: Path) -> None:
     assert result["app"] == ["app-span"]
     assert result["ours"] == ["infertrail-span"]
     assert len(info) == 1
-    assert "OpenTelemetry traces: keeping the application's global provider" in info[0]
+    assert "OpenTelemetry traces: keeping the global provider already set" in info[0]
     assert "opentelemetry.sdk.trace.TracerProvider" in info[0]
 
 
