@@ -2,14 +2,14 @@
 .PHONY: demo test serve clean
 
 demo:
-	scripts/bootstrap.sh
+	scripts/bootstrap.sh demo
 	.venv/bin/infertrail demo
 
 test:
 	scripts/test.sh
 
 serve:
-	scripts/bootstrap.sh
+	scripts/bootstrap.sh demo
 	.venv/bin/infertrail train
 	.venv/bin/infertrail serve
 

@@ -19,5 +19,7 @@ echo "==> ruff"
 .venv/bin/ruff format --check src tests bench scripts
 echo "==> mypy"
 .venv/bin/mypy
+echo "==> import contracts (docs/architecture.md's layers)"
+.venv/bin/lint-imports
 echo "==> pytest"
 .venv/bin/python -m pytest "$@"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,11 +24,14 @@ def trained_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def settings(tmp_path: Path, trained_models: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     """Settings rooted in a fresh temp dir holding a copy of the trained models."""
-    for var in ("OTEL_SERVICE_NAME", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_TRACES_SAMPLER"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.delenv("INFERTRAIL_CONFIG", raising=False)
+    for var in list(os.environ):
+        if var.startswith(("OTEL_", "INFERTRAIL_")) and var != "OTEL_SEMCONV_STABILITY_OPT_IN":
+            monkeypatch.delenv(var)
     monkeypatch.chdir(tmp_path)  # no stray ./infertrail.toml is picked up
-    s = Settings(data_dir=tmp_path / "data", metric_export_interval_ms=60_000)
+    # A test process is shared by many runtimes: none takes the global OpenTelemetry providers.
+    s = Settings(
+        data_dir=tmp_path / "data", metric_export_interval_ms=60_000, set_global_providers=False
+    )
     s.ensure_dirs()
     shutil.copytree(trained_models, s.models_dir, dirs_exist_ok=True)
     return s
@@ -36,8 +40,6 @@ def settings(tmp_path: Path, trained_models: Path, monkeypatch: pytest.MonkeyPat
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """No INFERTRAIL_* / OTEL_* variables and no config file in the working directory."""
-    import os
-
     for var in list(os.environ):
         if var.startswith(("INFERTRAIL_", "OTEL_")):
             monkeypatch.delenv(var)

@@ -20,7 +20,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from infertrail.telemetry.otlp import DEFAULT_PROTOCOL, PROTOCOLS, OtlpProtocol, resolve_otlp
+from infertrail.otlp import DEFAULT_PROTOCOL, PROTOCOLS, OtlpProtocol, resolve_otlp
 
 DEFAULT_CONFIG_FILE = "infertrail.toml"
 # The audit log's origin when none is set: this host part plus the percent-encoded service name.

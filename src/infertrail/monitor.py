@@ -382,8 +382,8 @@ class Monitor:
         done = self.flush_events(timeout_s)
         for sink in (*self._sync_sinks, *self._async_sinks):
             done = sink.flush(deadline.remaining()) and done
-        self.telemetry.force_flush(int(deadline.remaining() * 1000))
-        return done and not deadline.expired
+        exported = self.telemetry.force_flush(int(deadline.remaining() * 1000))
+        return done and exported
 
     def flush_events(self, timeout_s: float = 10.0) -> bool:
         """Hand every event queued so far to the background sinks now; False on timeout.

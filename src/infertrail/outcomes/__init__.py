@@ -1,8 +1,8 @@
 """Delayed outcomes joined back to the predictions that caused them.
 
-``OutcomeLoop.open(settings, monitor, audit=trail, engine=engine)`` wires it into a service:
-a predictions index (a background Monitor sink), ``POST /v1/outcomes`` (idempotent, audited),
-performance windows feeding ``outcome.*`` alert signals and gauges. ``performance_report``
+The runtime's ``OutcomeLoop`` (``runtime/outcomes.py``) wires it into a service: a predictions
+index (a background Monitor sink), ``POST /v1/outcomes`` (idempotent, audited), performance
+windows feeding ``outcome.*`` alert signals and gauges. ``performance_report``
 joins and measures; ``infertrail outcomes ingest|report`` is the CLI. See docs/outcomes.md.
 """
 

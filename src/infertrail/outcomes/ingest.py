@@ -30,6 +30,7 @@ from typing import Any, Protocol
 from opentelemetry.metrics import Meter
 
 from infertrail.audit.ledger import Receipt
+from infertrail.audit.receipts import AuditUnavailableError
 from infertrail.audit.record import RetentionPolicy, event_record
 from infertrail.events import rfc3339_micros
 from infertrail.outcomes.index import PredictionIndex
@@ -62,10 +63,6 @@ class AsyncAppender(Protocol):
     ) -> Future[Receipt]:
         """Queue ``record``; the future resolves once it is durable."""
         ...
-
-
-class AuditUnavailableError(RuntimeError):
-    """The audit log could not record the batch's outcomes; nothing was stored."""
 
 
 def _unavailable(n: int, exc: Exception) -> AuditUnavailableError:

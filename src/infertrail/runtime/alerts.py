@@ -13,15 +13,18 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from opentelemetry.metrics import Meter
 
 from infertrail.alerting import AlertEngine, NotifierDispatch, load_rules
 from infertrail.config import Settings
-from infertrail.drift.detector import DriftReport
 from infertrail.lifecycle import DEFAULT_SHUTDOWN_S
 from infertrail.slo.alerts import with_slo_rules
 from infertrail.slo.definitions import SLOSet, load_slos
+
+if TYPE_CHECKING:
+    from infertrail.drift.detector import DriftReport
 
 __all__ = ["Alerting", "drift_listener", "drift_signals"]
 

@@ -26,27 +26,31 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from infertrail.audit.receipts import Receipt, receipt_of, receipt_of_async
 from infertrail.config import Settings
 from infertrail.cost.attribution import CostAttribution
-from infertrail.drift import DriftConfig
-from infertrail.drift.window import DriftMonitor
 from infertrail.events import InferenceEvent, ModelInfo
 from infertrail.lifecycle import DEFAULT_SHUTDOWN_S, Deadline, run_bounded
 from infertrail.monitor import Monitor
 from infertrail.runtime.alerts import Alerting
 from infertrail.runtime.audit import AuditTrail
-from infertrail.runtime.compliance import ComplianceAccess
-from infertrail.runtime.drift import ProfileBuilder, ProfileSource, open_drift_monitors
-from infertrail.runtime.outcomes import OutcomeLoop
-from infertrail.runtime.slo import SLOService, open_slos
+from infertrail.runtime.extras import optional
 from infertrail.telemetry.setup import Telemetry
+
+if TYPE_CHECKING:
+    from infertrail.drift import DriftConfig
+    from infertrail.drift.window import DriftMonitor
+    from infertrail.runtime.compliance import ComplianceAccess
+    from infertrail.runtime.drift import ProfileBuilder, ProfileSource
+    from infertrail.runtime.outcomes import OutcomeLoop
+    from infertrail.runtime.slo import SLOService
 
 __all__ = ["Runtime", "start"]
 
 _log = logging.getLogger("infertrail.runtime")
+
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -126,11 +130,16 @@ class Runtime:
         if s.audit_enabled:
             self.audit = AuditTrail.open(s)
             monitor.add_sink(self.audit, on_request_thread=True)
-            self.compliance = ComplianceAccess.open(s, self.audit)
+            compliance = optional("the compliance query service", "infertrail.runtime.compliance")
+            if compliance is not None:
+                self.compliance = compliance.ComplianceAccess.open(s, self.audit)
         self.alerting = Alerting.open(s, meter)
         engine = None if self.alerting is None else self.alerting.engine
-        if s.drift_enabled:
-            self.drift = open_drift_monitors(
+        drift = (
+            optional("drift monitoring", "infertrail.runtime.drift") if s.drift_enabled else None
+        )
+        if drift is not None:
+            self.drift = drift.open_drift_monitors(
                 s,
                 self.models,
                 meter,
@@ -139,11 +148,13 @@ class Runtime:
                 engine=engine,
                 config=drift_config,
             )
-        if self.alerting is not None and self.alerting.slos is not None:
+        slos = None if self.alerting is None else self.alerting.slos
+        slo = None if slos is None else optional("SLO evaluation", "infertrail.runtime.slo")
+        if slos is not None and slo is not None:
             # Registered before the drift monitors, so closed after them: the last windows'
             # OOD counts reach the SLO counter before it saves them.
-            self.slo = open_slos(
-                self.alerting.slos,
+            self.slo = slo.open_slos(
+                slos,
                 engine,
                 meter,
                 counts_path=s.slo_counts_path,
@@ -155,8 +166,11 @@ class Runtime:
         if s.cost_enabled:
             self.cost = CostAttribution.open(s, meter=meter)
             monitor.add_sink(self.cost)
-        if s.outcomes_enabled:
-            self.outcomes = OutcomeLoop.open(
+        outcomes = (
+            optional("outcomes", "infertrail.runtime.outcomes") if s.outcomes_enabled else None
+        )
+        if outcomes is not None:
+            self.outcomes = outcomes.OutcomeLoop.open(
                 s, meter, audit=self.audit, engine=engine, hand_over_events=monitor.flush_events
             )
             monitor.add_sink(self.outcomes)

@@ -17,11 +17,11 @@ import logging
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import timedelta
+from importlib import import_module
+from typing import TYPE_CHECKING
 
 from infertrail import __version__
-from infertrail.audit.compaction import Compactor
 from infertrail.audit.keys import open_signer
-from infertrail.audit.lake import Sealer
 from infertrail.audit.ledger import AuditLog, LogClosedError, Receipt
 from infertrail.audit.record import RetentionPolicy, derive_record, input_hmac_hex, retention_policy
 from infertrail.config import Settings
@@ -30,6 +30,10 @@ from infertrail.keyring import Keyring
 from infertrail.lifecycle import DEFAULT_SHUTDOWN_S, Deadline
 from infertrail.privacy.pseudonyms import SUBJECT_KEY_PURPOSE
 from infertrail.privacy.stores import PrivacyService
+from infertrail.runtime.extras import optional
+
+if TYPE_CHECKING:
+    from infertrail.audit.lake import Sealer
 
 _log = logging.getLogger("infertrail.audit")
 
@@ -46,7 +50,8 @@ class AuditTrail:
     """Ledger + sealer + keys for one writer process."""
 
     log: AuditLog
-    sealer: Sealer
+    #: None without the [lake] extra: records stay in the WAL (durable, signed, verifiable).
+    sealer: Sealer | None
     keyring: Keyring
     retention: RetentionPolicy
     producer: str
@@ -78,17 +83,23 @@ class AuditTrail:
         try:
             if settings.raw_payloads_enabled and privacy.payloads is not None:
                 privacy.payloads.start_purger(settings.raw_payloads_purge_interval_s)
-            compactor = None
-            if settings.audit_compact:
-                grace = timedelta(seconds=settings.audit_compact_grace_s)
-                compactor = Compactor(settings.lake_url, signer, settings.audit_origin, grace=grace)
-            sealer = Sealer(
-                log,
-                settings.lake_url,
-                signer,
-                after_round=None if compactor is None else compactor.compact,
-            )
-            sealer.start(settings.audit_seal_interval_s)
+            sealer = None
+            lake = optional("sealing the audit log into the Parquet lake", "infertrail.audit.lake")
+            if lake is not None:
+                compactor = None
+                if settings.audit_compact:
+                    grace = timedelta(seconds=settings.audit_compact_grace_s)
+                    compaction = import_module("infertrail.audit.compaction")
+                    compactor = compaction.Compactor(
+                        settings.lake_url, signer, settings.audit_origin, grace=grace
+                    )
+                sealer = lake.Sealer(
+                    log,
+                    settings.lake_url,
+                    signer,
+                    after_round=None if compactor is None else compactor.compact,
+                )
+                sealer.start(settings.audit_seal_interval_s)
         except BaseException:
             privacy.close()
             log.close()
@@ -164,11 +175,12 @@ class AuditTrail:
         The privacy services close before the log: their purger appends to it.
         """
         deadline = Deadline(timeout_s)
-        self.sealer.stop(deadline.remaining())
+        if self.sealer is not None:
+            self.sealer.stop(deadline.remaining())
         self.privacy.close()
         try:
             self.log.flush(deadline.remaining())
-            if not deadline.expired:
+            if self.sealer is not None and not deadline.expired:
                 self.sealer.seal()
         except LogClosedError:
             pass  # already closed: what it committed stays in the WAL for the next seal

@@ -1,7 +1,7 @@
 """Builds the OpenTelemetry providers, exporters and instruments from :class:`Settings`.
 
 Files (OTLP/JSON lines under ``<data_dir>/telemetry``) are the default; OTLP (HTTP or gRPC) is
-added for each signal that has an endpoint (:mod:`infertrail.telemetry.otlp`); a Prometheus
+added for each signal that has an endpoint (:mod:`infertrail.otlp`); a Prometheus
 registry backs the service's ``/metrics``. Every exporter is wrapped so that an outage is counted
 and logged, never raised into a request, and flushing and shutting down are bounded in time even
 when a collector never answers. docs/telemetry.md describes the settings.
@@ -47,6 +47,14 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from prometheus_client import CollectorRegistry
 
 from infertrail.config import Settings
+from infertrail.otlp import (
+    OtlpTarget,
+    Signal,
+    log_exporter,
+    metric_exporter,
+    resolve_otlp,
+    span_exporter,
+)
 from infertrail.telemetry import conventions as c
 from infertrail.telemetry.files import (
     LOGS_FILE,
@@ -57,19 +65,11 @@ from infertrail.telemetry.files import (
     OtlpJsonSpanExporter,
     _JsonLinesFile,
 )
-from infertrail.telemetry.otlp import (
-    OtlpTarget,
-    Signal,
-    log_exporter,
-    metric_exporter,
-    resolve_otlp,
-    span_exporter,
-)
 
 _log = logging.getLogger("infertrail.telemetry")
 
 INFERENCE_LOG_FILE = "inference.log.jsonl"
-SCOPE = "infertrail"
+SCOPE = c.SCOPE
 # Bound on one OTLP export, retries included: a slow collector delays only its own batches.
 OTLP_EXPORT_TIMEOUT_S = 5.0
 
@@ -116,7 +116,7 @@ class ExportFailures:
         with self._lock:
             items = list(self.counts.items())
         return [
-            metrics_api.Observation(n, {"signal": signal, "backend": backend})
+            metrics_api.Observation(n, {c.EXPORT_SIGNAL: signal, c.EXPORT_BACKEND: backend})
             for (signal, backend), n in items
         ]
 
@@ -432,10 +432,10 @@ class Telemetry:
         self.failures = ExportFailures()
         self.resource = Resource.create(
             {
-                "service.name": settings.service_name,
-                "service.version": settings.service_version,
-                "deployment.environment.name": settings.deployment_environment,
-                "infertrail.team": settings.team,
+                c.SERVICE_NAME: settings.service_name,
+                c.SERVICE_VERSION: settings.service_version,
+                c.DEPLOYMENT_ENVIRONMENT_NAME: settings.deployment_environment,
+                c.TEAM: settings.team,
             }
         )
         tdir = settings.telemetry_dir
@@ -517,7 +517,7 @@ class Telemetry:
         self.meter.create_observable_counter(
             c.METRIC_EXPORT_FAILURES,
             callbacks=[self.failures.observe],
-            unit="{failure}",
+            unit=c.UNIT_FAILURE,
             description="Telemetry exports that failed, by signal and backend.",
         )
         self._lifecycle = threading.Lock()
@@ -534,25 +534,25 @@ class Telemetry:
         m.create_observable_counter(
             c.METRIC_PREDICTIONS,
             callbacks=[predictions.observe],
-            unit="{prediction}",
+            unit=c.UNIT_PREDICTION,
             description="Predictions served, by model, version and label.",
         )
         m.create_observable_counter(
             c.METRIC_ERRORS,
             callbacks=[errors.observe],
-            unit="{error}",
+            unit=c.UNIT_ERROR,
             description="Failed or rejected inference requests, by error class.",
         )
         return Instruments(
             duration=m.create_histogram(
                 c.METRIC_DURATION,
-                unit="s",
+                unit=c.UNIT_SECONDS,
                 description="Duration of model inference, from input to prediction.",
                 explicit_bucket_boundaries_advisory=list(c.DURATION_BUCKETS_S),
             ),
             confidence=m.create_histogram(
                 c.METRIC_CONFIDENCE,
-                unit="1",
+                unit=c.UNIT_RATIO,
                 description="Confidence of the predicted label (top-class probability).",
                 explicit_bucket_boundaries_advisory=list(c.CONFIDENCE_BUCKETS),
             ),
@@ -560,7 +560,7 @@ class Telemetry:
             errors=errors,
             input_size=m.create_histogram(
                 c.METRIC_INPUT_SIZE,
-                unit="{element}",
+                unit=c.UNIT_ELEMENT,
                 description="Size of the model input (characters for text, values otherwise).",
                 explicit_bucket_boundaries_advisory=list(c.INPUT_SIZE_BUCKETS),
             ),

@@ -49,30 +49,6 @@ NAMES = frozenset(
     if key.isupper() and isinstance(value, str) and "." in value
 )
 
-# Files other engineers are rewriting, with the literals they still spell (relative to
-# src/infertrail). Each literal should become the conventions constant named in its comment;
-# delete its entry once the file uses the constant. Only these literals are tolerated: a new one
-# in these files fails like anywhere else. (server/, runtime/, web/ and config.py, rewritten
-# too, spell none.)
-ALLOWED: dict[str, frozenset[str]] = {
-    "telemetry/setup.py": frozenset(
-        {
-            "service.name",  # c.SERVICE_NAME
-            "service.version",  # c.SERVICE_VERSION
-            "deployment.environment.name",  # c.DEPLOYMENT_ENVIRONMENT_NAME
-            "infertrail.team",  # c.TEAM
-            "{failure}",  # c.UNIT_FAILURE
-            "{prediction}",  # c.UNIT_PREDICTION
-            "{error}",  # c.UNIT_ERROR
-            "s",  # c.UNIT_SECONDS
-            "1",  # c.UNIT_RATIO
-            "{element}",  # c.UNIT_ELEMENT
-            # Left too, but out of the scan's reach (no dot): SCOPE = "infertrail" -> c.SCOPE,
-            # the export-failure keys "signal" / "backend" -> c.EXPORT_SIGNAL / c.EXPORT_BACKEND.
-        }
-    ),
-}
-
 
 @dataclass(frozen=True)
 class Spelling:
@@ -142,7 +118,7 @@ def source_spellings() -> list[Spelling]:
 
 
 def test_telemetry_names_are_spelled_in_conventions_only() -> None:
-    stray = [s for s in source_spellings() if s.literal not in ALLOWED.get(s.path, frozenset())]
+    stray = list(source_spellings())
     assert not stray, (
         "telemetry names spelled outside telemetry/conventions.py; add a constant there (and a "
         "row to docs/conventions.md) and use it:\n" + "\n".join(map(str, stray))

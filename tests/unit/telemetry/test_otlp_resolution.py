@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from infertrail.config import Settings
-from infertrail.telemetry.otlp import PROTOCOLS, SIGNALS, OtlpTarget, resolve_otlp
+from infertrail.otlp import PROTOCOLS, SIGNALS, OtlpTarget, resolve_otlp
 
 HTTP = "http/protobuf"
 
