@@ -9,15 +9,32 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from importlib import import_module
 from pathlib import Path
 
 import click
 
 from infertrail.commandline import CliContext, UsageProblem
+from infertrail.runtime.extras import extra_for
 
 pass_ctx = click.make_pass_decorator(CliContext)
+
+
+@contextmanager
+def _needs_extra(what: str, *, extra: str | None = None) -> Iterator[None]:
+    """Turn a missing optional dependency into a usage error naming the extra to install."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        needed = extra or extra_for(exc)
+        if needed is None:
+            raise
+        raise UsageProblem(
+            f"{what} needs infertrail[{needed}] ({exc.name} is not installed): "
+            f"pip install 'infertrail[{needed}]'"
+        ) from exc
 
 
 def _attr(spec: str) -> click.Command:
@@ -88,7 +105,8 @@ class _LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         found = super().get_command(ctx, cmd_name)
         if found is None and cmd_name in _GROUPS:
-            found = _GROUPS[cmd_name][1]()
+            with _needs_extra(f"infertrail {cmd_name}"):
+                found = _GROUPS[cmd_name][1]()
             self.add_command(found, cmd_name)
         return found
 
@@ -189,10 +207,6 @@ def trace(ctx: CliContext, request_id: str, as_json: bool) -> None:
 @pass_ctx
 def demo(ctx: CliContext, n_requests: int, port: int, keep_serving: bool) -> None:
     """Train, serve on localhost, drive traffic, and show where the telemetry went."""
-    try:
+    with _needs_extra("the demo", extra="demo"):
         from infertrail.demo.run import run_demo
-    except ImportError as exc:  # the demo's stack is an extra
-        raise UsageProblem(
-            f"the demo needs infertrail[demo] ({exc}): pip install 'infertrail[demo]'"
-        ) from exc
     sys.exit(run_demo(ctx.settings, n_requests=n_requests, port=port, keep_serving=keep_serving))

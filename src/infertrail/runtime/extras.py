@@ -11,15 +11,23 @@ import logging
 from importlib import import_module
 from types import ModuleType
 
-__all__ = ["EXTRAS", "optional"]
+__all__ = ["EXTRAS", "extra_for", "optional"]
 
 _log = logging.getLogger("infertrail.runtime")
 
 #: The optional extras, by the top-level modules each brings (``pip install infertrail[x]``).
 EXTRAS: dict[str, frozenset[str]] = {
     "lake": frozenset({"pyarrow", "duckdb", "fsspec"}),
-    "monitoring": frozenset({"numpy", "scipy", "sklearn"}),
+    "monitoring": frozenset({"numpy", "scipy", "sklearn", "grafana_foundation_sdk"}),
+    "server": frozenset({"fastapi", "starlette", "uvicorn"}),
+    "demo": frozenset({"joblib"}),
 }
+
+
+def extra_for(exc: ModuleNotFoundError) -> str | None:
+    """The extra that would provide the module ``exc`` says is missing, if any."""
+    top = (exc.name or "").partition(".")[0]
+    return next((name for name, mods in EXTRAS.items() if top in mods), None)
 
 
 def optional(feature: str, module: str) -> ModuleType | None:
@@ -30,8 +38,7 @@ def optional(feature: str, module: str) -> ModuleType | None:
     try:
         return import_module(module)
     except ModuleNotFoundError as exc:
-        top = (exc.name or "").partition(".")[0]
-        extra = next((name for name, mods in EXTRAS.items() if top in mods), None)
+        extra = extra_for(exc)
         if extra is None:
             raise
         _log.warning(
@@ -39,7 +46,7 @@ def optional(feature: str, module: str) -> ModuleType | None:
             "pip install 'infertrail[%s]'",
             feature,
             extra,
-            top,
+            exc.name,
             extra,
         )
         return None
