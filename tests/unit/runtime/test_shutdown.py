@@ -146,7 +146,7 @@ def test_an_otlp_endpoint_that_never_answers_cannot_hold_the_runtime(
 
 def test_a_failed_start_stops_what_it_started(settings: Settings, tmp_path: Path) -> None:
     bad = settings.model_copy(update={"alert_rules_file": tmp_path / "missing.toml"})
-    with pytest.raises(Exception, match="missing.toml"):
+    with pytest.raises(Exception, match=r"missing\.toml"):
         Runtime.start(bad, [MODEL])
     # the audit log's lock was released: a new runtime opens the same data directory
     Runtime.start(settings, [MODEL]).shutdown()
