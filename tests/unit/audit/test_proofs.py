@@ -142,6 +142,7 @@ def test_checking_evidence_loads_no_storage_code() -> None:
     ours = {name for name in loaded if name.startswith("infertrail")}
     assert ours == {
         "infertrail",
+        "infertrail._lazy",  # the package facades' lazy attributes: stdlib only
         "infertrail.audit",
         "infertrail.audit.checkpoint",
         "infertrail.audit.evidence",
