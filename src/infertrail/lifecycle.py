@@ -14,12 +14,15 @@ import threading
 import time
 from collections.abc import Callable
 
-__all__ = ["DEFAULT_SHUTDOWN_S", "Deadline", "run_bounded"]
+__all__ = ["DEFAULT_SHUTDOWN_S", "NETWORK_STEP_S", "Deadline", "run_bounded"]
 
 _log = logging.getLogger("infertrail.lifecycle")
 
 #: Default budget of a whole shutdown, in seconds: well inside ``docker stop``'s 10 s.
 DEFAULT_SHUTDOWN_S = 5.0
+#: What a step that only talks to the network (exporting telemetry, delivering notifications)
+#: may take of it: a dead endpoint costs this much, and a stop stays well under the budget.
+NETWORK_STEP_S = 2.0
 
 
 class Deadline:
@@ -38,6 +41,10 @@ class Deadline:
     def expired(self) -> bool:
         """True once the deadline has passed."""
         return time.monotonic() >= self._end
+
+    def capped(self, max_s: float) -> Deadline:
+        """A deadline no later than this one and at most ``max_s`` from now."""
+        return Deadline(min(self.remaining(), max_s))
 
 
 def run_bounded(what: str, step: Callable[[float], object], deadline: Deadline) -> bool:

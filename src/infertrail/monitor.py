@@ -47,7 +47,7 @@ from infertrail.events import (
     new_request_id,
     span_attributes,
 )
-from infertrail.lifecycle import DEFAULT_SHUTDOWN_S, Deadline, run_bounded
+from infertrail.lifecycle import DEFAULT_SHUTDOWN_S, NETWORK_STEP_S, Deadline, run_bounded
 from infertrail.telemetry import conventions as c
 from infertrail.telemetry.setup import AttributeKey, Telemetry
 
@@ -119,6 +119,8 @@ class Monitor:
             )
         self.settings = settings or Settings()
         self.settings.ensure_dirs()
+        # One owner stops telemetry: the Monitor if it made it, else whoever passed it in.
+        self._owns_telemetry = telemetry is None
         self.telemetry = telemetry or Telemetry(self.settings)
         self._tracer = self.telemetry.tracer
         self._sync_sinks: list[Sink] = []
@@ -401,7 +403,8 @@ class Monitor:
         Order: the request-thread sinks first, in reverse registration order (the audit trail's
         final signed checkpoint must not wait behind a slow exporter); then the queue is drained
         to the background sinks, which are flushed and closed in reverse registration order;
-        telemetry last. Events observed after this point are counted as dropped.
+        telemetry last (only if this Monitor made it: a Telemetry passed in is its owner's to
+        stop). Events observed after this point are counted as dropped.
         """
         if self._closed:
             return
@@ -415,7 +418,8 @@ class Monitor:
             _log.warning("shutdown: the event queue was not drained before the deadline")
         for sink in reversed(self._async_sinks):
             run_bounded(f"sink {sink!r}", sink.close, deadline)
-        self.telemetry.shutdown(deadline.remaining())
+        if self._owns_telemetry:
+            self.telemetry.shutdown(deadline.capped(NETWORK_STEP_S).remaining())
 
 
 class _Marker:

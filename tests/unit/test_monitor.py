@@ -139,6 +139,7 @@ def test_exporter_outage_is_counted_never_raised(settings: Settings) -> None:
         assert t.failures.counts[("traces", "custom")] >= 1
     finally:
         m.shutdown()
+        t.shutdown()  # passed in: its owner stops it, not the Monitor
 
 
 def test_unknown_sampler_is_a_clear_error() -> None:

@@ -32,7 +32,7 @@ from infertrail.audit.receipts import Receipt, receipt_of, receipt_of_async
 from infertrail.config import Settings
 from infertrail.cost.attribution import CostAttribution
 from infertrail.events import InferenceEvent, ModelInfo
-from infertrail.lifecycle import DEFAULT_SHUTDOWN_S, Deadline, run_bounded
+from infertrail.lifecycle import DEFAULT_SHUTDOWN_S, NETWORK_STEP_S, Deadline, run_bounded
 from infertrail.monitor import Monitor
 from infertrail.runtime.alerts import Alerting
 from infertrail.runtime.audit import AuditTrail
@@ -234,9 +234,9 @@ class Runtime:
         elif self.audit is not None:  # failed before the Monitor existed: nothing else did
             run_bounded("audit trail", self.audit.close, deadline)
         if self.alerting is not None:
-            run_bounded("alert notifiers", self.alerting.close, deadline)
+            run_bounded("alert notifiers", self.alerting.close, deadline.capped(NETWORK_STEP_S))
         if self.telemetry is not None:
-            self.telemetry.shutdown(deadline.remaining())
+            self.telemetry.shutdown(deadline.capped(NETWORK_STEP_S).remaining())
 
     @property
     def running(self) -> bool:

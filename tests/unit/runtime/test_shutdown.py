@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -155,3 +156,25 @@ def test_a_failed_start_stops_what_it_started(settings: Settings, tmp_path: Path
 def test_models_must_have_unique_names(settings: Settings) -> None:
     with pytest.raises(ValueError, match="model names must be unique"):
         Runtime.start(settings, [MODEL, MODEL])
+
+
+@pytest.mark.slow
+def test_a_webhook_that_never_answers_cannot_hold_the_runtime(
+    settings: Settings, black_hole: str, tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text(
+        f'[receivers.hook]\ntype = "webhook"\nurl = "{black_hole}/hook"\n\n'
+        '[[rules]]\nname = "drifted"\nsignal = "drift.share_drifted"\ncomparison = ">"\n'
+        'threshold = 0.3\nfor_windows = 1\nresolve_after = 1\nreceivers = ["hook"]\n'
+    )
+    s = settings.model_copy(update={"alert_rules_file": rules, "drift_enabled": False})
+    rt = Runtime.start(s, [MODEL])
+    assert rt.alerting is not None
+    for minute in range(3):  # fires, then refreshes: deliveries queue behind the stuck one
+        at = datetime.now(UTC) + timedelta(minutes=minute)
+        rt.alerting.engine.evaluate({"drift.share_drifted": 0.9}, MODEL.name, at)
+    t0 = time.monotonic()
+    rt.shutdown(timeout_s=2.0)
+    assert time.monotonic() - t0 < 3.0
+    assert not rt.running
