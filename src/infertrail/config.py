@@ -239,6 +239,27 @@ class Settings(BaseSettings):
     )
     outcome_batch_max: int = Field(10_000, ge=1, description="Outcomes per request, at most.")
 
+    # HTTP request hardening of every instrumented app: body limits, JSON checks, the
+    # compliance API's rate (web/guard.py; README "Instrumenting your own service")
+    http_max_body_bytes: int = Field(
+        65_536, ge=1, description="Largest request body (bytes) of a route not in http_body_limits."
+    )
+    http_body_limits: dict[str, int] = Field(
+        default_factory=lambda: {"/v1/outcomes": 8 * 1024 * 1024},
+        description="Per path prefix, its own body limit in bytes (outcome batches are larger).",
+    )
+    http_max_json_depth: int = Field(
+        32, ge=1, le=512, description="Deepest nesting of arrays and objects in a JSON body."
+    )
+    http_raw_body_paths: list[str] = Field(
+        default_factory=list,
+        description="Path prefixes whose bodies are not JSON (no 415, no JSON checks; limited).",
+    )
+    compliance_rate_per_s: float = Field(
+        5.0, gt=0, description="Compliance API requests per second per API key (429 beyond)."
+    )
+    compliance_burst: int = Field(20, ge=1, description="... with bursts of up to this many.")
+
     @field_validator(*_OTLP_ENDPOINT_FIELDS)
     @classmethod
     def _endpoint_is_url(cls, v: str | None, info: ValidationInfo) -> str | None:

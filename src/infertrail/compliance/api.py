@@ -36,12 +36,21 @@ from opentelemetry import metrics
 from pydantic import BaseModel, ConfigDict, Field
 
 from infertrail.audit.ledger import LogClosedError, LogFailedError
+from infertrail.audit.record import EVENT_TYPES
 from infertrail.compliance.access import AccessError, RateLimited, RateLimiter, UserStore
 from infertrail.compliance.engine import LakeIntegrityError
 from infertrail.compliance.export import csv_chunks, json_chunks
-from infertrail.compliance.filters import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, QueryError
+from infertrail.compliance.filters import (
+    DEFAULT_PAGE_SIZE,
+    FILTER_TEXT_PATTERN,
+    MAX_PAGE_SIZE,
+    PSEUDONYM_PATTERN,
+    QueryError,
+)
 from infertrail.compliance.queries import Caller, Export, NotFoundError, QueryService, RecordsQuery
 from infertrail.privacy.errors import AccessRefusedError, PrivacyError
+from infertrail.privacy.policy import MAX_TEXT_CHARS, MIN_JUSTIFICATION_CHARS
+from infertrail.privacy.pseudonyms import MAX_SUBJECT_ID_CHARS
 from infertrail.telemetry import conventions as c
 from infertrail.web.responses import ErrorResponse, error_response, request_id_of
 
@@ -109,8 +118,12 @@ class ErasureRequest(BaseModel):
     """Whom to erase, and why (the reason is written to the audit log)."""
 
     model_config = ConfigDict(extra="forbid")
-    subject_id: str = Field(min_length=1, max_length=256)
-    justification: str = Field(description="Why (10 to 1000 characters, no personal data).")
+    subject_id: str = Field(min_length=1, max_length=MAX_SUBJECT_ID_CHARS)
+    justification: str = Field(
+        description=f"Why ({MIN_JUSTIFICATION_CHARS} to {MAX_TEXT_CHARS} characters once "
+        "leading and trailing whitespace is dropped; no personal data).",
+        json_schema_extra={"minLength": MIN_JUSTIFICATION_CHARS, "maxLength": MAX_TEXT_CHARS},
+    )
 
 
 class ErasureResponse(BaseModel):
@@ -224,7 +237,14 @@ def _problems(exc: RequestValidationError) -> list[dict[str, str]]:
             continue
         # loc is (source, name, ...): "query", "path" or "body", then the (aliased) name.
         loc = [str(part) for part in error["loc"]]
-        problems.append({"field": ".".join(loc[1:]) or loc[0], "message": str(error["msg"])})
+        field = ".".join(loc[1:]) or loc[0]
+        message = str(error["msg"])
+        if error["type"] == "missing" and loc[0] == "query" and field in ("from", "to"):
+            message = (
+                "is required: every query names its window [from, to), each a date "
+                "(2026-07-01) or an RFC 3339 time, e.g. from=2026-07-01&to=2026-10-01"
+            )
+        problems.append({"field": field, "message": message})
     return problems
 
 
@@ -278,25 +298,59 @@ async def _answer(request: Request, exc: Exception) -> Response:
     return response
 
 
+#: A window bound: a date (midnight UTC) or an RFC 3339 time (filters.parse_instant).
+_INSTANT = {"anyOf": [{"format": "date"}, {"format": "date-time"}]}
+_FILTER_TEXT = {"pattern": FILTER_TEXT_PATTERN}
+
+
 def _record_filters(
     start: Annotated[
-        str | None,
-        Query(alias="from", description="Window start (inclusive): a date or RFC 3339 time."),
-    ] = None,
-    end: Annotated[str | None, Query(alias="to", description="Window end (exclusive).")] = None,
+        str,
+        Query(
+            alias="from",
+            description="Window start (inclusive): a date or RFC 3339 time.",
+            json_schema_extra=_INSTANT,
+        ),
+    ],
+    end: Annotated[
+        str,
+        Query(
+            alias="to",
+            description="Window end (exclusive), after from, at most 366 days later.",
+            json_schema_extra=_INSTANT,
+        ),
+    ],
     subject_id: Annotated[
-        str | None, Query(description="Real subject id (compliance; needs a justification).")
+        str | None,
+        Query(
+            description="Real subject id (compliance; needs a justification).",
+            json_schema_extra={"minLength": 1, "maxLength": MAX_SUBJECT_ID_CHARS},
+        ),
     ] = None,
-    pseudonym: Annotated[str | None, Query(description="Subject pseudonym (auditor).")] = None,
-    model_name: str | None = None,
-    model_version: str | None = None,
-    decision: str | None = None,
-    event_type: str | None = None,
+    pseudonym: Annotated[
+        str | None,
+        Query(
+            description="Subject pseudonym (auditor), as records carry it.",
+            json_schema_extra={"pattern": PSEUDONYM_PATTERN},
+        ),
+    ] = None,
+    model_name: Annotated[str | None, Query(json_schema_extra=_FILTER_TEXT)] = None,
+    model_version: Annotated[str | None, Query(json_schema_extra=_FILTER_TEXT)] = None,
+    decision: Annotated[str | None, Query(json_schema_extra=_FILTER_TEXT)] = None,
+    event_type: Annotated[
+        str | None, Query(json_schema_extra={"enum": sorted(EVENT_TYPES)})
+    ] = None,
     justification: Annotated[
-        str | None, Query(description="Why (required with subject_id; written to the log).")
+        str | None,
+        Query(
+            description="Why (required with subject_id; written to the log).",
+            json_schema_extra={"maxLength": MAX_TEXT_CHARS},
+        ),
     ] = None,
 ) -> RecordsQuery:
-    """The filters records and export share, as given (the service validates them)."""
+    """The filters records and export share, as given (the service validates them; the schema
+    states its rules, except those across parameters: the window's order and length, and
+    subject_id with a justification and without a pseudonym)."""
     return RecordsQuery(
         start, end, subject_id, pseudonym, model_name, model_version, decision, event_type,
         justification,

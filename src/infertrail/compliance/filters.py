@@ -2,6 +2,13 @@
 
 Pure functions, no I/O. Every error a caller can cause is a :class:`QueryError` naming the
 parameter, the bad value and what would be valid; the API answers it with 422.
+
+Filters are written into the access record of every query, in the permanent audit log, so
+each is checked against what it can match before anything is written: a pseudonym has the
+form the privacy layer issues (:data:`PSEUDONYM_PATTERN`), an event type is one of
+``EVENT_TYPES``, and a model name, model version or decision is 1 to 256 characters without
+control characters (:data:`FILTER_TEXT_PATTERN`: no NUL, newline or escape sequence reaches
+the log, a terminal or a CSV export). Times are written normalized, never as sent.
 """
 
 from __future__ import annotations
@@ -19,7 +26,9 @@ from infertrail.audit.record import EVENT_TYPES
 __all__ = [
     "DEFAULT_MAX_WINDOW_DAYS",
     "DEFAULT_PAGE_SIZE",
+    "FILTER_TEXT_PATTERN",
     "MAX_PAGE_SIZE",
+    "PSEUDONYM_PATTERN",
     "QueryError",
     "QueryFilters",
     "TimeWindow",
@@ -33,6 +42,14 @@ DEFAULT_MAX_WINDOW_DAYS = 366
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 _MAX_FIELD_CHARS = 256
+#: A subject's pseudonym as privacy.pseudonyms.new_pseudonym issues it: ``p-`` + 32 hex digits.
+PSEUDONYM_PATTERN = r"^p-[0-9a-f]{32}$"
+#: A model name, model version or decision: 1 to 256 characters, none a control character
+#: (C0, DEL, C1). The same text is the OpenAPI pattern (ECMA and Python read it alike).
+FILTER_TEXT_PATTERN = r"^[^\u0000-\u001f\u007f-\u009f]{1,256}$"
+_PSEUDONYM = re.compile(PSEUDONYM_PATTERN.strip("^$"))
+# ... nor a lone surrogate, which no URL can carry but a command line can.
+_FILTER_TEXT = re.compile(FILTER_TEXT_PATTERN.strip("^$").replace("]", r"\ud800-\udfff]"))
 _CURSOR_VERSION = "c1"
 _CURSOR_RE = re.compile(r"c1\.(\d{1,16})\.([0-9a-f]{16})")
 
@@ -108,10 +125,31 @@ def parse_window(start: str | None, end: str | None, max_days: int) -> TimeWindo
 
 
 def _checked_text(field: str, value: str | None) -> str | None:
+    """A text filter as given, or QueryError (never quoting it: it may be anything)."""
     if value is None:
         return None
-    if not isinstance(value, str) or not 1 <= len(value) <= _MAX_FIELD_CHARS:
-        raise QueryError(field, f"must be 1 to {_MAX_FIELD_CHARS} characters")
+    if not isinstance(value, str) or _FILTER_TEXT.fullmatch(value) is None:
+        got = f"{len(value)} characters" if isinstance(value, str) else type(value).__name__
+        control = isinstance(value, str) and 1 <= len(value) <= _MAX_FIELD_CHARS
+        raise QueryError(
+            field,
+            f"must be 1 to {_MAX_FIELD_CHARS} characters, none a control character; got "
+            + ("a control character" if control else got),
+        )
+    return value
+
+
+def _checked_pseudonym(value: str | None) -> str | None:
+    """A pseudonym in the form the privacy layer issues, or QueryError."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or _PSEUDONYM.fullmatch(value) is None:
+        got = f"{len(value)} characters" if isinstance(value, str) else type(value).__name__
+        raise QueryError(
+            "pseudonym",
+            "must be a pseudonym as records carry it: 'p-' and 32 lowercase hex digits "
+            f"(e.g. p-4bdf07a29e5c4e0f8d1a6b3c2e9f7a10); got {got} not of that form",
+        )
     return value
 
 
@@ -147,7 +185,7 @@ class QueryFilters:
             )
         return cls(
             window,
-            _checked_text("pseudonym", pseudonym),
+            _checked_pseudonym(pseudonym),
             _checked_text("model_name", model_name),
             _checked_text("model_version", model_version),
             _checked_text("decision", decision),

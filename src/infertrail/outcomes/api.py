@@ -7,12 +7,16 @@ names the item and the field, and looks the same whichever app mounts the router
 - 400 ``invalid_json``; 422 ``invalid_outcomes`` with ``detail: [{index, field, message}]``;
 - 409 ``outcome_conflict`` with ``detail: [{request_id, kind, stored, received}]``;
 - 503 ``audit_unavailable``. None of the error answers stored anything.
+
+``GET /v1/outcomes/performance`` takes ``from``/``to`` as RFC 3339 times (422
+``invalid_query`` naming the parameter otherwise). A bound beyond the times an outcome can
+carry (before 1677-09-21 or after 2262-04-11, the range of 64-bit Unix nanoseconds) is the
+same as no bound: ``from=0001-01-01T00:00:00Z`` means "from the start".
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
@@ -23,10 +27,18 @@ from pydantic import BaseModel, Field
 
 from infertrail.events import new_request_id
 from infertrail.outcomes.ingest import AuditUnavailableError, OutcomeService
-from infertrail.outcomes.join import OutcomeSpec, performance_report, unix_ns
+from infertrail.outcomes.join import OutcomeSpec, performance_report
 from infertrail.outcomes.render import report_as_dict
-from infertrail.outcomes.schema import OutcomeIn, OutcomeValidationError
+from infertrail.outcomes.schema import (
+    KIND_PATTERN,
+    MAX_TIME_NS,
+    MIN_TIME_NS,
+    OutcomeIn,
+    OutcomeValidationError,
+    rfc3339_ns,
+)
 from infertrail.outcomes.store import OutcomeConflictError
+from infertrail.web.responses import ErrorResponse
 
 __all__ = ["OUTCOMES_PATH", "PERFORMANCE_PATH", "IngestResponse", "outcomes_router"]
 
@@ -43,14 +55,58 @@ class IngestResponse(BaseModel):
     audit_seq_last: int | None = Field(description="Audit log position of the last record.")
 
 
-class ErrorResponse(BaseModel):
-    error: str
-    detail: Any
-    request_id: str
+#: The widest performance window, in seconds: ten years.
+MAX_EVERY_S = 315_576_000
+_REQUEST_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$"
 
 
-_ITEM_SCHEMA = OutcomeIn.model_json_schema()
-_BATCH_SCHEMA = {"type": "array", "items": _ITEM_SCHEMA}
+def _item_schema() -> dict[str, Any]:
+    """The JSON schema of one outcome, with the rules its validators apply."""
+    schema = OutcomeIn.model_json_schema()
+    props = schema["properties"]
+    props["request_id"].update(pattern=_REQUEST_ID_PATTERN, maxLength=128)
+    for option in props["ts"]["anyOf"]:
+        if option.get("type") == "string":
+            option["format"] = "date-time"
+    props["ts"]["description"] = (
+        "RFC 3339 time of the outcome, from 1677-09-21 to 2262-04-11 (64-bit Unix "
+        "nanoseconds); default: receipt."
+    )
+    for option in props["outcome"]["anyOf"]:
+        if option.get("type") == "number":
+            option["description"] = "A numeric value (finite)."
+    return schema
+
+
+def query_window(start: str | None, end: str | None) -> tuple[int | None, int | None]:
+    """``from``/``to`` as Unix ns; a bound beyond what is stored is no bound (module doc).
+
+    QueryProblem names the parameter that is not an RFC 3339 time.
+    """
+    bounds: list[int | None] = []
+    for name, value in (("from", start), ("to", end)):
+        try:
+            bounds.append(None if value is None else rfc3339_ns(value))
+        except ValueError as exc:
+            raise QueryProblem(name, str(exc)) from None
+    lo, hi = bounds
+    if lo is not None:
+        lo = None if lo <= MIN_TIME_NS else min(lo, MAX_TIME_NS)
+    if hi is not None:
+        hi = None if hi >= MAX_TIME_NS else max(hi, MIN_TIME_NS)
+    return lo, hi
+
+
+class QueryProblem(ValueError):
+    """A query parameter of the performance view is invalid; ``field`` names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field} {message}")
+        self.field = field
+        self.message = message
+
+
+_ITEM_SCHEMA = _item_schema()
 
 
 def outcomes_router(service: OutcomeService, spec_for: Callable[[str], OutcomeSpec]) -> APIRouter:
@@ -75,7 +131,15 @@ def outcomes_router(service: OutcomeService, spec_for: Callable[[str], OutcomeSp
                 "content": {
                     "application/json": {
                         "schema": {
-                            "anyOf": [_ITEM_SCHEMA, {"type": "array", "items": _ITEM_SCHEMA}]
+                            "anyOf": [
+                                _ITEM_SCHEMA,
+                                {
+                                    "type": "array",
+                                    "items": _ITEM_SCHEMA,
+                                    "minItems": 1,
+                                    "maxItems": service.batch_max,
+                                },
+                            ]
                         }
                     }
                 },
@@ -99,26 +163,45 @@ def outcomes_router(service: OutcomeService, spec_for: Callable[[str], OutcomeSp
             return error(503, "audit_unavailable", str(exc), rid)
         return result.as_json()
 
-    @router.get(PERFORMANCE_PATH)
+    @router.get(
+        PERFORMANCE_PATH,
+        responses={422: {"model": ErrorResponse, "description": "Invalid query parameters."}},
+    )
     async def get_performance(
         request: Request,
         model: str | None = None,
         version: str | None = None,
-        kind: str = "label",
+        kind: Annotated[
+            str, Query(pattern=KIND_PATTERN, description="Outcome kind: label or a KPI name.")
+        ] = "label",
         start: Annotated[
-            datetime | None, Query(alias="from", description="RFC 3339, inclusive.")
+            str | None,
+            Query(
+                alias="from",
+                description="RFC 3339 time, inclusive (predictions made from then on).",
+                json_schema_extra={"format": "date-time"},
+            ),
         ] = None,
         end: Annotated[
-            datetime | None, Query(alias="to", description="RFC 3339, exclusive.")
+            str | None,
+            Query(
+                alias="to",
+                description="RFC 3339 time, exclusive.",
+                json_schema_extra={"format": "date-time"},
+            ),
         ] = None,
-        every_s: Annotated[int | None, Query(ge=1, description="Window in seconds.")] = None,
+        every_s: Annotated[
+            int | None, Query(ge=1, le=MAX_EVERY_S, description="Window in seconds.")
+        ] = None,
         bins: Annotated[int, Query(ge=1, le=100)] = 10,
     ) -> Any:
         """Performance and KPI view of joined outcomes (the JSON of `outcomes report`)."""
         rid: str = request.scope.get("state", {}).get("request_id") or new_request_id()
-        for name, t in (("from", start), ("to", end)):
-            if t is not None and t.tzinfo is None:
-                return error(422, "invalid_query", f"{name} must carry a UTC offset", rid)
+        try:
+            start_ns, end_ns = query_window(start, end)
+        except QueryProblem as exc:
+            problem = {"field": exc.field, "message": f"{exc.field} {exc.message}"}
+            return error(422, "invalid_query", [problem], rid)
         report = await run_in_threadpool(
             performance_report,
             service.store,
@@ -126,8 +209,8 @@ def outcomes_router(service: OutcomeService, spec_for: Callable[[str], OutcomeSp
             kind=kind,
             model=model,
             version=version,
-            start_ns=None if start is None else unix_ns(start),
-            end_ns=None if end is None else unix_ns(end),
+            start_ns=start_ns,
+            end_ns=end_ns,
             every_s=every_s,
             bins=bins,
         )

@@ -15,6 +15,7 @@ same label, and ``1.0`` is a number, not a label.
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -39,17 +40,29 @@ from infertrail.events import InvalidRequestId, validate_request_id
 __all__ = [
     "DEFAULT_KIND",
     "KIND_PATTERN",
+    "MAX_TIME_NS",
+    "MIN_TIME_NS",
     "Outcome",
     "OutcomeIn",
     "OutcomeProblem",
     "OutcomeValidationError",
     "parse_outcomes",
+    "rfc3339_ns",
 ]
 
 DEFAULT_KIND = "label"
 KIND_PATTERN = r"^[a-z][a-z0-9_.-]{0,63}$"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_LABEL = 256
+#: Times are stored as Unix nanoseconds in 64-bit integers: this is the range they can hold.
+MIN_TIME_NS = -(2**63)
+MAX_TIME_NS = 2**63 - 1
+_MIN_TIME = "1677-09-21T00:12:43.145225Z"
+_MAX_TIME = "2262-04-11T23:47:16.854775Z"
+_RFC3339 = re.compile(
+    r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
+)
+_LOCAL_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?", re.ASCII)
 
 
 class OutcomeIn(BaseModel):
@@ -144,16 +157,36 @@ class OutcomeValidationError(ValueError):
         super().__init__(f"{len(self.problems)} invalid outcome field(s): {shown}{more}")
 
 
-def _time_ns(v: str) -> int:
+def rfc3339_ns(v: str) -> int:
+    """An RFC 3339 date-time (``2026-11-26T20:46:24Z``, an offset instead of Z, a fraction,
+    a leap second) as Unix nanoseconds (microsecond precision), however far from 1970.
+
+    ValueError names what is wrong: not this form (ISO 8601's other forms, a bare number or
+    date included), no offset, or no such date.
+    """
+    shown = repr(v[:40]) if isinstance(v, str) else type(v).__name__
+    if not isinstance(v, str) or (m := _RFC3339.fullmatch(v)) is None:
+        if isinstance(v, str) and _LOCAL_TIME.fullmatch(v):
+            raise ValueError(f"must carry a UTC offset (e.g. a trailing Z), got {shown}")
+        raise ValueError(f"must be an RFC 3339 time such as 2026-11-26T20:46:24Z, got {shown}")
+    date, hh, mm, ss, fraction, zone = m.groups()
+    # A leap second (23:59:60) is the second after 23:59:59: datetime has no 60th second.
+    leap = ss == "60"
     try:
-        t = datetime.fromisoformat(v)
-    except ValueError:
-        raise ValueError(
-            f"must be an RFC 3339 time such as 2026-11-26T20:46:24Z, got {v!r}"
-        ) from None
-    if t.tzinfo is None:
-        raise ValueError(f"must carry a UTC offset (e.g. a trailing Z), got {v!r}")
-    return (t - _EPOCH) // timedelta(microseconds=1) * 1000
+        t = datetime.fromisoformat(
+            f"{date}T{hh}:{mm}:{'59' if leap else ss}{(fraction or '')[:7]}"
+            f"{'+00:00' if zone in 'Zz' else zone}"
+        )
+    except ValueError as exc:
+        raise ValueError(f"is not a valid time ({exc}), got {shown}") from None
+    return ((t - _EPOCH) // timedelta(microseconds=1) + (1_000_000 if leap else 0)) * 1000
+
+
+def _time_ns(v: str) -> int:
+    ns = rfc3339_ns(v)
+    if not MIN_TIME_NS <= ns <= MAX_TIME_NS:
+        raise ValueError(f"must be a time from {_MIN_TIME} to {_MAX_TIME}, got {v[:40]!r}")
+    return ns
 
 
 def normal_form(item: OutcomeIn, received_ns: int) -> Outcome:

@@ -9,6 +9,12 @@ It starts (or takes) a :class:`~infertrail.runtime.Runtime` and adds to the app:
 - ``GET /metrics`` (Prometheus text format: infertrail's metrics and the HTTP ones);
 - exception handlers answering an unrecorded decision 503 and an erased subject 409, so a
   handler simply awaits ``runtime.audit_receipt_async(event)``;
+- request hardening (web/guard.py): every request body must be ``application/json`` (415),
+  within its route's size limit (413), UTF-8, not nested too deeply and free of lone
+  surrogates (400/422); FastAPI's validation errors, 404 and 405 answered in the one error
+  shape; the settings ``http_*`` say how (``http_raw_body_paths`` for non-JSON bodies);
+- for a FastAPI app, ``/docs`` and ``/redoc`` served with their assets from the app itself (no
+  CDN), and its OpenAPI document listing those answers and ``/metrics``;
 - optionally the compliance API (``/v1/audit/...``), the outcomes API (``/v1/outcomes``) and
   one structured access-log line per request;
 - the runtime's shutdown at the end of the app's lifespan (uvicorn and gunicorn run it on
@@ -39,6 +45,8 @@ from infertrail.runtime.assembly import Runtime
 from infertrail.runtime.drift import ProfileSource
 from infertrail.telemetry.http import http_meter_provider
 from infertrail.web.accesslog import AccessLogMiddleware
+from infertrail.web.guard import GuardPolicy, RequestGuardMiddleware
+from infertrail.web.handlers import install_request_error_handlers
 from infertrail.web.requestid import RequestIdMiddleware
 from infertrail.web.responses import install_error_handlers
 
@@ -88,18 +96,35 @@ def instrument(
         raise RuntimeError("this app is already instrumented by infertrail")
     setattr(app.state, RUNTIME_STATE, runtime)
 
-    def on_invalid_request_id(rid: str, message: str, path: str) -> None:
+    def on_rejected(rid: str, kind: str, message: str, path: str) -> None:
         # Refused before any route ran: the model is known only when the app serves one.
         model = runtime.models[0] if len(runtime.models) == 1 else _UNKNOWN_MODEL
         monitor.record_rejection(
-            model, error_type="invalid_request_id", message=message, request_id=rid, endpoint=path
+            model, error_type=kind, message=message, request_id=rid, endpoint=path
         )
 
+    def on_invalid_request_id(rid: str, message: str, path: str) -> None:
+        on_rejected(rid, "invalid_request_id", message, path)
+
+    # Added first, so inside the request id: its refusals carry the id.
+    policy = GuardPolicy.from_settings(runtime.settings)
+    app.add_middleware(RequestGuardMiddleware, policy=policy, on_reject=on_rejected)
     app.add_middleware(RequestIdMiddleware, on_invalid=on_invalid_request_id)
     if access_log:
         app.add_middleware(AccessLogMiddleware)  # outside the request id: logs its 400s too
     _instrument_http(app, runtime, excluded_urls)
     install_error_handlers(app)
+    install_request_error_handlers(app)
+    if _is_fastapi(app):
+        from infertrail.web.docs import serve_docs_offline
+        from infertrail.web.openapi import document_instrumentation
+
+        serve_docs_offline(cast("FastAPI", app))
+        document_instrumentation(
+            cast("FastAPI", app),
+            metrics_path=metrics_path,
+            metrics_content_type=CONTENT_TYPE_LATEST,
+        )
     if metrics_path is not None:
 
         async def metrics(_request: Request) -> Response:
@@ -115,12 +140,16 @@ def instrument(
     if compliance_api:
         if runtime.compliance is None:
             raise RuntimeError("the compliance API needs the audit trail (audit_enabled)")
+        from infertrail.compliance.access import RateLimiter
         from infertrail.compliance.api import include_compliance_api
 
         include_compliance_api(
             cast("FastAPI", app),
             runtime.compliance.queries,
             runtime.compliance.users,
+            limiter=RateLimiter(
+                runtime.settings.compliance_rate_per_s, runtime.settings.compliance_burst
+            ),
             meter=telemetry.meter,
         )
     if outcomes_api:

@@ -14,12 +14,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from infertrail.config import Settings
-from infertrail.events import ModelInfo
 from infertrail.lifecycle import DEFAULT_SHUTDOWN_S
 from infertrail.models import PROFILE_BUILDERS
 from infertrail.models.credit import CreditModel
@@ -30,12 +27,10 @@ from infertrail.runtime import Runtime
 from infertrail.runtime.asgi import instrument
 from infertrail.server.credit import credit_router
 from infertrail.server.digits import digits_router
-from infertrail.server.sentiment import SENTIMENT_PATH, sentiment_router
-from infertrail.web.responses import ErrorResponse, error_response, request_id_of
+from infertrail.server.sentiment import sentiment_router
+from infertrail.web.responses import ErrorResponse
 
 __all__ = ["DemoService", "build_services", "create_app"]
-
-_UNKNOWN_MODEL = ModelInfo("unknown", "", "")
 
 
 @dataclass
@@ -121,38 +116,9 @@ def create_app(
         access_log=access_log,
         shutdown_with_app=close_on_shutdown,
     )
-    # The credit and digits routes validate their bodies themselves (naming what is valid);
-    # FastAPI's validation errors come from the sentiment route and the mounted APIs.
-    models = {SENTIMENT_PATH: services.sentiment.info}
-
-    @app.exception_handler(RequestValidationError)
-    async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        rid = request_id_of(request)
-        model = models.get(request.url.path, _UNKNOWN_MODEL)
-        errors = exc.errors()
-        if any(e.get("type") == "json_invalid" for e in errors):
-            msg = "request body is not valid JSON: " + "; ".join(
-                str(e.get("ctx", {}).get("error", e.get("msg"))) for e in errors
-            )
-            monitor.record_rejection(
-                model, error_type="invalid_json", message=msg, request_id=rid,
-                endpoint=request.url.path,
-            )  # fmt: skip
-            return error_response(400, "invalid_json", msg, rid)
-        detail = [
-            {
-                "field": ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body",
-                "message": e.get("msg"),
-                "type": e.get("type"),
-            }
-            for e in errors
-        ]
-        monitor.record_rejection(
-            model, error_type="invalid_input", message=str(detail), request_id=rid,
-            endpoint=request.url.path,
-        )  # fmt: skip
-        return error_response(422, "invalid_input", detail, rid)
-
+    # The model routes validate their bodies themselves (naming what is valid) and count
+    # their rejections against their model; instrument() answers everything else in the one
+    # error shape.
     app.include_router(sentiment_router(monitor, services.sentiment, settings))
     app.include_router(credit_router(monitor, services.credit, settings))
     app.include_router(digits_router(monitor, services.digits, settings))

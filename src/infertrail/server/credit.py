@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Request
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictInt,
@@ -48,12 +49,26 @@ _APPLICANT_ID_RULE = (
 _FIELDS = ("applicant_id", *ATTRIBUTE_NAMES)
 
 
+def _integral(value: Any) -> Any:
+    """A float with no fraction as the integer it is (JSON Schema's integer: ``54.0`` is 54).
+
+    Anything else is left for the strict integer check to refuse (``54.5``, ``true``, ``"54"``).
+    """
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+#: An attribute's number: a JSON integer, also written with a zero fraction (``54.0``).
+Integral = Annotated[StrictInt, BeforeValidator(_integral)]
+
+
 def _field(number: int, a: Attribute) -> tuple[Any, Any]:
     description = f"german.doc attribute {number}, {a.label}: {a.allowed()}."
     if a.categorical:
         # A Literal over the codes: the OpenAPI schema lists them as an enum.
         return Literal.__getitem__(a.codes), Field(description=description)
-    return StrictInt, Field(ge=a.low, le=a.high, description=description)
+    return Integral, Field(ge=a.low, le=a.high, description=description)
 
 
 CreditApplication: type[BaseModel] = create_model(

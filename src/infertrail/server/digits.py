@@ -14,10 +14,10 @@ from __future__ import annotations
 import functools
 import json
 import math
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from infertrail.config import Settings
 from infertrail.models.digits import LABELS, N_PIXELS, PIXEL_MAX, DigitsModel
@@ -43,7 +43,9 @@ _SHAPE = f'{{"pixels": [{N_PIXELS} numbers 0..{PIXEL_MAX}]}}'
 class DigitsRequest(BaseModel):
     """One 8x8 image, row-major, as grey levels 0..16 (as in scikit-learn's digits)."""
 
-    pixels: list[float] = Field(
+    # The schema states what pixel_problems checks: no other fields, each value in range.
+    model_config = ConfigDict(extra="forbid")
+    pixels: list[Annotated[float, Field(ge=0, le=PIXEL_MAX)]] = Field(
         min_length=N_PIXELS,
         max_length=N_PIXELS,
         description=f"{N_PIXELS} intensities, each a number 0..{PIXEL_MAX}, row by row.",
@@ -64,6 +66,12 @@ class DigitsResponse(BaseModel):
 
 def _problem(field: str, message: str, kind: str) -> dict[str, Any]:
     return {"field": field, "message": message, "type": kind}
+
+
+def _key(key: str) -> str:
+    """An unknown key as a field name: at most 64 characters, any lone surrogate escaped (the
+    answer must stay encodable as UTF-8)."""
+    return key[:64].encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _describe(value: Any) -> str:
@@ -90,7 +98,7 @@ def pixel_problems(body: Any) -> list[dict[str, Any]]:
     if not isinstance(body, dict):
         return [_problem("body", f"the body must be a JSON object {_SHAPE}", "type")]
     problems = [
-        _problem(str(k)[:64], f"{str(k)[:64]!r} is not a field of this API; valid: pixels", "extra")
+        _problem(_key(k), f"{_key(k)!r} is not a field of this API; valid: pixels", "extra")
         for k in body
         if k != "pixels"
     ]
@@ -136,6 +144,11 @@ def digits_router(monitor: Monitor, model: DigitsModel, settings: Settings) -> A
             body = json.loads(await request.body())
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             msg = f"request body is not valid JSON: {exc}"
+            return refuse(400, "invalid_json", msg, msg, rid)
+        except RecursionError:
+            # Python's parser recurses per level: thousands of nested arrays exhaust the stack.
+            # (infertrail.instrument() refuses such bodies before any route sees them.)
+            msg = "request body is not valid JSON: its arrays and objects nest too deeply"
             return refuse(400, "invalid_json", msg, msg, rid)
         problems = pixel_problems(body)
         if problems:

@@ -20,6 +20,7 @@ from infertrail.audit.evidence import PROOF_FORMAT, check_evidence
 from infertrail.audit.ledger import LogFailedError
 from infertrail.compliance.access import RateLimiter
 from infertrail.compliance.api import METRIC_ACCESS_DENIED, include_compliance_api
+from infertrail.compliance.filters import FILTER_TEXT_PATTERN, PSEUDONYM_PATTERN
 
 from .conftest import World
 
@@ -155,7 +156,7 @@ def test_403_auditors_cannot_erase(api: Api) -> None:
 @pytest.mark.parametrize(
     ("params", "field"),
     [
-        ({}, "from"),
+        ({"to": "2026-07-01"}, "from"),
         ({"from": "2026-07-01"}, "to"),
         ({"from": "2026-07-04", "to": "2026-07-01"}, "to"),
         ({"from": "2025-01-01", "to": "2026-07-01"}, "to"),
@@ -178,8 +179,24 @@ def test_422_unbounded_window_names_the_limit(api: Api) -> None:
     response = api.get("/records", "auditor", **{"from": "2024-01-01", "to": "2026-01-01"})
     [problem] = error_of(response, 422, "invalid_query")
     assert "366 days" in problem["message"]
-    response = api.get("/export", "auditor")
-    assert "366 days" in error_of(response, 422, "invalid_query")[0]["message"]
+
+
+@pytest.mark.parametrize("path", ["/records", "/export"])
+def test_422_without_a_window_names_both_bounds(api: Api, path: str) -> None:
+    problems = error_of(api.get(path, "auditor"), 422, "invalid_query")
+    assert [p["field"] for p in problems] == ["from", "to"]
+    assert all(
+        "is required" in p["message"] and "from=2026-07-01" in p["message"] for p in problems
+    )
+
+
+def test_openapi_marks_the_window_required_and_states_the_filter_formats(api: Api) -> None:
+    spec = api.client.get("/openapi.json").json()
+    for path in ("/v1/audit/records", "/v1/audit/export"):
+        params = {p["name"]: p for p in spec["paths"][path]["get"]["parameters"]}
+        assert params["from"]["required"] and params["to"]["required"]
+        assert params["pseudonym"]["schema"]["pattern"] == PSEUDONYM_PATTERN
+        assert params["decision"]["schema"]["pattern"] == FILTER_TEXT_PATTERN
 
 
 def test_422_cursor_reused_with_other_filters(api: Api) -> None:

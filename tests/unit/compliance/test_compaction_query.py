@@ -31,7 +31,12 @@ from .conftest import make_record
 
 ORIGIN = "infertrail.test/compaction"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-SUBJECTS = ("p-alice", "p-bob", "p-carol", None)
+SUBJECTS = (
+    "p-a11ce000000000000000000000000000",
+    "p-b0b00000000000000000000000000000",
+    "p-ca201000000000000000000000000000",
+    None,
+)
 
 
 @dataclass
@@ -96,12 +101,16 @@ class Spec:
 SPECS = [
     Spec(("2026-01-01", "2026-02-01")),  # a whole compacted month
     Spec(("2026-01-10T05:00Z", "2026-01-20T17:30Z")),  # part of one
-    Spec(("2026-01-25", "2026-02-05"), "p-bob"),  # across two
-    Spec(("2026-01-01", "2026-05-01"), "p-alice"),  # compacted and open months, and the tail
+    Spec(("2026-01-25", "2026-02-05"), "p-b0b00000000000000000000000000000"),  # across two
+    Spec(
+        ("2026-01-01", "2026-05-01"), "p-a11ce000000000000000000000000000"
+    ),  # compacted and open months, and the tail
     Spec(("2026-01-01", "2026-05-01")),
-    Spec(("2026-01-01", "2026-05-01"), "p-carol", after=40, limit=7),  # a page
+    Spec(
+        ("2026-01-01", "2026-05-01"), "p-ca201000000000000000000000000000", after=40, limit=7
+    ),  # a page
     Spec(("2026-01-01", "2026-05-01"), None, after=100, limit=33),
-    Spec(("2026-02-01", "2026-03-01"), "p-nobody"),
+    Spec(("2026-02-01", "2026-03-01"), "p-0fffffffffffffffffffffffffffffff"),
 ]
 
 
@@ -175,14 +184,18 @@ def test_late_records_after_compaction_are_found(lake: Lake) -> None:
     lake.seal()
     lake.compact(datetime(2026, 4, 25, tzinfo=UTC))
     for day in (3, 17, 31):
-        lake.append(datetime(2026, 1, day, 12, tzinfo=UTC), "p-alice")
+        lake.append(datetime(2026, 1, day, 12, tzinfo=UTC), "p-a11ce000000000000000000000000000")
     lake.seal()
-    lake.append(datetime(2026, 1, 5, tzinfo=UTC), "p-alice")  # late and not even sealed
+    lake.append(
+        datetime(2026, 1, 5, tzinfo=UTC), "p-a11ce000000000000000000000000000"
+    )  # late and not even sealed
     assert lake.compact(datetime(2026, 4, 25, tzinfo=UTC)) == []
     _, files = lake.engine.files.snapshot(parse_window("2026-01-01", "2026-02-01", 400))
     assert len([f for f in files if "/dt=2026-01" in f.path]) == 3
     check(lake)
-    seqs, _, _ = lake.query(Spec(("2026-01-01", "2026-02-01"), "p-alice"))
+    seqs, _, _ = lake.query(
+        Spec(("2026-01-01", "2026-02-01"), "p-a11ce000000000000000000000000000")
+    )
     assert seqs[-4:] == [w["seq"] for w in lake.written[-4:]]
 
 
@@ -239,9 +252,9 @@ def test_property_compacted_and_hour_files_answer_alike(
                 if n % seal_every == 0 and n <= len(layout) - tail:
                     lake.seal()
             specs = [
-                Spec(("2026-01-01", "2026-05-01"), "p-bob", *page),
+                Spec(("2026-01-01", "2026-05-01"), "p-b0b00000000000000000000000000000", *page),
                 Spec(("2026-01-20", "2026-03-10"), None, *page),
-                Spec(("2026-02-01", "2026-03-01"), "p-alice"),
+                Spec(("2026-02-01", "2026-03-01"), "p-a11ce000000000000000000000000000"),
             ]
             before = [lake.query(s) for s in specs]
             lake.compact(datetime(2026, 4, 20, tzinfo=UTC))
@@ -267,8 +280,8 @@ def test_compaction_in_an_fsspec_filesystem(tmp_path: Path) -> None:
         for i in range(12):
             lake.append(T0 + timedelta(days=5 * i, hours=i), SUBJECTS[i % 4])
         lake.seal()
-        lake.append(T0 + timedelta(days=3), "p-bob")  # the tail
-        spec = Spec(("2026-01-01", "2026-03-01"), "p-bob")
+        lake.append(T0 + timedelta(days=3), "p-b0b00000000000000000000000000000")  # the tail
+        spec = Spec(("2026-01-01", "2026-03-01"), "p-b0b00000000000000000000000000000")
         before = lake.query(spec)
         assert lake.compact(datetime(2026, 3, 5, tzinfo=UTC)) == ["2026-01", "2026-02"]
         assert lake.compact(datetime(2026, 3, 5, tzinfo=UTC)) == []

@@ -74,7 +74,7 @@ def test_unknown_event_type_lists_valid_ones() -> None:
     assert info.value.field == "event_type"
 
 
-@pytest.mark.parametrize("field", ["pseudonym", "model_name", "model_version", "decision"])
+@pytest.mark.parametrize("field", ["model_name", "model_version", "decision"])
 def test_text_filters_are_bounded(field: str) -> None:
     with pytest.raises(QueryError, match="1 to 256") as info:
         QueryFilters.create(Q3, **{field: "x" * 257})
@@ -84,15 +84,17 @@ def test_text_filters_are_bounded(field: str) -> None:
 
 
 def test_equalities_map_to_lake_columns() -> None:
-    f = QueryFilters.create(Q3, pseudonym="p-1", decision="decline", event_type="inference")
-    assert f.equalities() == {"subject": "p-1", "decision": "decline", "event_type": "inference"}
+    p = "p-" + "1" * 32
+    f = QueryFilters.create(Q3, pseudonym=p, decision="decline", event_type="inference")
+    assert f.equalities() == {"subject": p, "decision": "decline", "event_type": "inference"}
 
 
 filters_strategy = st.builds(
     QueryFilters.create,
     st.just(Q3),
-    pseudonym=st.none() | st.text(min_size=1, max_size=20),
-    model_name=st.none() | st.text(min_size=1, max_size=20),
+    pseudonym=st.none() | st.from_regex(r"p-[0-9a-f]{32}", fullmatch=True),
+    model_name=st.none()
+    | st.text(st.characters(exclude_categories=("Cc", "Cs")), min_size=1, max_size=20),
     decision=st.none() | st.sampled_from(["approve", "decline"]),
 )
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from infertrail.audit.record import validate_record
 
 from .conftest import Service
@@ -143,3 +145,74 @@ def test_performance_endpoint(service: Service) -> None:
     assert sum(b["count"] for b in group["by_latency_ms"]) == 6
     r = service.client.get("/v1/outcomes/performance", params={"from": "2026-01-01T00:00:00"})
     assert r.status_code == 422
+
+
+def performance(service: Service, **params: str) -> tuple[int, Any]:
+    r = service.client.get("/v1/outcomes/performance", params=params)
+    return r.status_code, r.json()
+
+
+def test_performance_window_at_the_ends_of_time_is_no_bound(service: Service) -> None:
+    """Regression: to=9999-... and from=0001-... were an OverflowError (500) in SQLite."""
+    setup_predictions(service)
+    assert post(service, [{"request_id": f"req-{i}", "outcome": 1} for i in range(6)])[0] == 200
+    everything = performance(service)
+    for params in (
+        {"to": "9999-12-31T00:00:00Z"},
+        {"from": "0001-01-01T00:00:00Z"},
+        {"from": "0001-01-01T00:00:00+23:59", "to": "9999-12-31T23:59:60-23:59"},
+    ):
+        status, body = performance(service, **params)
+        assert status == 200, body
+        assert body["groups"] == everything[1]["groups"]
+        assert body["from"] is None and body["to"] is None  # what the window really was
+    # bounds that exclude everything are kept, clamped to what can be stored
+    status, body = performance(service, **{"from": "9999-01-01T00:00:00Z"})
+    assert status == 200 and body["groups"] == [] and body["from"].startswith("2262-04-11")
+    status, body = performance(service, to="0001-01-01T00:00:00Z")
+    assert status == 200 and body["groups"] == [] and body["to"].startswith("1677-09-21")
+
+
+@pytest.mark.parametrize(
+    ("params", "field", "why"),
+    [
+        ({"to": "0.5"}, "to", "RFC 3339"),  # FastAPI's datetime took numbers as Unix times
+        ({"from": "20260101T000000Z"}, "from", "RFC 3339"),  # ISO 8601, not RFC 3339
+        ({"from": ""}, "from", "RFC 3339"),
+        ({"to": "2026-02-30T00:00:00Z"}, "to", "not a valid time"),
+        ({"from": "2026-01-01T00:00:00"}, "from", "UTC offset"),
+    ],
+)
+def test_performance_window_must_be_rfc3339(
+    service: Service, params: dict[str, str], field: str, why: str
+) -> None:
+    status, body = performance(service, **params)
+    assert status == 422 and body["error"] == "invalid_query"
+    [problem] = body["detail"]
+    assert problem["field"] == field
+    assert why in problem["message"]
+
+
+def test_performance_query_bounds(service: Service) -> None:
+    for params in ({"every_s": "0"}, {"every_s": str(10**12)}, {"bins": "101"}, {"kind": "A B"}):
+        r = service.client.get("/v1/outcomes/performance", params=params)
+        assert r.status_code == 422, params
+
+
+@pytest.mark.parametrize("ts", ["9999-12-31T00:00:00Z", "0001-01-01T00:00:00Z", "0.5"])
+def test_outcome_times_outside_what_is_stored_are_422(service: Service, ts: str) -> None:
+    setup_predictions(service)
+    status, body = post(service, {"request_id": "req-0", "outcome": 1, "ts": ts})
+    assert status == 422, body
+    [problem] = body["detail"]
+    assert problem["field"] == "ts"
+    assert service.loop.store.counts()["outcomes"] == 0
+
+
+def test_outcome_schema_states_the_rules(service: Service) -> None:
+    spec = service.client.get("/openapi.json").json()
+    body = spec["paths"]["/v1/outcomes"]["post"]["requestBody"]["content"]["application/json"]
+    item, batch = body["schema"]["anyOf"]
+    assert batch["minItems"] == 1 and batch["maxItems"] == service.settings.outcome_batch_max
+    assert item["properties"]["request_id"]["pattern"].startswith("^[A-Za-z0-9]")
+    assert {"format": "date-time", "type": "string"} in item["properties"]["ts"]["anyOf"]

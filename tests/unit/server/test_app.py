@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gc
 import json
+import re
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -104,18 +106,14 @@ def test_bad_bodies_get_a_precise_4xx_and_are_counted(
     assert client.post("/v1/sentiment", json={"text": "still here"}).status_code == 200
 
 
-@pytest.mark.parametrize(
-    ("content", "ctype"),
-    [(b"{not json", "application/json"), (b"", "application/json"), (b"text=hi", "text/plain")],
-)
-def test_non_json_bodies_get_400(client: TestClient, content: bytes, ctype: str) -> None:
-    r = client.post("/v1/sentiment", content=content, headers={"content-type": ctype})
-    assert r.status_code in (400, 422)
+@pytest.mark.parametrize("content", [b"{not json", b"", b'{"text": "unterminated'])
+def test_non_json_bodies_get_400(client: TestClient, content: bytes) -> None:
+    r = client.post("/v1/sentiment", content=content, headers={"content-type": "application/json"})
+    assert r.status_code == 400
     payload = r.json()
-    assert payload["error"] in ("invalid_json", "invalid_input")
-    if ctype == "application/json" and content:
-        assert r.status_code == 400
-        assert "not valid JSON" in payload["detail"]
+    assert payload["error"] == "invalid_json"
+    assert "not valid JSON" in payload["detail"]
+    assert payload["request_id"] == r.headers["x-request-id"]
 
 
 def test_too_long_text_limit_is_configurable(
@@ -185,3 +183,80 @@ def test_freeze_gc_moves_start_up_objects_out_of_the_collector(services: DemoSer
             assert client.post("/v1/sentiment", json={"text": "good"}).status_code == 200
     finally:
         gc.unfreeze()
+
+
+def test_a_lone_surrogate_is_a_422_naming_the_field_not_an_outage(
+    client: TestClient, services: DemoService
+) -> None:
+    """Regression: {"text": "\\ud800"} reached the audit log, which could not encode it: 503."""
+    r = client.post(
+        "/v1/sentiment",
+        content=b'{"text": "fine \\ud800 words"}',
+        headers={"content-type": "application/json"},
+    )
+    assert r.status_code == 422
+    payload = r.json()
+    assert payload["error"] == "invalid_input"
+    assert [d["field"] for d in payload["detail"]] == ["text"]
+    assert "words" not in r.text and "ud800 " not in r.text  # the input is not echoed
+    services.monitor.flush()
+    metrics = client.get("/metrics").text
+    assert metric_value(metrics, "infertrail_inference_errors_total", error_type="invalid_input")
+    assert metric_value(metrics, "infertrail_predictions_total") == 0
+
+
+CROSS_SITE_BODIES = [
+    {"content": b'{"applicant_id": "a"}', "headers": {"content-type": "text/plain"}},
+    {"data": {"applicant_id": "a"}},  # application/x-www-form-urlencoded
+    {"files": {"f": ("a.json", b"{}", "application/json")}},  # multipart/form-data
+    {"content": b'{"applicant_id": "a"}', "headers": {"content-type": ""}},
+]
+
+
+@pytest.mark.parametrize("request_kwargs", CROSS_SITE_BODIES)
+def test_decisions_need_a_json_content_type(
+    client: TestClient, services: DemoService, request_kwargs: dict[str, Any]
+) -> None:
+    """Regression: the credit route decided on text/plain, forms and multipart (a cross-site
+    simple request could create decisions)."""
+    size = services.runtime.audit.log.size  # type: ignore[union-attr]
+    for path in ("/v1/credit/score", "/v1/sentiment", "/v1/digits", "/v1/outcomes"):
+        r = client.post(path, **request_kwargs)
+        assert r.status_code == 415, (path, r.text)
+        payload = r.json()
+        assert payload["error"] == "unsupported_media_type"
+        assert payload["request_id"] == r.headers["x-request-id"]
+    services.monitor.flush()
+    assert services.runtime.audit.log.size == size  # type: ignore[union-attr]
+
+
+def test_deep_json_and_bad_utf8_are_400_in_the_one_shape(client: TestClient) -> None:
+    """Regression: FastAPI answered these {"detail": ...} (sentiment) or 500 (digits)."""
+    for path in ("/v1/sentiment", "/v1/digits", "/v1/credit/score", "/v1/audit/erasure"):
+        for content in (b"[" * 10_000 + b"]" * 10_000, b'{"text": "\xff"}'):
+            r = client.post(path, content=content, headers={"content-type": "application/json"})
+            assert r.status_code == 400, (path, r.text)
+            assert set(r.json()) == {"error", "detail", "request_id"}
+            assert r.json()["error"] == "invalid_json"
+
+
+def test_bodies_over_the_limit_are_413(client: TestClient) -> None:
+    r = client.post("/v1/sentiment", json={"text": "x" * 70_000})
+    assert r.status_code == 413 and r.json()["error"] == "body_too_large"
+    # an outcome batch may be larger
+    batch = [{"request_id": f"r-{i}", "outcome": 1} for i in range(2000)]
+    assert len(json.dumps(batch)) > 65_536
+    assert client.post("/v1/outcomes", json=batch).status_code == 200
+
+
+@pytest.mark.parametrize("blank", [" ", "\x1c", "\u3000", "\u2028", "\t\n\x85\xa0"])
+def test_blank_texts_are_refused_as_the_schema_says(client: TestClient, blank: str) -> None:
+    from infertrail.server.sentiment import CONTENT_PATTERN
+
+    schema = client.get("/openapi.json").json()["paths"]["/v1/sentiment"]["post"]
+    text = schema["requestBody"]["content"]["application/json"]["schema"]["properties"]["text"]
+    assert (text["minLength"], text["maxLength"], text["pattern"]) == (1, 10_000, CONTENT_PATTERN)
+    assert re.search(text["pattern"], blank) is None  # the schema too calls it blank
+    r = client.post("/v1/sentiment", json={"text": blank})
+    assert r.status_code == 422 and "non-whitespace" in r.text
+    assert client.post("/v1/sentiment", json={"text": blank + "ok"}).status_code == 200

@@ -175,7 +175,18 @@ def test_many_bad_values_are_listed_up_to_a_limit(client: TestClient) -> None:
     }
 
 
-@pytest.mark.parametrize("content", [b"{not json", b"", b'{"pixels": [1, 2', b"\xff\xfe"])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"{not json",
+        b"",
+        b'{"pixels": [1, 2',
+        b"\xff\xfe",
+        # Regression: 10,000 nested arrays were a RecursionError (500) in the JSON parser, also
+        # where the router is mounted without infertrail.instrument()'s guard, as here.
+        b"[" * 10_000 + b"]" * 10_000,
+    ],
+)
 def test_invalid_json_is_a_400(client: TestClient, content: bytes) -> None:
     r = post_raw(client, content)
     assert r.status_code == 400
@@ -189,6 +200,9 @@ def test_openapi_documents_the_body(client: TestClient) -> None:
     pixels = schema["properties"]["pixels"]
     assert (pixels["minItems"], pixels["maxItems"]) == (64, 64)
     assert schema["required"] == ["pixels"]
+    # what pixel_problems refuses, the schema says: no other fields, every value 0..16
+    assert schema["additionalProperties"] is False
+    assert (pixels["items"]["minimum"], pixels["items"]["maximum"]) == (0, 16)
     assert {"200", "400", "422", "503"} <= set(op["responses"])
 
 
