@@ -21,15 +21,28 @@ if TYPE_CHECKING:
     from infertrail.audit.verify import VerifyReport, verify_log
 
 _EXPORTS = {
-    "infertrail.audit.checkpoint": ("Checkpoint", "NoteSigner", "NoteVerifier", "open_checkpoint"),
-    "infertrail.audit.evidence": ("CheckResult", "check_consistency", "check_evidence"),
-    "infertrail.audit.keys": ("open_signer",),
-    "infertrail.audit.lake": ("Sealer",),
-    "infertrail.audit.ledger": ("AuditLog", "LogClosedError", "LogFailedError"),
-    "infertrail.audit.proofs": ("make_consistency", "make_evidence"),
-    "infertrail.audit.receipts": ("AuditRefusedError", "AuditUnavailableError", "Receipt"),
-    "infertrail.audit.record": ("AuditRecord", "derive_record", "event_record"),
-    "infertrail.audit.verify": ("VerifyReport", "verify_log"),
+    "Checkpoint": "infertrail.audit.checkpoint",
+    "NoteSigner": "infertrail.audit.checkpoint",
+    "NoteVerifier": "infertrail.audit.checkpoint",
+    "open_checkpoint": "infertrail.audit.checkpoint",
+    "CheckResult": "infertrail.audit.evidence",
+    "check_consistency": "infertrail.audit.evidence",
+    "check_evidence": "infertrail.audit.evidence",
+    "open_signer": "infertrail.audit.keys",
+    "Sealer": "infertrail.audit.lake",
+    "AuditLog": "infertrail.audit.ledger",
+    "LogClosedError": "infertrail.audit.ledger",
+    "LogFailedError": "infertrail.audit.ledger",
+    "make_consistency": "infertrail.audit.proofs",
+    "make_evidence": "infertrail.audit.proofs",
+    "AuditRefusedError": "infertrail.audit.receipts",
+    "AuditUnavailableError": "infertrail.audit.receipts",
+    "Receipt": "infertrail.audit.receipts",
+    "AuditRecord": "infertrail.audit.record",
+    "derive_record": "infertrail.audit.record",
+    "event_record": "infertrail.audit.record",
+    "VerifyReport": "infertrail.audit.verify",
+    "verify_log": "infertrail.audit.verify",
 }
 
 __all__ = [
@@ -57,6 +70,4 @@ __all__ = [
     "verify_log",
 ]
 
-__getattr__ = lazy_attributes(
-    __name__, {name: module for module, names in _EXPORTS.items() for name in names}
-)
+__getattr__ = lazy_attributes(__name__, _EXPORTS)
