@@ -84,6 +84,10 @@ _GROUPS: dict[str, tuple[str, Callable[[], click.Command]]] = {
         "Subjects' rights: erasure, status, raw payloads.",
         lambda: _attr("infertrail.privacy.cli:privacy"),
     ),
+    "retention": (
+        "What expires when; crypto-shredding of expired months' keys.",
+        lambda: _attr("infertrail.retention.cli:retention"),
+    ),
     "simulate": (
         "Drive a running service with clean or corrupted traffic.",
         lambda: _attr("infertrail.demo.simulate:simulate"),

@@ -188,6 +188,28 @@ class Settings(BaseSettings):
         description="Key-encryption keys: 'keyring', or 'package.module:factory' (KMS, Vault).",
     )
 
+    # Retention (docs/retention.md): telemetry file rotation; expired months' keys shredded
+    telemetry_file_max_mb: float = Field(
+        50.0, gt=0, description="A telemetry file is rotated before it grows past this size."
+    )
+    telemetry_file_max_age_h: float = Field(
+        24.0, gt=0, description="... or when a line falls in a later window of this many hours."
+    )
+    telemetry_files_max_total_mb: float = Field(
+        500.0,
+        gt=0,
+        description="Oldest rotated telemetry files are deleted beyond this total (the four "
+        "files being written count too: at least 4 x telemetry_file_max_mb).",
+    )
+    retention_enforce: bool = Field(
+        True,
+        description="Shred expired months' keys in the background (false, e.g. for a legal "
+        "hold: nothing is shredded unless `infertrail retention apply` is run).",
+    )
+    retention_interval_s: float = Field(
+        3600.0, gt=0, description="How often the service applies retention (first: at start)."
+    )
+
     # Drift monitoring and alerting
     drift_enabled: bool = Field(
         True, description="Compare sampled live inputs with each served model's reference profile."
@@ -306,6 +328,18 @@ class Settings(BaseSettings):
                 "audit_origin must be a C2SP log origin, a schema-less URL such as "
                 f"'{AUDIT_ORIGIN_HOST}/credit-api' without spaces, '+' or control characters, "
                 f"got {v!r}"
+            )
+        return v
+
+    @field_validator("telemetry_files_max_total_mb")
+    @classmethod
+    def _total_holds_the_open_files(cls, v: float, info: ValidationInfo) -> float:
+        # Retention: the four files being written are never deleted, so the bound must hold them.
+        per_file = info.data.get("telemetry_file_max_mb")
+        if per_file is not None and v < 4 * per_file:
+            raise ValueError(
+                f"telemetry_files_max_total_mb ({v:g}) must be at least 4 x "
+                f"telemetry_file_max_mb ({per_file:g}): the four files being written count"
             )
         return v
 

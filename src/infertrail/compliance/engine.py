@@ -11,15 +11,17 @@ groups on ``ts``, ``seq`` and (in compacted copies) ``subject`` statistics. The 
 checkpoint, which covers every committed record (the engine asks the log to flush first).
 Proofs come from the log's hash store through memoized subtree roots
 (:class:`~infertrail.compliance.roots.SubtreeRootCache`), never from a recomputed tree.
+Each row says whether the record is past its ``retention_until`` (``expired``): retention then
+shreds the keys that linked it (docs/retention.md), while the row itself stays provable.
 """
 
 from __future__ import annotations
 
 import base64
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import date, datetime
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -86,15 +88,24 @@ class CheckpointView:
         }
 
 
+def _utc_today() -> date:
+    return datetime.now(UTC).date()
+
+
 @dataclass(frozen=True, slots=True)
 class Row:
-    """One result record: its seq, typed fields, canonical bytes, leaf hash and proof."""
+    """One result record: its seq, typed fields, canonical bytes, leaf hash and proof.
+
+    ``expired``: the record's ``retention_until`` is before the day of the query (UTC); its
+    month's linking keys are shredded once every record of that month has expired.
+    """
 
     seq: int
     fields: dict[str, Any]
     canonical: bytes
     leaf_hash: bytes
     proof: list[bytes] | None
+    expired: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form: typed fields flat, the record as its canonical JSON text, base64 proof."""
@@ -105,6 +116,7 @@ class Row:
             elif isinstance(value, date):
                 value = value.isoformat()
             out[name] = value
+        out["expired"] = self.expired
         out["record"] = self.canonical.decode("utf-8")
         out["leaf_hash"] = self.leaf_hash.hex()
         out["inclusion_proof"] = (
@@ -171,8 +183,10 @@ class LakeQuery:
         verifier: NoteVerifier | None = None,
         *,
         root_cache: int = 1 << 16,
+        today: Callable[[], date] = _utc_today,
     ) -> None:
         self.log = log
+        self._today = today
         self._roots = SubtreeRootCache(log.log_dir / "tree", root_cache)
         self.lake = LakeReader(lake_url)
         self._verifier = verifier
@@ -234,10 +248,7 @@ class LakeQuery:
 
     def prove(self, rows: list[Row], tree_size: int) -> list[Row]:
         """The rows with inclusion proofs against the tree of ``tree_size`` records."""
-        return [
-            Row(r.seq, r.fields, r.canonical, r.leaf_hash, self._proof(r.seq, tree_size))
-            for r in rows
-        ]
+        return [replace(r, proof=self._proof(r.seq, tree_size)) for r in rows]
 
     def _proof(self, seq: int, tree_size: int) -> list[bytes]:
         """RFC 9162 inclusion proof of ``seq`` in the tree of ``tree_size`` records."""
@@ -338,6 +349,7 @@ class LakeQuery:
                 "run 'infertrail audit verify'"
             )
         out = []
+        today = self._today()
         for item in table.to_pylist():
             seq = item["seq"]
             leaf = merkle.leaf_hash(item["canonical"])
@@ -348,7 +360,9 @@ class LakeQuery:
                 )
             proof = None if proof_size is None else self._proof(seq, proof_size)
             fields = {name: item[name] for name in ROW_FIELDS}
-            out.append(Row(seq, fields, item["canonical"], leaf, proof))
+            until = fields["retention_until"]
+            expired = until is not None and until < today
+            out.append(Row(seq, fields, item["canonical"], leaf, proof, expired))
         return out
 
     def close(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -14,8 +14,16 @@ from infertrail.privacy.errors import PrivacyError
 _MODE = 0o600
 
 
-def connect(path: Path, schema: Sequence[str], version: int) -> sqlite3.Connection:
+def connect(
+    path: Path,
+    schema: Sequence[str],
+    version: int,
+    migrations: Mapping[int, Sequence[str]] | None = None,
+) -> sqlite3.Connection:
     """Open (creating, mode 0600) the database at ``path``; create ``schema`` if it is new.
+
+    An older file is upgraded in the same transaction: ``migrations[v]`` holds the statements
+    that turn version ``v`` into ``v + 1``.
 
     WAL for concurrent readers; synchronous=FULL because an erasure or a new pseudonym must
     survive a power loss once the audit record that depends on it is durable; secure_delete so
@@ -29,6 +37,7 @@ def connect(path: Path, schema: Sequence[str], version: int) -> sqlite3.Connecti
             f"{path} has mode {mode:04o}; it must not be readable by group or others "
             f"(chmod 600 {path})"
         )
+    steps = migrations or {}
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
     try:
         conn.execute("PRAGMA journal_mode=WAL")
@@ -39,6 +48,11 @@ def connect(path: Path, schema: Sequence[str], version: int) -> sqlite3.Connecti
             if found == 0:
                 for statement in schema:
                     conn.execute(statement)
+                conn.execute(f"PRAGMA user_version={int(version)}")
+            elif found < version and all(v in steps for v in range(found, version)):
+                for step in range(found, version):
+                    for statement in steps[step]:
+                        conn.execute(statement)
                 conn.execute(f"PRAGMA user_version={int(version)}")
             elif found != version:
                 raise PrivacyError(

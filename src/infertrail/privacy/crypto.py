@@ -100,8 +100,10 @@ class KeyWrapper(Protocol):
 class KeyringKEK:
     """KEKs from the local keyring (purpose ``kek``): AES-256-GCM with the context as AAD.
 
-    Rotation (``Keyring.rotate("kek")``) wraps new data keys under the new KEK; keys wrapped
-    under older ones stay readable because each wrapped key names its KEK id.
+    Rotation (``Keyring.rotate("kek")``, or every month when the keyring makes ``kek`` a
+    period key, :mod:`infertrail.privacy.keys`) wraps new data keys under the new KEK; keys
+    wrapped under older ones stay readable because each wrapped key names its KEK id, until
+    retention destroys that KEK.
     """
 
     def __init__(self, keyring: Keyring) -> None:

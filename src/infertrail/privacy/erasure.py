@@ -1,7 +1,7 @@
 """Erasure (GDPR Art. 17 by crypto-shredding): unlink a subject, shred its data key, log it.
 
 Steps, each durable before the next: (1) in subjects.db, delete the mapping row and write a
-pending tombstone; (2) in payloads.db, delete the subject's data key and ciphertexts; (3) append
+pending tombstone; (2) in payloads.db, delete the subject's data keys and ciphertexts; (3) append
 the ``erasure`` record to the audit log; (4) store its seq in the tombstone and drop the
 pseudonym from it. A crash anywhere leaves a state that ``erase`` resumes; from step 1 on the
 subject gets no new pseudonym. Nothing already in the log is changed, so it still verifies.

@@ -15,6 +15,7 @@ from infertrail.config import Settings
 from infertrail.keyring import Keyring
 from infertrail.privacy.crypto import KeyWrapper, load_key_wrapper
 from infertrail.privacy.erasure import ErasureReceipt, erase, erasure_status
+from infertrail.privacy.keys import open_keyring
 from infertrail.privacy.pseudonyms import PseudonymTable, Tombstone
 from infertrail.privacy.raw_payloads import PayloadStore
 from infertrail.privacy.records import AuditRecorder, RecordAppender
@@ -46,7 +47,7 @@ class PrivacyService:
         kek: KeyWrapper | None = None,
     ) -> PrivacyService:
         """Open the stores under ``<data_dir>/privacy`` and record privacy events to ``log``."""
-        keyring = keyring or Keyring(settings.keyring_file)
+        keyring = keyring or open_keyring(settings)
         recorder = AuditRecorder(
             log,
             retention or retention_policy(settings.audit_retention_class),

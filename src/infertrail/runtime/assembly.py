@@ -4,17 +4,19 @@ Start order (each step may use the ones before it; a failure stops what already 
 
 1. telemetry: the OpenTelemetry providers and exporters (made global unless opted out);
 2. the :class:`~infertrail.monitor.Monitor`;
-3. the audit trail (log, sealer, privacy stores): the Monitor's request-thread sink;
+3. the audit trail (log, sealer, privacy stores): the Monitor's request-thread sink; then,
+   with ``retention_enforce``, the retention task recording to it (shreds expired months' keys);
 4. the compliance query service and its users, over the trail;
 5. alerting: one engine for the alert rules and the SLOs' burn-rate rules;
 6. the SLOs (a background sink), then one drift monitor per model with a reference profile
    (background sinks), then cost attribution, then the outcomes loop (background sinks).
 
 Stop order (:meth:`Runtime.shutdown`, one deadline for everything, default 5 s): the compliance
-service; the Monitor (the audit trail first: a final signed checkpoint, then the lake seal;
-then the queue drained into the background sinks, closed in reverse registration order: the
-outcomes loop, cost, the drift monitors judging their open windows, the SLOs); alerting
-(delivering what those last windows raised); telemetry last.
+service; the retention task (it appends to the audit log); the Monitor (the audit trail first:
+a final signed checkpoint, then the lake seal; then the queue drained into the background
+sinks, closed in reverse registration order: the outcomes loop, cost, the drift monitors
+judging their open windows, the SLOs); alerting (delivering what those last windows raised);
+telemetry last.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from infertrail.cost.attribution import CostAttribution
 from infertrail.events import InferenceEvent, ModelInfo
 from infertrail.lifecycle import DEFAULT_SHUTDOWN_S, NETWORK_STEP_S, Deadline, run_bounded
 from infertrail.monitor import Monitor
+from infertrail.retention.service import retention_service
+from infertrail.retention.task import RetentionTask
 from infertrail.runtime.alerts import Alerting
 from infertrail.runtime.audit import AuditTrail
 from infertrail.runtime.extras import optional
@@ -77,6 +81,7 @@ class Runtime:
         self.drift: dict[str, DriftMonitor] = {}
         self.cost: CostAttribution | None = None
         self.outcomes: OutcomeLoop | None = None
+        self.retention: RetentionTask | None = None
         self._stop_lock = threading.Lock()
         self._stopped = False
 
@@ -129,6 +134,9 @@ class Runtime:
         meter = telemetry.meter
         if s.audit_enabled:
             self.audit = AuditTrail.open(s)
+            if s.retention_enforce:
+                service = retention_service(s, self.audit.keyring, self.audit.privacy)
+                self.retention = RetentionTask(service, s.retention_interval_s).start()
             monitor.add_sink(self.audit, on_request_thread=True)
             compliance = optional("the compliance query service", "infertrail.runtime.compliance")
             if compliance is not None:
@@ -229,6 +237,8 @@ class Runtime:
         deadline = Deadline(timeout_s)
         if self.compliance is not None:
             run_bounded("compliance service", self.compliance.close, deadline)
+        if self.retention is not None:  # before the audit trail: it records to its log
+            run_bounded("retention task", self.retention.close, deadline)
         if self.monitor is not None:
             self.monitor.shutdown(deadline.remaining())
         elif self.audit is not None:  # failed before the Monitor existed: nothing else did

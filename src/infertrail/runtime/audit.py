@@ -28,6 +28,7 @@ from infertrail.config import Settings
 from infertrail.events import InferenceEvent
 from infertrail.keyring import Keyring
 from infertrail.lifecycle import DEFAULT_SHUTDOWN_S, Deadline
+from infertrail.privacy.keys import INPUT_KEY_PURPOSE, open_keyring
 from infertrail.privacy.pseudonyms import SUBJECT_KEY_PURPOSE
 from infertrail.privacy.stores import PrivacyService
 from infertrail.runtime.extras import optional
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger("infertrail.audit")
 
-INPUT_KEY_PURPOSE = "input-hmac"
 __all__ = [
     "INPUT_KEY_PURPOSE",
     "SUBJECT_KEY_PURPOSE",
@@ -73,7 +73,7 @@ class AuditTrail:
         )
         if log.recovery is not None:
             _log.warning("audit log recovered after a crash: %s", log.recovery)
-        keyring = Keyring(settings.keyring_file)
+        keyring = open_keyring(settings)  # input-hmac and kek: one key per month (retention)
         retention = retention_policy(settings.audit_retention_class)
         try:
             privacy = PrivacyService.open(settings, log, keyring=keyring, retention=retention)
@@ -124,7 +124,8 @@ class AuditTrail:
 
     def record(self, ev: InferenceEvent) -> Future[Receipt]:
         """Derive the event's audit record and queue it; the future resolves once durable."""
-        key_id, key = self.keyring.active(INPUT_KEY_PURPOSE)
+        # Its own month's key (by ts): kept until the month's last record expires (retention).
+        key_id, key = self.keyring.period_key(INPUT_KEY_PURPOSE, ev.start_time_ns / 1e9)
         inputs = ev.inputs
         if hasattr(inputs, "tolist"):  # numpy arrays: hash the same JSON a list would give
             inputs = inputs.tolist()
@@ -141,7 +142,7 @@ class AuditTrail:
         # Raw payloads are kept per subject (the data key is the subject's): no subject, none.
         payloads = self.privacy.payloads
         if self.store_payloads and payloads is not None and pseudonym and inputs is not None:
-            payloads.store(pseudonym, ev.request_id, inputs)
+            payloads.store(pseudonym, ev.request_id, inputs, at_ns=ev.start_time_ns)
         return receipt
 
     def __call__(self, ev: InferenceEvent) -> None:

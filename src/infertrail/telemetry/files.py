@@ -8,14 +8,23 @@ the Collector's file exporter format.
 
 protobuf and the OTLP encoders are imported at the first metrics export, not with this module:
 importing the telemetry setup without OTLP configured loads no protobuf.
+
+Files rotate (:class:`RotationPolicy`): before a write that would take a file past its size, or
+whose time falls in a later age window than the file's last write, the file is renamed
+``<name>.<UTC time>.jsonl`` and a new one is started; rotated files are deleted oldest first to
+keep the directory under a total. A write is one ``write`` of whole lines under the file's lock,
+and rotation happens only between writes, so no line is ever split or lost by it.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import os
+import re
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +49,9 @@ if TYPE_CHECKING:
 TRACES_FILE = "traces.jsonl"
 METRICS_FILE = "metrics.jsonl"
 LOGS_FILE = "logs.jsonl"
+_SUFFIX = ".jsonl"
+# <base>.<UTC time to the microsecond>[-n].jsonl; n only when two rotations share a microsecond.
+_ROTATED = re.compile(r"^(?P<base>.+)\.(?P<stamp>\d{8}T\d{12}Z)(?:-(?P<n>\d+))?\.jsonl$")
 
 _ID_KEYS = frozenset({"traceId", "spanId", "parentSpanId"})
 
@@ -68,25 +80,174 @@ def _line(request: dict[str, Any]) -> str:
     return orjson.dumps(request).decode() + "\n"
 
 
-class _JsonLinesFile:
-    """Appends lines to a file; one lock, opened lazily, directory created on first write."""
+def _stamp(at_s: float) -> str:
+    """``20261207T145637123456Z``: sorts as the time it names."""
+    seconds, micros = divmod(int(at_s * 1_000_000), 1_000_000)
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime(seconds)) + f"{micros:06d}Z"
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+
+def _rotated_key(path: Path) -> tuple[str, int, str] | None:
+    """(stamp, n, name) of a rotated file, the order of rotation; None for any other file."""
+    m = _ROTATED.match(path.name)
+    if m is None:
+        return None
+    return m["stamp"], int(m["n"] or 0), path.name
+
+
+def rotated_files(path: Path) -> list[Path]:
+    """The rotated predecessors of telemetry file ``path``, oldest first."""
+    base = path.name.removesuffix(_SUFFIX)
+    found = []
+    if path.parent.is_dir():
+        for entry in path.parent.iterdir():
+            m = _ROTATED.match(entry.name)
+            if m is not None and m["base"] == base:
+                found.append(entry)
+    return sorted(found, key=lambda p: _rotated_key(p) or ("", 0, ""))
+
+
+def telemetry_files(path: Path) -> list[Path]:
+    """Every file holding lines of ``path``'s stream, oldest first: rotated ones, then it."""
+    return [*rotated_files(path), path]
+
+
+class RotationPolicy:
+    """When telemetry files rotate, and how much of them a directory keeps.
+
+    A file rotates before a write that would take it past ``max_bytes`` (a single write larger
+    than that still goes whole into a fresh file), or whose time falls in a later window of
+    ``max_age_s`` seconds (windows counted from the Unix epoch: 24 h gives UTC days) than the
+    file's last write. After a rotation, rotated files in the directory are deleted oldest
+    first until they fit in ``max_total_bytes`` minus room for every file being written (each
+    up to ``max_bytes``), so the directory as a whole stays under ``max_total_bytes``.
+    Thread-safe; one policy serves every file of a directory.
+    """
+
+    def __init__(
+        self,
+        max_bytes: int,
+        max_age_s: float,
+        max_total_bytes: int,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if max_bytes < 1 or not max_age_s > 0 or max_total_bytes < max_bytes:
+            raise ValueError(
+                f"rotation needs max_bytes >= 1, max_age_s > 0 and max_total_bytes >= max_bytes, "
+                f"got {max_bytes}, {max_age_s}, {max_total_bytes}"
+            )
+        self.max_bytes = max_bytes
+        self.max_age_s = max_age_s
+        self.max_total_bytes = max_total_bytes
+        self.clock = clock
         self._lock = threading.Lock()
+        self._active: set[Path] = set()
+
+    @classmethod
+    def of_megabytes(
+        cls, max_mb: float, max_age_h: float, max_total_mb: float, **kwargs: Any
+    ) -> RotationPolicy:
+        """From the settings' units (megabytes of 2**20 bytes, hours)."""
+        mb = 1 << 20
+        return cls(int(max_mb * mb), max_age_h * 3600, int(max_total_mb * mb), **kwargs)
+
+    def register(self, path: Path) -> None:
+        """Count ``path`` as a file being written under this policy (its room is reserved)."""
+        with self._lock:
+            self._active.add(path)
+
+    def due(self, size: int, incoming: int, last_write_s: float, now_s: float) -> bool:
+        """Whether a file of ``size`` bytes, last written at ``last_write_s``, rotates before a
+        write of ``incoming`` bytes at ``now_s``."""
+        if size == 0:
+            return False
+        if size + incoming > self.max_bytes:
+            return True
+        return now_s // self.max_age_s > last_write_s // self.max_age_s
+
+    def prune(self, directory: Path) -> list[Path]:
+        """Delete the oldest rotated files of ``directory`` beyond the budget; returns them."""
+        with self._lock:
+            budget = self.max_total_bytes - len(self._active) * self.max_bytes
+            rotated: list[tuple[tuple[str, int, str], Path, int]] = []
+            for entry in directory.iterdir():
+                key = _rotated_key(entry)
+                if key is not None:
+                    try:
+                        rotated.append((key, entry, entry.stat().st_size))
+                    except FileNotFoundError:
+                        continue  # another process pruned it
+            rotated.sort()
+            total = sum(size for _, _, size in rotated)
+            deleted = []
+            for _, entry, size in rotated:
+                if total <= budget:
+                    break
+                entry.unlink(missing_ok=True)
+                total -= size
+                deleted.append(entry)
+            return deleted
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+class _JsonLinesFile:
+    """Appends lines to a file; one lock, opened per write, directory created on first write.
+
+    With a :class:`RotationPolicy`, the file is rotated (renamed) between writes when due.
+    """
+
+    def __init__(self, path: Path, rotation: RotationPolicy | None = None) -> None:
+        self.path = path
+        self._rotation = rotation
+        self._lock = threading.Lock()
+        if rotation is not None:
+            rotation.register(path)
 
     def write(self, line: str) -> None:
+        """Append ``line`` (whole lines, newline-terminated) in one write."""
+        data = line.encode("utf-8")
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as f:
-                f.write(line)
+            if self._rotation is not None:
+                self._rotate_if_due(self._rotation, len(data))
+            # O_APPEND: a write lands at the end even if another process appended meanwhile.
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+            try:
+                _write_all(fd, data)
+            finally:
+                os.close(fd)
+
+    def _rotate_if_due(self, rotation: RotationPolicy, incoming: int) -> None:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return
+        now = rotation.clock()
+        if not rotation.due(st.st_size, incoming, st.st_mtime, now):
+            return
+        base = self.path.name.removesuffix(_SUFFIX)
+        target = self.path.with_name(f"{base}.{_stamp(now)}{_SUFFIX}")
+        n = 0
+        while target.exists():
+            n += 1
+            target = self.path.with_name(f"{base}.{_stamp(now)}-{n}{_SUFFIX}")
+        try:
+            self.path.rename(target)
+        except FileNotFoundError:
+            return  # another process rotated it first: write to the new file
+        rotation.prune(self.path.parent)
 
 
 class OtlpJsonSpanExporter(SpanExporter):
     """Writes spans as OTLP/JSON lines."""
 
-    def __init__(self, path: Path) -> None:
-        self._file = _JsonLinesFile(path)
+    def __init__(self, path: Path, rotation: RotationPolicy | None = None) -> None:
+        self._file = _JsonLinesFile(path, rotation)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         self._file.write(_line(traces_request(spans)))
@@ -99,8 +260,8 @@ class OtlpJsonSpanExporter(SpanExporter):
 class OtlpJsonLogExporter(LogRecordExporter):
     """Writes log records as OTLP/JSON lines."""
 
-    def __init__(self, path: Path) -> None:
-        self._file = _JsonLinesFile(path)
+    def __init__(self, path: Path, rotation: RotationPolicy | None = None) -> None:
+        self._file = _JsonLinesFile(path, rotation)
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         self._file.write(_line(logs_request(batch)))
@@ -121,9 +282,10 @@ class OtlpJsonMetricExporter(MetricExporter):
         path: Path,
         preferred_temporality: dict[type, AggregationTemporality] | None = None,
         preferred_aggregation: dict[type, Aggregation] | None = None,
+        rotation: RotationPolicy | None = None,
     ) -> None:
         super().__init__(preferred_temporality, preferred_aggregation)
-        self._file = _JsonLinesFile(path)
+        self._file = _JsonLinesFile(path, rotation)
 
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any

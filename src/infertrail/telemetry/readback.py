@@ -1,5 +1,11 @@
 """Reads the local OTLP-JSON telemetry files back: the span tree, log lines and metric
-exemplars of one request, correlated by trace id (what ``infertrail trace`` prints)."""
+exemplars of one request, correlated by trace id (what ``infertrail trace`` prints).
+
+Each stream is read across its rotated files, oldest first, then the file being written
+(:func:`infertrail.telemetry.files.telemetry_files`); a rotated file pruned meanwhile is skipped.
+Lines that cannot mention the request (its id, or its trace id, absent from the raw text) are
+skipped without being parsed.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from infertrail.telemetry import conventions as c
-from infertrail.telemetry.files import LOGS_FILE, METRICS_FILE, TRACES_FILE
+from infertrail.telemetry.files import LOGS_FILE, METRICS_FILE, TRACES_FILE, telemetry_files
 
 
 @dataclass
@@ -94,17 +100,31 @@ def _status_name(code: int | str) -> str:
     return code if isinstance(code, str) else _STATUS_NAMES.get(code, str(code))
 
 
-def _lines(path: Path) -> Iterator[dict[str, Any]]:
-    if not path.is_file():
-        return
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                yield json.loads(line)
+def _needle(value: str | None) -> str | None:
+    """``value`` as it appears inside a JSON string, if that is certain; else None (no filter)."""
+    if value is None or not value.isascii() or not value.isprintable():
+        return None
+    return None if '"' in value or "\\" in value or "/" in value else value
 
 
-def iter_spans(tdir: Path) -> Iterator[SpanView]:
-    for req in _lines(tdir / TRACES_FILE):
+def _lines(path: Path, contains: str | None = None) -> Iterator[dict[str, Any]]:
+    """The JSON lines of ``path``'s stream (rotated files first); with ``contains``, only lines
+    whose text holds it."""
+    needle = _needle(contains)
+    for part in telemetry_files(path):
+        try:
+            f = part.open(encoding="utf-8")
+        except FileNotFoundError:  # never written, or pruned since it was listed
+            continue
+        with f:
+            for line in f:
+                if line.strip() and (needle is None or needle in line):
+                    yield json.loads(line)
+
+
+def iter_spans(tdir: Path, contains: str | None = None) -> Iterator[SpanView]:
+    """Spans of the traces files (with ``contains``: of lines holding that text)."""
+    for req in _lines(tdir / TRACES_FILE, contains):
         for rs in req.get("resourceSpans", []):
             for ss in rs.get("scopeSpans", []):
                 for s in ss.get("spans", []):
@@ -120,9 +140,9 @@ def iter_spans(tdir: Path) -> Iterator[SpanView]:
                     )
 
 
-def iter_logs(tdir: Path) -> Iterator[dict[str, Any]]:
+def iter_logs(tdir: Path, contains: str | None = None) -> Iterator[dict[str, Any]]:
     """Log records flattened to dicts with traceId/spanId, severity and body."""
-    for req in _lines(tdir / LOGS_FILE):
+    for req in _lines(tdir / LOGS_FILE, contains):
         for rl in req.get("resourceLogs", []):
             for sl in rl.get("scopeLogs", []):
                 for r in sl.get("logRecords", []):
@@ -135,8 +155,9 @@ def iter_logs(tdir: Path) -> Iterator[dict[str, Any]]:
                     }
 
 
-def iter_exemplars(tdir: Path) -> Iterator[ExemplarView]:
-    for req in _lines(tdir / METRICS_FILE):
+def iter_exemplars(tdir: Path, contains: str | None = None) -> Iterator[ExemplarView]:
+    """Exemplars of the metrics files (with ``contains``: of lines holding that text)."""
+    for req in _lines(tdir / METRICS_FILE, contains):
         for rm in req.get("resourceMetrics", []):
             for sm in rm.get("scopeMetrics", []):
                 for m in sm.get("metrics", []):
@@ -156,16 +177,20 @@ def iter_exemplars(tdir: Path) -> Iterator[ExemplarView]:
 def find_request(tdir: Path, request_id: str) -> RequestTelemetry | None:
     """Everything the telemetry files hold about one request id; None if it is unknown."""
     trace_id = next(
-        (s.trace_id for s in iter_spans(tdir) if s.attributes.get(c.REQUEST_ID) == request_id),
+        (
+            s.trace_id
+            for s in iter_spans(tdir, request_id)
+            if s.attributes.get(c.REQUEST_ID) == request_id
+        ),
         None,
     )
     if trace_id is None:
         return None
     view = RequestTelemetry(request_id, trace_id)
-    view.spans = [s for s in iter_spans(tdir) if s.trace_id == trace_id]
-    view.logs = [r for r in iter_logs(tdir) if r["trace_id"] == trace_id]
+    view.spans = [s for s in iter_spans(tdir, trace_id) if s.trace_id == trace_id]
+    view.logs = [r for r in iter_logs(tdir, trace_id) if r["trace_id"] == trace_id]
     seen = set()
-    for ex in iter_exemplars(tdir):
+    for ex in iter_exemplars(tdir, trace_id):
         # Cumulative exports repeat an exemplar until a newer one replaces it: show it once.
         key = (ex.metric, ex.span_id, ex.time_ns)
         if ex.trace_id == trace_id and key not in seen:

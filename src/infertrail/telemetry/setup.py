@@ -1,6 +1,7 @@
 """Builds the OpenTelemetry providers, exporters and instruments from :class:`Settings`.
 
-Files (OTLP/JSON lines under ``<data_dir>/telemetry``) are the default; OTLP (HTTP or gRPC) is
+Files (OTLP/JSON lines under ``<data_dir>/telemetry``, rotated by size and age within a bounded
+total: :class:`~infertrail.telemetry.files.RotationPolicy`) are the default; OTLP (HTTP or gRPC) is
 added for each signal that has an endpoint (:mod:`infertrail.otlp`); a Prometheus
 registry backs the service's ``/metrics``. Every exporter is wrapped so that an outage is counted
 and logged, never raised into a request, and flushing and shutting down are bounded in time even
@@ -63,6 +64,7 @@ from infertrail.telemetry.files import (
     OtlpJsonLogExporter,
     OtlpJsonMetricExporter,
     OtlpJsonSpanExporter,
+    RotationPolicy,
     _JsonLinesFile,
 )
 
@@ -246,8 +248,8 @@ class _FanOutLogExporter(LogRecordExporter):
 class InferenceLogExporter(LogRecordExporter):
     """Writes each inference log record's body as one flat JSON line (for humans, grep, Loki)."""
 
-    def __init__(self, path: Any) -> None:
-        self._file = _JsonLinesFile(path)
+    def __init__(self, path: Any, rotation: RotationPolicy | None = None) -> None:
+        self._file = _JsonLinesFile(path, rotation)
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         lines = [
@@ -439,6 +441,12 @@ class Telemetry:
             }
         )
         tdir = settings.telemetry_dir
+        # One policy for the directory's files: their total is bounded together.
+        rotation = RotationPolicy.of_megabytes(
+            settings.telemetry_file_max_mb,
+            settings.telemetry_file_max_age_h,
+            settings.telemetry_files_max_total_mb,
+        )
         self.otlp_targets: dict[Signal, OtlpTarget] = resolve_otlp(settings)
         # Built before any provider starts a thread, so a missing gRPC extra leaks nothing.
         otlp = self.otlp_targets
@@ -454,7 +462,7 @@ class Telemetry:
         )
         span_exps: list[tuple[SpanExporter, str]] = [(e, "custom") for e in span_exporters]
         if settings.telemetry_files:
-            span_exps.append((OtlpJsonSpanExporter(tdir / TRACES_FILE), "file"))
+            span_exps.append((OtlpJsonSpanExporter(tdir / TRACES_FILE, rotation), "file"))
         if otlp_spans is not None:
             span_exps.append((otlp_spans, "otlp"))
         for exp, backend in span_exps:
@@ -471,7 +479,7 @@ class Telemetry:
         ]
         interval = settings.metric_export_interval_ms
         if settings.telemetry_files:
-            file_exp = OtlpJsonMetricExporter(tdir / METRICS_FILE)
+            file_exp = OtlpJsonMetricExporter(tdir / METRICS_FILE, rotation=rotation)
             readers.append(
                 PeriodicExportingMetricReader(
                     _GuardedMetricExporter(file_exp, "file", self.failures),
@@ -496,9 +504,13 @@ class Telemetry:
         log_exps: list[LogRecordExporter] = []
         if settings.telemetry_files:
             files = [
-                _GuardedLogExporter(OtlpJsonLogExporter(tdir / LOGS_FILE), "file", self.failures),
                 _GuardedLogExporter(
-                    InferenceLogExporter(tdir / INFERENCE_LOG_FILE), "jsonl", self.failures
+                    OtlpJsonLogExporter(tdir / LOGS_FILE, rotation), "file", self.failures
+                ),
+                _GuardedLogExporter(
+                    InferenceLogExporter(tdir / INFERENCE_LOG_FILE, rotation),
+                    "jsonl",
+                    self.failures,
                 ),
             ]
             log_exps.append(_FanOutLogExporter(files))
