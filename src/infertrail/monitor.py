@@ -49,6 +49,7 @@ from infertrail.events import (
 )
 from infertrail.lifecycle import DEFAULT_SHUTDOWN_S, NETWORK_STEP_S, Deadline, run_bounded
 from infertrail.telemetry import conventions as c
+from infertrail.telemetry.redaction import REDACTED, exception_attributes
 from infertrail.telemetry.setup import AttributeKey, Telemetry
 
 _log = logging.getLogger("infertrail.monitor")
@@ -213,8 +214,10 @@ class Monitor:
             ev.status = "error"
             if ev.error_type is None:
                 ev.error_type = type(exc).__qualname__
-            ev.error_message = str(exc)[:500]
-            span.record_exception(exc)
+            # The message can carry the input (KeyError('alice'), a validation error): telemetry
+            # keeps the type and the stack frames only (docs/privacy.md, "Telemetry").
+            ev.error_message = REDACTED
+            span.add_event(c.EVENT_NAME_EXCEPTION, exception_attributes(exc, escaped=True))
             raise
         finally:
             ev.duration_ns = time.perf_counter_ns() - t0

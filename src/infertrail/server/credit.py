@@ -34,6 +34,7 @@ from infertrail.web.responses import (
     ModelRef,
     durable_audit_seq,
     model_ref,
+    problems_summary,
     reject,
     request_id_of,
 )
@@ -190,8 +191,7 @@ def credit_router(monitor: Monitor, model: CreditModel, settings: Settings) -> A
                 )
                 return refuse(400, "invalid_json", msg, msg, rid)
             detail = [_problem(e) for e in errors]
-            message = "; ".join(d["message"] for d in detail)
-            return refuse(422, "invalid_input", detail, message, rid)
+            return refuse(422, "invalid_input", detail, problems_summary(detail), rid)
         inputs = application.model_dump(exclude={"applicant_id"})
         subject: str = application.applicant_id  # type: ignore[attr-defined]
         with monitor.observe(

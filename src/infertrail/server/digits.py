@@ -27,6 +27,7 @@ from infertrail.web.responses import (
     ModelRef,
     durable_audit_seq,
     model_ref,
+    problems_summary,
     reject,
     request_id_of,
 )
@@ -152,8 +153,7 @@ def digits_router(monitor: Monitor, model: DigitsModel, settings: Settings) -> A
             return refuse(400, "invalid_json", msg, msg, rid)
         problems = pixel_problems(body)
         if problems:
-            message = "; ".join(p["message"] for p in problems)
-            return refuse(422, "invalid_input", problems, message, rid)
+            return refuse(422, "invalid_input", problems, problems_summary(problems), rid)
         pixels = [float(v) for v in body["pixels"]]
         with monitor.observe(
             model.info, pixels, input_size=N_PIXELS, request_id=rid, endpoint=DIGITS_PATH

@@ -24,6 +24,7 @@ from infertrail.web.responses import (
     ModelRef,
     durable_audit_seq,
     model_ref,
+    problems_summary,
     reject,
     request_id_of,
 )
@@ -115,8 +116,7 @@ def sentiment_router(monitor: Monitor, model: SentimentModel, settings: Settings
                 )
                 return refuse(400, "invalid_json", msg, msg, rid)
             detail = validation_problems([dict(e) for e in errors])
-            message = "; ".join(f"{d['field']}: {d['message']}" for d in detail)
-            return refuse(422, "invalid_input", detail, message, rid)
+            return refuse(422, "invalid_input", detail, problems_summary(detail), rid)
         text = body.text
         problem = text_problem(text, limit)
         if problem:

@@ -52,7 +52,9 @@ class RequestIdMiddleware:
             try:
                 rid = validate_request_id(supplied)
             except InvalidRequestId as exc:
-                self.on_invalid(rid, str(exc), scope.get("path", ""))
+                # The log line and span say what was wrong, not what was sent.
+                reason = f"X-Request-ID refused ({len(supplied)} characters)"
+                self.on_invalid(rid, reason, scope.get("path", ""))
                 await _send_json(
                     send,
                     400,

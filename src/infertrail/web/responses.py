@@ -4,6 +4,7 @@ the wait for the decision's audit record."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import Request
@@ -24,6 +25,7 @@ __all__ = [
     "error_response",
     "install_error_handlers",
     "model_ref",
+    "problems_summary",
     "reject",
     "request_id_of",
 ]
@@ -82,6 +84,19 @@ def reject(
         model, error_type=kind, message=message, request_id=rid, endpoint=endpoint
     )
     return error_response(status, kind, detail, rid)
+
+
+def problems_summary(problems: Sequence[Mapping[str, Any]]) -> str:
+    """What telemetry records of a refused body: each problem's field and kind, no value.
+
+    The answer to the caller names values (they sent them); the log line and span of the
+    rejection must not, and an unknown field's name is itself a value the caller chose.
+    """
+    return "; ".join(
+        f"{'(unknown field)' if p.get('type') == 'extra_forbidden' else p.get('field')}: "
+        f"{p.get('type')}"
+        for p in problems
+    )
 
 
 def model_ref(info: ModelInfo) -> dict[str, str]:
