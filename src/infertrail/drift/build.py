@@ -2,7 +2,8 @@
 
 Each builder turns the training inputs into feature rows with the same extraction code the live
 path uses (:meth:`Profile.features`), then profiles every column once from all rows, keeps a
-bounded seeded sample of rows, and profiles the model's predictions and confidences.
+bounded seeded sample of rows (for calibration), and profiles the model's predictions and
+confidences.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from infertrail.drift.ecdf import ReferenceEcdf
 from infertrail.drift.histogram import (
     FINE_BINS,
     PSI_BINS,
@@ -49,7 +51,7 @@ def numerical_feature(name: str, values: FloatArray) -> FeatureProfile:
         raise ValueError(f"feature {name!r} has no non-missing reference value")
     if not np.all(np.isfinite(v)):
         raise ValueError(f"feature {name!r} holds infinite reference values")
-    s = np.sort(v)  # once: unique values, quantiles and bins all read the sorted column
+    s = np.sort(v)  # once: unique values, quantiles, bins and the ECDF all read the sorted column
     uniq, counts = sorted_unique(s)
     q_low, q_high = np.quantile(s, OOD_QUANTILES)
     discrete = uniq.size <= DISCRETE_MAX_UNIQUE
@@ -66,6 +68,7 @@ def numerical_feature(name: str, values: FloatArray) -> FeatureProfile:
         psi_edges=sorted_quantile_edges(s, uniq, PSI_BINS),
         support=uniq if discrete else None,
         category_counts=counts if discrete else None,
+        ecdf=ReferenceEcdf.of_sorted(s),
     )
 
 

@@ -1,13 +1,13 @@
 """Reference profiles: what the training data looked like, precomputed once per model.
 
-A :class:`Profile` holds, per feature of a row, its type, quantile bins with counts and sums, a
-bounded seeded sample of reference rows (for exact tests and calibration) and its summary
-statistics; for every model the prediction distribution (label shares, confidence bins). Images
-add derived image statistics and a pooled pixel-intensity histogram; text is profiled through
-derived features (length in characters and tokens, out-of-vocabulary rate against the stored
-training vocabulary). :meth:`Profile.features` turns one live input into the same feature row the
-profile was built from, so live rows and reference rows are computed by the same code. The
-builders are in :mod:`infertrail.drift.build`.
+A :class:`Profile` holds, per feature of a row, its type, quantile bins with counts and sums, the
+empirical CDF of all its values (for KS tests), its summary statistics, and a bounded seeded
+sample of reference rows (for calibration); for every model the prediction distribution (label
+shares, confidence bins). Images add derived image statistics and a pooled pixel-intensity
+histogram; text is profiled through derived features (length in characters and tokens,
+out-of-vocabulary rate against the stored training vocabulary). :meth:`Profile.features` turns
+one live input into the same feature row the profile was built from, so live rows and reference
+rows are computed by the same code. The builders are in :mod:`infertrail.drift.build`.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from infertrail.drift.ecdf import ReferenceEcdf
 from infertrail.drift.histogram import NumericBins
 from infertrail.drift.stats import FloatArray, IntArray
 
@@ -31,7 +32,7 @@ ProfileKind = Literal["tabular", "image", "text"]
 #: Numerical features with at most this many distinct reference values are treated as
 #: categories by the default rule (Evidently's "<= 5 unique values").
 DISCRETE_MAX_UNIQUE = 5
-#: Rows kept from the reference for exact tests and calibration.
+#: Rows kept from the reference for calibration (KS reads the full reference's ECDF instead).
 DEFAULT_SAMPLE_SIZE = 5_000
 #: Reference quantiles bounding the in-distribution range of a numerical feature (OOD rule).
 OOD_QUANTILES = (0.005, 0.995)
@@ -47,9 +48,11 @@ PROFILE_FILE = "profile.json"
 class FeatureProfile:
     """One column of the reference: its type, bins and summary statistics.
 
-    Numerical features have ``bins`` (fine quantile bins, overflow included) and ``psi_edges``;
-    a numerical feature with few distinct values also has ``support`` (those values), and every
-    categorical or discrete feature has ``category_counts`` (one per category or support value).
+    Numerical features have ``bins`` (fine quantile bins, overflow included), ``psi_edges`` and
+    ``ecdf`` (the empirical CDF of all their values, for KS); a numerical feature with few
+    distinct values also has ``support`` (those values), and every categorical or discrete
+    feature has ``category_counts`` (one per category or support value). ``ecdf`` is None only
+    for a numerical feature read from a version-1 file whose stored sample lacks it.
     """
 
     name: str
@@ -65,6 +68,7 @@ class FeatureProfile:
     support: FloatArray | None = None
     categories: tuple[str, ...] = ()
     category_counts: IntArray | None = None
+    ecdf: ReferenceEcdf | None = None
     _index: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

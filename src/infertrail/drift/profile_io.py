@@ -4,12 +4,19 @@ The JSON names its format and version, the model sha256 the profile belongs to, 
 the ``.npz``, so a stale or swapped arrays file is caught. Arrays are read with
 ``allow_pickle=False``. Every problem found on load raises :class:`ProfileError` naming the file
 and what is wrong with it.
+
+Version 2 added each numerical feature's ECDF over all reference values (KS against the whole
+reference). A version-1 file is still read: its numerical features get the ECDF of its stored
+sample, which is exactly the test version 1 ran (docs/drift.md says why old files are read
+rather than refused). Whenever an ECDF counts fewer values than its feature, loading warns that
+KS runs against a sample and asks for a rebuild.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import re
 import zipfile
@@ -18,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from infertrail.drift.ecdf import ReferenceEcdf
 from infertrail.drift.histogram import NumericBins
 from infertrail.drift.profile import (
     IMAGE_DERIVED,
@@ -29,8 +37,11 @@ from infertrail.drift.profile import (
 )
 
 FORMAT = "infertrail-drift-profile"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions this code reads: 1 lacks the ECDFs (KS then runs against the stored sample).
+READABLE_VERSIONS = (1, 2)
 _KINDS = ("tabular", "image", "text")
+_log = logging.getLogger("infertrail.drift")
 
 
 class ProfileError(ValueError):
@@ -55,6 +66,10 @@ def _feature_meta(f: FeatureProfile, prefix: str, arrays: dict[str, np.ndarray])
         arrays[f"{prefix}.edges"] = f.bins.edges
         arrays[f"{prefix}.counts"] = f.bins.counts
         arrays[f"{prefix}.sums"] = f.bins.sums
+    if f.ecdf is not None:
+        arrays[f"{prefix}.ecdf_knots"] = f.ecdf.knots
+        arrays[f"{prefix}.ecdf_le"] = f.ecdf.le
+        arrays[f"{prefix}.ecdf_lt"] = f.ecdf.lt
 
     def num(x: float) -> float | None:
         return None if math.isnan(x) else x
@@ -123,6 +138,7 @@ class _Reader:
 
     def __init__(self, path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         self.path, self.meta, self.arrays = path, meta, arrays
+        self.version = meta.get("format_version")
 
     def fail(self, problem: str) -> ProfileError:
         return ProfileError(f"profile {self.path}: {problem}")
@@ -155,7 +171,29 @@ class _Reader:
             raise self.fail(f"{where}.{key} must be a number or null, got {value!r}")
         return float(value)
 
-    def feature(self, obj: Any, prefix: str, where: str) -> FeatureProfile:
+    def ecdf(
+        self, prefix: str, where: str, count: int, legacy: np.ndarray | None
+    ) -> ReferenceEcdf | None:
+        """A numerical feature's ECDF: stored (version 2), or of the sample's ``legacy`` values."""
+        if self.version == 1:
+            return None if legacy is None else ReferenceEcdf.of_values(legacy)
+        ecdf = ReferenceEcdf(
+            self.array(f"{prefix}.ecdf_knots", np.floating),
+            self.array(f"{prefix}.ecdf_le", np.integer).astype(np.int64),
+            self.array(f"{prefix}.ecdf_lt", np.integer).astype(np.int64),
+        )
+        problem = ecdf.problem()
+        if problem is None and ecdf.n > count:
+            # fewer is a version-1 sample's ECDF saved again; more is never right
+            problem = f"the ECDF counts {ecdf.n} values, more than the feature's {count}"
+        if problem is not None:
+            raise self.fail(f"{where}: {problem}")
+        return ecdf
+
+    def feature(
+        self, obj: Any, prefix: str, where: str, legacy: np.ndarray | None = None
+    ) -> FeatureProfile:
+        """One feature; ``legacy`` is its column of a version-1 sample (the ECDF's source)."""
         name = self.get(obj, "name", str, where)
         where = f"{where} ({name!r})"
         kind = self.get(obj, "kind", str, where)
@@ -208,6 +246,7 @@ class _Reader:
             bins=NumericBins(edges, bin_counts.astype(np.int64), sums),
             psi_edges=psi_edges, support=support,
             category_counts=None if counts is None else counts.astype(np.int64),
+            ecdf=self.ecdf(prefix, where, count, legacy),
         )  # fmt: skip
 
 
@@ -222,10 +261,11 @@ def _read_json(path: Path) -> dict[str, Any]:
         found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
         raise ProfileError(f"profile {path}: not an infertrail drift profile (format={found!r})")
     version = meta.get("format_version")
-    if version != FORMAT_VERSION:
+    if isinstance(version, bool) or version not in READABLE_VERSIONS:
         raise ProfileError(
             f"profile {path}: format_version {version!r} is not supported "
-            f"(this infertrail reads version {FORMAT_VERSION}); rebuild the profile"
+            f"(this infertrail reads versions {READABLE_VERSIONS[0]} to {FORMAT_VERSION}); "
+            "rebuild the profile"
         )
     return meta
 
@@ -251,6 +291,23 @@ def _read_arrays(path: Path, meta: dict[str, Any]) -> dict[str, np.ndarray]:
         ) from None
 
 
+def _warn_sampled(path: Path, features: list[FeatureProfile | None]) -> None:
+    """Warn when KS would run against a sample of a feature's values (version-1 files)."""
+    sampled = [
+        f.name for f in features if f is not None and f.ecdf is not None and f.ecdf.n < f.count
+    ]
+    if sampled:
+        _log.warning(
+            "drift profile %s: KS for %d feature(s) (%s) runs against a sample of their reference "
+            "values, not all of them (a format-version-1 profile, or one saved from it), with "
+            "less power on small shifts; rebuild it (`infertrail drift baseline`, or "
+            "build_*_profile) to test against every value",
+            path,
+            len(sampled),
+            ", ".join(sampled[:5]) + (", ..." if len(sampled) > 5 else ""),
+        )
+
+
 def load_profile(path: Path, *, expected_sha256: str | None = None) -> Profile:
     """Read and validate the profile at ``path``; see :class:`ProfileError` for failures."""
     path = Path(path)
@@ -272,20 +329,24 @@ def load_profile(path: Path, *, expected_sha256: str | None = None) -> Profile:
     cols_meta = r.get(meta, "columns", list, "profile")
     if not cols_meta:
         raise r.fail("has no feature columns")
-    columns = tuple(r.feature(c, f"col{j}", f"columns[{j}]") for j, c in enumerate(cols_meta))
-    parts = {
-        part: None if meta.get(part) is None else r.feature(meta[part], part, part)
-        for part in ("prediction", "confidence", "pooled")
-    }
     sample = r.array("sample", np.floating)
-    if sample.ndim != 2 or sample.shape[1] != len(columns) or not 0 < sample.shape[0] <= n_rows:
-        raise r.fail(f"sample has shape {sample.shape}, expected (1..{n_rows}, {len(columns)})")
+    if sample.ndim != 2 or sample.shape[1] != len(cols_meta) or not 0 < sample.shape[0] <= n_rows:
+        raise r.fail(f"sample has shape {sample.shape}, expected (1..{n_rows}, {len(cols_meta)})")
     s = sample.shape[0]
     labels = r.array("sample_labels", np.integer) if "sample_labels" in r.arrays else None
     confs = r.array("sample_confidences", np.floating) if "sample_confidences" in r.arrays else None
     for name, a in (("sample_labels", labels), ("sample_confidences", confs)):
         if a is not None and a.shape != (s,):
             raise r.fail(f"{name} has shape {a.shape}, expected ({s},)")
+    columns = tuple(
+        r.feature(c, f"col{j}", f"columns[{j}]", sample[:, j]) for j, c in enumerate(cols_meta)
+    )
+    legacy = {"prediction": None, "confidence": confs, "pooled": None}
+    parts = {
+        part: None if meta.get(part) is None else r.feature(meta[part], part, part, legacy[part])
+        for part in ("prediction", "confidence", "pooled")
+    }
+    _warn_sampled(path, [*columns, parts["confidence"]])
     image = text = None
     if kind == "image":
         im = r.get(meta, "image", dict, "profile")

@@ -264,3 +264,36 @@ def test_ks_without_sorting_the_window_matches_scipy_asymptotic() -> None:
         assert f.method == "ks"
         assert f.statistic == pytest.approx(expected.statistic, abs=1e-12)
         assert f.p_value == pytest.approx(expected.pvalue, abs=1e-9)
+
+
+def test_small_windows_are_located_by_binary_search_and_still_match_scipy() -> None:
+    from scipy import stats as sps
+
+    p, X = _normal_profile(3000, 2)
+    window = np.round(np.random.default_rng(10).normal(0.1, 1, size=(800, 2)), 2)
+    window[:5] = X[:5]  # values equal to reference values
+    config = DriftConfig(method="ks", ks_mode="asymp", correction="none")
+    report = DriftDetector(p, config).compare(DriftWindow(window))  # 800 rows < 3,000 knots
+    for j, f in enumerate(report.features):
+        expected = sps.ks_2samp(X[:, j], window[:, j], method="asymp")
+        assert f.statistic == pytest.approx(expected.statistic, abs=1e-12)
+        assert f.p_value == pytest.approx(expected.pvalue, abs=1e-9)
+
+
+def test_exact_ks_needs_every_reference_value() -> None:
+    from scipy import stats as sps
+
+    from infertrail.drift.ecdf import KS_KNOTS
+
+    p, X = _normal_profile(KS_KNOTS + 100, 1)
+    ecdf = p.columns[0].ecdf
+    assert ecdf is not None and not ecdf.exact and ecdf.n == KS_KNOTS + 100
+    with pytest.raises(ValueError, match=r"ks_mode='exact' needs every reference value.*'f0'"):
+        DriftDetector(p, DriftConfig(method="ks", ks_mode="exact"))
+    # auto is asymptotic here: the p-value uses the full reference's n, not the knots'
+    window = np.random.default_rng(2).normal(0.05, 1, size=(5000, 1))
+    f = DriftDetector(p, DriftConfig(method="ks")).compare(DriftWindow(window)).features[0]
+    assert f.p_value == stats.ks_pvalue(f.statistic, X.shape[0], 5000, "asymp")
+    assert f.p_value != stats.ks_pvalue(f.statistic, KS_KNOTS, 5000, "asymp")
+    full = sps.ks_2samp(X[:, 0], window[:, 0])
+    assert full.pvalue <= f.p_value <= 1.1 * full.pvalue

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -12,14 +14,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from infertrail.drift import (
+    DriftConfig,
+    DriftDetector,
+    DriftWindow,
     Profile,
     ProfileError,
     build_tabular_profile,
     build_text_profile,
     load_profile,
     profile_path,
+    stats,
 )
-from infertrail.drift.profile_io import arrays_path
+from infertrail.drift.profile_io import FORMAT_VERSION, arrays_path
 
 from .conftest import synthetic_texts
 
@@ -135,6 +141,11 @@ def _assert_same(a: Profile, b: Profile) -> None:
             assert np.array_equal(fa.bins.edges, fb.bins.edges)
             assert np.array_equal(fa.bins.counts, fb.bins.counts)
             assert np.array_equal(fa.bins.sums, fb.bins.sums)
+        assert (fa.ecdf is None) == (fb.ecdf is None) == (fa.kind == "categorical")
+        if fa.ecdf is not None and fb.ecdf is not None:
+            for attr in ("knots", "le", "lt"):
+                assert np.array_equal(getattr(fa.ecdf, attr), getattr(fb.ecdf, attr))
+                assert getattr(fb.ecdf, attr).dtype == getattr(fa.ecdf, attr).dtype
 
 
 @pytest.mark.parametrize("which", ["digits", "tabular", "text"])
@@ -268,3 +279,123 @@ def test_bad_token_pattern(tmp_path: Path) -> None:
     _edit(path, lambda m: m["text"].update(token_pattern="(unclosed"))
     with pytest.raises(ProfileError, match="not a valid regex"):
         load_profile(path)
+
+
+# -- the reference ECDF (format version 2) and version-1 files --------------------------------
+def _rewrite_arrays(path: Path, change: object) -> None:
+    """Change the .npz arrays and record their new sha256, as a writer of that file would."""
+    npz = arrays_path(path)
+    with np.load(npz) as data:
+        arrays = {k: data[k] for k in data.files}
+    change(arrays)  # type: ignore[operator]
+    with npz.open("wb") as fh:
+        np.savez(fh, **arrays)
+    sha = hashlib.sha256(npz.read_bytes()).hexdigest()
+    _edit(path, lambda m: m["arrays"].update(sha256=sha))
+
+
+def _as_version_1(path: Path) -> None:
+    """Turn a saved profile into the version-1 file an earlier infertrail wrote (no ECDFs)."""
+    _rewrite_arrays(path, lambda a: [a.pop(k) for k in list(a) if ".ecdf_" in k])
+    _edit(path, lambda m: m.update(format_version=1))
+
+
+def test_saved_profiles_are_version_2_with_an_ecdf_per_numerical_feature(saved: Path) -> None:
+    meta = json.loads(saved.read_text())
+    assert meta["format_version"] == FORMAT_VERSION == 2
+    with np.load(arrays_path(saved)) as data:
+        keys = set(data.files)
+    assert {"col0.ecdf_knots", "col0.ecdf_le", "col0.ecdf_lt", "confidence.ecdf_knots"} <= keys
+    assert not any(k.startswith(("col20.ecdf", "prediction.ecdf")) for k in keys)  # categories
+
+
+def test_version_1_profiles_load_and_test_against_their_sample(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    X = np.random.default_rng(3).normal(size=(3000, 3))
+    built = build_tabular_profile(
+        X, ["a", "b", "c"], confidences=np.linspace(0.5, 1, 3000), sample_size=500
+    )
+    path = tmp_path / "profile.json"
+    built.save(path)
+    _as_version_1(path)
+    with caplog.at_level(logging.WARNING, logger="infertrail.drift"):
+        old = load_profile(path)
+    assert "KS for 4 feature(s) (a, b, c, prediction.confidence) runs against a sample" in (
+        caplog.text
+    )
+    # the ECDF is the stored sample's: version 1's KS test, unchanged
+    ecdf = old.columns[0].ecdf
+    assert ecdf is not None and ecdf.exact and ecdf.n == 500 and old.columns[0].count == 3000
+    assert np.array_equal(ecdf.values(), np.sort(built.sample[:, 0]))
+    assert old.confidence is not None and old.confidence.ecdf is not None
+    assert old.confidence.ecdf.n == 500
+    window = np.random.default_rng(4).normal(0.05, 1, size=(400, 3))
+    report = DriftDetector(old, DriftConfig(method="ks")).compare(DriftWindow(window))
+    expected = [stats.ks_test(built.sample[:, j], window[:, j]).p_value for j in range(3)]
+    assert [f.p_value for f in report.features] == pytest.approx(
+        stats.adjust_pvalues(expected, "bh").tolist(), abs=1e-12
+    )
+    # saved again, it is a version-2 file whose ECDFs still count the sample, and say so
+    old.save(path)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="infertrail.drift"):
+        again = load_profile(path)
+    assert json.loads(path.read_text())["format_version"] == 2
+    assert again.columns[0].ecdf is not None and again.columns[0].ecdf.n == 500
+    assert "runs against a sample" in caplog.text
+
+
+def test_version_1_profile_of_a_small_reference_tests_against_all_of_it(
+    tabular_profile: Profile, saved: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # 5,000 rows, all of them in the sample: the sample's ECDF is the full reference's
+    _as_version_1(saved)
+    with caplog.at_level(logging.WARNING, logger="infertrail.drift"):
+        old = load_profile(saved)
+    assert caplog.text == ""
+    for f, g in zip(old.columns[:20], tabular_profile.columns[:20], strict=True):
+        assert f.ecdf is not None and g.ecdf is not None
+        assert np.array_equal(f.ecdf.knots, g.ecdf.knots)
+        assert np.array_equal(f.ecdf.le, g.ecdf.le)
+
+
+def test_version_1_feature_missing_from_the_sample_has_no_ecdf(tmp_path: Path) -> None:
+    X = np.random.default_rng(0).normal(size=(50, 2))
+    X[:, 1] = np.nan
+    X[0, 1] = 1.0  # the only value of f1: not among the sampled rows below
+    p = build_tabular_profile(X, ["f0", "f1"], sample_size=10, seed=3)
+    assert not np.isfinite(p.sample[:, 1]).any()
+    path = tmp_path / "p.json"
+    p.save(path)
+    _as_version_1(path)
+    old = load_profile(path)
+    assert old.columns[0].ecdf is not None and old.columns[1].ecdf is None
+    with pytest.raises(ValueError, match="'f1' has no reference ECDF for a KS test"):
+        DriftDetector(old, DriftConfig(method="ks"))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda a: a.pop("col3.ecdf_le"), r"array 'col3.ecdf_le' is missing"),
+        (lambda a: a.update({"col3.ecdf_knots": a["col3.ecdf_knots"][::-1].copy()}),
+         "knots must be strictly increasing"),
+        (lambda a: a.update({"col3.ecdf_lt": a["col3.ecdf_lt"] + 1}), "first ECDF knot"),
+        (lambda a: a.update({"col3.ecdf_le": a["col3.ecdf_le"][:-1].copy()}), "1-D of one length"),
+        (lambda a: a.update({"col3.ecdf_le": a["col3.ecdf_lt"].copy()}), "counts must grow"),
+        (lambda a: a.update({"col3.ecdf_le": a["col3.ecdf_le"].astype(float)}), "expected integer"),
+    ],
+)  # fmt: skip
+def test_damaged_ecdf_is_refused(saved: Path, change: object, message: str) -> None:
+    _rewrite_arrays(saved, change)
+    with pytest.raises(ProfileError, match=message):
+        load_profile(saved)
+
+
+def test_ecdf_cannot_count_more_values_than_its_feature(saved: Path) -> None:
+    _edit(saved, lambda m: m["columns"][3].update(count=m["columns"][3]["count"] - 1))
+    with pytest.raises(
+        ProfileError, match=r"columns\[3\] \('x3'\): the ECDF counts 5000 values, more than"
+    ):
+        load_profile(saved)
