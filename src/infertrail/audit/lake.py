@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import fsspec.core
 import pyarrow as pa
@@ -39,10 +39,8 @@ from infertrail.audit.manifest import (
     range_of,
 )
 from infertrail.audit.subtrees import leaf_hashes
+from infertrail.audit.supervisor import retry_delay
 from infertrail.audit.typed import FILE_SCHEMA, STRING_FIELDS, TYPED_SCHEMA, typed_columns
-
-if TYPE_CHECKING:
-    from infertrail.audit.ledger import AuditLog
 
 # Manifests and typed columns used to live here: their names stay importable from this module.
 __all__ = [
@@ -57,6 +55,7 @@ __all__ = [
     "Manifest",
     "ManifestError",
     "SealError",
+    "SealableLog",
     "SealedFile",
     "Sealer",
     "build_table",
@@ -87,6 +86,21 @@ PARQUET_OPTIONS: dict[str, Any] = {
 
 class SealError(RuntimeError):
     """Sealing cannot proceed without risking the lake's integrity; the message says why."""
+
+
+class SealableLog(Protocol):
+    """What the sealer needs of the writer's log (an AuditLog or a SupervisedLog)."""
+
+    origin: str
+
+    @property
+    def size(self) -> int: ...
+
+    def read(self, start: int, end: int) -> Iterator[tuple[int, bytes]]: ...
+
+    def root(self, tree_size: int | None = None) -> bytes: ...
+
+    def retire_through(self, seq: int) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -237,6 +251,8 @@ def write_once(fs: AbstractFileSystem, path: str, data: bytes) -> None:
 
     Locally the bytes go to a temporary file that is fsynced and then hard-linked into place, so
     the final name only ever holds complete, durable content; object stores get an exclusive put.
+    The temporary file is removed whatever happens: one left by a write that filled the disk
+    would keep it full after the space is freed elsewhere.
     """
     if isinstance(fs, LocalFileSystem):
         final = Path(path)
@@ -244,13 +260,13 @@ def write_once(fs: AbstractFileSystem, path: str, data: bytes) -> None:
         tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
             os.link(tmp, final)
         finally:
             tmp.unlink()
@@ -269,12 +285,16 @@ class Sealer:
     """Moves committed-but-unsealed records of an AuditLog into the lake, then retires the WAL.
 
     ``after_round`` runs on the background thread after each successful seal round (the service
-    compacts closed months there: :mod:`infertrail.audit.compaction`).
+    compacts closed months there: :mod:`infertrail.audit.compaction`). A failed seal (the lake
+    unreachable, a full disk, the log down) is never final: the background thread tries again
+    after ``retry_s``, doubling up to ``max_retry_s`` (both within the seal interval), and the
+    records wait in the WAL meanwhile. ``last_seal_error`` is the newest seal's failure (None
+    once one succeeds); ``last_error`` also counts the ``after_round`` step.
     """
 
     def __init__(
         self,
-        log: AuditLog,
+        log: SealableLog,
         lake_url: str,
         signer: NoteSigner,
         *,
@@ -294,6 +314,7 @@ class Sealer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error: BaseException | None = None
+        self.last_seal_error: BaseException | None = None
 
     def frontier(self) -> int:
         """First unsealed seq: the end of the contiguous run of manifests from seq 0."""
@@ -359,28 +380,50 @@ class Sealer:
         self._log.retire_through(last)
         return SealedFile(manifest, manifest_rel)
 
-    def start(self, interval_s: float) -> None:
-        """Seal every ``interval_s`` seconds on a background thread until :meth:`stop`."""
+    def start(self, interval_s: float, *, retry_s: float = 1.0, max_retry_s: float = 10.0) -> None:
+        """Seal every ``interval_s`` seconds on a background thread until :meth:`stop`.
+
+        After a failed seal the next try comes ``retry_s`` later, then at doubling intervals up
+        to ``max_retry_s`` (neither longer than ``interval_s``).
+        """
         if interval_s <= 0:
             raise ValueError(f"interval_s must be > 0, got {interval_s}")
+        if not 0 < retry_s <= max_retry_s:
+            raise ValueError(f"need 0 < retry_s <= max_retry_s, got {retry_s} and {max_retry_s}")
         if self._thread is not None:
             raise RuntimeError("this sealer is already running")
         self._stop.clear()
+        retry = (min(retry_s, interval_s), min(max_retry_s, interval_s))
         self._thread = threading.Thread(
-            target=self._run, args=(interval_s,), name="infertrail-sealer", daemon=True
+            target=self._run, args=(interval_s, *retry), name="infertrail-sealer", daemon=True
         )
         self._thread.start()
 
-    def _run(self, interval_s: float) -> None:
+    def _run(self, interval_s: float, retry_s: float, max_retry_s: float) -> None:
+        failures = 0  # seals failed in a row
         while not self._stop.is_set():
             try:
                 self.seal()
+            except Exception as exc:  # the thread must outlive a bad round; it retries sooner
+                self.last_error = self.last_seal_error = exc
+                if failures:  # the traceback once per outage, then one line per try
+                    _log.warning("audit sealer: seal failed again: %r", exc)
+                else:
+                    _log.exception("audit sealer: seal failed; retrying")
+                self._stop.wait(retry_delay(failures, retry_s, max_retry_s))
+                failures += 1
+                continue
+            if failures:
+                _log.warning("audit sealer: sealing again after %d failed tries", failures)
+            failures = 0
+            self.last_seal_error = None
+            try:
                 if self._after_round is not None:
                     self._after_round()
                 self.last_error = None
-            except Exception as exc:  # the thread must outlive a bad round; the next one retries
+            except Exception as exc:  # compaction retries months on its own schedule
                 self.last_error = exc
-                _log.exception("audit sealer round failed")
+                _log.exception("audit sealer: the step after sealing failed")
             self._stop.wait(interval_s)
 
     def stop(self, timeout: float | None = None) -> None:

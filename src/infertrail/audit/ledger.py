@@ -8,6 +8,11 @@ them: every record's future is settled under one lock acquisition per batch. Sig
 checkpoints follow at an interval, on flush and on close; each replaces ``checkpoints/latest``,
 and one every ``history_interval_ms`` (plus the last) is kept in the append-only history. Opening
 a log recovers it from a crash (:mod:`infertrail.audit.recovery`).
+
+The first write error fails the log for good: every record not yet durable fails with it, and
+nothing more is accepted. Reopening the directory recovers it, as after a crash, and cuts any
+record that reached the WAL but was refused (``acknowledged_size``);
+:class:`~infertrail.audit.supervisor.SupervisedLog` does that by itself for a service.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from itertools import chain
@@ -93,6 +98,7 @@ class AuditLog:
         parts: LogParts,
         queue: CommitQueue,
         checkpoint_interval: float,
+        on_failure: Callable[[BaseException], object] | None = None,
     ) -> None:
         """Internal: use :meth:`open`, which takes the lock and recovers the parts first."""
         self.log_dir = log_dir
@@ -111,6 +117,7 @@ class AuditLog:
         self._latest_note = parts.latest_note
         self._last_checkpoint = time.monotonic()
         self._stats = LedgerStats(0, 0, 0, 0)
+        self._on_failure = on_failure
         self._released = False
         self._pid = os.getpid()
         self._fork_generation = _fork_generation[0]
@@ -133,12 +140,19 @@ class AuditLog:
         checkpoint_interval_ms: float = 1000.0,
         history_interval_ms: float = 60_000.0,
         fsync: bool = True,
+        acknowledged_size: int | None = None,
+        on_failure: Callable[[BaseException], object] | None = None,
     ) -> AuditLog:
         """Open (creating if needed) the log in ``log_dir`` for writing, recovering from a crash.
 
         ``checkpoint_interval_ms``: how long a committed record may wait for a signed checkpoint.
         ``history_interval_ms``: the least time between checkpoints kept in the history (0: keep
         every one); the history is parsed on every open and checked entry by entry by verify.
+        ``acknowledged_size``: when reopening, in this process, a log whose writer failed, how
+        many records that handle acknowledged (its ``size``); records past them that reached the
+        WAL were refused to their callers and are cut off. ``on_failure(exc)``: called once, on
+        the writer thread, when a write error fails the log (after every affected future has
+        failed); it must return quickly and not raise.
         Raises LogLockedError if another writer holds it, LogCorruptedError for damage recovery
         must not repair, ValueError for bad options or a log of another origin or key.
         """
@@ -153,6 +167,7 @@ class AuditLog:
             segment_bytes=segment_bytes,
             fsync=fsync,
             history_interval=history_interval_ms / 1000,
+            acknowledged_size=acknowledged_size,
         )
         try:
             queue = CommitQueue(
@@ -162,7 +177,7 @@ class AuditLog:
                 batch_wait=batch_wait_ms / 1000,
                 queue_max=queue_max,
             )
-            return cls(log_dir, origin, parts, queue, checkpoint_interval_ms / 1000)
+            return cls(log_dir, origin, parts, queue, checkpoint_interval_ms / 1000, on_failure)
         except BaseException:
             parts.close()
             raise
@@ -240,6 +255,11 @@ class AuditLog:
     def size(self) -> int:
         """Number of committed (durable, acknowledged) records."""
         return self._size
+
+    @property
+    def failure(self) -> BaseException | None:
+        """The write error that failed the log (it then accepts nothing more), else None."""
+        return self._queue.failure
 
     @property
     def latest_checkpoint(self) -> bytes:
@@ -327,6 +347,8 @@ class AuditLog:
                 self._write_checkpoint()
         except BaseException as exc:  # any writer error must fail the log, never vanish
             run_callbacks(fail_futures(self._committed, self._queue.fail(exc), exc))
+            if self._on_failure is not None:
+                self._on_failure(exc)
 
     def _checkpoint_in(self) -> float | None:
         """Seconds until the writer owes a checkpoint (<= 0: now); None while it owes none."""
@@ -345,7 +367,13 @@ class AuditLog:
         frames = b"".join(chain.from_iterable(zip(headers, payloads, strict=True)))
         try:
             self._wal.write(self._written, len(payloads), frames)
-            self._hashes.append(leaves)
+            try:
+                self._hashes.append(leaves)
+            except BaseException:
+                # Durable in the WAL, yet refused below: take it back out now, so that not even
+                # a crash before the reopen (which cuts it anyway) lets it join the log.
+                self._wal.discard_last_batch(self._written)
+                raise
         except BaseException as exc:
             run_callbacks(fail_futures(self._committed, futures, exc))
             raise

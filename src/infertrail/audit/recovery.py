@@ -37,7 +37,7 @@ from infertrail.audit.framing import (
 )
 from infertrail.audit.hashstore import HashStore
 from infertrail.audit.merkle import EMPTY_ROOT, consistency_proof_by, leaf_hash, verify_consistency
-from infertrail.audit.wal import SegmentWriter, WalState, iter_records, scan_wal
+from infertrail.audit.wal import SegmentWriter, WalState, cut_refused, iter_records, scan_wal
 
 __all__ = [
     "HISTORY_RECHECK",
@@ -76,6 +76,8 @@ class RecoveryReport:
     history_tail: TornTail | None  # torn end of checkpoints/history.log, cut off
     leaves_rebuilt: int  # leaf hashes re-derived from the WAL (the hash store lagged)
     leaves_dropped: int  # hash store leaves beyond the end of the WAL, cut off
+    # Complete WAL records past what the failed handle acknowledged, cut off (reopen only)
+    refused_dropped: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,11 +92,17 @@ class LogParts:
     recovery: RecoveryReport | None
 
     def close(self) -> None:
-        """Close every file and release the writer lock."""
-        self.wal.close()
-        self.hashes.close()
-        self.checkpoints.close()
-        os.close(self.lock_fd)
+        """Close every file and release the writer lock, even if closing one of them fails.
+
+        The first error is raised once all are closed: a log that failed on a full disk may
+        fail again here (its last checkpoint reaching the history), and the lock must still be
+        released, or the process could never reopen its own log.
+        """
+        with contextlib.ExitStack() as stack:  # callbacks run last-in first-out
+            stack.callback(os.close, self.lock_fd)
+            stack.callback(self.checkpoints.close)
+            stack.callback(self.hashes.close)
+            stack.callback(self.wal.close)
 
 
 def open_parts(
@@ -105,10 +113,17 @@ def open_parts(
     segment_bytes: int,
     fsync: bool,
     history_interval: float = 0.0,
+    acknowledged_size: int | None = None,
 ) -> LogParts:
     """Lock ``log_dir`` for writing, create or check its layout, recover it after a crash.
 
-    A new checkpoint is signed when the newest one does not cover the recovered tree. Raises
+    A new checkpoint is signed when the newest one does not cover the recovered tree.
+    ``acknowledged_size``, when this process reopens a log whose writer failed: how many
+    records it acknowledged; WAL records past them were refused and are cut off (after the
+    torn tail, exactly as any open cuts it), fewer is LogCorruptedError. Such a reopen always
+    signs a checkpoint (kept in the history): the first after the fault, consistent with every
+    one before it, and a write, so that a reopen while the fault lasts (a disk still full)
+    fails here rather than at the next append. Raises
     LogLockedError, LogCorruptedError (damage recovery must not repair) or ValueError.
     """
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -117,6 +132,11 @@ def open_parts(
         cleanup.callback(os.close, lock_fd)
         prepare_layout(log_dir, signer, origin)
         wal_state = scan_wal(log_dir / "wal")
+        refused = 0
+        if acknowledged_size is not None:
+            wal_state, refused = cut_refused(
+                log_dir / "wal", wal_state, acknowledged_size, index_dir=log_dir / "wal-index"
+            )
         hashes = HashStore(log_dir / "tree")
         cleanup.callback(hashes.close)
         rebuilt, dropped = reconcile(log_dir / "wal", wal_state, hashes)
@@ -127,7 +147,8 @@ def open_parts(
             log_dir / "checkpoints", signer, origin, fsync, history_interval, kept, latest
         )
         cleanup.callback(checkpoints.close)
-        if latest is None or note_size(latest) != hashes.size:
+        reopen = acknowledged_size is not None
+        if reopen or latest is None or note_size(latest) != hashes.size:
             latest = checkpoints.write(hashes.size, tree_root(hashes, hashes.size), keep=True)
         wal = SegmentWriter(
             log_dir / "wal",
@@ -136,8 +157,8 @@ def open_parts(
             fsync=fsync,
             index_dir=log_dir / "wal-index",
         )
-        repaired = wal_state.torn_tail or history_tail or rebuilt or dropped
-        report = RecoveryReport(wal_state.torn_tail, history_tail, rebuilt, dropped)
+        repaired = wal_state.torn_tail or history_tail or rebuilt or dropped or refused
+        report = RecoveryReport(wal_state.torn_tail, history_tail, rebuilt, dropped, refused)
         parts = LogParts(lock_fd, wal, hashes, checkpoints, latest, report if repaired else None)
         cleanup.pop_all()
     return parts
@@ -156,6 +177,10 @@ class CheckpointWriter:
     history's newest; history first, then ``latest``, so a crash between leaves ``latest``
     behind the history, which recovery repairs. ``kept_size`` and ``latest``: the sizes of the
     history's newest entry and the ``latest`` note that recovery found.
+
+    A history append that fails (a full disk) is cut back; if even that fails, nothing more is
+    appended by this writer: a frame after a torn one would turn the torn tail, which the next
+    open cuts, into damage in place, which it refuses.
     """
 
     def __init__(
@@ -180,6 +205,7 @@ class CheckpointWriter:
         # latest, when it is newer than the history's newest entry (as recovery may find it)
         self._unkept = latest if latest is not None and note_size(latest) > kept_size else None
         self._fd = os.open(cp_dir / "history.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._torn = False  # a failed append could not be cut back: append nothing more
 
     def write(self, size: int, root: bytes, *, keep: bool = False) -> bytes:
         """Sign a checkpoint of the tree of ``size`` leaves, make it durable, return the note."""
@@ -193,9 +219,19 @@ class CheckpointWriter:
         return note
 
     def _keep(self, note: bytes, size: int, now: float) -> None:
-        write_all(self._fd, encode_frame(note))
-        if self._fsync:
-            os.fdatasync(self._fd)
+        if self._torn:
+            raise OSError(f"{self._latest.parent}: a failed history append could not be cut back")
+        end = os.lseek(self._fd, 0, os.SEEK_END)
+        try:
+            write_all(self._fd, encode_frame(note))
+            if self._fsync:
+                os.fdatasync(self._fd)
+        except OSError:
+            try:
+                os.ftruncate(self._fd, end)
+            except OSError:
+                self._torn = True
+            raise
         self._kept_size, self._kept_at, self._unkept = size, now, None
 
     def close(self) -> None:
@@ -203,7 +239,7 @@ class CheckpointWriter:
         if self._fd < 0:
             return
         try:
-            if self._unkept is not None:
+            if self._unkept is not None and not self._torn:
                 self._keep(self._unkept, note_size(self._unkept), time.monotonic())
         finally:
             os.close(self._fd)
@@ -226,8 +262,11 @@ def acquire_lock(log_dir: Path) -> int:
     except BaseException:
         os.close(fd)
         raise
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    # The holder's pid is a hint for the message above: a full disk must not fail the open
+    # (nor leak the locked descriptor, which would lock this process out of its own log).
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
 
 

@@ -51,6 +51,7 @@ __all__ = [
     "SegmentWriter",
     "TornTail",
     "WalState",
+    "cut_refused",
     "encode_frame",
     "fsync_dir",
     "iter_records",
@@ -125,6 +126,50 @@ def scan_wal(wal_dir: Path, *, repair: bool = True) -> WalState:
     return WalState(segments[0][0], expected_first, tuple(segments), torn)
 
 
+def cut_refused(
+    wal_dir: Path, state: WalState, keep: int, *, index_dir: Path | None = None
+) -> tuple[WalState, int]:
+    """Cut the WAL back to its first ``keep`` records; return the new state and how many went.
+
+    For a log reopened in the process whose writer failed: it had acknowledged exactly ``keep``
+    records. A batch that reached the WAL whole before the failure (an fdatasync or hash store
+    error after the write) had its futures failed, so its callers were refused; if cutting it
+    back failed too, its complete frames are still here and must not join the log. Later
+    segments go first, then the segment holding ``keep`` is truncated: a crash in between
+    leaves a contiguous WAL. LogCorruptedError if the WAL holds fewer than ``keep`` records
+    (acknowledged records are missing) or ``keep`` lies below its first, retired, record.
+    """
+    if state.next_seq < keep:
+        raise LogCorruptedError(
+            f"{wal_dir}: the WAL ends at seq {state.next_seq}, but {keep} records were "
+            "acknowledged: acknowledged records are missing"
+        )
+    if state.next_seq == keep:
+        return state, 0
+    if keep < state.first_seq:
+        raise LogCorruptedError(
+            f"{wal_dir}: cannot cut back to seq {keep}: the WAL starts at seq {state.first_seq}"
+        )
+    kept = [segment for segment in state.segments if segment[0] <= keep]
+    dropped = state.segments[len(kept) :]
+    for first_seq, path in reversed(dropped):
+        path.unlink()
+        if index_dir is not None:
+            segment_index_path(index_dir, first_seq).unlink(missing_ok=True)
+    if dropped:
+        fsync_dir(wal_dir)
+    first_seq, path = kept[-1]
+    buf = path.read_bytes()
+    frames, _, _ = walk_frames(buf)  # intact: the scan before this checked every frame
+    index = keep - first_seq
+    offset = frames[index][0] - HEADER_SIZE if index < len(frames) else len(buf)
+    with path.open("r+b") as f:
+        f.truncate(offset)
+        f.flush()
+        os.fsync(f.fileno())
+    return WalState(state.first_seq, keep, tuple(kept), state.torn_tail), state.next_seq - keep
+
+
 def _valid_entries(data: bytes, next_seq: int, size: int) -> int:
     """How many leading index entries still point inside the segment, in rising seq order.
 
@@ -166,6 +211,7 @@ class SegmentWriter:
         self._lock = threading.Lock()
         self._segments: list[tuple[int, Path]] = list(state.segments)
         self._next_seq = state.next_seq
+        self._last_batch: tuple[int, int] | None = None  # (first seq, offset) of the newest
         self._index_fd = -1
         if index_dir is not None:
             index_dir.mkdir(exist_ok=True)
@@ -236,8 +282,30 @@ class SegmentWriter:
                 self._cut_back()
                 raise
             self._index(first_seq, self._size)
+            self._last_batch = (first_seq, self._size)
             self._size += len(frames)
             self._next_seq = first_seq + count
+
+    def discard_last_batch(self, first_seq: int) -> None:
+        """Cut off the newest batch, which starts at ``first_seq``: its records were refused.
+
+        Best effort, for a writer failing after the batch was durable (its hash store append
+        failed): an I/O error here is swallowed, and reopening the log cuts the batch instead
+        (:func:`cut_refused`).
+        """
+        with self._lock:
+            if self._last_batch is None or self._last_batch[0] != first_seq or self._fd < 0:
+                raise ValueError(f"seq {first_seq} does not start the newest batch")
+            offset = self._last_batch[1]
+            try:
+                os.ftruncate(self._fd, offset)
+                if self._fsync:
+                    os.fdatasync(self._fd)
+            except OSError:
+                return
+            self._size = offset
+            self._next_seq = first_seq
+            self._last_batch = None
 
     def _index(self, first_seq: int, offset: int) -> None:
         # Only a hint: an error or short write stops indexing this segment, readers then walk.

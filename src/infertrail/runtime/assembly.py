@@ -41,6 +41,7 @@ from infertrail.retention.task import RetentionTask
 from infertrail.runtime.alerts import Alerting
 from infertrail.runtime.audit import AuditTrail
 from infertrail.runtime.extras import optional
+from infertrail.runtime.health import ComponentHealth, Health
 from infertrail.telemetry.setup import Telemetry
 
 if TYPE_CHECKING:
@@ -226,6 +227,20 @@ class Runtime:
     def flush(self, timeout_s: float = 10.0) -> bool:
         """Hand every queued event to the sinks, flush them, export telemetry now."""
         return self._running_monitor().flush(timeout_s)
+
+    def health(self) -> Health:
+        """Whether this service can give decisions now, per component (readiness).
+
+        Not after shutdown; with the audit trail on, not while its log is down (reopening after
+        a write error), its last lake seal failed, or the storage of the log, the lake or the
+        privacy databases is not writable or has less than ``ready_min_free_bytes`` free.
+        Liveness is another question: the process answering at all. Writes nothing.
+        """
+        if not self.running:
+            return Health((ComponentHealth("runtime", False, "shut down"),))
+        if self.audit is None:
+            return Health(())
+        return Health(tuple(self.audit.health(self.settings.ready_min_free_bytes)))
 
     # -- stop ------------------------------------------------------------------------------
     def shutdown(self, timeout_s: float = DEFAULT_SHUTDOWN_S) -> None:

@@ -3,7 +3,8 @@
 ``build_services(settings)`` loads and verifies the models and starts a
 :class:`~infertrail.runtime.Runtime` for them; ``create_app(services)`` is an ordinary FastAPI
 app with their routes, instrumented by :func:`infertrail.runtime.instrument` exactly as a
-user's own app would be, plus ``/healthz`` and ``/readyz``.
+user's own app would be, with its readiness route at ``/readyz`` (503 while the audit trail
+cannot take writes), plus the liveness probe ``/healthz``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 from fastapi import FastAPI
 
@@ -115,6 +115,7 @@ def create_app(
         outcomes_api=services.runtime.outcomes is not None,
         access_log=access_log,
         shutdown_with_app=close_on_shutdown,
+        readiness_path="/readyz",
     )
     # The model routes validate their bodies themselves (naming what is valid) and count
     # their rejections against their model; instrument() answers everything else in the one
@@ -125,11 +126,7 @@ def create_app(
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
+        # Liveness only: a service waiting for its disk is alive (/readyz says it is not ready).
         return {"status": "ok"}
-
-    @app.get("/readyz")
-    async def readyz() -> dict[str, Any]:
-        served = (services.sentiment, services.credit, services.digits)
-        return {"status": "ready", "models": [m.info.name for m in served]}
 
     return app
