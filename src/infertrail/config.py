@@ -8,6 +8,7 @@ or ``./infertrail.toml``), then the defaults below.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal, Self
 from urllib.parse import quote, urlsplit
@@ -25,6 +26,13 @@ from infertrail.otlp import DEFAULT_PROTOCOL, PROTOCOLS, OtlpProtocol, resolve_o
 DEFAULT_CONFIG_FILE = "infertrail.toml"
 # The audit log's origin when none is set: this host part plus the percent-encoded service name.
 AUDIT_ORIGIN_HOST = "infertrail.local"
+
+# Query parameters telemetry_query_allowlist refuses: their values name a subject or are free
+# text (the compliance API's subject_id, pseudonym and justification; the credit applicant id).
+SUBJECT_QUERY_PARAMETERS = frozenset(
+    {"subject_id", "subject", "pseudonym", "applicant_id", "justification", "reason"}
+)
+_QUERY_NAME = re.compile(r"[^&=#?%+\s\x00-\x1f\x7f]{1,64}")
 
 # Standard OpenTelemetry variables and the setting each one feeds.
 _OTEL_ENV = {
@@ -129,6 +137,11 @@ class Settings(BaseSettings):
     traces_sampler_arg: float = Field(1.0, ge=0.0, le=1.0)
     metric_export_interval_ms: int = Field(10_000, ge=100)
     log_raw_input: bool = Field(False, description="Put raw input text in log lines.")
+    telemetry_query_allowlist: list[str] = Field(
+        default_factory=list,
+        description="Query parameters whose values HTTP spans keep, except on the audit and "
+        "privacy routes; every other value is REDACTED (docs/privacy.md).",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # Serving
@@ -171,23 +184,6 @@ class Settings(BaseSettings):
         "later stay in hour files only (still queried).",
     )
     audit_retention_class: str = Field("eu-ai-act-6m", min_length=1)
-
-    # Health and recovery from storage faults: readiness (/readyz), the audit log reopening itself
-    audit_retry_s: float = Field(
-        1.0,
-        gt=0,
-        description="First retry after a write error failed the audit log, or a lake seal "
-        "failed (disk full, read-only, lake unreachable); doubled per failed try.",
-    )
-    audit_retry_max_s: float = Field(
-        10.0, gt=0, description="Longest wait between those retries (seconds)."
-    )
-    ready_min_free_bytes: int = Field(
-        1 << 20,
-        ge=0,
-        description="Readiness fails while the audit log's, the lake's or the privacy "
-        "databases' file system has less free space than this (0: not checked).",
-    )
 
     # Privacy: the restricted raw-payload store (off by default)
     raw_payloads_enabled: bool = Field(
@@ -335,6 +331,23 @@ class Settings(BaseSettings):
             )
         raise ValueError(f"{where} must be {valid}, got {v!r}")
 
+    @field_validator("telemetry_query_allowlist")
+    @classmethod
+    def _allowlist_names_no_subject(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not _QUERY_NAME.fullmatch(name):
+                raise ValueError(
+                    f"telemetry_query_allowlist: {name[:80]!r} is not a query parameter name "
+                    "(1 to 64 characters, none of '&', '=', '#', '?', '%', '+', spaces or "
+                    "control characters)"
+                )
+            if name.lower() in SUBJECT_QUERY_PARAMETERS:
+                raise ValueError(
+                    f"telemetry_query_allowlist: {name!r} names a subject or carries free text; "
+                    "its value is never kept in telemetry (remove it)"
+                )
+        return v
+
     @field_validator("audit_origin")
     @classmethod
     def _origin_is_valid(cls, v: str) -> str:
@@ -365,15 +378,6 @@ class Settings(BaseSettings):
         if not self.audit_origin:
             self.audit_origin = default_audit_origin(self.service_name)
         resolve_otlp(self)  # ValueError for an endpoint its protocol cannot use
-        return self
-
-    @model_validator(mode="after")
-    def _retry_intervals_in_order(self) -> Self:
-        if self.audit_retry_s > self.audit_retry_max_s:
-            raise ValueError(
-                f"audit_retry_s ({self.audit_retry_s}) must not exceed audit_retry_max_s "
-                f"({self.audit_retry_max_s})"
-            )
         return self
 
     @classmethod

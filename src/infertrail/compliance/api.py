@@ -11,8 +11,9 @@ layer, the log and the lake, and FastAPI's own parameter validation errors. The 
 routes wrap each in a :class:`ComplianceError` carrying its answer (401 no/invalid/revoked key,
 403 role, 404 unknown seq or subject, 409 privacy conflict, 422 bad parameters naming them, 429
 rate limit with Retry-After, 503 log or lake unavailable), count denials (401/403/429) in
-``infertrail.audit.access.denied`` and log them, and the handler :func:`include_compliance_api`
-registers renders it as ``{"error", "detail", "request_id"}``. The service also writes 403s to
+``infertrail.audit.access.denied`` and log them (by route template, never the path or query
+sent), and the handler :func:`include_compliance_api` registers renders it as
+``{"error", "detail", "request_id"}``. The service also writes 403s to
 the audit log. Routes are sync: DuckDB and durable appends block, so FastAPI runs them in its
 thread pool.
 """
@@ -278,13 +279,18 @@ def _route_class(denied: metrics.Counter) -> type[APIRoute]:
 
 
 def _account(request: Request, error: ComplianceError, denied: metrics.Counter) -> None:
-    """Count and log a refused request; log a 503 (the audit log or the lake is failing)."""
+    """Count and log a refused request; log a 503 (the audit log or the lake is failing).
+
+    Both name the route template, never the request's path or query: the metric stays
+    low-cardinality and neither carries a value the caller sent (docs/privacy.md).
+    """
     rid = request_id_of(request)
-    path = request.url.path
+    template = getattr(request.scope.get("route"), "path", None)
+    route = template if isinstance(template, str) else PREFIX
     if isinstance(error.cause, AccessError):
-        denied.add(1, {c.HTTP_RESPONSE_STATUS_CODE: error.status_code, c.URL_PATH: path})
+        denied.add(1, {c.HTTP_RESPONSE_STATUS_CODE: error.status_code, c.HTTP_ROUTE: route})
         _log.warning(
-            "compliance API %s %s refused (%s): %s", request.method, path, rid, error.cause
+            "compliance API %s %s refused (%s): %s", request.method, route, rid, error.cause
         )
     elif error.status_code >= 500:
         _log.error("compliance API %s: %s", rid, error.detail)

@@ -83,6 +83,17 @@ METRIC_TELEMETRY_DROPPED = "infertrail.telemetry.dropped"
 
 # -- HTTP server (opentelemetry-instrumentation-asgi; the one metric of it we keep) -----------
 METRIC_HTTP_SERVER_DURATION = "http.server.request.duration"
+# The server span's attributes that carry the query string: redacted (telemetry/redaction.py).
+URL_QUERY = "url.query"
+URL_FULL = "url.full"
+HTTP_TARGET = "http.target"  # the old HTTP conventions (OTEL_SEMCONV_STABILITY_OPT_IN=http/dup)
+HTTP_URL = "http.url"  # likewise
+# The exception event every recorded exception becomes; its message is redacted on HTTP spans.
+EVENT_NAME_EXCEPTION = "exception"
+EXCEPTION_TYPE = "exception.type"
+EXCEPTION_MESSAGE = "exception.message"
+EXCEPTION_STACKTRACE = "exception.stacktrace"
+EXCEPTION_ESCAPED = "exception.escaped"
 
 # -- Drift (drift/metrics.py: gauges over each model's latest drift report) -------------------
 METRIC_DRIFT_SCORE = "infertrail.drift.score"
@@ -140,4 +151,4 @@ ALERT_REASON = "reason"  # connection, rate_limited, server_error, rejected, gav
 METRIC_AUDIT_ACCESS_DENIED = "infertrail.audit.access.denied"
 # Stable HTTP conventions, reused as they are
 HTTP_RESPONSE_STATUS_CODE = "http.response.status_code"
-URL_PATH = "url.path"
+HTTP_ROUTE = "http.route"  # the route template: a raw path may carry a record number

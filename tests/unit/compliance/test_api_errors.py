@@ -87,7 +87,7 @@ def denials(reader: InMemoryMetricReader) -> dict[tuple[int, str], int]:
                     continue
                 for point in metric.data.data_points:
                     status = int(point.attributes["http.response.status_code"])
-                    key = (status, str(point.attributes["url.path"]))
+                    key = (status, str(point.attributes["http.route"]))
                     counts[key] = counts.get(key, 0) + point.value
     return counts
 
@@ -210,7 +210,7 @@ def test_429_with_retry_after(world: World) -> None:
         assert response.headers["Retry-After"] == "4"
         clock.t += 4
         assert client.get(f"{PREFIX}/checkpoint", headers=auditor).status_code == 200
-    assert denials(reader) == {(429, f"{PREFIX}/proof/-1"): 1}
+    assert denials(reader) == {(429, f"{PREFIX}/proof/{{seq}}"): 1}
 
 
 # ---- 404, 422 ------------------------------------------------------------------------------
