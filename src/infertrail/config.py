@@ -185,6 +185,23 @@ class Settings(BaseSettings):
     )
     audit_retention_class: str = Field("eu-ai-act-6m", min_length=1)
 
+    # Health and recovery from storage faults: readiness (/readyz), the audit log reopening itself
+    audit_retry_s: float = Field(
+        1.0,
+        gt=0,
+        description="First retry after a write error failed the audit log, or a lake seal "
+        "failed (disk full, read-only, lake unreachable); doubled per failed try.",
+    )
+    audit_retry_max_s: float = Field(
+        10.0, gt=0, description="Longest wait between those retries (seconds)."
+    )
+    ready_min_free_bytes: int = Field(
+        1 << 20,
+        ge=0,
+        description="Readiness fails while the audit log's, the lake's or the privacy "
+        "databases' file system has less free space than this (0: not checked).",
+    )
+
     # Privacy: the restricted raw-payload store (off by default)
     raw_payloads_enabled: bool = Field(
         False, description="Keep raw inputs, encrypted per subject, for break-glass reads."
@@ -378,6 +395,15 @@ class Settings(BaseSettings):
         if not self.audit_origin:
             self.audit_origin = default_audit_origin(self.service_name)
         resolve_otlp(self)  # ValueError for an endpoint its protocol cannot use
+        return self
+
+    @model_validator(mode="after")
+    def _retry_intervals_in_order(self) -> Self:
+        if self.audit_retry_s > self.audit_retry_max_s:
+            raise ValueError(
+                f"audit_retry_s ({self.audit_retry_s}) must not exceed audit_retry_max_s "
+                f"({self.audit_retry_max_s})"
+            )
         return self
 
     @classmethod

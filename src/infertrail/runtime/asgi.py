@@ -8,6 +8,9 @@ It starts (or takes) a :class:`~infertrail.runtime.Runtime` and adds to the app:
 - a validated ``X-Request-ID`` on every request and response; inside a handler,
   ``runtime.observe(...)`` picks up the request id and the route without being told;
 - ``GET /metrics`` (Prometheus text format: infertrail's metrics and the HTTP ones);
+- optionally a readiness route (``readiness_path``, e.g. ``/readyz``): 200 while the audit log,
+  the lake and the privacy databases can take writes, else 503 in the one error shape naming
+  the failing components (:meth:`~infertrail.runtime.Runtime.health`);
 - exception handlers answering an unrecorded decision 503 and an erased subject 409, so a
   handler simply awaits ``runtime.audit_receipt_async(event)``;
 - request hardening (web/guard.py): every request body must be ``application/json`` (415),
@@ -30,7 +33,7 @@ import os
 # (``http.server.request.duration`` in seconds) rather than the old experimental ones.
 os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
 
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any, cast
 
@@ -38,7 +41,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from infertrail.config import Settings
 from infertrail.events import ModelInfo
@@ -51,7 +54,7 @@ from infertrail.web.accesslog import AccessLogMiddleware
 from infertrail.web.guard import GuardPolicy, RequestGuardMiddleware
 from infertrail.web.handlers import install_request_error_handlers
 from infertrail.web.requestid import RequestIdMiddleware
-from infertrail.web.responses import install_error_handlers
+from infertrail.web.responses import error_response, install_error_handlers, request_id_of
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -74,6 +77,7 @@ def instrument(
     profiles: Mapping[str, ProfileSource] | None = None,
     runtime: Runtime | None = None,
     metrics_path: str | None = "/metrics",
+    readiness_path: str | None = None,
     compliance_api: bool = False,
     outcomes_api: bool = False,
     access_log: bool = False,
@@ -85,7 +89,8 @@ def instrument(
     ``settings``, ``models`` and ``profiles`` start a new runtime (:meth:`Runtime.start`);
     pass ``runtime`` instead to use one already started. Call before the app serves its first
     request (Starlette builds its middleware stack then). ``shutdown_with_app=False`` leaves
-    stopping the runtime to the caller.
+    stopping the runtime to the caller. ``readiness_path`` (off by default: the app may have
+    its own) adds the readiness route at that path.
     """
     if runtime is None:
         runtime = Runtime.start(settings, models, profiles=profiles)
@@ -138,6 +143,10 @@ def instrument(
             return Response(body, media_type=CONTENT_TYPE_LATEST)
 
         app.router.add_route(metrics_path, metrics, methods=["GET"], include_in_schema=False)
+    if readiness_path is not None:
+        app.router.add_route(
+            readiness_path, _readiness(runtime), methods=["GET"], include_in_schema=False
+        )
     if (compliance_api or outcomes_api) and not _is_fastapi(app):
         raise TypeError("the compliance and outcomes APIs are FastAPI routers: app is not FastAPI")
     if compliance_api:
@@ -233,3 +242,25 @@ def _stopping(inner: Lifespan, runtime: Runtime) -> Lifespan:
             await run_in_threadpool(runtime.shutdown)
 
     return lifespan
+
+
+def _readiness(runtime: Runtime) -> Callable[[Request], Awaitable[Response]]:
+    """The readiness route: 200 with each component's "ok", or 503 naming what fails.
+
+    The 503's detail names components and kinds of fault, never the server's paths. Liveness
+    is not asked here: a process waiting for its disk is alive and must not be restarted.
+    """
+
+    async def readiness(request: Request) -> Response:
+        # A thread: the storage checks are system calls, which a hung file system can block.
+        health = await run_in_threadpool(runtime.health)
+        if health.ready:
+            body = {
+                "status": "ready",
+                "models": [m.name for m in runtime.models],
+                "components": health.to_dict(),
+            }
+            return JSONResponse(body)
+        return error_response(503, "not_ready", health.problems(), request_id_of(request))
+
+    return readiness
