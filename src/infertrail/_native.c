@@ -438,7 +438,7 @@ static void member_set(Member *m, PyObject *key, PyObject *value)
     if (m->length >= 8) { /* built byte by byte: no endianness, no store-to-load stall */
         for (int i = 0; i < 8; i++)
             m->prefix = m->prefix << 8 | c[i];
-    } else {
+    } else if (m->length > 0) { /* the empty key's prefix is 0: shifting 64 bits is undefined */
         for (Py_ssize_t i = 0; i < m->length; i++)
             m->prefix = m->prefix << 8 | c[i];
         m->prefix <<= 8 * (8 - m->length);
@@ -807,6 +807,20 @@ PyDoc_STRVAR(leaf_hashes_arrow_doc,
 "offsets buffer (int32 or int64 entries: offset_size 4 or 8) and data buffer; concatenated,\n"
 "32 bytes each (no bytes object per hash).");
 
+/* Entry k of an Arrow offsets buffer of int32 (size 4) or int64 entries. Read with memcpy: a
+ * buffer from Python need not be aligned for its entries (a memoryview can start anywhere). */
+static inline long long arrow_offset(const unsigned char *base, Py_ssize_t k, int size)
+{
+    if (size == 4) {
+        int32_t v;
+        memcpy(&v, base + k * 4, sizeof v);
+        return v;
+    }
+    int64_t v;
+    memcpy(&v, base + k * 8, sizeof v);
+    return v;
+}
+
 static PyObject *leaf_hashes_arrow(PyObject *self, PyObject *args)
 {
     (void)self;
@@ -820,17 +834,18 @@ static PyObject *leaf_hashes_arrow(PyObject *self, PyObject *args)
         PyErr_Format(PyExc_ValueError, "offset_size must be 4 or 8, got %d", offset_size);
         goto done;
     }
-    if (start < 0 || count < 0 || (start + count + 1) > offsets.len / offset_size) {
-        PyErr_Format(PyExc_ValueError, "values %zd..%zd are outside an offsets buffer of %zd bytes",
-                     start, start + count, offsets.len);
+    /* start + count + 1 <= entries, written so that no sum can overflow */
+    Py_ssize_t entries = offsets.len / offset_size;
+    if (start < 0 || count < 0 || start >= entries || count > entries - 1 - start) {
+        PyErr_Format(PyExc_ValueError, "values from %zd, %zd of them, are outside an offsets "
+                     "buffer of %zd bytes", start, count, offsets.len);
         goto done;
     }
     /* Every offset used must lie inside the data and never decrease: checked before hashing. */
     const unsigned char *base = offsets.buf;
     long long previous = -1;
     for (Py_ssize_t i = start; i <= start + count; i++) {
-        long long at = offset_size == 4 ? (long long)((const int32_t *)base)[i]
-                                        : (long long)((const int64_t *)base)[i];
+        long long at = arrow_offset(base, i, offset_size);
         if (at < previous || at < 0 || at > data.len) {
             PyErr_Format(PyExc_ValueError, "offset %lld of value %zd is out of order or outside "
                          "a data buffer of %zd bytes", at, i, data.len);
@@ -844,14 +859,19 @@ static PyObject *leaf_hashes_arrow(PyObject *self, PyObject *args)
     /* Filled without the GIL: no other code can see this bytes object yet. */
     unsigned char *digests = (unsigned char *)PyBytes_AS_STRING(out);
     static const unsigned char prefix = 0x00;
+    int changed = 0;
     Py_BEGIN_ALLOW_THREADS
     const unsigned char *bytes = data.buf;
     for (Py_ssize_t i = 0; i < count; i++) {
         Py_ssize_t k = start + i;
-        long long begin = offset_size == 4 ? (long long)((const int32_t *)base)[k]
-                                           : (long long)((const int64_t *)base)[k];
-        long long end = offset_size == 4 ? (long long)((const int32_t *)base)[k + 1]
-                                         : (long long)((const int64_t *)base)[k + 1];
+        long long begin = arrow_offset(base, k, offset_size);
+        long long end = arrow_offset(base, k + 1, offset_size);
+        /* Checked again: a writable buffer (a bytearray) may be changed by another thread
+         * while the GIL is released; what is read must still lie inside the data. */
+        if (begin < 0 || end < begin || end > data.len) {
+            changed = 1;
+            break;
+        }
         SHA256_CTX ctx;
         SHA256_Init(&ctx);
         SHA256_Update(&ctx, &prefix, 1);
@@ -859,6 +879,10 @@ static PyObject *leaf_hashes_arrow(PyObject *self, PyObject *args)
         SHA256_Final(digests + i * HASH_SIZE, &ctx);
     }
     Py_END_ALLOW_THREADS
+    if (changed) {
+        Py_CLEAR(out);
+        PyErr_SetString(PyExc_ValueError, "the offsets changed while their values were hashed");
+    }
 done:
     PyBuffer_Release(&offsets);
     PyBuffer_Release(&data);

@@ -172,21 +172,25 @@ def _fast_dict(d: dict[Any, Any]) -> dict[Any, Any]:
         if t is int or t is bool:
             continue
         if t is dict:
-            if _fast_dict(v) is not v:
-                return _fixed_dict(d)
+            if (new_dict := _fast_dict(v)) is not v:
+                return _fixed_dict(d, v, new_dict)
         elif t is list or t is tuple:
-            if _fast_list(v) is not v:
-                return _fixed_dict(d)
+            if (new_list := _fast_list(v)) is not v:
+                return _fixed_dict(d, v, new_list)
         else:
             raise _NotFast
     return d
 
 
-def _fixed_dict(d: dict[Any, Any]) -> dict[Any, Any]:
-    """A copy of ``d`` with every value replaced by its _fast form."""
+def _fixed_dict(d: dict[Any, Any], old: Any = None, new: Any = None) -> dict[Any, Any]:
+    """A copy of ``d`` with every value replaced by its _fast form; ``old``'s is ``new``.
+
+    The container that needed a change arrives already converted: converting it again would
+    convert its own changed child twice, and so on down, 2**depth times in all.
+    """
     copy = dict(d)
     for k, v in d.items():
-        nv = _fast(v)
+        nv = new if v is old else _fast(v)
         if nv is not v:
             copy[k] = nv
     return copy
@@ -204,11 +208,11 @@ def _fast_list(items: list[Any] | tuple[Any, ...]) -> list[Any] | tuple[Any, ...
         if t is int or t is bool:
             continue
         if t is dict:
-            if _fast_dict(v) is not v:
-                return [_fast(x) for x in items]
+            if (new_dict := _fast_dict(v)) is not v:
+                return [new_dict if x is v else _fast(x) for x in items]  # as _fixed_dict
         elif t is list or t is tuple:
-            if _fast_list(v) is not v:
-                return [_fast(x) for x in items]
+            if (new_list := _fast_list(v)) is not v:
+                return [new_list if x is v else _fast(x) for x in items]
         else:
             raise _NotFast
     return items

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from itertools import pairwise
 from typing import TYPE_CHECKING
 
 from infertrail.audit.merkle import EMPTY_ROOT, HASH_SIZE
@@ -42,19 +43,35 @@ def _py_leaf_hashes(records: Sequence[bytes]) -> list[bytes]:
 
 
 def _py_node_hashes(lefts: Sequence[bytes], rights: Sequence[bytes]) -> list[bytes]:
+    # map() would stop at the shorter list: unpaired hashes are an error, as in C.
+    if len(lefts) != len(rights):
+        raise ValueError(f"lefts has {len(lefts)} hashes but rights has {len(rights)}")
     return list(map(_digest, map(_sha256, map(_node_prefix, map(bytes.__add__, lefts, rights)))))
 
 
 def _py_leaf_hashes_arrow(
     offsets: Buffer, data: Buffer, start: int, count: int, offset_size: int
 ) -> bytes:
-    bounds = memoryview(offsets).cast("B").cast("i" if offset_size == 4 else "q")
-    values = memoryview(data).cast("B")
-    return b"".join(
-        _py_leaf_hashes(
-            [bytes(values[bounds[k] : bounds[k + 1]]) for k in range(start, start + count)]
+    if offset_size not in (4, 8):
+        raise ValueError(f"offset_size must be 4 or 8, got {offset_size}")
+    raw = memoryview(offsets).cast("B")
+    entries = len(raw) // offset_size
+    if start < 0 or count < 0 or start + count + 1 > entries:
+        raise ValueError(
+            f"values from {start}, {count} of them, are outside an offsets buffer of "
+            f"{len(raw)} bytes"
         )
-    )
+    bounds = raw[: entries * offset_size].cast("i" if offset_size == 4 else "q")
+    bounds = bounds[start : start + count + 1]
+    values = memoryview(data).cast("B")
+    # Slices would clamp a bad offset silently: every one used must lie inside the data and
+    # never decrease, as C checks before hashing.
+    if bounds[0] < 0 or bounds[-1] > len(values) or any(map(int.__gt__, bounds, bounds[1:])):
+        raise ValueError(
+            f"offsets of values {start}..{start + count} are out of order or outside a data "
+            f"buffer of {len(values)} bytes"
+        )
+    return b"".join(_py_leaf_hashes([bytes(values[a:b]) for a, b in pairwise(bounds)]))
 
 
 def _py_node_level(level: Buffer, skip: int) -> bytes:

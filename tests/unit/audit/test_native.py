@@ -8,8 +8,6 @@ import json
 import math
 import random
 import struct
-from collections.abc import Iterator
-from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from hypothesis import strategies as st
 
 from infertrail.audit import canonical, commitqueue, subtrees, walread
 from infertrail.audit.canonical import canonical_parts, canonicalize
+from tests.fuzz.twins import outcome, parsed_seq, python_only
 from tests.unit.audit.test_canonical import _json, _text
 
 try:
@@ -33,24 +32,6 @@ except ImportError as exc:  # pragma: no cover - what a broken build looks like
         "and OpenSSL's headers (Debian: libssl-dev); see hatch_build.py",
         pytrace=False,
     )
-
-
-@contextmanager
-def python_only() -> Iterator[None]:
-    """Canonicalize without the C encoder (as an install without a compiler does)."""
-    saved, canonical._native = canonical._native, None
-    try:
-        yield
-    finally:
-        canonical._native = saved
-
-
-def outcome(encode: Any, value: Any) -> bytes | str:
-    """The encoding, or the error message for a value with no JCS form."""
-    try:
-        return bytes(encode(value))
-    except canonical.CanonicalizationError as exc:
-        return str(exc)
 
 
 def test_the_package_uses_the_compiled_functions() -> None:
@@ -324,15 +305,6 @@ def test_node_level_refuses_bad_levels() -> None:
         _native.node_level(b"x" * 64, 2)
     with pytest.raises(TypeError):
         _native.node_level("text", 0)  # type: ignore[arg-type]
-
-
-def parsed_seq(data: bytes) -> int | None:
-    """The reference for top_level_int / record_seq: parse it all."""
-    try:
-        seq = orjson.loads(data).get("seq")
-    except (orjson.JSONDecodeError, AttributeError):
-        return None
-    return seq if type(seq) is int else None
 
 
 @pytest.mark.parametrize(
