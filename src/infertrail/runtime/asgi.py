@@ -17,6 +17,8 @@ It starts (or takes) a :class:`~infertrail.runtime.Runtime` and adds to the app:
   within its route's size limit (413), UTF-8, not nested too deeply and free of lone
   surrogates (400/422); FastAPI's validation errors, 404 and 405 answered in the one error
   shape; the settings ``http_*`` say how (``http_raw_body_paths`` for non-JSON bodies);
+- security headers on every answer (web/headers.py: nosniff, no framing, no referrer, and
+  ``Cache-Control: no-store`` on the audit and privacy routes);
 - for a FastAPI app, ``/docs`` and ``/redoc`` served with their assets from the app itself (no
   CDN), and its OpenAPI document listing those answers and ``/metrics``;
 - optionally the compliance API (``/v1/audit/...``), the outcomes API (``/v1/outcomes``) and
@@ -53,6 +55,7 @@ from infertrail.telemetry.redaction import QueryRedaction
 from infertrail.web.accesslog import AccessLogMiddleware
 from infertrail.web.guard import GuardPolicy, RequestGuardMiddleware
 from infertrail.web.handlers import install_request_error_handlers
+from infertrail.web.headers import SecurityHeadersMiddleware
 from infertrail.web.requestid import RequestIdMiddleware
 from infertrail.web.responses import error_response, install_error_handlers, request_id_of
 
@@ -120,6 +123,7 @@ def instrument(
     app.add_middleware(RequestIdMiddleware, on_invalid=on_invalid_request_id)
     if access_log:
         app.add_middleware(AccessLogMiddleware)  # outside the request id: logs its 400s too
+    app.add_middleware(SecurityHeadersMiddleware)  # on every answer, the refusals included
     _instrument_http(app, runtime, excluded_urls)
     install_error_handlers(app)
     install_request_error_handlers(app)
