@@ -48,7 +48,7 @@ from infertrail.drift import (
 )
 from infertrail.models import digits
 from infertrail.models.digits import DigitsModel
-from infertrail.runtime.alert_sources import drift_signals
+from infertrail.runtime.alerts import drift_signals
 
 REPO = Path(__file__).resolve().parents[1]
 RULES_FILE = REPO / "examples" / "alert-rules.toml"

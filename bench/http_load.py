@@ -42,7 +42,7 @@ from infertrail.models import sentiment, train_all
 
 # Importing the service module only declares its route models: nothing is instrumented until
 # create_app() runs, which the bare app never calls.
-from infertrail.server.app import SENTIMENT_PATH, SentimentRequest, SentimentResponse
+from infertrail.server.sentiment import SENTIMENT_PATH, SentimentRequest, SentimentResponse
 from infertrail.telemetry.setup import INFERENCE_LOG_FILE
 
 BARE, INSTRUMENTED = "bare", "instrumented"

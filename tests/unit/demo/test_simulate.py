@@ -23,9 +23,9 @@ from infertrail.demo.simulate import (
     simulate_traffic,
 )
 from infertrail.models import digits, sentiment
-from infertrail.server.app import SENTIMENT_PATH
 from infertrail.server.credit import CREDIT_SCORE_PATH
 from infertrail.server.digits import DIGITS_PATH, pixel_problems
+from infertrail.server.sentiment import SENTIMENT_PATH
 from tests.integration.conftest import free_port
 
 
