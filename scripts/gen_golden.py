@@ -20,6 +20,7 @@ import base64
 import copy
 import hashlib
 import json
+import struct
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -30,6 +31,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from infertrail.audit.checkpoint import Checkpoint, NoteSigner, sign_checkpoint
+from infertrail.audit.cosignature import CosignatureSigner, signed_message
 from infertrail.audit.evidence import PROOF_FORMAT
 from infertrail.audit.ledger import AuditLog
 from infertrail.audit.merkle import EMPTY_ROOT
@@ -45,6 +47,14 @@ LOG_SEED = hashlib.sha256(b"infertrail golden: log key").digest()
 IMPOSTOR_SEED = hashlib.sha256(b"infertrail golden: impostor key").digest()
 OTHER_SEED = hashlib.sha256(b"infertrail golden: other log key").digest()
 FORKED_ROOT = hashlib.sha256(b"infertrail golden: a forked tree").digest()
+# Witnesses (cosignature/v1): the one a case checks, a second one, and an impostor key under the
+# first one's name; and the fixed time of their cosignatures (2026-01-01T00:00:00Z).
+WITNESS = "witness.golden.example/w1"
+OTHER_WITNESS = "witness.golden.example/w2"
+WITNESS_SEED = hashlib.sha256(b"infertrail golden: witness key").digest()
+OTHER_WITNESS_SEED = hashlib.sha256(b"infertrail golden: second witness key").digest()
+IMPOSTOR_WITNESS_SEED = hashlib.sha256(b"infertrail golden: impostor witness key").digest()
+COSIGNED_AT = 1_767_225_600
 
 # The log grows to TREE_SIZE records; it signs a checkpoint at each of CHECKPOINT_SIZES on the way.
 TREE_SIZE = 13
@@ -705,6 +715,165 @@ def consistency_cases(w: World) -> dict[str, Case]:
     }
 
 
+def cosignature_cases(w: World) -> dict[str, Case]:
+    """Witness cosignatures (cosignature/v1) on the log's checkpoint, for ``verifier_key``.
+
+    The broken cases include the usual mistakes of a cosigner: no time line, the whole note
+    signed, a little-endian timestamp or key id, the key id of a checkpoint key (type 0x01).
+    """
+    private = Ed25519PrivateKey.from_private_bytes(WITNESS_SEED)
+    witness = CosignatureSigner(WITNESS, private)
+    second = CosignatureSigner(
+        OTHER_WITNESS, Ed25519PrivateKey.from_private_bytes(OTHER_WITNESS_SEED)
+    )
+    impostor = CosignatureSigner(
+        WITNESS, Ed25519PrivateKey.from_private_bytes(IMPOSTOR_WITNESS_SEED)
+    )
+    vkey = witness.verifier_key
+    key_id = witness.verifier.key_id
+    note = w.latest
+    text = body(note).encode()
+    line = witness.cosign(text, COSIGNED_AT).decode()
+    cosigned = note + line
+    at = struct.pack(">Q", COSIGNED_AT)
+    invalid = f"invalid cosignature from cosigner {WITNESS}+{key_id.hex()}"
+    absent = f"note has no cosignature from cosigner {WITNESS}+{key_id.hex()}"
+    expect = {"cosigner": WITNESS, "timestamp": COSIGNED_AT, "origin": ORIGIN, "size": TREE_SIZE}
+
+    def ok(description: str, text: str, expected: dict[str, Any] = expect) -> Case:
+        return passing(description, vkey, expected, note=text)
+
+    def bad(description: str, text: str, error: str, key: str = vkey) -> Case:
+        return failing(description, key, error, note=text)
+
+    def crafted(message: bytes, timestamp: bytes, kid: bytes = key_id) -> str:
+        """A cosignature line signing ``message`` by hand, with these timestamp bytes."""
+        return signature_line(WITNESS, kid, timestamp + private.sign(message)) + "\n"
+
+    raw = base64.b64decode(line.split(" ")[2])[4:]  # timestamp || Ed25519 signature
+    extension_note = w.sign_text(body(note) + "golden extension\n")
+    largest = 2**63 - 1
+    public = private.public_key().public_bytes_raw()
+    checkpoint_type_id = hashlib.sha256(WITNESS.encode() + b"\n\x01" + public).digest()[:4]
+    not_a_checkpoint = w.sign_text(f"{ORIGIN}\n{TREE_SIZE}\n")
+    return {
+        "valid": ok("The log's newest checkpoint, its signature line, then a witness's.", cosigned),
+        "valid_among_other_signatures": ok(
+            "Another witness's cosignature before this one's is ignored.",
+            note + second.cosign(text, COSIGNED_AT + 1).decode() + line,
+        ),
+        "valid_extension_line": ok(
+            "An extension line is part of the cosigned message.",
+            extension_note + witness.cosign(body(extension_note).encode(), COSIGNED_AT).decode(),
+        ),
+        "valid_largest_timestamp": ok(
+            "The largest timestamp allowed, 2^63 - 1.",
+            note + witness.cosign(text, largest).decode(),
+            expect | {"timestamp": largest},
+        ),
+        "modified_timestamp": bad(
+            "The timestamp one second later, the signature unchanged.",
+            note
+            + signature_line(WITNESS, key_id, struct.pack(">Q", COSIGNED_AT + 1) + raw[8:])
+            + "\n",
+            invalid,
+        ),
+        "timestamp_little_endian": bad(
+            "The timestamp encoded little-endian (it is big-endian).",
+            note + crafted(signed_message(COSIGNED_AT, text), struct.pack("<Q", COSIGNED_AT)),
+            invalid,
+        ),
+        "timestamp_over_limit": bad(
+            "A timestamp of 2^63, validly signed: over the limit.",
+            note + crafted(b"cosignature/v1\ntime %d\n" % 2**63 + text, struct.pack(">Q", 2**63)),
+            "is over 2^63 - 1",
+        ),
+        "no_time_line": bad(
+            "Signed without the time line.", note + crafted(b"cosignature/v1\n" + text, at), invalid
+        ),
+        "no_header_line": bad(
+            "Signed without the cosignature/v1 header line.",
+            note + crafted(b"time %d\n" % COSIGNED_AT + text, at),
+            invalid,
+        ),
+        "signed_body_only": bad(
+            "The checkpoint body signed as a plain note signature, no header or time line.",
+            note + crafted(text, at),
+            invalid,
+        ),
+        "signed_whole_note": bad(
+            "The whole note, the log's signature line included, signed instead of its text.",
+            note + crafted(signed_message(COSIGNED_AT, note.encode()), at),
+            invalid,
+        ),
+        "modified_tree_size": bad(
+            "The checkpoint's size line changed after cosigning.",
+            with_line(cosigned, 1, str(TREE_SIZE + 1)),
+            invalid,
+        ),
+        "extension_line_added": bad(
+            "A line added to the checkpoint text after cosigning.",
+            replaced(cosigned, "\n\n", "\nextra\n\n"),
+            invalid,
+        ),
+        "key_id_of_checkpoint_type": bad(
+            "The key id computed with signature type 0x01 (a checkpoint key's) instead of 0x04.",
+            note + crafted(signed_message(COSIGNED_AT, text), at, checkpoint_type_id),
+            absent,
+        ),
+        "key_id_little_endian": bad(
+            "The key id's bytes reversed.",
+            note + crafted(signed_message(COSIGNED_AT, text), at, key_id[::-1]),
+            absent,
+        ),
+        "other_witness_only": bad(
+            "Cosigned only by another witness.",
+            note + second.cosign(text, COSIGNED_AT).decode(),
+            absent,
+        ),
+        "impostor_same_name": bad(
+            "Cosigned by another key under this witness's name: the key id gives it away.",
+            note + impostor.cosign(text, COSIGNED_AT).decode(),
+            absent,
+        ),
+        "truncated_signature": bad(
+            "The cosignature one byte short.",
+            note + signature_line(WITNESS, key_id, raw[:-1]) + "\n",
+            "71 bytes, expected 72",
+        ),
+        "second_cosignature_invalid": bad(
+            "A valid cosignature, then a broken one from the same key: the note is rejected.",
+            cosigned
+            + signature_line(WITNESS, key_id, struct.pack(">Q", COSIGNED_AT + 1) + raw[8:])
+            + "\n",
+            invalid,
+        ),
+        "text_not_a_checkpoint": bad(
+            "A two-line text, validly signed by the log and the witness, is no checkpoint.",
+            not_a_checkpoint
+            + crafted(signed_message(COSIGNED_AT, body(not_a_checkpoint).encode()), at),
+            "cosigned text is not a checkpoint",
+        ),
+        "missing_blank_line": bad(
+            "The blank line between the text and the signatures removed.",
+            without_line(cosigned, 3),
+            "no blank line separating",
+        ),
+        "verifier_key_of_checkpoint_type": bad(
+            "The witness's key given as a checkpoint key (type 0x01).",
+            cosigned,
+            "type must be 0x04",
+            f"{WITNESS}+{checkpoint_type_id.hex()}+" + base64.b64encode(b"\x01" + public).decode(),
+        ),
+        "verifier_key_id_mismatch": bad(
+            "The verifier key's id does not match its name and public key.",
+            cosigned,
+            "does not match its name and key",
+            with_key_id(vkey, flip(key_id)),
+        ),
+    }
+
+
 # ---- writing -----------------------------------------------------------------------------
 
 
@@ -714,6 +883,7 @@ def all_cases(w: World) -> dict[str, dict[str, Case]]:
         "checkpoint": checkpoint_cases(w),
         "inclusion_evidence": inclusion_cases(w),
         "consistency_evidence": consistency_cases(w),
+        "cosignature": cosignature_cases(w),
     }
 
 

@@ -97,6 +97,10 @@ _GROUPS: dict[str, tuple[str, Callable[[], click.Command]]] = {
         "API keys and roles of the compliance API.",
         lambda: _attr("infertrail.compliance.cli:users"),
     ),
+    "witness": (
+        "A C2SP witness: cosigns logs' checkpoints that extend what it saw.",
+        lambda: _attr("infertrail.witness.cli:witness"),
+    ),
 }
 
 

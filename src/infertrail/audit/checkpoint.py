@@ -25,8 +25,11 @@ __all__ = [
     "NoteError",
     "NoteSigner",
     "NoteVerifier",
+    "is_valid_key_name",
     "open_checkpoint",
     "sign_checkpoint",
+    "split_note",
+    "strict_b64decode",
 ]
 
 # Bounds against hostile input. C2SP requires accepting at least 16 signatures of up to ~5 kB
@@ -288,6 +291,25 @@ def open_checkpoint(
             f"checkpoint origin {checkpoint.origin!r} is not the expected {expected_origin!r}"
         )
     return checkpoint
+
+
+def split_note(note: bytes) -> tuple[bytes, list[tuple[str, bytes, bytes]]]:
+    """Split a signed note into its text and (key name, key id, signature) triples, unverified.
+
+    The layout is checked as strictly as :meth:`NoteVerifier.verify` checks it (NoteError), for
+    signature types this module does not verify (witness cosignatures, audit/cosignature.py).
+    """
+    return _split_note(note)
+
+
+def is_valid_key_name(name: str) -> bool:
+    """Whether ``name`` may name a note key: non-empty, no spaces, '+' or control characters."""
+    return _is_valid_key_name(name)
+
+
+def strict_b64decode(text: str) -> bytes | None:
+    """Standard padded base64, canonical only (one encoding per value); None if it is not."""
+    return _strict_b64decode(text)
 
 
 def _split_note(note: bytes) -> tuple[bytes, list[tuple[str, bytes, bytes]]]:

@@ -20,7 +20,9 @@ __all__ = [
     "generate_signing_key",
     "load_signer",
     "open_signer",
+    "read_private_key",
     "verifier_key_path",
+    "write_key_pair",
 ]
 
 # A signer key line is ~100 bytes; anything far larger is not a key file.
@@ -47,6 +49,16 @@ def generate_signing_key(path: Path, name: str) -> str:
     key string. Raises KeyFileError (exists, unwritable) or NoteError (invalid key name).
     """
     skey, vkey = NoteSigner.generate(name)
+    write_key_pair(path, skey, vkey)
+    return vkey
+
+
+def write_key_pair(path: Path, skey: str, vkey: str) -> None:
+    """Write the private key line ``skey`` to ``path`` (0600) and ``vkey`` to ``<path>.pub``.
+
+    For any C2SP key pair (the log's checkpoint key, a witness's cosigning key). Refuses to
+    overwrite either file; KeyFileError if one exists or cannot be written.
+    """
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:
@@ -59,7 +71,6 @@ def generate_signing_key(path: Path, name: str) -> str:
         # public key: undo the key so that nothing half-made stays behind.
         path.unlink()
         raise
-    return vkey
 
 
 def load_signer(path: Path) -> NoteSigner:
@@ -67,13 +78,25 @@ def load_signer(path: Path) -> NoteSigner:
 
     Raises KeyFileError for a missing, non-regular, too open, oversized or malformed file.
     """
+    text = read_private_key(path, "create one with `infertrail keys init`")
+    try:
+        return NoteSigner.from_key(text)
+    except NoteError as exc:
+        # The message describes the format problem, never the key material itself.
+        raise KeyFileError(f"signing key file {path} is malformed: {exc}") from None
+
+
+def read_private_key(path: Path, hint: str) -> str:
+    """The key line in the private key file at ``path``, refusing files others can access.
+
+    ``hint`` says how to create a missing one. Raises KeyFileError for a missing, non-regular,
+    too open, oversized or non-ASCII file; the caller parses the line.
+    """
     try:
         # O_NONBLOCK: a FIFO planted at the key path must not hang the process on open.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
-        raise KeyFileError(
-            f"signing key file {path} does not exist (create one with `infertrail keys init`)"
-        ) from None
+        raise KeyFileError(f"signing key file {path} does not exist ({hint})") from None
     except OSError as exc:
         raise KeyFileError(f"cannot open signing key file {path}: {exc.strerror}") from exc
     with os.fdopen(_checked_key_fd(fd, path), "rb") as handle:
@@ -83,14 +106,9 @@ def load_signer(path: Path) -> NoteSigner:
             f"signing key file {path} is larger than {_MAX_KEY_FILE_SIZE} bytes; not a key file"
         )
     try:
-        text = content.decode("ascii").strip()
+        return content.decode("ascii").strip()
     except UnicodeDecodeError:
         raise KeyFileError(f"signing key file {path} is not ASCII text; not a key file") from None
-    try:
-        return NoteSigner.from_key(text)
-    except NoteError as exc:
-        # The message describes the format problem, never the key material itself.
-        raise KeyFileError(f"signing key file {path} is malformed: {exc}") from None
 
 
 def _checked_key_fd(fd: int, path: Path) -> int:

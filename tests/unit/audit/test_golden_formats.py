@@ -18,8 +18,15 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from infertrail.audit.checkpoint import NoteError, NoteVerifier, open_checkpoint
+from infertrail.audit.checkpoint import (
+    Checkpoint,
+    NoteError,
+    NoteVerifier,
+    open_checkpoint,
+    split_note,
+)
 from infertrail.audit.cli import audit
+from infertrail.audit.cosignature import CosignatureVerifier
 from infertrail.audit.evidence import CheckResult, check_consistency, check_evidence
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -28,6 +35,7 @@ INPUT_FIELD = {
     "checkpoint": "note",
     "inclusion_evidence": "evidence",
     "consistency_evidence": "evidence",
+    "cosignature": "note",
 }
 CASES = sorted(GOLDEN.glob("*/*.json"))
 CHECK_COMMANDS = {"inclusion_evidence": "check-proof", "consistency_evidence": "check-consistency"}
@@ -43,6 +51,22 @@ def open_note(case: dict[str, Any]) -> Verdict:
     except NoteError as exc:
         return str(exc), None
     return None, {"origin": cp.origin, "size": cp.size, "root": base64.b64encode(cp.root).decode()}
+
+
+def open_cosignature(case: dict[str, Any]) -> Verdict:
+    """Verify the case's witness's cosignature on its checkpoint note."""
+    try:
+        verifier = CosignatureVerifier.from_key(case["verifier_key"])
+        cosignature = verifier.open(case["note"].encode())
+        cp = Checkpoint.parse(split_note(case["note"].encode())[0])
+    except NoteError as exc:
+        return str(exc), None
+    return None, {
+        "cosigner": cosignature.name,
+        "timestamp": cosignature.timestamp,
+        "origin": cp.origin,
+        "size": cp.size,
+    }
 
 
 def reported(result: CheckResult, *fields: str) -> Verdict:
@@ -69,6 +93,7 @@ VERIFIERS: dict[str, Callable[[dict[str, Any]], Verdict]] = {
     "checkpoint": open_note,
     "inclusion_evidence": check_inclusion_case,
     "consistency_evidence": check_consistency_case,
+    "cosignature": open_cosignature,
 }
 
 
