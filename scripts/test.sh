@@ -13,6 +13,12 @@ if ! command -v gcc >/dev/null 2>&1 || [ ! -f /usr/include/openssl/sha.h ] \
   apt-get update
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends gcc libc6-dev libssl-dev
 fi
+# tests/e2e/test_timestamps.py runs a real RFC 3161 time-stamp authority with the openssl binary.
+if ! command -v openssl >/dev/null 2>&1; then
+  echo "==> installing openssl (the time-stamp authority of the timestamp tests)"
+  apt-get update
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends openssl
+fi
 scripts/bootstrap.sh dev
 if [ -x scripts/test-services.sh ]; then
   scripts/test-services.sh

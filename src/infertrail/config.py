@@ -202,6 +202,42 @@ class Settings(BaseSettings):
         "databases' file system has less free space than this (0: not checked).",
     )
 
+    # Timestamps: RFC 3161 tokens over the audit checkpoints (docs/timestamps.md)
+    audit_tsa_url: str | None = Field(
+        None,
+        description="Time-stamp authority (RFC 3161 over HTTP) that stamps the audit "
+        "checkpoints in the background; none: no timestamps.",
+    )
+    audit_tsa_roots_file: Path | None = Field(
+        None,
+        description="PEM file of the TSA's root certificate(s) a token must chain to (needed "
+        "with audit_tsa_url; `infertrail audit verify` checks the tokens with it).",
+    )
+    audit_tsa_interval_s: float = Field(
+        60.0, gt=0, description="At most one token per this many seconds, when the log grew."
+    )
+    audit_tsa_timeout_s: float = Field(
+        10.0, gt=0, description="Longest wait for the TSA's answer (seconds)."
+    )
+
+    @field_validator("audit_tsa_url")
+    @classmethod
+    def _tsa_url_is_http(cls, v: str | None) -> str | None:
+        if not v:  # an empty variable is the same as an unset one
+            return None
+        if urlsplit(v).scheme not in ("http", "https") or not urlsplit(v).netloc:
+            raise ValueError(f"audit_tsa_url must be an http:// or https:// URL, got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _tsa_has_roots(self) -> Self:
+        if self.audit_tsa_url is not None and self.audit_tsa_roots_file is None:
+            raise ValueError(
+                "audit_tsa_url needs audit_tsa_roots_file (INFERTRAIL_AUDIT_TSA_ROOTS_FILE): "
+                "the TSA's root certificate, without which its tokens prove nothing"
+            )
+        return self
+
     # Privacy: the restricted raw-payload store (off by default)
     raw_payloads_enabled: bool = Field(
         False, description="Keep raw inputs, encrypted per subject, for break-glass reads."

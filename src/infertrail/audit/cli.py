@@ -8,6 +8,7 @@ otherwise. Exit codes: 0 success / intact, 1 tampering or a failed check, 2 usag
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import time
@@ -17,13 +18,14 @@ from typing import Any
 
 import click
 
-from infertrail.audit.checkpoint import NoteError, NoteVerifier
+from infertrail.audit.checkpoint import NoteError, NoteVerifier, open_checkpoint
 from infertrail.audit.compaction import CompactionError, Compactor
 from infertrail.audit.evidence import CheckResult, check_consistency, check_evidence
 from infertrail.audit.keys import KeyFileError, generate_signing_key, load_signer, verifier_key_path
 from infertrail.audit.lake import Sealer, SealError
 from infertrail.audit.ledger import AuditLog, LogCorruptedError, LogLockedError
 from infertrail.audit.proofs import ProofError, make_consistency, make_evidence
+from infertrail.audit.timestamps import TIMESTAMPS_FILE, TrustRoots, load_trust_roots, rfc3339
 from infertrail.audit.verify import VerifyError, VerifyReport, verify_log
 from infertrail.commandline import UsageProblem, settings_of
 from infertrail.config import Settings
@@ -170,6 +172,19 @@ pass_paths = click.make_pass_decorator(_Paths)
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--key", help="Verifier key (or a file holding it). Default: <key-file>.pub.")
+@click.option(
+    "--tsa-root",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="PEM file of the time-stamp authority's root certificate(s): check the log's "
+    "RFC 3161 tokens. Default: settings audit_tsa_roots_file.",
+)
+@click.option(
+    "--receipts",
+    "receipts_dir",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    help="A directory of decision receipts (*.json: receipts, or whole decision responses): "
+    "each receipted record must still be in the log, under its receipt's signed checkpoint.",
+)
 @pass_paths
 def verify(
     paths: _Paths,
@@ -178,10 +193,12 @@ def verify(
     deep: bool,
     as_json: bool,
     key: str | None,
+    tsa_root: Path | None,
 ) -> None:
     """Recompute the whole log from storage; exit 1 naming the first damage found."""
     paths.require_log()
     verifier = _verifier(key, paths.key_file)
+    tsa_roots = _tsa_roots(tsa_root or paths.settings.audit_tsa_roots_file)
     old = None
     if from_checkpoint is not None:
         try:
@@ -196,6 +213,7 @@ def verify(
             from_checkpoint=old,
             workers=workers,
             deep=deep,
+            tsa_roots=tsa_roots,
         )
     except (VerifyError, LogCorruptedError) as exc:
         raise UsageProblem(str(exc)) from exc
@@ -205,6 +223,24 @@ def verify(
         click.echo(_describe(report))
     if not report.ok:
         raise SystemExit(EXIT_TAMPERED)
+
+
+def _tsa_roots(path: Path | None) -> TrustRoots | None:
+    """The TSA trust roots in ``path`` (PEM); UsageProblem if unreadable or without a root.
+
+    Also UsageProblem without the ``timestamps`` extra: tokens could not be checked.
+    """
+    if path is None:
+        return None
+    if importlib.util.find_spec("rfc3161_client") is None:
+        raise UsageProblem(
+            "checking RFC 3161 tokens needs infertrail[timestamps] (rfc3161_client is not "
+            "installed): pip install 'infertrail[timestamps]'"
+        )
+    try:
+        return load_trust_roots(path.read_bytes(), str(path))
+    except (OSError, ValueError) as exc:
+        raise UsageProblem(f"bad TSA root file: {exc}") from exc
 
 
 def _describe(report: VerifyReport) -> str:
@@ -221,6 +257,13 @@ def _describe(report: VerifyReport) -> str:
         if report.compactions:
             lines.append(
                 f"compacted months: {report.compactions}, each an exact copy of its sources"
+            )
+        stamps = report.timestamps
+        if stamps.checked:
+            lines.append(
+                f"timestamps: {stamps.checked} RFC 3161 tokens by {', '.join(stamps.tsa)} under "
+                f"{stamps.trust}: checkpoints {stamps.first_size} ({stamps.first_time}) to "
+                f"{stamps.last_size} ({stamps.last_time}), each still in the log"
             )
         return "\n".join(lines + [f"note: {n}" for n in report.notes])
     where = [f"seq {finding.seq}" if finding.seq is not None else "", finding.file or ""]
@@ -313,6 +356,71 @@ def seal(paths: _Paths) -> None:
     for f in sealed:
         click.echo(f"sealed {f.manifest.first_seq}..{f.manifest.last_seq} -> {f.path}")
     click.echo(f"{sum(f.manifest.count for f in sealed)} records sealed into {len(sealed)} files")
+
+
+@audit.command()
+@click.option("--tsa-url", help="Time-stamp authority URL. Default: settings audit_tsa_url.")
+@click.option(
+    "--tsa-root",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="PEM file of the TSA's root certificate(s). Default: settings audit_tsa_roots_file.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Longest wait for the TSA, seconds. Default: settings audit_tsa_timeout_s.",
+)
+@click.option("--key", help="Verifier key (or a file holding it). Default: <key-file>.pub.")
+@pass_paths
+def timestamp(
+    paths: _Paths,
+    tsa_url: str | None,
+    tsa_root: Path | None,
+    timeout: float | None,
+    key: str | None,
+) -> None:
+    """Get an RFC 3161 token for the newest checkpoint now, unless it has one (e.g. from cron).
+
+    Safe while a service runs: tokens are appended under a lock, in the log's order. Exit 1 if
+    the TSA gives no usable token.
+    """
+    origin = paths.require_log()
+    settings = paths.settings
+    url = tsa_url or settings.audit_tsa_url
+    if url is None:
+        raise UsageProblem("no time-stamp authority: pass --tsa-url or set audit_tsa_url")
+    trust = _tsa_roots(tsa_root or settings.audit_tsa_roots_file)
+    if trust is None:
+        raise UsageProblem("no TSA root: pass --tsa-root or set audit_tsa_roots_file")
+    latest = paths.log_dir / "checkpoints" / "latest"
+    try:
+        note = latest.read_bytes()
+    except OSError as exc:
+        raise UsageProblem(f"cannot read the newest checkpoint {latest}: {exc}") from exc
+    try:
+        open_checkpoint(note, _verifier(key, paths.key_file), expected_origin=origin)
+    except NoteError as exc:
+        raise click.ClickException(f"{latest} does not verify, not stamping it: {exc}") from exc
+    from infertrail.audit.tsa import TimestampStore, TsaClient, TsaError, stamp_checkpoint
+
+    try:
+        client = TsaClient(url, trust, timeout or settings.audit_tsa_timeout_s)
+    except ValueError as exc:
+        raise UsageProblem(str(exc)) from exc
+    try:
+        outcome = stamp_checkpoint(note, client, TimestampStore(paths.log_dir))
+    except TsaError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        client.close()
+    if outcome.info is None:
+        click.echo(f"nothing to stamp: {outcome.skipped}")
+        return
+    info = outcome.info
+    click.echo(
+        f"stamped checkpoint {info.checkpoint.size} at {rfc3339(info.gen_time)} by {info.tsa} "
+        f"(serial {info.serial}) -> {paths.log_dir / TIMESTAMPS_FILE}"
+    )
 
 
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)([smhd])")

@@ -13,6 +13,12 @@ Compacted months (:mod:`infertrail.audit.compaction`) are derived copies: once t
 checked out, each is checked against them and the log's leaves
 (:mod:`infertrail.audit.compaction_check`).
 
+RFC 3161 time-stamp tokens kept beside the checkpoints (:mod:`infertrail.audit.timestamps`) are
+checked when the caller gives the TSA's trust roots: each token against its checkpoint and the
+roots, their genTimes against the log's order, and each stamped checkpoint against the roots
+recomputed from the records, like a kept checkpoint (a rewrite after the stamp is a
+``rollback``). Their findings come after the log's own damage.
+
 Files are checked on their own (:mod:`infertrail.audit.verify_files`), in worker processes when
 ``workers > 1``; each returns the roots of the aligned subtrees it hashed, and this module joins
 them in seq order with a :class:`~infertrail.audit.subtrees.CompactTree`.
@@ -25,7 +31,7 @@ import json
 import multiprocessing
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, get_args
 
@@ -36,6 +42,15 @@ from infertrail.audit.framing import LogCorruptedError, read_frames
 from infertrail.audit.lake import LakeReader
 from infertrail.audit.manifest import range_of
 from infertrail.audit.subtrees import CompactTree
+from infertrail.audit.timestamps import (
+    TIMESTAMPS_FILE,
+    TimestampSummary,
+    TrustRoots,
+    check_entries,
+    rfc3339,
+    split_lines,
+    summarize,
+)
 from infertrail.audit.verify_files import DamageKind, FileResult, FileTask, Finding, check_file
 from infertrail.audit.wal import list_segments
 
@@ -66,6 +81,7 @@ class VerifyReport:
     unattested: int = 0  # records past the newest checkpoint: intact framing, not yet signed
     root: str = ""  # base64 root of all records read
     notes: list[str] = field(default_factory=list)
+    timestamps: TimestampSummary = field(default_factory=TimestampSummary)  # RFC 3161 tokens
 
     @property
     def ok(self) -> bool:
@@ -84,6 +100,7 @@ def verify_log(
     from_checkpoint: bytes | None = None,
     workers: int = 1,
     deep: bool = False,
+    tsa_roots: TrustRoots | None = None,
 ) -> VerifyReport:
     """Verify everything stored for the log in ``log_dir`` and the lake at ``lake_url``.
 
@@ -93,7 +110,9 @@ def verify_log(
     that calls this must, as for any multiprocessing, guard its entry point with
     ``if __name__ == "__main__":`` (the CLI does). ``deep`` also re-derives the typed columns of
     lake files (and compacted copies) whose bytes match their signed manifest (a check of the
-    sealer itself).
+    sealer itself). ``tsa_roots``: the trust roots of the time-stamp authority, to check the
+    log's time-stamp tokens (without them, or without the ``timestamps`` extra, the tokens are
+    counted and a note says they were not checked).
     Compactions are checked once the rest is intact. Raises VerifyError if there is no readable
     log at ``log_dir``.
     """
@@ -101,13 +120,15 @@ def verify_log(
         raise ValueError(f"workers must be >= 1, got {workers}")
     log_dir = Path(log_dir)
     origin = _read_origin(log_dir)
+    stamped = _Stamped.check(log_dir, verifier, origin, tsa_roots)
     for _ in range(_RETRIES):
         names = LakeReader(lake_url).manifest_names()
         report, raced = _verify_once(
-            log_dir, lake_url, verifier, origin, from_checkpoint, workers, deep
+            log_dir, lake_url, verifier, origin, from_checkpoint, workers, deep, stamped.checks
         )
         if not raced and (report.ok or LakeReader(lake_url).manifest_names() == names):
             break
+    stamped.report_into(report)
     if report.ok:
         report.finding = _verify_compactions(
             log_dir, lake_url, verifier, origin, workers, deep, report
@@ -148,6 +169,70 @@ def _verify_compactions(
     return next((f for f in findings if f is not None), None)
 
 
+@dataclass
+class _Stamped:
+    """The log's time-stamp tokens, checked on their own; the walk checks their checkpoints."""
+
+    summary: TimestampSummary
+    checks: list[Check]  # (size, root, "timestamp", line) of every token that checked out
+    times: dict[int, str]  # line -> genTime of those tokens
+    finding: Finding | None = None
+    note: str = ""
+
+    @classmethod
+    def check(
+        cls, log_dir: Path, verifier: NoteVerifier, origin: str, trust: TrustRoots | None
+    ) -> _Stamped:
+        try:
+            lines, torn = split_lines((log_dir / TIMESTAMPS_FILE).read_bytes())
+        except FileNotFoundError:
+            return cls(TimestampSummary(), [], {})
+        note = f"{TIMESTAMPS_FILE}: a torn last line (being appended), ignored" if torn else ""
+        unchecked = cls(TimestampSummary(tokens=len(lines)), [], {})
+        if trust is None:
+            unchecked.note = f"{len(lines)} time-stamp tokens not checked: no TSA root given"
+            return unchecked
+        try:
+            stamps, problem = check_entries(lines, verifier, origin, trust)
+        except ModuleNotFoundError as exc:
+            unchecked.note = (
+                f"{len(lines)} time-stamp tokens not checked: {exc.name} is not installed "
+                "(pip install 'infertrail[timestamps]')"
+            )
+            return unchecked
+        summary = summarize([info for _, info in stamps], len(lines), trust.source)
+        checks: list[Check] = [
+            (info.checkpoint.size, info.checkpoint.root, "timestamp", line) for line, info in stamps
+        ]
+        finding = None
+        if problem is not None:
+            finding = Finding(problem.kind, None, TIMESTAMPS_FILE, problem.detail, problem.entry)
+        times = {line: rfc3339(info.gen_time) for line, info in stamps}
+        return cls(summary, checks, times, finding, note)
+
+    def report_into(self, report: VerifyReport) -> None:
+        """Add the summary and note; the tokens' finding when the log itself is intact."""
+        report.timestamps = self.summary
+        if self.note:
+            report.notes.append(self.note)
+        if report.ok:
+            report.finding = self.finding
+        if report.ok:
+            beyond = [c for c in self.checks if c[0] > report.records]
+            if beyond:
+                size, _, _, line = min(beyond, key=lambda c: c[0])
+                detail = (
+                    f"the log holds {report.records} records; a checkpoint of {size} was "
+                    "time-stamped: the log was cut back after it was stamped"
+                )
+                report.finding = Finding("rollback", report.records, TIMESTAMPS_FILE, detail, line)
+        finding = report.finding
+        if finding is not None and finding.file == TIMESTAMPS_FILE and finding.kind == "rollback":
+            assert finding.entry is not None
+            stamped_at = f" (its token's genTime: {self.times[finding.entry]})"
+            report.finding = replace(finding, detail=finding.detail + stamped_at)
+
+
 def _read_origin(log_dir: Path) -> str:
     try:
         meta = json.loads((log_dir / "log.json").read_bytes())
@@ -169,6 +254,7 @@ def _verify_once(
     from_checkpoint: bytes | None,
     workers: int,
     deep: bool,
+    stamp_checks: list[Check],
 ) -> tuple[VerifyReport, bool]:
     report = VerifyReport(origin)
     checks, finding = _checkpoint_checks(log_dir, verifier, origin, report)
@@ -176,6 +262,7 @@ def _verify_once(
         finding, old = _from_checkpoint(from_checkpoint, verifier, origin, report)
         if old is not None:
             checks.append((old.size, old.root, "from", None))
+    checks += stamp_checks
     if finding is not None:
         report.finding = finding
         return report, False
@@ -275,6 +362,7 @@ def _merge(
     """Walk the results in seq order: density and order, row findings, signed roots."""
     tree = CompactTree()
     state = {"check": 0, "verified": 0}
+    deferred: list[Finding] = []  # stamped checkpoints the log no longer has
     expected = 0
     for result in results:
         task = result.task
@@ -294,7 +382,7 @@ def _merge(
         if first is not None:
             report.finding = first
             return report, False
-        bad = _extend(tree, result, checks, state)
+        bad = _extend(tree, result, checks, state, deferred)
         if bad is not None:
             report.finding = bad
             return report, False
@@ -329,6 +417,8 @@ def _merge(
             f"only {expected} records remain; a signed checkpoint covers {report.checkpoint_size}"
         )
         report.finding = Finding("truncated", expected, None, detail)
+    if report.finding is None and deferred:
+        report.finding = deferred[0]
     return report, False
 
 
@@ -379,12 +469,18 @@ def _order_finding(result: FileResult, expected: int) -> tuple[int, Finding] | N
 
 
 def _extend(
-    tree: CompactTree, result: FileResult, checks: list[Check], state: dict[str, int]
+    tree: CompactTree,
+    result: FileResult,
+    checks: list[Check],
+    state: dict[str, int],
+    deferred: list[Finding],
 ) -> Finding | None:
     """Append the result's subtrees, checking each signed root whose tree size is reached.
 
     Checks are sorted by size; the tree grows only by whole files, so a size inside this file is
-    checked on a copy extended by the file's subtrees up to that size.
+    checked on a copy extended by the file's subtrees up to that size. A stamped checkpoint
+    that does not match goes to ``deferred``: damage the log's own checkpoints show later in
+    the walk says more (a modified record), so it is reported first.
     """
     end = tree.size + result.count
     while state["check"] < len(checks):
@@ -396,9 +492,12 @@ def _extend(
             at = tree.copy()
             at.extend(result.blocks[check[0]])
         bad = _check_root(at, check, state["verified"])
-        if bad is not None:
+        if bad is None:
+            state["verified"] = check[0]
+        elif check[2] == "timestamp":
+            deferred.append(bad)
+        else:
             return bad
-        state["verified"] = check[0]
         state["check"] += 1
     if result.count:
         tree.extend(result.blocks[end])
@@ -413,6 +512,12 @@ def _check_root(tree: CompactTree, check: Check, lower: int) -> Finding | None:
     if source == "from":
         detail = f"the log's first {size} records do not match the given checkpoint (a fork)"
         return Finding("rollback", lower, "from_checkpoint", detail)
+    if source == "timestamp":
+        detail = (
+            f"the log's first {size} records do not hash to the checkpoint of that size "
+            "time-stamped here: the log was rewritten after it was stamped"
+        )
+        return Finding("rollback", lower, TIMESTAMPS_FILE, detail, entry)
     where = "checkpoints/history.log" if source == "history" else "checkpoints/latest"
     detail = f"records in [{lower}, {size}) do not hash to the root signed for size {size}"
     return Finding("modified", lower, where, detail, entry)

@@ -52,6 +52,7 @@ DamageKind = Literal[
     "modified", "typed_column_mismatch", "missing", "reordered", "inserted", "truncated",
     "file_missing", "file_replaced", "manifest_mismatch", "bad_signature", "rollback",
     "wal_corrupt", "compaction_mismatch",
+    "timestamp_mismatch", "timestamp_untrusted", "timestamp_order",  # audit/timestamps.py
 ]  # fmt: skip
 Blocks = list[tuple[bytes, int]]  # (root, width) of aligned subtrees, left to right
 

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from infertrail.runtime.drift import ProfileBuilder, ProfileSource
     from infertrail.runtime.outcomes import OutcomeLoop
     from infertrail.runtime.slo import SLOService
+    from infertrail.runtime.timestamps import TimestampTask
 
 __all__ = ["Runtime", "start"]
 
@@ -83,6 +84,7 @@ class Runtime:
         self.cost: CostAttribution | None = None
         self.outcomes: OutcomeLoop | None = None
         self.retention: RetentionTask | None = None
+        self.timestamps: TimestampTask | None = None  # RFC 3161 tokens, with audit_tsa_url
         self._stop_lock = threading.Lock()
         self._stopped = False
 
@@ -139,6 +141,11 @@ class Runtime:
                 service = retention_service(s, self.audit.keyring, self.audit.privacy)
                 self.retention = RetentionTask(service, s.retention_interval_s).start()
             monitor.add_sink(self.audit, on_request_thread=True)
+            if s.audit_tsa_url is not None:  # a sink by now: a failure here closes the log
+                stamping = optional("RFC 3161 timestamps", "infertrail.runtime.timestamps")
+                if stamping is not None:
+                    task = stamping.TimestampTask.open(s, self.audit.log, meter)
+                    self.timestamps = task.start()
             compliance = optional("the compliance query service", "infertrail.runtime.compliance")
             if compliance is not None:
                 self.compliance = compliance.ComplianceAccess.open(s, self.audit)
@@ -240,7 +247,10 @@ class Runtime:
             return Health((ComponentHealth("runtime", False, "shut down"),))
         if self.audit is None:
             return Health(())
-        return Health(tuple(self.audit.health(self.settings.ready_min_free_bytes)))
+        components = self.audit.health(self.settings.ready_min_free_bytes)
+        if self.timestamps is not None:  # shown, never required: decisions do not wait for it
+            components.append(self.timestamps.health())
+        return Health(tuple(components))
 
     # -- stop ------------------------------------------------------------------------------
     def shutdown(self, timeout_s: float = DEFAULT_SHUTDOWN_S) -> None:
@@ -254,6 +264,8 @@ class Runtime:
             run_bounded("compliance service", self.compliance.close, deadline)
         if self.retention is not None:  # before the audit trail: it records to its log
             run_bounded("retention task", self.retention.close, deadline)
+        if self.timestamps is not None:  # reads the log; a TSA request may be in flight
+            run_bounded("timestamp task", self.timestamps.close, deadline.capped(NETWORK_STEP_S))
         if self.monitor is not None:
             self.monitor.shutdown(deadline.remaining())
         elif self.audit is not None:  # failed before the Monitor existed: nothing else did

@@ -2,7 +2,8 @@
 
 ``pip install infertrail`` instruments a service with telemetry, the audit log and cost; drift,
 SLOs and outcomes need ``[monitoring]`` (NumPy, SciPy, scikit-learn), sealing the audit log into
-Parquet and the compliance queries need ``[lake]`` (pyarrow, DuckDB, fsspec).
+Parquet and the compliance queries need ``[lake]`` (pyarrow, DuckDB, fsspec); RFC 3161
+timestamps of the checkpoints need ``[timestamps]`` (rfc3161-client).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ EXTRAS: dict[str, frozenset[str]] = {
     "monitoring": frozenset({"numpy", "scipy", "sklearn", "grafana_foundation_sdk"}),
     "server": frozenset({"fastapi", "starlette", "uvicorn"}),
     "demo": frozenset({"joblib"}),
+    "timestamps": frozenset({"rfc3161_client"}),
 }
 
 

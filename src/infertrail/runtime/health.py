@@ -30,11 +30,16 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class ComponentHealth:
-    """One component's verdict: ``ok``, else ``reason`` (names no file-system path)."""
+    """One component's verdict: ``ok``, else ``reason`` (names no file-system path).
+
+    ``required=False``: decisions do not depend on it (the checkpoints' timestamps); its
+    failure is shown but leaves the service ready.
+    """
 
     name: str
     ok: bool
     reason: str = ""
+    required: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,12 +50,14 @@ class Health:
 
     @property
     def ready(self) -> bool:
-        """Whether every component is ok (a service checking nothing is ready)."""
-        return all(c.ok for c in self.components)
+        """Whether every required component is ok (a service checking nothing is ready)."""
+        return all(c.ok for c in self.components if c.required)
 
     def problems(self) -> str:
-        """The failing components and why, in one line (empty when ready)."""
-        return "; ".join(f"{c.name}: {c.reason}" for c in self.components if not c.ok)
+        """The failing required components and why, in one line (empty when ready)."""
+        return "; ".join(
+            f"{c.name}: {c.reason}" for c in self.components if c.required and not c.ok
+        )
 
     def to_dict(self) -> dict[str, str]:
         """Component name -> "ok" or its reason."""

@@ -152,3 +152,11 @@ METRIC_AUDIT_ACCESS_DENIED = "infertrail.audit.access.denied"
 # Stable HTTP conventions, reused as they are
 HTTP_RESPONSE_STATUS_CODE = "http.response.status_code"
 HTTP_ROUTE = "http.route"  # the route template: a raw path may carry a record number
+
+# -- Audit timestamps (runtime/timestamps.py; docs/timestamps.md) -----------------------------
+METRIC_AUDIT_TIMESTAMP_TRIES = "infertrail.audit.timestamp.tries"  # to get a token, by result
+# "stamped", or why none was: connection, timeout, http_status, content_type, bad_reply,
+# untrusted (audit/tsa.py), storage
+AUDIT_TIMESTAMP_RESULT = "infertrail.audit.timestamp.result"
+# Seconds the newest checkpoint has waited for a token (0 when every one seen has its token).
+METRIC_AUDIT_TIMESTAMP_PENDING = "infertrail.audit.timestamp.pending"

@@ -90,6 +90,7 @@ def test_damage_kinds_are_the_documented_ones() -> None:
         "modified", "typed_column_mismatch", "missing", "reordered", "inserted", "truncated",
         "file_missing", "file_replaced", "manifest_mismatch", "bad_signature", "rollback",
         "wal_corrupt", "compaction_mismatch",
+        "timestamp_mismatch", "timestamp_untrusted", "timestamp_order",
     }  # fmt: skip
 
 

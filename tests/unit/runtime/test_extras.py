@@ -18,7 +18,16 @@ import pytest
 from infertrail.runtime.extras import EXTRAS
 
 #: What the core install lacks: every extra's modules, and the web stack of [server].
-BLOCKED = sorted({*EXTRAS["lake"], *EXTRAS["monitoring"], "fastapi", "starlette", "uvicorn"})
+BLOCKED = sorted(
+    {
+        *EXTRAS["lake"],
+        *EXTRAS["monitoring"],
+        *EXTRAS["timestamps"],
+        "fastapi",
+        "starlette",
+        "uvicorn",
+    }
+)
 
 BLOCKER = f"""
 import importlib.abc, sys
