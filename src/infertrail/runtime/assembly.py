@@ -137,11 +137,12 @@ class Runtime:
         meter = telemetry.meter
         if s.audit_enabled:
             self.audit = AuditTrail.open(s)
+            # A sink at once: any later failure of the start closes the log through the Monitor.
+            monitor.add_sink(self.audit, on_request_thread=True)
             if s.retention_enforce:
                 service = retention_service(s, self.audit.keyring, self.audit.privacy)
                 self.retention = RetentionTask(service, s.retention_interval_s).start()
-            monitor.add_sink(self.audit, on_request_thread=True)
-            if s.audit_tsa_url is not None:  # a sink by now: a failure here closes the log
+            if s.audit_tsa_url is not None:
                 stamping = optional("RFC 3161 timestamps", "infertrail.runtime.timestamps")
                 if stamping is not None:
                     task = stamping.TimestampTask.open(s, self.audit.log, meter)
@@ -266,10 +267,8 @@ class Runtime:
             run_bounded("retention task", self.retention.close, deadline)
         if self.timestamps is not None:  # reads the log; a TSA request may be in flight
             run_bounded("timestamp task", self.timestamps.close, deadline.capped(NETWORK_STEP_S))
-        if self.monitor is not None:
+        if self.monitor is not None:  # closes the audit trail first, then the other sinks
             self.monitor.shutdown(deadline.remaining())
-        elif self.audit is not None:  # failed before the Monitor existed: nothing else did
-            run_bounded("audit trail", self.audit.close, deadline)
         if self.alerting is not None:
             run_bounded("alert notifiers", self.alerting.close, deadline.capped(NETWORK_STEP_S))
         if self.telemetry is not None:
