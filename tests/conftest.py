@@ -21,6 +21,16 @@ def trained_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(autouse=True)
+def _own_config_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each test its own $XDG_CONFIG_HOME: `audit verify` and `audit monitor` remember the
+    checkpoints they verified there (the verifier state), which must neither leak from one test
+    into another nor touch the real home directory."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config-home")))
+
+
 @pytest.fixture
 def settings(tmp_path: Path, trained_models: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     """Settings rooted in a fresh temp dir holding a copy of the trained models."""

@@ -49,6 +49,7 @@ def _audit() -> click.Command:
     assert isinstance(group, click.Group)
     group.add_command(_attr("infertrail.compliance.cli:query"))
     group.add_command(_attr("infertrail.compliance.cli:export"))
+    group.add_command(_attr("infertrail.runtime.logwatch:monitor"))  # audit + alerting
     return group
 
 
@@ -68,7 +69,10 @@ def _drift() -> click.Command:
 
 #: name -> (one-line help shown by ``--help``, loader).
 _GROUPS: dict[str, tuple[str, Callable[[], click.Command]]] = {
-    "audit": ("The audit log: verify, seal, prove, check, compact, query, export.", _audit),
+    "audit": (
+        "The audit log: verify, seal, prove, check, compact, query, export, monitor.",
+        _audit,
+    ),
     "cost": ("Cost per model, team and tenant.", lambda: _attr("infertrail.cost.cli:cost")),
     "drift": ("Drift reference profiles.", _drift),
     "export": (

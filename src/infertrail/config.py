@@ -202,6 +202,19 @@ class Settings(BaseSettings):
         "databases' file system has less free space than this (0: not checked).",
     )
 
+    # tlog-tiles: the audit log served read-only to monitors and witnesses (docs/verification.md)
+    tiles_prefix: str = Field(
+        "/tlog",
+        pattern=r"^(/[A-Za-z0-9._~-]+)+$",
+        description="URL prefix of the tlog-tiles routes (instrument(tiles_api=True)): "
+        "<prefix>/checkpoint and <prefix>/tile/...",
+    )
+    tiles_entries: bool = Field(
+        False,
+        description="Also serve entry bundles (<prefix>/tile/entries/...): every audit record's "
+        "canonical bytes to whoever reaches the route; hash tiles alone suffice to monitor.",
+    )
+
     # Timestamps: RFC 3161 tokens over the audit checkpoints (docs/timestamps.md)
     audit_tsa_url: str | None = Field(
         None,

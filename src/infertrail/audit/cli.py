@@ -12,7 +12,7 @@ import importlib.util
 import json
 import re
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,13 @@ from infertrail.audit.lake import Sealer, SealError
 from infertrail.audit.ledger import AuditLog, LogCorruptedError, LogLockedError
 from infertrail.audit.proofs import ProofError, make_consistency, make_evidence
 from infertrail.audit.timestamps import TIMESTAMPS_FILE, TrustRoots, load_trust_roots, rfc3339
-from infertrail.audit.verify import VerifyError, VerifyReport, verify_log
+from infertrail.audit.verifier_state import (
+    Remembered,
+    StateError,
+    StateFile,
+    default_state_path,
+)
+from infertrail.audit.verify import ANCHOR_SOURCES, VerifyError, VerifyReport, verify_log
 from infertrail.commandline import UsageProblem, settings_of
 from infertrail.config import Settings
 
@@ -170,6 +176,18 @@ pass_paths = click.make_pass_decorator(_Paths)
     help="Re-derive every typed column from the canonical bytes, also in lake files whose "
     "sha256 matches their signed manifest (checks the sealer itself; slower).",
 )
+@click.option(
+    "--state",
+    "state_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Verifier state: the newest checkpoint verified, which the log must extend next time. "
+    "Default: $XDG_CONFIG_HOME/infertrail/verifier/<origin hash>.json (outside the data dir).",
+)
+@click.option(
+    "--no-state",
+    is_flag=True,
+    help="Neither read nor keep a verifier state (a rollback then goes undetected).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--key", help="Verifier key (or a file holding it). Default: <key-file>.pub.")
 @click.option(
@@ -178,26 +196,26 @@ pass_paths = click.make_pass_decorator(_Paths)
     help="PEM file of the time-stamp authority's root certificate(s): check the log's "
     "RFC 3161 tokens. Default: settings audit_tsa_roots_file.",
 )
-@click.option(
-    "--receipts",
-    "receipts_dir",
-    type=click.Path(path_type=Path, file_okay=False, exists=True),
-    help="A directory of decision receipts (*.json: receipts, or whole decision responses): "
-    "each receipted record must still be in the log, under its receipt's signed checkpoint.",
-)
 @pass_paths
 def verify(
     paths: _Paths,
     from_checkpoint: Path | None,
     workers: int,
     deep: bool,
+    state_path: Path | None,
+    no_state: bool,
     as_json: bool,
     key: str | None,
     tsa_root: Path | None,
 ) -> None:
-    """Recompute the whole log from storage; exit 1 naming the first damage found."""
-    paths.require_log()
+    """Recompute the whole log from storage; exit 1 naming the first damage found.
+
+    The log must also extend the checkpoint remembered from the last verify (the verifier
+    state, kept outside the data directory), which then moves to the log's newest checkpoint.
+    """
+    origin = paths.require_log()
     verifier = _verifier(key, paths.key_file)
+    state, remembered = _load_state(paths, origin, verifier, state_path, no_state)
     tsa_roots = _tsa_roots(tsa_root or paths.settings.audit_tsa_roots_file)
     old = None
     if from_checkpoint is not None:
@@ -211,12 +229,15 @@ def verify(
             paths.lake_url,
             verifier,
             from_checkpoint=old,
+            remembered=remembered.note if remembered is not None else None,
             workers=workers,
             deep=deep,
             tsa_roots=tsa_roots,
         )
     except (VerifyError, LogCorruptedError) as exc:
         raise UsageProblem(str(exc)) from exc
+    if state is not None:
+        _keep_state(report, state, remembered, verifier, origin, str(paths.log_dir.resolve()))
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True))
     else:
@@ -243,6 +264,99 @@ def _tsa_roots(path: Path | None) -> TrustRoots | None:
         raise UsageProblem(f"bad TSA root file: {exc}") from exc
 
 
+def _load_state(
+    paths: _Paths, origin: str, verifier: NoteVerifier, state_path: Path | None, no_state: bool
+) -> tuple[StateFile | None, Remembered | None]:
+    """The verifier state file and what it remembers (both None with ``--no-state``)."""
+    if no_state:
+        if state_path is not None:
+            raise UsageProblem("--state and --no-state exclude each other")
+        return None, None
+    try:
+        state = StateFile(state_path or default_state_path(origin))
+        return state, state.load(verifier, origin)
+    except StateError as exc:
+        raise UsageProblem(f"{exc} (or --no-state)") from exc
+
+
+def _keep_state(
+    report: VerifyReport,
+    state: StateFile,
+    remembered: Remembered | None,
+    verifier: NoteVerifier,
+    origin: str,
+    source: str,
+) -> None:
+    """Move the state to the log's newest checkpoint if it verified, else keep any evidence."""
+    now = datetime.now(UTC)
+    outcome, size = "kept", remembered.checkpoint.size if remembered is not None else None
+    try:
+        if report.ok and report.newest_checkpoint:
+            outcome, kept = state.advance(
+                report.newest_checkpoint.encode(),
+                verifier,
+                origin,
+                source=source,
+                seen=remembered,
+                now=now,
+            )
+            size = kept.checkpoint.size if kept is not None else None
+        elif report.finding is not None and report.finding.file == "remembered":
+            (anchor,) = [a for a in report.anchors if a["source"] == "remembered"]
+            state.record_conflict(
+                anchor["verdict"],
+                anchor["detail"],
+                anchor.get("evidence", {}),
+                report.newest_checkpoint.encode() or None,
+                verifier,
+                origin,
+                source=source,
+                now=now,
+            )
+    except (OSError, StateError) as exc:
+        outcome = "failed"
+        report.notes.append(f"verifier state {state.path} not updated: {exc}")
+    report.verifier_state = {"path": str(state.path), "outcome": outcome, "size": size}
+    if _inside(state.path, source):
+        report.notes.append(
+            f"the verifier state {state.path} is inside the log's directory: whoever can roll "
+            "the log back can roll it back too"
+        )
+
+
+def _inside(path: Path, directory: str) -> bool:
+    return path.resolve().is_relative_to(Path(directory).resolve())
+
+
+def _protection(report: VerifyReport) -> list[str]:
+    """What rollback protection the verify had, and what it now remembers."""
+    lines = [
+        f"rollback protection: {ANCHOR_SOURCES[a['source']]} of size {a['size']}: "
+        + ("the log extends it" if a["verdict"] == "consistent" else f"{a['verdict']} (above)")
+        for a in report.anchors
+    ]
+    if not report.anchors:
+        lines.append(
+            "WARNING: cannot detect a rollback of this log: no remembered checkpoint and no "
+            "witnesses"
+        )
+    state = report.verifier_state
+    if state:
+        outcome, size, path = state["outcome"], state["size"], state["path"]
+        lines.append(
+            {
+                "created": f"remembered: size {size} in {path}; later verifies detect a "
+                "rollback below it",
+                "advanced": f"remembered: now size {size} in {path}",
+                "unchanged": f"remembered: size {size} in {path}",
+                "changed": f"not remembered: another verifier changed {path} meanwhile",
+                "kept": f"remembered: still size {size} in {path}",
+                "failed": f"not remembered: {path} could not be updated",
+            }[outcome]
+        )
+    return lines
+
+
 def _describe(report: VerifyReport) -> str:
     finding = report.finding
     if finding is None:
@@ -265,11 +379,12 @@ def _describe(report: VerifyReport) -> str:
                 f"{stamps.trust}: checkpoints {stamps.first_size} ({stamps.first_time}) to "
                 f"{stamps.last_size} ({stamps.last_time}), each still in the log"
             )
-        return "\n".join(lines + [f"note: {n}" for n in report.notes])
+        return "\n".join(lines + _protection(report) + [f"note: {n}" for n in report.notes])
     where = [f"seq {finding.seq}" if finding.seq is not None else "", finding.file or ""]
     if finding.entry is not None:
         where.append(f"checkpoint #{finding.entry}")
-    return f"TAMPERED: {finding.kind} at {', '.join(w for w in where if w)}: {finding.detail}"
+    head = f"TAMPERED: {finding.kind} at {', '.join(w for w in where if w)}: {finding.detail}"
+    return "\n".join([head, *_protection(report)])
 
 
 @audit.command()
@@ -477,3 +592,36 @@ def compact(paths: _Paths, grace: timedelta | None, as_json: bool) -> None:
     for c in done:
         click.echo(f"compacted {c.manifest.month}: {c.manifest.count} records -> {c.path}")
     click.echo(f"{len(done)} months compacted, {records} records, {seconds:.1f} s")
+
+
+@audit.command("publish-tiles")
+@click.argument("dest")
+@click.option(
+    "--entries",
+    is_flag=True,
+    help="Also write entry bundles: every record's canonical bytes (pseudonymized subjects, "
+    "decisions). Only for a destination as restricted as the compliance API.",
+)
+@pass_paths
+def publish_tiles_cmd(paths: _Paths, dest: str, entries: bool) -> None:
+    """Write the log as static C2SP tlog-tiles under DEST (a directory or fsspec URL).
+
+    Incremental and safe while a service runs (run it from cron): tiles already there are
+    skipped, the checkpoint is replaced last. Serve DEST for `infertrail audit monitor URL`.
+    """
+    from infertrail.audit.tilesource import LogTiles, TileUnavailable, publish_tiles
+
+    paths.require_log()
+    source = LogTiles(paths.log_dir, paths.lake_url)
+    try:
+        report = publish_tiles(source, dest, entries=entries)
+    except TileUnavailable as exc:
+        raise click.ClickException(str(exc)) from exc
+    except (LogCorruptedError, ValueError, OSError) as exc:
+        raise click.ClickException(f"cannot publish {dest}: {exc}") from exc
+    finally:
+        source.close()
+    click.echo(
+        f"published {dest}: checkpoint of size {report.tree_size}; {report.written} files "
+        f"written, {report.skipped} already there"
+    )

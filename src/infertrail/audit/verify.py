@@ -19,6 +19,14 @@ roots, their genTimes against the log's order, and each stamped checkpoint again
 recomputed from the records, like a kept checkpoint (a rewrite after the stamp is a
 ``rollback``). Their findings come after the log's own damage.
 
+Trust anchors are checkpoints held outside the operator's reach: one the caller kept
+(``from_checkpoint``) and the one a verifier remembered from its last run (``remembered``,
+:mod:`infertrail.audit.verifier_state`). The walk recomputes the root at each one's size; after
+it, a log whose own newest checkpoint is smaller is a ``rollback`` (its records intact, changed
+or gone, said which) and one whose records give another root there is a ``fork``. Without any
+anchor nothing outside the operator was consulted, and the report says it cannot tell a rollback
+(``rollback_protection``).
+
 Files are checked on their own (:mod:`infertrail.audit.verify_files`), in worker processes when
 ``workers > 1``; each returns the roots of the aligned subtrees it hashed, and this module joins
 them in seq order with a :class:`~infertrail.audit.subtrees.CompactTree`.
@@ -51,6 +59,7 @@ from infertrail.audit.timestamps import (
     split_lines,
     summarize,
 )
+from infertrail.audit.verifier_state import judge_by_recomputed
 from infertrail.audit.verify_files import DamageKind, FileResult, FileTask, Finding, check_file
 from infertrail.audit.wal import list_segments
 
@@ -59,6 +68,12 @@ __all__ = ["DAMAGE_KINDS", "Finding", "VerifyError", "VerifyReport", "verify_log
 DAMAGE_KINDS: tuple[str, ...] = get_args(DamageKind)
 _RETRIES = 3  # re-reads when the sealer moved records from the WAL to the lake meanwhile
 Check = tuple[int, bytes, str, int | None]  # tree size, signed root, source, history entry
+# Where trust anchors come from, and how the report names the protection each gives.
+ANCHOR_SOURCES = {
+    "remembered": "a remembered checkpoint",
+    "from_checkpoint": "a checkpoint kept elsewhere",
+    "witnesses": "a witness quorum",
+}
 
 
 class VerifyError(RuntimeError):
@@ -81,15 +96,28 @@ class VerifyReport:
     unattested: int = 0  # records past the newest checkpoint: intact framing, not yet signed
     root: str = ""  # base64 root of all records read
     notes: list[str] = field(default_factory=list)
+    # Trust anchors consulted, each {"source", "size", "root", "verdict", "detail"}: sources in
+    # ANCHOR_SOURCES. Witness cosignature checks add theirs with source "witnesses".
+    anchors: list[dict[str, Any]] = field(default_factory=list)
+    newest_checkpoint: str = ""  # the log's newest signed checkpoint note (what a verifier keeps)
+    verifier_state: dict[str, Any] = field(default_factory=dict)  # set by the CLI: path, outcome
     timestamps: TimestampSummary = field(default_factory=TimestampSummary)  # RFC 3161 tokens
 
     @property
     def ok(self) -> bool:
         return self.finding is None
 
+    @property
+    def rollback_protection(self) -> str:
+        """What outside the operator's reach was consulted, or "none" (then a rollback of the
+        log's checkpoints and records together cannot be told from an honest log)."""
+        used = {a["source"] for a in self.anchors}
+        kinds = [text for source, text in ANCHOR_SOURCES.items() if source in used]
+        return " and ".join(kinds) if kinds else "none"
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (the CLI's ``--json`` output)."""
-        return {"ok": self.ok, **asdict(self)}
+        return {"ok": self.ok, "rollback_protection": self.rollback_protection, **asdict(self)}
 
 
 def verify_log(
@@ -98,16 +126,18 @@ def verify_log(
     verifier: NoteVerifier,
     *,
     from_checkpoint: bytes | None = None,
+    remembered: bytes | None = None,
     workers: int = 1,
     deep: bool = False,
     tsa_roots: TrustRoots | None = None,
 ) -> VerifyReport:
     """Verify everything stored for the log in ``log_dir`` and the lake at ``lake_url``.
 
-    ``from_checkpoint``: an older signed checkpoint the caller kept; the log must have grown
-    consistently from it (else ``rollback``). ``workers > 1`` checks files in that many processes
-    and gives the same report; they start with multiprocessing's forkserver method, so a script
-    that calls this must, as for any multiprocessing, guard its entry point with
+    ``from_checkpoint``: an older signed checkpoint the caller kept; ``remembered``: the one a
+    verifier remembered (``StateFile``); the log must have grown consistently from each (else
+    ``rollback`` or ``fork``, naming both sizes and roots). ``workers > 1`` checks files in that
+    many processes and gives the same report; they start with multiprocessing's forkserver
+    method, so a script that calls this must, as for any multiprocessing, guard its entry point with
     ``if __name__ == "__main__":`` (the CLI does). ``deep`` also re-derives the typed columns of
     lake files (and compacted copies) whose bytes match their signed manifest (a check of the
     sealer itself). ``tsa_roots``: the trust roots of the time-stamp authority, to check the
@@ -121,10 +151,11 @@ def verify_log(
     log_dir = Path(log_dir)
     origin = _read_origin(log_dir)
     stamped = _Stamped.check(log_dir, verifier, origin, tsa_roots)
+    anchors = {"from_checkpoint": from_checkpoint, "remembered": remembered}
     for _ in range(_RETRIES):
         names = LakeReader(lake_url).manifest_names()
         report, raced = _verify_once(
-            log_dir, lake_url, verifier, origin, from_checkpoint, workers, deep, stamped.checks
+            log_dir, lake_url, verifier, origin, anchors, workers, deep, stamped.checks
         )
         if not raced and (report.ok or LakeReader(lake_url).manifest_names() == names):
             break
@@ -251,35 +282,38 @@ def _verify_once(
     lake_url: str,
     verifier: NoteVerifier,
     origin: str,
-    from_checkpoint: bytes | None,
+    anchor_notes: dict[str, bytes | None],
     workers: int,
     deep: bool,
     stamp_checks: list[Check],
 ) -> tuple[VerifyReport, bool]:
     report = VerifyReport(origin)
     checks, finding = _checkpoint_checks(log_dir, verifier, origin, report)
-    if finding is None and from_checkpoint is not None:
-        finding, old = _from_checkpoint(from_checkpoint, verifier, origin, report)
-        if old is not None:
-            checks.append((old.size, old.root, "from", None))
+    anchors: list[_Anchor] = []
+    if finding is None:
+        anchors, finding = _open_anchors(anchor_notes, verifier, origin)
     checks += stamp_checks
     if finding is not None:
         report.finding = finding
         return report, False
     checks.sort(key=lambda c: c[0])
-    sizes = tuple(sorted({c[0] for c in checks}))
+    sizes = tuple(sorted({c[0] for c in checks} | {a.checkpoint.size for a in anchors}))
     tasks = _tasks(log_dir, lake_url, origin, verifier.verifier_key, sizes, deep)
     if workers == 1 or len(tasks) < 2:
-        return _merge(map(check_file, tasks), checks, report)
-    context = multiprocessing.get_context("forkserver")
-    # Workers fork from a server that imported the checks (pyarrow, DuckDB) and the main
-    # module once, instead of each importing them: that costs more than checking a small log.
-    context.set_forkserver_preload(["__main__", check_file.__module__])
-    with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=context) as pool:
-        try:
-            return _merge(pool.map(check_file, tasks), checks, report)
-        finally:
-            pool.shutdown(cancel_futures=True)
+        report, raced = _merge(map(check_file, tasks), checks, report, anchors)
+    else:
+        context = multiprocessing.get_context("forkserver")
+        # Workers fork from a server that imported the checks (pyarrow, DuckDB) and the main
+        # module once, instead of each importing them: that costs more than checking a small log.
+        context.set_forkserver_preload(["__main__", check_file.__module__])
+        with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=context) as pool:
+            try:
+                report, raced = _merge(pool.map(check_file, tasks), checks, report, anchors)
+            finally:
+                pool.shutdown(cancel_futures=True)
+    if not raced:
+        _judge_anchors(report, anchors, verifier)
+    return report, raced
 
 
 def _checkpoint_checks(
@@ -292,43 +326,91 @@ def _checkpoint_checks(
     except LogCorruptedError as exc:
         return [], Finding("bad_signature", None, where, f"history framing damaged: {exc}")
     checks: list[Check] = []
+    newest: tuple[int, bytes] = (-1, b"")  # (size, note) of the largest checkpoint
     for entry, note in enumerate(notes):
         try:
             cp = open_checkpoint(note, verifier, expected_origin=origin)
         except NoteError as exc:
             return [], Finding("bad_signature", None, where, f"checkpoint {entry}: {exc}", entry)
+        newest = max(newest, (cp.size, note))
         if checks and cp.size < checks[-1][0]:
             detail = f"checkpoint {entry} has size {cp.size}, below the previous {checks[-1][0]}"
             return [], Finding("rollback", cp.size, where, detail, entry)
         checks.append((cp.size, cp.root, "history", entry))
     try:
-        latest = open_checkpoint(
-            (log_dir / "checkpoints/latest").read_bytes(), verifier, expected_origin=origin
-        )
+        latest_note = (log_dir / "checkpoints/latest").read_bytes()
+        latest = open_checkpoint(latest_note, verifier, expected_origin=origin)
         checks.append((latest.size, latest.root, "latest", None))
+        newest = max(newest, (latest.size, latest_note))
     except FileNotFoundError:
         report.notes.append("checkpoints/latest is missing; using the history only")
     except NoteError as exc:
         return [], Finding("bad_signature", None, "checkpoints/latest", str(exc))
     report.checkpoints = len(notes)
     report.checkpoint_size = max((c[0] for c in checks), default=0)
+    report.newest_checkpoint = newest[1].decode()
     return checks, None
 
 
-def _from_checkpoint(
-    note: bytes, verifier: NoteVerifier, origin: str, report: VerifyReport
-) -> tuple[Finding | None, Checkpoint | None]:
-    try:
-        old = open_checkpoint(note, verifier, expected_origin=origin)
-    except NoteError as exc:
-        return Finding("bad_signature", None, "from_checkpoint", str(exc)), None
-    if old.size > report.checkpoint_size:
-        detail = (
-            f"the given checkpoint has size {old.size}; the log's newest signed checkpoint "
-            f"has only {report.checkpoint_size}: the log was rolled back"
+@dataclass
+class _Anchor:
+    """A checkpoint from outside the log and the root the walk recomputed at its size."""
+
+    source: str  # a key of ANCHOR_SOURCES
+    checkpoint: Checkpoint
+    recomputed: bytes | None = None  # None until the walk reaches its size
+
+
+def _open_anchors(
+    notes: dict[str, bytes | None], verifier: NoteVerifier, origin: str
+) -> tuple[list[_Anchor], Finding | None]:
+    """The anchors given (their signatures checked), or a bad_signature finding naming one."""
+    anchors = []
+    for source, note in notes.items():
+        if note is None:
+            continue
+        try:
+            anchors.append(_Anchor(source, open_checkpoint(note, verifier, expected_origin=origin)))
+        except NoteError as exc:
+            return [], Finding("bad_signature", None, source, str(exc))
+    return anchors, None
+
+
+def _anchor_roots(tree: CompactTree, result: FileResult, anchors: list[_Anchor]) -> None:
+    """Record the root at every anchor's size inside this result (before the tree takes it)."""
+    end = tree.size + result.count
+    for anchor in anchors:
+        size = anchor.checkpoint.size
+        if anchor.recomputed is None and tree.size < size <= end:
+            at = tree.copy()
+            at.extend(result.blocks[size])
+            anchor.recomputed = at.root()
+
+
+def _judge_anchors(report: VerifyReport, anchors: list[_Anchor], verifier: NoteVerifier) -> None:
+    """Judge each anchor against the walked log; the first rollback or fork is the finding.
+
+    The log's own damage, found by the walk, comes first: it is located more precisely.
+    """
+    newest = None
+    if report.newest_checkpoint:  # verified already: only its size and root are needed here
+        newest = open_checkpoint(report.newest_checkpoint.encode(), verifier)
+    for anchor in anchors:
+        verdict = judge_by_recomputed(anchor.checkpoint, newest, report.records, anchor.recomputed)
+        report.anchors.append(
+            {
+                "source": anchor.source,
+                "size": anchor.checkpoint.size,
+                "root": base64.b64encode(anchor.checkpoint.root).decode(),
+                "verdict": verdict.kind,
+                "detail": verdict.detail,
+                **({"evidence": verdict.evidence()} if not verdict.ok else {}),
+            }
         )
-        return Finding("rollback", report.checkpoint_size, "from_checkpoint", detail), None
-    return None, old
+        if report.finding is None and verdict.kind in ("rollback", "fork"):
+            kind: DamageKind = "rollback" if verdict.kind == "rollback" else "fork"
+            seq = report.checkpoint_size if kind == "rollback" else None
+            report.finding = Finding(kind, seq, anchor.source, verdict.detail)
 
 
 def _tasks(
@@ -357,7 +439,10 @@ def _tasks(
 
 
 def _merge(
-    results: Iterable[FileResult], checks: list[Check], report: VerifyReport
+    results: Iterable[FileResult],
+    checks: list[Check],
+    report: VerifyReport,
+    anchors: list[_Anchor],
 ) -> tuple[VerifyReport, bool]:
     """Walk the results in seq order: density and order, row findings, signed roots."""
     tree = CompactTree()
@@ -382,6 +467,7 @@ def _merge(
         if first is not None:
             report.finding = first
             return report, False
+        _anchor_roots(tree, result, anchors)
         bad = _extend(tree, result, checks, state, deferred)
         if bad is not None:
             report.finding = bad
@@ -509,9 +595,6 @@ def _check_root(tree: CompactTree, check: Check, lower: int) -> Finding | None:
     size, root, source, entry = check
     if tree.root() == root:
         return None
-    if source == "from":
-        detail = f"the log's first {size} records do not match the given checkpoint (a fork)"
-        return Finding("rollback", lower, "from_checkpoint", detail)
     if source == "timestamp":
         detail = (
             f"the log's first {size} records do not hash to the checkpoint of that size "

@@ -53,6 +53,7 @@ DamageKind = Literal[
     "file_missing", "file_replaced", "manifest_mismatch", "bad_signature", "rollback",
     "wal_corrupt", "compaction_mismatch",
     "timestamp_mismatch", "timestamp_untrusted", "timestamp_order",  # audit/timestamps.py
+    "fork",  # the log contradicts a checkpoint kept outside it (audit/verifier_state.py)
 ]  # fmt: skip
 Blocks = list[tuple[bytes, int]]  # (root, width) of aligned subtrees, left to right
 

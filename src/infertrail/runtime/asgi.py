@@ -21,6 +21,8 @@ It starts (or takes) a :class:`~infertrail.runtime.Runtime` and adds to the app:
   ``Cache-Control: no-store`` on the audit and privacy routes);
 - for a FastAPI app, ``/docs`` and ``/redoc`` served with their assets from the app itself (no
   CDN), and its OpenAPI document listing those answers and ``/metrics``;
+- optionally the audit log read-only as C2SP tlog-tiles (``tiles_api``: ``/tlog/checkpoint``,
+  ``/tlog/tile/...``, web/tiles.py), for ``infertrail audit monitor`` and witnesses;
 - optionally the compliance API (``/v1/audit/...``), the outcomes API (``/v1/outcomes``) and
   one structured access-log line per request;
 - the runtime's shutdown at the end of the app's lifespan (uvicorn and gunicorn run it on
@@ -83,6 +85,7 @@ def instrument(
     readiness_path: str | None = None,
     compliance_api: bool = False,
     outcomes_api: bool = False,
+    tiles_api: bool = False,
     access_log: bool = False,
     excluded_urls: str = DEFAULT_EXCLUDED_URLS,
     shutdown_with_app: bool = True,
@@ -93,7 +96,8 @@ def instrument(
     pass ``runtime`` instead to use one already started. Call before the app serves its first
     request (Starlette builds its middleware stack then). ``shutdown_with_app=False`` leaves
     stopping the runtime to the caller. ``readiness_path`` (off by default: the app may have
-    its own) adds the readiness route at that path.
+    its own) adds the readiness route at that path. ``tiles_api`` serves the audit log as
+    tlog-tiles under the settings' ``tiles_prefix`` (entry bundles only with ``tiles_entries``).
     """
     if runtime is None:
         runtime = Runtime.start(settings, models, profiles=profiles)
@@ -172,6 +176,19 @@ def instrument(
         if runtime.outcomes is None:
             raise RuntimeError("the outcomes API needs outcomes_enabled")
         cast("FastAPI", app).include_router(runtime.outcomes.router())
+    if tiles_api:
+        if runtime.audit is None:
+            raise RuntimeError("the tiles API serves the audit log: it needs audit_enabled")
+        from infertrail.audit.tilesource import LogTiles
+        from infertrail.web.tiles import mount_tiles
+
+        cfg = runtime.settings
+        mount_tiles(
+            app,
+            LogTiles(cfg.audit_log_dir, cfg.lake_url),
+            prefix=cfg.tiles_prefix,
+            entries=cfg.tiles_entries,
+        )
     if shutdown_with_app:
         app.router.lifespan_context = _stopping(app.router.lifespan_context, runtime)
     return runtime

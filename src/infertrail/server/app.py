@@ -4,7 +4,8 @@
 :class:`~infertrail.runtime.Runtime` for them; ``create_app(services)`` is an ordinary FastAPI
 app with their routes, instrumented by :func:`infertrail.runtime.instrument` exactly as a
 user's own app would be, with its readiness route at ``/readyz`` (503 while the audit trail
-cannot take writes), plus the liveness probe ``/healthz``.
+cannot take writes), its audit log as tlog-tiles under ``/tlog``, plus the liveness probe
+``/healthz``.
 """
 
 from __future__ import annotations
@@ -116,6 +117,7 @@ def create_app(
         access_log=access_log,
         shutdown_with_app=close_on_shutdown,
         readiness_path="/readyz",
+        tiles_api=services.runtime.audit is not None,  # /tlog: for `infertrail audit monitor`
     )
     # The model routes validate their bodies themselves (naming what is valid) and count
     # their rejections against their model; instrument() answers everything else in the one

@@ -38,7 +38,8 @@ INPUT_FIELD = {
     "cosignature": "note",
 }
 # timestamps/ holds tokens a TSA signed once, not regenerable: tests/unit/audit/test_timestamps.py.
-NOT_GENERATED = frozenset({"timestamps"})
+# tiles/ is a static tlog-tiles log, not verdict cases: tests/unit/audit/test_tiles.py.
+NOT_GENERATED = frozenset({"timestamps", "tiles"})
 CASES = sorted(p for p in GOLDEN.glob("*/*.json") if p.parent.name not in NOT_GENERATED)
 CHECK_COMMANDS = {"inclusion_evidence": "check-proof", "consistency_evidence": "check-consistency"}
 

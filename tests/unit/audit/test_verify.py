@@ -91,6 +91,7 @@ def test_damage_kinds_are_the_documented_ones() -> None:
         "file_missing", "file_replaced", "manifest_mismatch", "bad_signature", "rollback",
         "wal_corrupt", "compaction_mismatch",
         "timestamp_mismatch", "timestamp_untrusted", "timestamp_order",
+        "fork",
     }  # fmt: skip
 
 
