@@ -260,7 +260,13 @@ class Attack:
         return kept
 
     def roll_back_checkpoints(self, note: bytes | None) -> None:
-        """Put an older checkpoint back (None: delete them all) and hide the newer ones."""
+        """Put an older checkpoint back (None: delete them all) and hide the newer ones.
+
+        Whatever else the checkpoint store holds goes too: the attacker controls all of it.
+        """
+        for other in (self.log_dir / "checkpoints").iterdir():
+            if other.name not in ("latest", "history.log"):
+                other.unlink()
         latest = self.log_dir / "checkpoints/latest"
         if note is None:
             latest.unlink()
