@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, Self
 from urllib.parse import quote, urlsplit
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -91,6 +91,25 @@ class _OtelEnvSource(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         return {name: os.environ[var] for var, name in _OTEL_ENV.items() if os.environ.get(var)}
+
+
+class WitnessEndpoint(BaseModel):
+    """A witness of the audit log (docs/witnesses.md): where it takes checkpoints, its key."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = Field(description="Its submission prefix: add-checkpoint is POSTed below it.")
+    key: str = Field(
+        min_length=1, description="Its cosigner verifier key, <name>+<key id>+<base64(0x04 key)>."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_http(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+            raise ValueError(f"a witness url must be http(s)://host[/prefix], got {v!r}")
+        return v.rstrip("/")
 
 
 class Settings(BaseSettings):
@@ -248,6 +267,34 @@ class Settings(BaseSettings):
             raise ValueError(
                 "audit_tsa_url needs audit_tsa_roots_file (INFERTRAIL_AUDIT_TSA_ROOTS_FILE): "
                 "the TSA's root certificate, without which its tokens prove nothing"
+            )
+        return self
+
+    # Witnesses: the audit checkpoints cosigned outside the operator's reach (docs/witnesses.md)
+    audit_witnesses: list[WitnessEndpoint] = Field(
+        default_factory=list,
+        description="C2SP witnesses that cosign the audit log's checkpoints, [{url, key}]; "
+        "`audit verify` also asks them what they cosigned. None: no witnesses.",
+    )
+    audit_witness_quorum: int | None = Field(
+        None,
+        ge=1,
+        description="How many witnesses must cosign a checkpoint for it to count as published "
+        "(None: a majority of audit_witnesses).",
+    )
+    audit_witness_interval_s: float = Field(
+        10.0, gt=0, description="How often the newest checkpoint goes to the witnesses."
+    )
+    audit_witness_timeout_s: float = Field(
+        5.0, gt=0, description="Longest wait for one witness's answer (seconds)."
+    )
+
+    @model_validator(mode="after")
+    def _witness_quorum_is_reachable(self) -> Self:
+        quorum, count = self.audit_witness_quorum, len(self.audit_witnesses)
+        if quorum is not None and quorum > count:
+            raise ValueError(
+                f"audit_witness_quorum ({quorum}) is more than the {count} audit_witnesses"
             )
         return self
 

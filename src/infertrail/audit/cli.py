@@ -20,6 +20,7 @@ import click
 
 from infertrail.audit.checkpoint import NoteError, NoteVerifier, open_checkpoint
 from infertrail.audit.compaction import CompactionError, Compactor
+from infertrail.audit.cosigned import collect_witnessed
 from infertrail.audit.evidence import CheckResult, check_consistency, check_evidence
 from infertrail.audit.keys import KeyFileError, generate_signing_key, load_signer, verifier_key_path
 from infertrail.audit.lake import Sealer, SealError
@@ -33,6 +34,7 @@ from infertrail.audit.verifier_state import (
     default_state_path,
 )
 from infertrail.audit.verify import ANCHOR_SOURCES, VerifyError, VerifyReport, verify_log
+from infertrail.audit.witnessed import Witnessed
 from infertrail.commandline import UsageProblem, settings_of
 from infertrail.config import Settings
 
@@ -191,6 +193,12 @@ pass_paths = click.make_pass_decorator(_Paths)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--key", help="Verifier key (or a file holding it). Default: <key-file>.pub.")
 @click.option(
+    "--offline",
+    is_flag=True,
+    help="Do not ask the witnesses (settings audit_witnesses) what they cosigned; use only "
+    "the cosigned checkpoints kept beside the log, which the operator can delete.",
+)
+@click.option(
     "--tsa-root",
     type=click.Path(path_type=Path, dir_okay=False),
     help="PEM file of the time-stamp authority's root certificate(s): check the log's "
@@ -206,16 +214,20 @@ def verify(
     no_state: bool,
     as_json: bool,
     key: str | None,
+    offline: bool,
     tsa_root: Path | None,
 ) -> None:
     """Recompute the whole log from storage; exit 1 naming the first damage found.
 
     The log must also extend the checkpoint remembered from the last verify (the verifier
     state, kept outside the data directory), which then moves to the log's newest checkpoint.
+    With witnesses configured (audit_witnesses), it must agree with every checkpoint they
+    cosigned: asked from them (unless --offline) and kept beside the log.
     """
     origin = paths.require_log()
     verifier = _verifier(key, paths.key_file)
     state, remembered = _load_state(paths, origin, verifier, state_path, no_state)
+    witnessed, witness_notes = _witnessed(paths.settings, paths.log_dir, origin, verifier, offline)
     tsa_roots = _tsa_roots(tsa_root or paths.settings.audit_tsa_roots_file)
     old = None
     if from_checkpoint is not None:
@@ -233,17 +245,39 @@ def verify(
             workers=workers,
             deep=deep,
             tsa_roots=tsa_roots,
+            witnessed=witnessed,
         )
     except (VerifyError, LogCorruptedError) as exc:
         raise UsageProblem(str(exc)) from exc
     if state is not None:
         _keep_state(report, state, remembered, verifier, origin, str(paths.log_dir.resolve()))
+    report.notes.extend(witness_notes)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True))
     else:
         click.echo(_describe(report))
     if not report.ok:
         raise SystemExit(EXIT_TAMPERED)
+
+
+def _witnessed(
+    settings: Settings, log_dir: Path, origin: str, verifier: NoteVerifier, offline: bool
+) -> tuple[list[Witnessed], list[str]]:
+    """The checkpoints the configured witnesses cosigned, and notes (none configured: none)."""
+    if not settings.audit_witnesses:
+        return [], []
+    try:
+        return collect_witnessed(
+            log_dir,
+            origin,
+            verifier,
+            [(w.url, w.key) for w in settings.audit_witnesses],
+            settings.audit_witness_quorum,
+            timeout_s=settings.audit_witness_timeout_s,
+            online=not offline,
+        )
+    except (NoteError, ValueError) as exc:
+        raise UsageProblem(f"bad audit_witnesses: {exc}") from exc
 
 
 def _tsa_roots(path: Path | None) -> TrustRoots | None:
@@ -372,6 +406,14 @@ def _describe(report: VerifyReport) -> str:
             lines.append(
                 f"compacted months: {report.compactions}, each an exact copy of its sources"
             )
+        witnessed = [a for a in report.anchors if a["source"] == "witnesses"]
+        if report.witnessed_size:
+            lines.append(
+                f"witnesses: the log extends the {len(witnessed)} checkpoints they cosigned, "
+                f"the newest cosigned by a quorum covering {report.witnessed_size} records"
+            )
+        elif witnessed:
+            lines.append(f"witnesses: no checkpoint cosigned by a quorum among {len(witnessed)}")
         stamps = report.timestamps
         if stamps.checked:
             lines.append(

@@ -37,7 +37,7 @@ from __future__ import annotations
 import base64
 import json
 import multiprocessing
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -62,6 +62,7 @@ from infertrail.audit.timestamps import (
 from infertrail.audit.verifier_state import judge_by_recomputed
 from infertrail.audit.verify_files import DamageKind, FileResult, FileTask, Finding, check_file
 from infertrail.audit.wal import list_segments
+from infertrail.audit.witnessed import Witnessed, judge_witnessed
 
 __all__ = ["DAMAGE_KINDS", "Finding", "VerifyError", "VerifyReport", "verify_log"]
 
@@ -102,6 +103,7 @@ class VerifyReport:
     newest_checkpoint: str = ""  # the log's newest signed checkpoint note (what a verifier keeps)
     verifier_state: dict[str, Any] = field(default_factory=dict)  # set by the CLI: path, outcome
     timestamps: TimestampSummary = field(default_factory=TimestampSummary)  # RFC 3161 tokens
+    witnessed_size: int = 0  # the newest checkpoint a witness quorum cosigned, if consistent
 
     @property
     def ok(self) -> bool:
@@ -127,6 +129,7 @@ def verify_log(
     *,
     from_checkpoint: bytes | None = None,
     remembered: bytes | None = None,
+    witnessed: Sequence[Witnessed] = (),
     workers: int = 1,
     deep: bool = False,
     tsa_roots: TrustRoots | None = None,
@@ -135,7 +138,10 @@ def verify_log(
 
     ``from_checkpoint``: an older signed checkpoint the caller kept; ``remembered``: the one a
     verifier remembered (``StateFile``); the log must have grown consistently from each (else
-    ``rollback`` or ``fork``, naming both sizes and roots). ``workers > 1`` checks files in that
+    ``rollback`` or ``fork``, naming both sizes and roots); ``witnessed``: checkpoints the
+    log's witnesses cosigned (:mod:`infertrail.audit.witnessed`), each an anchor the same way,
+    a disagreement named after its witnesses and located between the witnessed sizes that
+    still match and the first that does not. ``workers > 1`` checks files in that
     many processes and gives the same report; they start with multiprocessing's forkserver
     method, so a script that calls this must, as for any multiprocessing, guard its entry point with
     ``if __name__ == "__main__":`` (the CLI does). ``deep`` also re-derives the typed columns of
@@ -155,7 +161,7 @@ def verify_log(
     for _ in range(_RETRIES):
         names = LakeReader(lake_url).manifest_names()
         report, raced = _verify_once(
-            log_dir, lake_url, verifier, origin, anchors, workers, deep, stamped.checks
+            log_dir, lake_url, verifier, origin, anchors, workers, deep, stamped.checks, witnessed
         )
         if not raced and (report.ok or LakeReader(lake_url).manifest_names() == names):
             break
@@ -286,12 +292,14 @@ def _verify_once(
     workers: int,
     deep: bool,
     stamp_checks: list[Check],
+    witnessed: Sequence[Witnessed],
 ) -> tuple[VerifyReport, bool]:
     report = VerifyReport(origin)
     checks, finding = _checkpoint_checks(log_dir, verifier, origin, report)
     anchors: list[_Anchor] = []
     if finding is None:
         anchors, finding = _open_anchors(anchor_notes, verifier, origin)
+        anchors += [_Anchor("witnesses", w.checkpoint, witnessed=w) for w in witnessed]
     checks += stamp_checks
     if finding is not None:
         report.finding = finding
@@ -359,6 +367,7 @@ class _Anchor:
     source: str  # a key of ANCHOR_SOURCES
     checkpoint: Checkpoint
     recomputed: bytes | None = None  # None until the walk reaches its size
+    witnessed: Witnessed | None = None  # its cosigners, when source is "witnesses"
 
 
 def _open_anchors(
@@ -396,6 +405,9 @@ def _judge_anchors(report: VerifyReport, anchors: list[_Anchor], verifier: NoteV
     if report.newest_checkpoint:  # verified already: only its size and root are needed here
         newest = open_checkpoint(report.newest_checkpoint.encode(), verifier)
     for anchor in anchors:
+        if anchor.witnessed is not None:
+            _judge_witnessed(report, anchor.witnessed, anchor.recomputed, anchors)
+            continue
         verdict = judge_by_recomputed(anchor.checkpoint, newest, report.records, anchor.recomputed)
         report.anchors.append(
             {
@@ -411,6 +423,50 @@ def _judge_anchors(report: VerifyReport, anchors: list[_Anchor], verifier: NoteV
             kind: DamageKind = "rollback" if verdict.kind == "rollback" else "fork"
             seq = report.checkpoint_size if kind == "rollback" else None
             report.finding = Finding(kind, seq, anchor.source, verdict.detail)
+
+
+def _judge_witnessed(
+    report: VerifyReport,
+    witnessed: Witnessed,
+    recomputed: bytes | None,
+    anchors: list[_Anchor],
+) -> None:
+    """A witnessed checkpoint against the walked log: its anchor entry; a disagreement's finding.
+
+    A fork is located from the largest smaller witnessed size whose root the records still
+    give: the log's own checkpoints cannot bound it, they may be re-signed.
+    """
+    size = witnessed.checkpoint.size
+    matched = [
+        a.checkpoint.size
+        for a in anchors
+        if a.witnessed is not None
+        and a.recomputed == a.checkpoint.root
+        and a.checkpoint.size < size
+    ]
+    judged = judge_witnessed(
+        witnessed, report.records, report.checkpoint_size, recomputed, max(matched, default=0)
+    )
+    if judged is None and witnessed.quorum:
+        report.witnessed_size = max(report.witnessed_size, size)
+    report.anchors.append(
+        {
+            "source": "witnesses",
+            "size": size,
+            "root": base64.b64encode(witnessed.checkpoint.root).decode(),
+            "verdict": "consistent" if judged is None else judged.kind,
+            "detail": f"the log extends what {witnessed.who} cosigned"
+            if judged is None
+            else judged.detail,
+            "cosigners": list(witnessed.cosigners),
+            "quorum": witnessed.quorum,
+            "found": list(witnessed.sources),
+        }
+    )
+    if report.finding is None and judged is not None:
+        kind: DamageKind = "rollback" if judged.kind == "rollback" else "fork"
+        where = "witnesses " + ", ".join(witnessed.cosigners)
+        report.finding = Finding(kind, judged.seq, where, judged.detail)
 
 
 def _tasks(

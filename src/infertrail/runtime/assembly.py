@@ -6,17 +6,20 @@ Start order (each step may use the ones before it; a failure stops what already 
 2. the :class:`~infertrail.monitor.Monitor`;
 3. the audit trail (log, sealer, privacy stores): the Monitor's request-thread sink; then,
    with ``retention_enforce``, the retention task recording to it (shreds expired months' keys);
+   with ``audit_witnesses``, the witness publisher (a thread sending the log's checkpoints to
+   witnesses to cosign; never on the request path);
 4. the compliance query service and its users, over the trail;
 5. alerting: one engine for the alert rules and the SLOs' burn-rate rules;
 6. the SLOs (a background sink), then one drift monitor per model with a reference profile
    (background sinks), then cost attribution, then the outcomes loop (background sinks).
 
 Stop order (:meth:`Runtime.shutdown`, one deadline for everything, default 5 s): the compliance
-service; the retention task (it appends to the audit log); the Monitor (the audit trail first:
-a final signed checkpoint, then the lake seal; then the queue drained into the background
-sinks, closed in reverse registration order: the outcomes loop, cost, the drift monitors
-judging their open windows, the SLOs); alerting (delivering what those last windows raised);
-telemetry last.
+service; the retention task (it appends to the audit log); the witness publisher (it reads the
+log; a witness's answer may be in flight: capped like the network steps); the Monitor (the
+audit trail first: a final signed checkpoint, then the lake seal; then the queue drained into
+the background sinks, closed in reverse registration order: the outcomes loop, cost, the drift
+monitors judging their open windows, the SLOs); alerting (delivering what those last windows
+raised); telemetry last.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ if TYPE_CHECKING:
     from infertrail.runtime.outcomes import OutcomeLoop
     from infertrail.runtime.slo import SLOService
     from infertrail.runtime.timestamps import TimestampTask
+    from infertrail.runtime.witnesses import WitnessPublisher
 
 __all__ = ["Runtime", "start"]
 
@@ -84,6 +88,7 @@ class Runtime:
         self.cost: CostAttribution | None = None
         self.outcomes: OutcomeLoop | None = None
         self.retention: RetentionTask | None = None
+        self.witnesses: WitnessPublisher | None = None  # with audit_witnesses
         self.timestamps: TimestampTask | None = None  # RFC 3161 tokens, with audit_tsa_url
         self._stop_lock = threading.Lock()
         self._stopped = False
@@ -150,6 +155,12 @@ class Runtime:
             compliance = optional("the compliance query service", "infertrail.runtime.compliance")
             if compliance is not None:
                 self.compliance = compliance.ComplianceAccess.open(s, self.audit)
+            if s.audit_witnesses:
+                # Imported only when configured (its HTTP client); a sink by now: a failure
+                # here closes the log.
+                from infertrail.runtime.witnesses import WitnessPublisher
+
+                self.witnesses = WitnessPublisher.open(s, self.audit.log, meter).start()
         self.alerting = Alerting.open(s, meter)
         engine = None if self.alerting is None else self.alerting.engine
         drift = (
@@ -249,6 +260,8 @@ class Runtime:
         if self.audit is None:
             return Health(())
         components = self.audit.health(self.settings.ready_min_free_bytes)
+        if self.witnesses is not None:  # shown, never required: decisions do not wait for it
+            components.append(self.witnesses.health())
         if self.timestamps is not None:  # shown, never required: decisions do not wait for it
             components.append(self.timestamps.health())
         return Health(tuple(components))
@@ -265,6 +278,8 @@ class Runtime:
             run_bounded("compliance service", self.compliance.close, deadline)
         if self.retention is not None:  # before the audit trail: it records to its log
             run_bounded("retention task", self.retention.close, deadline)
+        if self.witnesses is not None:  # reads the log; a witness's answer may be in flight
+            run_bounded("witness publisher", self.witnesses.close, deadline.capped(NETWORK_STEP_S))
         if self.timestamps is not None:  # reads the log; a TSA request may be in flight
             run_bounded("timestamp task", self.timestamps.close, deadline.capped(NETWORK_STEP_S))
         if self.monitor is not None:  # closes the audit trail first, then the other sinks

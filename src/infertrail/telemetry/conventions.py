@@ -32,6 +32,7 @@ UNIT_TOKEN = "{token}"  # noqa: S105 (LLM tokens, no secret)
 UNIT_CURRENCY_UNIT = "{currency_unit}"
 UNIT_OUTCOME = "{outcome}"
 UNIT_REQUEST = "{request}"
+UNIT_RECORD = "{record}"  # audit log records (tree sizes)
 
 # -- Resource attributes (stable OpenTelemetry conventions, plus TEAM below) ------------------
 SERVICE_NAME = "service.name"
@@ -146,6 +147,17 @@ ALERT_RECEIVER = "infertrail.alert.receiver"
 ALERT_RECEIVER_TYPE = "infertrail.alert.receiver.type"
 # Not namespaced, like the drift attributes.
 ALERT_REASON = "reason"  # connection, rate_limited, server_error, rejected, gave_up, ...
+
+# -- Audit witnesses (runtime/witnesses.py; docs/witnesses.md) -------------------------------
+METRIC_AUDIT_WITNESS_REQUESTS = "infertrail.audit.witness.requests"  # add-checkpoint, by result
+AUDIT_WITNESS_NAME = "infertrail.audit.witness.name"  # the witness's key name
+# cosigned, or why not: refused (a rollback or fork: 409/422), rejected (400, 403, 404),
+# unreachable (connection, timeout, 5xx), bad_response
+AUDIT_WITNESS_RESULT = "infertrail.audit.witness.result"
+# The size of the newest checkpoint each witness cosigned (0: none yet).
+METRIC_AUDIT_WITNESS_COSIGNED_SIZE = "infertrail.audit.witness.cosigned_size"
+# Records the log signed that no quorum-cosigned checkpoint covers yet: alert on it.
+METRIC_AUDIT_WITNESS_UNPUBLISHED = "infertrail.audit.witness.unpublished"
 
 # -- Compliance API (compliance/api.py; requests refused with 401, 403 or 429) ----------------
 METRIC_AUDIT_ACCESS_DENIED = "infertrail.audit.access.denied"

@@ -17,12 +17,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from infertrail.audit.cosigned import CHECKPOINT_ROUTE, NOT_COSIGNED
 from infertrail.audit.witness_protocol import ADD_CHECKPOINT_PATH, MAX_REQUEST_SIZE
 from infertrail.witness.service import TEXT, Answer, Witness
 
-__all__ = ["CHECKPOINT_PATH", "create_app"]
-
-CHECKPOINT_PATH = "/checkpoint/"
+__all__ = ["create_app"]
 
 
 def create_app(witness: Witness) -> FastAPI:
@@ -41,11 +40,13 @@ def create_app(witness: Witness) -> FastAPI:
         # and clients match text/x.tlog.size exactly (Tessera does).
         return Response(answer.body, answer.status, headers={"content-type": answer.content_type})
 
-    @app.get(CHECKPOINT_PATH + "{origin:path}")
+    @app.get(CHECKPOINT_ROUTE + "{origin:path}")
     async def checkpoint(origin: str) -> Response:
         note = witness.checkpoint(origin)
         if note is None:
-            return Response(f"no checkpoint cosigned for {origin[:100]!r}\n", 404, media_type=TEXT)
+            return Response(
+                NOT_COSIGNED + repr(origin[:100]).encode() + b"\n", 404, media_type=TEXT
+            )
         return Response(note, 200, media_type=TEXT, headers={"Cache-Control": "no-store"})
 
     return app
