@@ -28,6 +28,7 @@ from infertrail.audit.checkpoint import (
     NoteVerifier,
     open_checkpoint,
 )
+from infertrail.audit.cosignature import WitnessPolicy
 from infertrail.audit.merkle import EMPTY_ROOT
 from infertrail.audit.tiles import Tile, TileError, TileHashReader
 from infertrail.audit.verifier_state import Remembered, Verdict, judge_by_proof
@@ -39,6 +40,7 @@ __all__ = [
     "HttpLog",
     "Observation",
     "observe",
+    "witness_quorum",
 ]
 
 ObservationKind = Literal["ok", "rollback", "fork", "invalid", "unreachable"]
@@ -181,6 +183,23 @@ def observe(
     if verdict.kind in ("rollback", "fork"):
         kind = "rollback" if verdict.kind == "rollback" else "fork"
     return _with(seen, kind, verdict.detail, reader, verdict)
+
+
+def witness_quorum(policy: WitnessPolicy) -> CosignatureCheck:
+    """A cosignature check for :func:`observe`: a quorum of ``policy`` must have cosigned.
+
+    A checkpoint a quorum did not cosign was not witnessed, whatever its own signature says:
+    NoteError (so the look is ``invalid``), as for a cosignature that does not verify.
+    """
+
+    def check(note: bytes) -> str:
+        found = policy.cosignatures(note)
+        count = f"{len(found)} of the {len(policy.witnesses)} trusted witnesses"
+        if not policy.satisfied(found):
+            raise NoteError(f"{count} cosigned it; the quorum is {policy.quorum}")
+        return f"{count} cosigned it ({', '.join(sorted(found))}; quorum {policy.quorum})"
+
+    return check
 
 
 def _first_look(seen: Observation, reader: TileHashReader) -> Observation:

@@ -36,12 +36,14 @@ import click
 from infertrail.alerting import AlertEngine, NotifierDispatch, RuleSet, load_rules
 from infertrail.alerting.rules import ReceiverSecretError, RuleError
 from infertrail.audit.checkpoint import NoteError, NoteVerifier
+from infertrail.audit.cosignature import WitnessPolicy
 from infertrail.audit.monitor import (
     SIGNALS,
     CosignatureCheck,
     HttpLog,
     Observation,
     observe,
+    witness_quorum,
 )
 from infertrail.audit.verifier_state import StateError, StateFile, default_state_path
 from infertrail.commandline import UsageProblem
@@ -58,7 +60,7 @@ class Look:
 
     def __init__(self, observation: Observation, remembered: str, stalled: bool) -> None:
         self.observation = observation
-        self.remembered = remembered  # created / advanced / unchanged / changed / kept
+        self.remembered = remembered  # created / advanced / unchanged / changed / kept / failed
         self.stalled = stalled
 
     @property
@@ -132,22 +134,26 @@ class LogWatch:
         )
         outcome = "kept"
         source = self.log.url
-        if obs.kind == "ok" and obs.note is not None:
-            outcome, _ = self.state.advance(
-                obs.note, self.verifier, self.origin, source=source, seen=remembered, now=now
-            )
-        elif obs.verdict is not None and obs.kind in ("rollback", "fork"):
-            verdict = obs.verdict
-            self.state.record_conflict(
-                verdict.kind,
-                verdict.detail,
-                verdict.evidence(),
-                obs.note,
-                self.verifier,
-                self.origin,
-                source=source,
-                now=now,
-            )
+        try:
+            if obs.kind == "ok" and obs.note is not None:
+                outcome, _ = self.state.advance(
+                    obs.note, self.verifier, self.origin, source=source, seen=remembered, now=now
+                )
+            elif obs.verdict is not None and obs.kind in ("rollback", "fork"):
+                verdict = obs.verdict
+                self.state.record_conflict(
+                    verdict.kind,
+                    verdict.detail,
+                    verdict.evidence(),
+                    obs.note,
+                    self.verifier,
+                    self.origin,
+                    source=source,
+                    now=now,
+                )
+        except OSError as exc:  # a full or read-only disk: keep watching, and say so
+            outcome = "failed"
+            log.error("verifier state %s not updated: %s", self.state.path, exc)
         stalled = self.stall_after_s is not None and obs.seconds_since_growth() > self.stall_after_s
         if self.engine is not None:
             self.engine.evaluate(obs.signals(), self.origin, now)
@@ -249,6 +255,17 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
     type=click.Path(path_type=Path, dir_okay=False),
     help="Alert rules and receivers (docs/alerting.md) over the tlog.* signals.",
 )
+@click.option(
+    "--witness",
+    "witnesses",
+    multiple=True,
+    help="A witness's cosigner key (repeat): each checkpoint must carry a quorum's cosignatures.",
+)
+@click.option(
+    "--quorum",
+    type=click.IntRange(min=1),
+    help="Witnesses that must cosign (default: a majority of --witness).",
+)
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per look.")
 def monitor(
@@ -260,6 +277,8 @@ def monitor(
     interval: float,
     stall_after: float | None,
     alert_rules: Path | None,
+    witnesses: tuple[str, ...],
+    quorum: int | None,
     timeout: float,
     as_json: bool,
 ) -> None:
@@ -271,6 +290,14 @@ def monitor(
     except StateError as exc:
         raise UsageProblem(f"{exc}: pass --state FILE") from exc
     rules = _rules(alert_rules)
+    cosignatures = None
+    if witnesses:
+        try:
+            cosignatures = witness_quorum(WitnessPolicy.of(witnesses, quorum))
+        except (NoteError, ValueError) as exc:
+            raise UsageProblem(f"bad --witness/--quorum: {exc}") from exc
+    elif quorum is not None:
+        raise UsageProblem("--quorum needs --witness")
     try:
         client = HttpLog(url, timeout_s=timeout)
     except ValueError as exc:
@@ -282,7 +309,13 @@ def monitor(
     try:
         with _alerting(rules, path) as engine:
             watch = LogWatch(
-                client, verifier, origin, StateFile(path), engine=engine, stall_after_s=stall_after
+                client,
+                verifier,
+                origin,
+                StateFile(path),
+                engine=engine,
+                stall_after_s=stall_after,
+                cosignatures=cosignatures,
             )
             if once:
                 look = watch.look()

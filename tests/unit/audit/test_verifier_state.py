@@ -421,3 +421,34 @@ def test_default_state_lives_in_xdg_config_home(attack: Attack) -> None:
     stored = json.loads((home / f"infertrail/verifier/{digest}.json").read_text())
     assert stored["origin"] == ORIGIN and stored["size"] == 5
     assert base64.b64decode(stored["root"])
+
+
+# ---- the library call, with worker processes ---------------------------------------------------
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_anchors_inside_lake_files_and_wal_segments(tmp_path: Path, workers: int) -> None:
+    """Anchor sizes fall inside sealed files and WAL segments checked by worker processes."""
+    from infertrail.audit.verify import verify_log
+    from tests.unit.audit.test_lake import build_log
+
+    built = build_log(tmp_path)  # 750 records: 0..599 in five lake files, the rest in the WAL
+    with built.open() as log:
+        roots = {size: log.root(size) for size in (1, 333, 640, 750)}
+    for size, root in roots.items():
+        note = sign_checkpoint(Checkpoint(built.verifier.name, size, root), built.signer)
+        report = verify_log(built.log_dir, built.lake_url, built.verifier, remembered=note,
+                            workers=workers)  # fmt: skip
+        assert report.ok, (size, report.finding)
+        assert report.anchors[0]["verdict"] == "consistent"
+    forged = sign_checkpoint(Checkpoint(built.verifier.name, 640, b"\x05" * 32), built.signer)
+    report = verify_log(built.log_dir, built.lake_url, built.verifier, remembered=forged,
+                        workers=workers)  # fmt: skip
+    assert report.finding is not None and report.finding.kind == "fork"
+    assert report.rollback_protection == "a remembered checkpoint"
+    ahead = sign_checkpoint(Checkpoint(built.verifier.name, 800, b"\x06" * 32), built.signer)
+    report = verify_log(built.log_dir, built.lake_url, built.verifier, remembered=ahead,
+                        from_checkpoint=note, workers=workers)  # fmt: skip
+    assert report.finding is not None and report.finding.kind == "rollback"
+    assert "records from 750 on are gone" in report.finding.detail
+    assert report.rollback_protection == "a remembered checkpoint and a checkpoint kept elsewhere"

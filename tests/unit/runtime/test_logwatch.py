@@ -4,6 +4,7 @@ tests/e2e/test_monitor.py."""
 
 from __future__ import annotations
 
+import errno
 import shutil
 import threading
 from collections.abc import Callable, Iterator
@@ -16,8 +17,9 @@ import pytest
 from infertrail.alerting import AlertEngine, parse_rules
 from infertrail.alerting.testing import RecordingDispatch
 from infertrail.audit.checkpoint import NoteSigner, NoteVerifier
+from infertrail.audit.cosignature import CosignatureSigner, WitnessPolicy, add_signature_lines
 from infertrail.audit.ledger import AuditLog
-from infertrail.audit.monitor import HttpLog
+from infertrail.audit.monitor import HttpLog, witness_quorum
 from infertrail.audit.tilesource import LogTiles, publish_tiles
 from infertrail.audit.verifier_state import StateFile
 from infertrail.runtime.logwatch import LogWatch
@@ -188,3 +190,43 @@ def test_servers_answering_garbage(world: tuple[StaticLog, Log, NoteVerifier, Pa
     assert StateFile(root / "state.json").load(verifier, ORIGIN).checkpoint.size == 300  # type: ignore[union-attr]
     with pytest.raises(ValueError, match="http"):
         HttpLog("ftp://example/log")
+
+
+def test_a_state_that_cannot_be_written_does_not_stop_the_watch(
+    world: tuple[StaticLog, Log, NoteVerifier, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    served, log, verifier, root = world
+    watch, _ = watcher(served, verifier, root / "state.json", lambda: T0)
+    log.grow(10, served.root)
+
+    def disk_full(self: StateFile, remembered: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(StateFile, "_write", disk_full)
+    look = watch.look()
+    assert look.observation.kind == "ok" and look.remembered == "failed"
+
+
+def test_witness_quorum_on_the_checkpoint(world: tuple[StaticLog, Log, NoteVerifier, Path]) -> None:
+    served, log, verifier, root = world
+    signers = [CosignatureSigner.from_key(CosignatureSigner.generate(f"w{i}.example")[0])
+               for i in range(3)]  # fmt: skip
+    policy = WitnessPolicy.of([s.verifier_key for s in signers], 2)
+    watch = LogWatch(HttpLog(served.url), verifier, ORIGIN, StateFile(root / "state.json"),
+                     cosignatures=witness_quorum(policy), clock=lambda: T0)  # fmt: skip
+    log.grow(10, served.root)
+    note = (served.root / "checkpoint").read_bytes()
+    body = note[: note.rindex(b"\n\n") + 1]
+    one = add_signature_lines(note, [signers[0].cosign(body, 1_700_000_000)])
+    served.override["checkpoint"] = (200, one)
+    short = watch.look()
+    assert short.observation.kind == "invalid" and "1 of the 3 trusted witnesses" in short.line()
+    two = add_signature_lines(one, [signers[2].cosign(body, 1_700_000_001)])
+    served.override["checkpoint"] = (200, two)
+    look = watch.look()
+    assert look.ok and "2 of the 3 trusted witnesses cosigned it (w0.example, w2.example" in (
+        look.line()
+    )
+    forged = two.replace(two.splitlines()[-1], two.splitlines()[-1][:-6] + b"AAAAA=")
+    served.override["checkpoint"] = (200, forged)
+    assert watch.look().observation.kind == "invalid"
