@@ -1,6 +1,8 @@
 """A log directory read as C2SP tlog-tiles: what the tiles route serves and publish-tiles writes.
 
-:class:`LogTiles` reads, never writes: the signed checkpoint from ``checkpoints/latest``, hash
+:class:`LogTiles` reads, never writes: the signed checkpoint (the newest one a quorum of witnesses
+cosigned, ``checkpoints/cosigned``, with their cosignatures, when the log has witnesses, else
+``checkpoints/latest``), hash
 tiles from the hash store (``tree/``, read-only, as proofs do while the writer appends) and entry
 bundles from the WAL or, once sealed, from the lake. Only what the current checkpoint covers is
 ever produced (:func:`~infertrail.audit.tiles.covered`): such a tile can never change, so it may
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from infertrail.audit.checkpoint import Checkpoint, NoteError, NoteVerifier, open_checkpoint
+from infertrail.audit.cosigned import PUBLISHED
 from infertrail.audit.framing import LogCorruptedError
 from infertrail.audit.hashstore import HashStore
 from infertrail.audit.merkle import leaf_hash
@@ -63,15 +66,22 @@ class LogTiles:
         self._verifier: NoteVerifier | None = None
 
     def checkpoint(self) -> tuple[bytes, Checkpoint]:
-        """The log's newest signed checkpoint note and what it says; TileUnavailable if none."""
-        try:
-            note = (self.log_dir / "checkpoints" / "latest").read_bytes()
-        except FileNotFoundError:
-            raise TileUnavailable(f"{self.log_dir} has no signed checkpoint yet") from None
-        try:
-            return note, open_checkpoint(note, self._log_verifier())
-        except NoteError as exc:
-            raise LogCorruptedError(f"{self.log_dir}/checkpoints/latest: {exc}") from exc
+        """The checkpoint to publish and what it says; TileUnavailable if there is none yet.
+
+        With witnesses, the newest one a quorum cosigned (monitors can check the cosignatures;
+        it trails ``latest`` by up to the witness interval), else the newest one signed.
+        """
+        for name in (PUBLISHED, "latest"):
+            path = self.log_dir / "checkpoints" / name
+            try:
+                note = path.read_bytes()
+            except FileNotFoundError:
+                continue
+            try:
+                return note, open_checkpoint(note, self._log_verifier())
+            except NoteError as exc:
+                raise LogCorruptedError(f"{path}: {exc}") from exc
+        raise TileUnavailable(f"{self.log_dir} has no signed checkpoint yet")
 
     def read(self, tile: Tile, tree_size: int) -> bytes:
         """The contents of ``tile`` if a tree of ``tree_size`` covers it, else TileUnavailable."""

@@ -377,3 +377,28 @@ def test_publish_tiles_writes_a_static_log_a_client_can_read(
 def test_bundles_are_gzip_friendly() -> None:
     data = encode_bundle([b'{"n":%d,"seq":%d}' % (i, i) for i in range(256)])
     assert gzip.decompress(gzip.compress(data, mtime=0)) == data
+
+
+def test_a_cosigned_checkpoint_is_what_gets_published(built: BuiltLog, tmp_path: Path) -> None:
+    import shutil
+
+    from infertrail.audit.checkpoint import Checkpoint, sign_checkpoint
+    from infertrail.audit.cosignature import CosignatureSigner, add_signature_lines
+
+    root = tmp_path / "copy"
+    shutil.copytree(built.log_dir.parent, root)
+    with built.open() as log:
+        older = sign_checkpoint(Checkpoint("test.example/log", 600, log.root(600)), built.signer)
+    witness = CosignatureSigner.from_key(CosignatureSigner.generate("w.example")[0])
+    body = older[: older.rindex(b"\n\n") + 1]
+    cosigned = add_signature_lines(older, [witness.cosign(body, 1_700_000_000)])
+    (root / "log/checkpoints/cosigned").write_bytes(cosigned)
+    source = LogTiles(root / "log", str(root / "lake"))
+    note, cp = source.checkpoint()
+    assert note == cosigned and cp.size == 600  # what a quorum vouched for, cosignatures on
+    with pytest.raises(TileUnavailable):
+        source.read(Tile(0, 2, 238), cp.size)  # covered by latest, not by what is published
+    assert len(source.read(Tile(0, 2, 88), cp.size)) == 88 * 32
+    (root / "log/checkpoints/cosigned").write_bytes(older.replace(b"600", b"601"))
+    with pytest.raises(LogCorruptedError):
+        source.checkpoint()
