@@ -64,4 +64,6 @@ async def predict_churn(customer: Customer) -> dict[str, object]:
         "request_id": event.request_id,
         "trace_id": event.trace_id_hex,
         "audit_seq": receipt.seq if receipt else None,
+        # Proof for the customer that the log holds the decision (docs/receipts.md).
+        "audit_receipt": receipt.to_dict() if receipt else None,
     }

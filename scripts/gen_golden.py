@@ -36,6 +36,7 @@ from infertrail.audit.evidence import PROOF_FORMAT
 from infertrail.audit.ledger import AuditLog
 from infertrail.audit.merkle import EMPTY_ROOT
 from infertrail.audit.proofs import make_consistency, make_evidence
+from infertrail.audit.receipt_check import RECEIPT_FORMAT, TLOG_PROOF_HEADER, format_tlog_proof
 
 GOLDEN_DIR = Path(__file__).resolve().parent.parent / "tests" / "golden"
 
@@ -75,6 +76,7 @@ class World:
     notes: dict[int, str]
     inclusion: dict[int, Case]
     consistency: dict[int, Case]
+    receipts: dict[int, Case]  # by seq: the receipt of each record, as its append returned it
 
     @property
     def vkey(self) -> str:
@@ -126,6 +128,7 @@ def build_world(root: Path) -> World:
     signer = signer_from_seed(ORIGIN, LOG_SEED)
     log_dir, lake_url = root / "log", str(root / "lake")
     notes = [sign_checkpoint(Checkpoint(ORIGIN, 0, EMPTY_ROOT), signer).decode()]
+    receipts = {}
     # A long interval: checkpoints are signed only on flush and close, at the sizes chosen here.
     with AuditLog.open(
         log_dir, signer=signer, origin=ORIGIN, fsync=False, checkpoint_interval_ms=3_600_000
@@ -134,7 +137,8 @@ def build_world(root: Path) -> World:
             if i in CHECKPOINT_SIZES:
                 log.flush()
                 notes.append(log.latest_checkpoint.decode())
-            log.append(make_record(i))
+            # One record per group commit: its receipt's checkpoint signs a tree of i + 1.
+            receipts[i] = log.append(make_record(i)).to_dict()
     notes.append((log_dir / "checkpoints" / "latest").read_text())
     by_size = {note_size(note): note for note in notes}
     if sorted(by_size) != [0, *CHECKPOINT_SIZES, TREE_SIZE]:
@@ -146,6 +150,7 @@ def build_world(root: Path) -> World:
         notes=by_size,
         inclusion={seq: make_evidence(log_dir, lake_url, seq) for seq in range(TREE_SIZE)},
         consistency={size: make_consistency(log_dir, n.encode()) for size, n in by_size.items()},
+        receipts=receipts,
     )
 
 
@@ -877,12 +882,197 @@ def cosignature_cases(w: World) -> dict[str, Case]:
 # ---- writing -----------------------------------------------------------------------------
 
 
+def receipt_cases(w: World) -> dict[str, Case]:
+    """Decision receipts (``infertrail-receipt/1``: a C2SP tlog-proof of the record's leaf hash),
+    as every decision response carries them, for ``verifier_key``."""
+    seq = 6
+    rc = w.receipts[seq]
+    head, note = rc["tlog_proof"].split("\n\n", 1)  # the proof lines, then the checkpoint
+    lines = head.split("\n")  # header, index line, one base64 hash per line
+    proof = lines[2:]
+    root = note.split("\n")[2]
+    missed = "inclusion proof does not lead from leaf_hash to the checkpoint root"
+    not_a_hash = "of the proof is not a base64 SHA-256 hash"
+    bad_index = "tlog_proof needs an 'index <decimal without leading zeros>' line"
+
+    def text(hashes: list[str], checkpoint: str = note, top: Sequence[str] = lines[:2]) -> str:
+        return "\n".join([*top, *hashes]) + "\n\n" + checkpoint
+
+    def ok(description: str, receipt: Case) -> Case:
+        size = note_size(receipt["tlog_proof"].split("\n\n", 1)[1])
+        expect = {"origin": ORIGIN, "tree_size": size, "seq": receipt["seq"]}
+        return passing(description, w.vkey, expect, evidence=receipt)
+
+    def bad(description: str, receipt: Any, error: str, vkey: str = w.vkey) -> Case:
+        return failing(description, vkey, error, evidence=receipt)
+
+    newest = w.inclusion[seq]
+    under_newest = format_tlog_proof(
+        seq, [base64.b64decode(h) for h in newest["inclusion_proof"]], w.latest.encode()
+    )
+    witness_line = w.other.sign(body(note).encode()).decode().split("\n")[SIGNATURE_LINE]
+    extra = base64.b64encode(b"opaque, unauthenticated").decode()
+    older = w.receipts[2]  # a tree of 3: its proof does not lead to the checkpoint of 4
+    return {
+        "valid": ok(
+            f"The receipt of record {seq} as its decision response carries it: the checkpoint "
+            f"of its group commit (a tree of {seq + 1}) and its inclusion proof.",
+            rc,
+        ),
+        "valid_first_record": ok(
+            "The receipt of the first record: a tree of one, no proof hashes.", w.receipts[0]
+        ),
+        "valid_last_record": ok("The receipt of the last record.", w.receipts[TREE_SIZE - 1]),
+        "valid_newer_checkpoint": ok(
+            f"Record {seq} under the log's newest checkpoint ({TREE_SIZE} records) and its proof "
+            "there: any checkpoint of the log that holds the record will do.",
+            edited(rc, tlog_proof=under_newest),
+        ),
+        "valid_extra_line": ok(
+            "An extra line (C2SP tlog-proof allows one: opaque, never trusted).",
+            edited(rc, tlog_proof=text(proof, top=[lines[0], f"extra {extra}", lines[1]])),
+        ),
+        "valid_cosigned": ok(
+            "The checkpoint with a second signature line from another key (a witness): ignored.",
+            edited(rc, tlog_proof=text(proof, note + witness_line + "\n")),
+        ),
+        "wrong_key": bad(
+            "Checked with another key of the log's name.",
+            rc,
+            "checkpoint: note has no signature from key",
+            w.impostor.verifier_key,
+        ),
+        "bad_verifier_key": bad("A verifier key that is not one.", rc, "bad verifier key", "x"),
+        "not_an_object": bad(
+            "The receipt wrapped in a list.", [rc], "a receipt is a JSON object, got list"
+        ),
+        "format_changed": bad(
+            "Another format version.",
+            edited(rc, format="infertrail-receipt/2"),
+            f"format must be {RECEIPT_FORMAT!r}",
+        ),
+        "origin_changed": bad(
+            "origin is not the checkpoint's.",
+            edited(rc, origin=OTHER_ORIGIN),
+            "is not the expected",
+        ),
+        "checkpoint_other_origin_same_key": bad(
+            "A checkpoint validly signed by the log's key, but for another origin.",
+            edited(
+                rc, tlog_proof=text(proof, w.sign(OTHER_ORIGIN, seq + 1, base64.b64decode(root)))
+            ),
+            "is not the expected",
+        ),
+        "shard_missing": bad("No shard field.", removed(rc, "shard"), "shard must be a str"),
+        "seq_boolean": bad("seq as a boolean.", edited(rc, seq=True), "seq must be a int"),
+        "seq_negative": bad("seq below zero.", edited(rc, seq=-1), "seq must be >= 0"),
+        "seq_mismatch": bad(
+            "seq is not the tlog-proof's index.",
+            edited(rc, seq=seq + 1),
+            f"tlog_proof is for index {seq}, the receipt says seq {seq + 1}",
+        ),
+        "seq_and_index_changed": bad(
+            "seq and the index line both changed: the proof no longer fits.",
+            edited(rc, seq=seq - 1, tlog_proof=text(proof, top=[lines[0], f"index {seq - 1}"])),
+            missed,
+        ),
+        "leaf_hash_changed": bad(
+            "One bit of leaf_hash flipped.",
+            edited(rc, leaf_hash=flip(bytes.fromhex(rc["leaf_hash"])).hex()),
+            missed,
+        ),
+        "leaf_hash_uppercase": bad(
+            "leaf_hash in uppercase hex: the format is lowercase.",
+            edited(rc, leaf_hash=rc["leaf_hash"].upper()),
+            "leaf_hash must be 64 lowercase hex digits",
+        ),
+        "proof_hash_changed": bad(
+            "One bit of one proof hash flipped.",
+            edited(rc, tlog_proof=text([proof[0], flip_b64(proof[1]), *proof[2:]])),
+            missed,
+        ),
+        "proof_hash_removed": bad(
+            "The last proof hash removed.", edited(rc, tlog_proof=text(proof[:-1])), missed
+        ),
+        "proof_hash_extra": bad(
+            "A proof hash appended.", edited(rc, tlog_proof=text([*proof, proof[0]])), missed
+        ),
+        "proof_hashes_reordered": bad(
+            "The proof hashes in reverse order (they go from the leaf's sibling up).",
+            edited(rc, tlog_proof=text(proof[::-1])),
+            missed,
+        ),
+        "proof_hash_bad_base64": bad(
+            "A proof hash that is not base64.",
+            edited(rc, tlog_proof=text([proof[0][:-2] + "!=", *proof[1:]])),
+            not_a_hash,
+        ),
+        "proof_hash_noncanonical_base64": bad(
+            "A proof hash in base64 with a padding bit set: the same bytes, a second encoding.",
+            edited(rc, tlog_proof=text([noncanonical_b64(proof[0]), *proof[1:]])),
+            not_a_hash,
+        ),
+        "header_changed": bad(
+            "Another tlog-proof version on the first line.",
+            edited(rc, tlog_proof=text(proof, top=["c2sp.org/tlog-proof@v2", lines[1]])),
+            f"tlog_proof must start with the line {TLOG_PROOF_HEADER!r}",
+        ),
+        "index_leading_zero": bad(
+            "The index with a leading zero: one encoding per value.",
+            edited(rc, tlog_proof=text(proof, top=[lines[0], f"index 0{seq}"])),
+            bad_index,
+        ),
+        "index_line_missing": bad(
+            "No index line.", edited(rc, tlog_proof=text(proof, top=lines[:1])), bad_index
+        ),
+        "blank_line_missing": bad(
+            "No blank line between the proof and the checkpoint: the note's lines read as hashes.",
+            edited(rc, tlog_proof="\n".join(lines) + "\n" + note),
+            not_a_hash,
+        ),
+        "checkpoint_missing": bad(
+            "Nothing after the blank line.",
+            edited(rc, tlog_proof=head + "\n\n"),
+            "tlog_proof has no checkpoint after its blank line",
+        ),
+        "checkpoint_root_modified": bad(
+            "The checkpoint's root line changed.",
+            edited(rc, tlog_proof=text(proof, with_line(note, 2, flip_b64(root)))),
+            "checkpoint: invalid signature from key",
+        ),
+        "checkpoint_too_small": bad(
+            f"The log's real checkpoint of {seq} records, which does not hold record {seq}.",
+            edited(rc, tlog_proof=text(proof, w.notes[seq])),
+            f"seq {seq} is not in the signed checkpoint of {seq} records",
+        ),
+        "checkpoint_of_another_tree": bad(
+            "The receipt of record 2 (a tree of 3) with the log's checkpoint of 4 records.",
+            edited(
+                older,
+                tlog_proof=older["tlog_proof"].split("\n\n", 1)[0] + "\n\n" + w.notes[4],
+            ),
+            missed,
+        ),
+        "crlf_line_endings": bad(
+            "CRLF line endings.",
+            edited(rc, tlog_proof=rc["tlog_proof"].replace("\n", "\r\n")),
+            f"tlog_proof must start with the line {TLOG_PROOF_HEADER!r}",
+        ),
+        "tlog_proof_not_a_string": bad(
+            "tlog_proof as a list of lines.",
+            edited(rc, tlog_proof=rc["tlog_proof"].split("\n")),
+            "tlog_proof must be a str",
+        ),
+    }
+
+
 def all_cases(w: World) -> dict[str, dict[str, Case]]:
     """Every case, by directory and then by file name (without .json)."""
     return {
         "checkpoint": checkpoint_cases(w),
         "inclusion_evidence": inclusion_cases(w),
         "consistency_evidence": consistency_cases(w),
+        "receipts": receipt_cases(w),
         "cosignature": cosignature_cases(w),
     }
 

@@ -204,6 +204,14 @@ class Settings(BaseSettings):
     )
     audit_retention_class: str = Field("eu-ai-act-6m", min_length=1)
 
+    # Receipts: every decision's receipt names its log by origin and shard (docs/receipts.md)
+    audit_shard: str = Field(
+        "0",
+        pattern=r"^[!-~]{1,64}$",
+        description="Which log of a fleet this data directory's is, as decision receipts name "
+        "it (1-64 printable ASCII characters; a single log is shard 0).",
+    )
+
     # Health and recovery from storage faults: readiness (/readyz), the audit log reopening itself
     audit_retry_s: float = Field(
         1.0,

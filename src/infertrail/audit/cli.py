@@ -26,6 +26,7 @@ from infertrail.audit.keys import KeyFileError, generate_signing_key, load_signe
 from infertrail.audit.lake import Sealer, SealError
 from infertrail.audit.ledger import AuditLog, LogCorruptedError, LogLockedError
 from infertrail.audit.proofs import ProofError, make_consistency, make_evidence
+from infertrail.audit.receipt_check import check_receipt
 from infertrail.audit.timestamps import TIMESTAMPS_FILE, TrustRoots, load_trust_roots, rfc3339
 from infertrail.audit.verifier_state import (
     Remembered,
@@ -34,6 +35,7 @@ from infertrail.audit.verifier_state import (
     default_state_path,
 )
 from infertrail.audit.verify import ANCHOR_SOURCES, VerifyError, VerifyReport, verify_log
+from infertrail.audit.verify_receipts import HeldReceipt, ReceiptFileError, load_receipts
 from infertrail.audit.witnessed import Witnessed
 from infertrail.commandline import UsageProblem, settings_of
 from infertrail.config import Settings
@@ -204,6 +206,13 @@ pass_paths = click.make_pass_decorator(_Paths)
     help="PEM file of the time-stamp authority's root certificate(s): check the log's "
     "RFC 3161 tokens. Default: settings audit_tsa_roots_file.",
 )
+@click.option(
+    "--receipts",
+    "receipts_dir",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    help="A directory of decision receipts (*.json: receipts, or whole decision responses): "
+    "each receipted record must still be in the log, under its receipt's signed checkpoint.",
+)
 @pass_paths
 def verify(
     paths: _Paths,
@@ -216,6 +225,7 @@ def verify(
     key: str | None,
     offline: bool,
     tsa_root: Path | None,
+    receipts_dir: Path | None,
 ) -> None:
     """Recompute the whole log from storage; exit 1 naming the first damage found.
 
@@ -229,6 +239,7 @@ def verify(
     state, remembered = _load_state(paths, origin, verifier, state_path, no_state)
     witnessed, witness_notes = _witnessed(paths.settings, paths.log_dir, origin, verifier, offline)
     tsa_roots = _tsa_roots(tsa_root or paths.settings.audit_tsa_roots_file)
+    held, receipt_notes = _held_receipts(receipts_dir, verifier, origin)
     old = None
     if from_checkpoint is not None:
         try:
@@ -246,12 +257,16 @@ def verify(
             deep=deep,
             tsa_roots=tsa_roots,
             witnessed=witnessed,
+            receipts=held,
         )
     except (VerifyError, LogCorruptedError) as exc:
         raise UsageProblem(str(exc)) from exc
     if state is not None:
         _keep_state(report, state, remembered, verifier, origin, str(paths.log_dir.resolve()))
     report.notes.extend(witness_notes)
+    report.notes.extend(receipt_notes)
+    if held and report.ok:
+        report.notes.append(f"receipts: all {len(held)} receipted records are in the log")
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True))
     else:
@@ -278,6 +293,18 @@ def _witnessed(
         )
     except (NoteError, ValueError) as exc:
         raise UsageProblem(f"bad audit_witnesses: {exc}") from exc
+
+
+def _held_receipts(
+    directory: Path | None, verifier: NoteVerifier, origin: str
+) -> tuple[list[HeldReceipt], list[str]]:
+    """The receipts of this log in ``directory`` (checked with the key), and notes on the rest."""
+    if directory is None:
+        return [], []
+    try:
+        return load_receipts(directory, verifier, origin)
+    except ReceiptFileError as exc:
+        raise UsageProblem(str(exc)) from exc
 
 
 def _tsa_roots(path: Path | None) -> TrustRoots | None:
@@ -384,7 +411,9 @@ def _protection(report: VerifyReport) -> list[str]:
                 "advanced": f"remembered: now size {size} in {path}",
                 "unchanged": f"remembered: size {size} in {path}",
                 "changed": f"not remembered: another verifier changed {path} meanwhile",
-                "kept": f"remembered: still size {size} in {path}",
+                "kept": f"remembered: still size {size} in {path}"
+                if size is not None
+                else f"not remembered: nothing kept in {path} from a log that did not verify",
                 "failed": f"not remembered: {path} could not be updated",
             }[outcome]
         )
@@ -458,6 +487,20 @@ def _report_check(result: CheckResult) -> None:
 def check_proof(file: Path, key: str) -> None:
     """Check an evidence file with only the public key (exit 0 valid, 1 not)."""
     _report_check(check_evidence(_read_json(file), _verifier(key, Path()).verifier_key))
+
+
+@audit.command("check-receipt")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--key", required=True, help="The log's verifier key (or a file holding it).")
+def check_receipt_cmd(file: Path, key: str) -> None:
+    """Check a decision's receipt offline, with only the public key (exit 0 valid, 1 not).
+
+    FILE holds the receipt (a response's ``audit_receipt`` object) or the whole response.
+    """
+    document = _read_json(file)
+    if "format" not in document and isinstance(document.get("audit_receipt"), dict):
+        document = document["audit_receipt"]
+    _report_check(check_receipt(document, _verifier(key, Path()).verifier_key))
 
 
 @audit.command()

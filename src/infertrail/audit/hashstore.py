@@ -131,12 +131,18 @@ class HashStore:
         if self._read_only:
             raise PermissionError(f"{what} on a read-only hash store ({self._dir})")
 
-    def append(self, leaf_hashes: Sequence[bytes]) -> None:
-        """Append leaf hashes, and the level roots of any aligned subtree they complete."""
+    def append(self, leaf_hashes: Sequence[bytes] | bytes) -> None:
+        """Append leaf hashes (a sequence, or back to back in one bytes object), and the level
+        roots of any aligned subtree they complete."""
         self._check_writable("append")
-        data = b"".join(leaf_hashes)
-        if len(data) != HASH_SIZE * len(leaf_hashes):
-            raise ValueError(f"leaf hashes must all be {HASH_SIZE} bytes")
+        if isinstance(leaf_hashes, bytes):
+            data, count = leaf_hashes, len(leaf_hashes) // HASH_SIZE
+            if len(data) % HASH_SIZE:
+                raise ValueError(f"{len(data)} bytes are not whole {HASH_SIZE}-byte leaf hashes")
+        else:
+            data, count = b"".join(leaf_hashes), len(leaf_hashes)
+            if len(data) != HASH_SIZE * count:
+                raise ValueError(f"leaf hashes must all be {HASH_SIZE} bytes")
         write_all(self._fds[0], data)
         carry = data
         for k, block in enumerate(self._open_blocks):
@@ -147,7 +153,7 @@ class HashStore:
             carry = _block_roots(block[:complete])
             del block[:complete]
             write_all(self._fds[k + 1], carry)
-        self._size += len(leaf_hashes)
+        self._size += count
 
     def leaf(self, index: int) -> bytes:
         """Leaf hash ``index``; IndexError outside [0, size)."""

@@ -3,11 +3,14 @@
 Request threads canonicalize a record around its ``seq`` member (no lock held), then, under the
 queue lock (so queue order is seq order), number it by joining three byte strings and enqueue
 it. One writer thread takes batches off the bounded queue, hashes their leaves, writes them to
-the WAL with one write and one fdatasync, extends the hash store, and only then acknowledges
-them: every record's future is settled under one lock acquisition per batch. Signed C2SP
-checkpoints follow at an interval, on flush and on close; each replaces ``checkpoints/latest``,
-and one every ``history_interval_ms`` (plus the last) is kept in the append-only history. Opening
-a log recovers it from a crash (:mod:`infertrail.audit.recovery`).
+the WAL with one write and one fdatasync, extends the hash store, signs the C2SP checkpoint of
+the grown tree (kept in ``checkpoints/commit``, :mod:`infertrail.audit.commitnote`), and only
+then acknowledges them: every record's future is settled under one lock acquisition per batch,
+with a receipt carrying that checkpoint and the nodes of its inclusion proof
+(:mod:`infertrail.audit.committree`). So no record is acknowledged before a signature covers it.
+Published checkpoints follow at an interval, on flush and on close; each replaces
+``checkpoints/latest``, and one every ``history_interval_ms`` (plus the last) is kept in the
+append-only history. Opening a log recovers it from a crash (:mod:`infertrail.audit.recovery`).
 
 The first write error fails the log for good: every record not yet durable fails with it, and
 nothing more is accepted. Reopening the directory recovers it, as after a crash, and cuts any
@@ -18,6 +21,7 @@ record that reached the WAL but was refused (``acknowledged_size``);
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -31,6 +35,7 @@ from typing import Any, Self
 from infertrail.audit.canonical import canonical_parts
 from infertrail.audit.checkpoint import Checkpoint, NoteSigner
 from infertrail.audit.commitqueue import CommitQueue, LogClosedError, LogFailedError
+from infertrail.audit.committree import CommitTree, Frontier, commit
 from infertrail.audit.framing import FRAME_HEADER, LogCorruptedError, crc32
 from infertrail.audit.merkle import EMPTY_ROOT, consistency_proof_by, inclusion_proof_by
 from infertrail.audit.receipts import (
@@ -46,6 +51,7 @@ from infertrail.audit.recovery import (
     RecoveryReport,
     open_parts,
     tree_root,
+    write_sealed,
 )
 from infertrail.audit.subtrees import leaf_hashes
 from infertrail.audit.wal import iter_records
@@ -64,6 +70,7 @@ __all__ = [
 # Records hashed per C-level call: between calls the interpreter may hand the GIL to request
 # threads, which a whole batch (up to batch_max records, milliseconds of hashing) would block.
 _HASH_CHUNK = 256
+_SHARD_RE = re.compile(r"[!-~]{1,64}")  # printable ASCII, no spaces: a label receipts carry
 _fork_generation = [0]  # bumped in a forked child: cheaper to compare than os.getpid()
 
 
@@ -99,10 +106,12 @@ class AuditLog:
         queue: CommitQueue,
         checkpoint_interval: float,
         on_failure: Callable[[BaseException], object] | None = None,
+        shard: str = "0",
     ) -> None:
         """Internal: use :meth:`open`, which takes the lock and recovers the parts first."""
         self.log_dir = log_dir
         self.origin = origin
+        self.shard = shard
         self.recovery = parts.recovery
         self._parts = parts
         self._queue = queue
@@ -114,6 +123,8 @@ class AuditLog:
         # what is durable and checkpointed. _written is the writer thread's own count.
         self._committed = queue.committed
         self._written = self._size = self._checkpoint_size = parts.hashes.size
+        # The writer's own: the tree as its perfect subtrees, grown by every commit.
+        self._frontier = Frontier.of(parts.hashes.size, parts.hashes.subtree_root)
         self._latest_note = parts.latest_note
         self._last_checkpoint = time.monotonic()
         self._stats = LedgerStats(0, 0, 0, 0)
@@ -142,6 +153,7 @@ class AuditLog:
         fsync: bool = True,
         acknowledged_size: int | None = None,
         on_failure: Callable[[BaseException], object] | None = None,
+        shard: str = "0",
     ) -> AuditLog:
         """Open (creating if needed) the log in ``log_dir`` for writing, recovering from a crash.
 
@@ -152,13 +164,18 @@ class AuditLog:
         many records that handle acknowledged (its ``size``); records past them that reached the
         WAL were refused to their callers and are cut off. ``on_failure(exc)``: called once, on
         the writer thread, when a write error fails the log (after every affected future has
-        failed); it must return quickly and not raise.
+        failed); it must return quickly and not raise. ``shard``: which log of a fleet this is,
+        as receipts name it (1-64 printable ASCII characters, no spaces).
         Raises LogLockedError if another writer holds it, LogCorruptedError for damage recovery
         must not repair, ValueError for bad options or a log of another origin or key.
         """
         _check_options(
             origin, batch_max, batch_wait_ms, queue_max, checkpoint_interval_ms, history_interval_ms
         )
+        if not isinstance(shard, str) or not _SHARD_RE.fullmatch(shard):
+            raise ValueError(
+                f"shard must be 1-64 printable ASCII characters without spaces, got {shard!r}"
+            )
         log_dir = Path(log_dir)
         parts = open_parts(
             log_dir,
@@ -177,7 +194,9 @@ class AuditLog:
                 batch_wait=batch_wait_ms / 1000,
                 queue_max=queue_max,
             )
-            return cls(log_dir, origin, parts, queue, checkpoint_interval_ms / 1000, on_failure)
+            return cls(
+                log_dir, origin, parts, queue, checkpoint_interval_ms / 1000, on_failure, shard
+            )
         except BaseException:
             parts.close()
             raise
@@ -321,13 +340,16 @@ class AuditLog:
     def retire_through(self, seq: int) -> None:
         """Delete WAL segments whose records are all <= ``seq`` (sealed in the lake by then).
 
-        The hash store is fsynced first: it is then the only local copy of those leaves.
+        The hash store is fsynced first: it is then the only local copy of those leaves. Then
+        ``seq`` is recorded (``sealed``): should a WAL copy of a sealed record be damaged, the
+        next open drops it instead of refusing the log (the lake holds the record).
         """
         if self._released:
             raise LogClosedError(f"audit log {self.log_dir} is closed")
         if not 0 <= seq < self._size:
             raise ValueError(f"can only retire committed records, seq {seq} >= {self._size}")
         self._hashes.sync()
+        write_sealed(self.log_dir, seq, fsync=True)
         self._wal.retire_through(seq)
 
     # ---- writer thread -------------------------------------------------------------------
@@ -365,10 +387,23 @@ class AuditLog:
             leaves += leaf_hashes(payloads[start : start + _HASH_CHUNK])
         headers = map(FRAME_HEADER.pack, map(len, payloads), map(crc32, payloads))
         frames = b"".join(chain.from_iterable(zip(headers, payloads, strict=True)))
+        joined = b"".join(leaves)
+        grown: list[tuple[CommitTree, Frontier]] = []
+
+        def sign() -> None:
+            # While the disk writes the batch out, so the CPU work adds little latency. The
+            # signature goes nowhere until the batch is durable: it never covers a record that
+            # a crash could lose.
+            tree = commit(self._frontier, joined)
+            tree.note = self._checkpoints.sign_commit(tree.size, tree.root)
+            grown.append((tree, tree.frontier()))
+
         try:
-            self._wal.write(self._written, len(payloads), frames)
+            self._wal.write(self._written, len(payloads), frames, meanwhile=sign)
+            [(tree, frontier)] = grown
             try:
-                self._hashes.append(leaves)
+                self._hashes.append(joined)
+                self._checkpoints.keep_commit(tree.note)
             except BaseException:
                 # Durable in the WAL, yet refused below: take it back out now, so that not even
                 # a crash before the reopen (which cuts it anyway) lets it join the log.
@@ -377,10 +412,12 @@ class AuditLog:
         except BaseException as exc:
             run_callbacks(fail_futures(self._committed, futures, exc))
             raise
+        tree.origin, tree.shard = self.origin, self.shard
+        self._frontier = frontier
         self._written += len(payloads)
         with self._committed:
             self._size = self._written
-            settled = resolve_futures(self._committed, futures, leaves)
+            settled = resolve_futures(self._committed, futures, tree)
         run_callbacks(settled)
         stats = self._stats
         self._stats = LedgerStats(
@@ -400,7 +437,7 @@ class AuditLog:
 
     def _write_checkpoint(self) -> None:
         size = self._written
-        note = self._checkpoints.write(size, tree_root(self._hashes, size))
+        note = self._checkpoints.write(size, self._frontier.root())
         self._last_checkpoint = time.monotonic()
         with self._committed:
             self._latest_note = note

@@ -10,6 +10,12 @@ It is still a real ``concurrent.futures.Future`` (``asyncio.wrap_future``,
 ``concurrent.futures.wait`` and ``as_completed`` accept it): it keeps the attributes those
 functions read (``_condition``, ``_state``, ``_waiters``) consistent, and waits in a loop on the
 predicate because the shared condition also wakes it for other records' batches.
+
+A future resolves only once the record is durable *and* the writer has signed the checkpoint of
+its group commit, so its :class:`Receipt` proves, to anyone with the log's public key, that the
+log held the record then (:mod:`infertrail.audit.receipt_check`). The writer resolves a whole
+batch with one :class:`~infertrail.audit.committree.CommitTree`; a receipt computes its
+inclusion proof from it only when serialized (:meth:`Receipt.to_dict`).
 """
 
 from __future__ import annotations
@@ -20,7 +26,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
+
+from infertrail.audit.committree import CommitTree
+from infertrail.audit.receipt_check import RECEIPT_FORMAT, format_tlog_proof
 
 __all__ = [
     "AuditRefusedError",
@@ -85,10 +95,64 @@ async def receipt_of_async(future: Future[Receipt] | None) -> Receipt | None:
 
 @dataclass(frozen=True, slots=True)
 class Receipt:
-    """Acknowledgement that a record is durable: its position and leaf hash in the log."""
+    """Acknowledgement that a record is durable: its position and leaf hash in the log, and the
+    log's signature over a tree that holds it.
+
+    ``commit`` is the group commit that made the record durable (set by the log's writer; None
+    for a receipt made by hand): the signed checkpoint and the nodes of the record's inclusion
+    proof. Two receipts are equal when they name the same leaf at the same seq.
+    """
 
     seq: int
     leaf_hash: bytes
+    commit: CommitTree | None = field(default=None, compare=False, repr=False)
+
+    def _signed(self) -> CommitTree:
+        if self.commit is None:
+            raise ValueError(f"the receipt of seq {self.seq} carries no signed checkpoint")
+        return self.commit
+
+    @property
+    def origin(self) -> str:
+        """The log's origin, as its checkpoints name it."""
+        return self._signed().origin
+
+    @property
+    def shard(self) -> str:
+        """Which log of a fleet wrote the record (``"0"`` for a single log)."""
+        return self._signed().shard
+
+    @property
+    def tree_size(self) -> int:
+        """The size of the tree the checkpoint signs (the record's commit included)."""
+        return self._signed().size
+
+    @property
+    def checkpoint(self) -> bytes:
+        """The C2SP checkpoint (a signed note) of the record's group commit."""
+        return self._signed().note
+
+    def inclusion_proof(self) -> list[bytes]:
+        """RFC 9162 inclusion proof of the record in the checkpoint's tree (computed now)."""
+        return self._signed().inclusion_proof(self.seq)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The receipt document (``infertrail-receipt/1``), JSON-ready: what a response carries.
+
+        ``tlog_proof`` is a C2SP tlog-proof of the record's leaf hash: its index, inclusion
+        proof and the signed checkpoint (:mod:`infertrail.audit.receipt_check` checks it).
+        """
+        commit = self._signed()
+        return {
+            "format": RECEIPT_FORMAT,
+            "origin": commit.origin,
+            "shard": commit.shard,
+            "seq": self.seq,
+            "leaf_hash": self.leaf_hash.hex(),
+            "tlog_proof": format_tlog_proof(
+                self.seq, commit.inclusion_proof(self.seq), commit.note
+            ),
+        }
 
 
 class RecordFuture(Future[Receipt]):
@@ -102,7 +166,7 @@ class RecordFuture(Future[Receipt]):
     # Class-level defaults: one fewer attribute store per record for what is rarely set.
     _exception: BaseException | None = None
     _callbacks: tuple[()] | list[Callable[[Future[Receipt]], object]] = ()
-    _leaf = b""
+    _commit: CommitTree | None = None
 
     def __init__(self, condition: threading.Condition, seq: int) -> None:
         """Internal: made by the log under its queue lock; ``condition`` is its commit condition."""
@@ -137,7 +201,9 @@ class RecordFuture(Future[Receipt]):
         if self._exception is not None:
             raise self._exception
         # Built per call, not kept: a sixth instance attribute would grow the future's dict.
-        return Receipt(self.seq, self._leaf)
+        commit = self._commit
+        assert commit is not None  # a finished future without an exception has its commit
+        return Receipt(self.seq, commit.leaf(self.seq), commit)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         """The error that failed the record, None once durable; TimeoutError after ``timeout``."""
@@ -187,17 +253,17 @@ class RecordFuture(Future[Receipt]):
 
 
 def resolve_futures(
-    condition: threading.Condition, futures: Iterable[RecordFuture], leaves: Iterable[bytes]
+    condition: threading.Condition, futures: Iterable[RecordFuture], commit: CommitTree
 ) -> list[RecordFuture]:
-    """Mark records durable with their leaf hashes; return those with callbacks to run.
+    """Mark a batch's records durable under its signed ``commit``; return those with callbacks.
 
     One acquisition of ``condition`` (the futures' shared one, reentrant) and one notify_all for
     the whole batch; the caller runs :func:`run_callbacks` on the result after releasing it.
     """
     with condition:
         pending = []
-        for future, leaf in zip(futures, leaves, strict=True):
-            future._leaf = leaf
+        for future in futures:
+            future._commit = commit
             future._state = _FINISHED
             if future._waiters:  # concurrent.futures.wait / as_completed are watching
                 for waiter in future._waiters:

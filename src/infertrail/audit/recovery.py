@@ -4,6 +4,13 @@ On open, a torn WAL tail is cut (by the WAL scan), the hash store is brought bac
 the WAL, and the checkpoint history must still match the recovered tree (no rollback). The
 checkpoint writer lives here too: open writes a checkpoint when the newest one lags the tree.
 
+Every acknowledged record was under a signed checkpoint before its caller heard of it (the
+group-commit checkpoint of :mod:`infertrail.audit.commitnote`), so the WAL scan is told the
+largest tree size a checkpoint on disk signs: damage to a record below it is tampering, and
+open refuses it instead of cutting it as a torn tail. WAL copies of records already sealed into
+the lake (``sealed``, written by ``retire_through``) are another matter: once sealed, the lake
+holds the record, so a damaged copy is dropped (and reported) rather than stopping the log.
+
 Every checkpoint replaces ``checkpoints/latest``; the append-only ``checkpoints/history.log``
 keeps one at most every ``history_interval`` seconds (and the last one before close), so it
 grows by ~187 bytes a minute, not a second: open parses and ``verify`` checks every entry.
@@ -27,6 +34,7 @@ from infertrail.audit.checkpoint import (
     open_checkpoint,
     sign_checkpoint,
 )
+from infertrail.audit.commitnote import COMMIT_FILE, SLOT_BYTES, CommitNoteFile, read_commit_notes
 from infertrail.audit.framing import (
     LogCorruptedError,
     TornTail,
@@ -37,23 +45,35 @@ from infertrail.audit.framing import (
 )
 from infertrail.audit.hashstore import HashStore
 from infertrail.audit.merkle import EMPTY_ROOT, consistency_proof_by, leaf_hash, verify_consistency
-from infertrail.audit.wal import SegmentWriter, WalState, cut_refused, iter_records, scan_wal
+from infertrail.audit.wal import (
+    SegmentWriter,
+    WalState,
+    cut_refused,
+    drop_damaged_sealed,
+    iter_records,
+    scan_wal,
+)
 
 __all__ = [
     "HISTORY_RECHECK",
     "LOG_FORMAT",
+    "SEALED_FILE",
     "CheckpointWriter",
     "LogLockedError",
     "LogParts",
     "RecoveryReport",
     "acquire_lock",
+    "check_commit_notes",
     "check_history",
     "note_size",
     "open_parts",
     "prepare_layout",
+    "read_sealed",
     "reconcile",
     "replace_file",
+    "signed_coverage",
     "tree_root",
+    "write_sealed",
 ]
 
 LOG_FORMAT = 1
@@ -62,6 +82,7 @@ LOG_FORMAT = 1
 # Checking all of them is `verify`'s job: the history grows by one entry per interval.
 HISTORY_RECHECK = 32
 _COMPARE_CHUNK = 65536  # leaf hashes compared or appended per step during recovery
+SEALED_FILE = "sealed"  # in the log directory: the last seq sealed into the lake (a hint)
 
 
 class LogLockedError(RuntimeError):
@@ -78,6 +99,8 @@ class RecoveryReport:
     leaves_dropped: int  # hash store leaves beyond the end of the WAL, cut off
     # Complete WAL records past what the failed handle acknowledged, cut off (reopen only)
     refused_dropped: int = 0
+    # Sealed records whose WAL copy was damaged: the copies were dropped (the lake holds them)
+    sealed_damaged: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,26 +146,36 @@ def open_parts(
     torn tail, exactly as any open cuts it), fewer is LogCorruptedError. Such a reopen always
     signs a checkpoint (kept in the history): the first after the fault, consistent with every
     one before it, and a write, so that a reopen while the fault lasts (a disk still full)
-    fails here rather than at the next append. Raises
+    fails here rather than at the next append. A damaged record that a signed checkpoint covers
+    (history, ``latest`` or the group-commit checkpoint) is LogCorruptedError, never cut as a
+    torn tail; damaged WAL copies of sealed records are dropped (``sealed_damaged``). Raises
     LogLockedError, LogCorruptedError (damage recovery must not repair) or ValueError.
     """
     log_dir.mkdir(parents=True, exist_ok=True)
+    verifier = NoteVerifier.from_key(signer.verifier_key)
     with contextlib.ExitStack() as cleanup:
         lock_fd = acquire_lock(log_dir)
         cleanup.callback(os.close, lock_fd)
         prepare_layout(log_dir, signer, origin)
-        wal_state = scan_wal(log_dir / "wal")
+        hashes = HashStore(log_dir / "tree")
+        cleanup.callback(hashes.close)
+        sealed_damaged = drop_damaged_sealed(
+            log_dir / "wal", read_sealed(log_dir), hashes.size, index_dir=log_dir / "wal-index"
+        )
+        covered, covered_by = signed_coverage(
+            log_dir / "checkpoints", verifier, origin, acknowledged_size
+        )
+        wal_state = scan_wal(log_dir / "wal", covered=covered, covered_by=covered_by)
         refused = 0
         if acknowledged_size is not None:
             wal_state, refused = cut_refused(
                 log_dir / "wal", wal_state, acknowledged_size, index_dir=log_dir / "wal-index"
             )
-        hashes = HashStore(log_dir / "tree")
-        cleanup.callback(hashes.close)
         rebuilt, dropped = reconcile(log_dir / "wal", wal_state, hashes)
         history_tail, latest, kept = check_history(
-            log_dir / "checkpoints", NoteVerifier.from_key(signer.verifier_key), origin, hashes
+            log_dir / "checkpoints", verifier, origin, hashes
         )
+        check_commit_notes(log_dir / "checkpoints", verifier, origin, hashes, acknowledged_size)
         checkpoints = CheckpointWriter(
             log_dir / "checkpoints", signer, origin, fsync, history_interval, kept, latest
         )
@@ -150,6 +183,8 @@ def open_parts(
         reopen = acknowledged_size is not None
         if reopen or latest is None or note_size(latest) != hashes.size:
             latest = checkpoints.write(hashes.size, tree_root(hashes, hashes.size), keep=True)
+        # Both slots: a reopen's refused batch may have left its note in one.
+        checkpoints.reset_commit_notes(latest)
         wal = SegmentWriter(
             log_dir / "wal",
             wal_state,
@@ -157,8 +192,12 @@ def open_parts(
             fsync=fsync,
             index_dir=log_dir / "wal-index",
         )
-        repaired = wal_state.torn_tail or history_tail or rebuilt or dropped or refused
-        report = RecoveryReport(wal_state.torn_tail, history_tail, rebuilt, dropped, refused)
+        repaired = (
+            wal_state.torn_tail or history_tail or rebuilt or dropped or refused or sealed_damaged
+        )
+        report = RecoveryReport(
+            wal_state.torn_tail, history_tail, rebuilt, dropped, refused, tuple(sealed_damaged)
+        )
         parts = LogParts(lock_fd, wal, hashes, checkpoints, latest, report if repaired else None)
         cleanup.pop_all()
     return parts
@@ -181,6 +220,10 @@ class CheckpointWriter:
     A history append that fails (a full disk) is cut back; if even that fails, nothing more is
     appended by this writer: a frame after a torn one would turn the torn tail, which the next
     open cuts, into damage in place, which it refuses.
+
+    :meth:`write_commit` signs the checkpoint of each group commit and keeps the newest in
+    ``checkpoints/commit`` (:mod:`infertrail.audit.commitnote`); neither ``latest`` nor the
+    history sees those.
     """
 
     def __init__(
@@ -204,7 +247,19 @@ class CheckpointWriter:
         self._kept_at = time.monotonic()
         # latest, when it is newer than the history's newest entry (as recovery may find it)
         self._unkept = latest if latest is not None and note_size(latest) > kept_size else None
+        # The largest note this log can sign must fit a commit slot (a long origin would not).
+        widest = sign_checkpoint(Checkpoint(origin, 2**64 - 1, EMPTY_ROOT), signer)
+        if len(widest) + 8 > SLOT_BYTES:
+            raise ValueError(
+                f"origin {origin[:40]!r}... and key name make checkpoints of {len(widest)} bytes; "
+                f"at most {SLOT_BYTES - 8} fit the group-commit checkpoint's slot"
+            )
         self._fd = os.open(cp_dir / "history.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            self._commits = CommitNoteFile(cp_dir / COMMIT_FILE)
+        except BaseException:
+            os.close(self._fd)
+            raise
         self._torn = False  # a failed append could not be cut back: append nothing more
 
     def write(self, size: int, root: bytes, *, keep: bool = False) -> bytes:
@@ -217,6 +272,23 @@ class CheckpointWriter:
             self._unkept = note
         replace_file(self._latest, note, self._fsync)
         return note
+
+    def sign_commit(self, size: int, root: bytes) -> bytes:
+        """Sign the checkpoint of a group commit; it goes nowhere until :meth:`keep_commit`."""
+        return sign_checkpoint(Checkpoint(self._origin, size, root), self._signer)
+
+    def keep_commit(self, note: bytes) -> None:
+        """Keep a group commit's signed checkpoint in ``checkpoints/commit`` (no fsync).
+
+        Call it only once the tree it signs is durable: the note may reach the disk before
+        anything written later, never before what was fdatasynced earlier.
+        """
+        self._commits.write(note)
+
+    def reset_commit_notes(self, note: bytes) -> None:
+        """Put ``note`` (the checkpoint of the whole tree, as open signs it) in both slots."""
+        self._commits.write(note)
+        self._commits.write(note)
 
     def _keep(self, note: bytes, size: int, now: float) -> None:
         if self._torn:
@@ -244,6 +316,7 @@ class CheckpointWriter:
         finally:
             os.close(self._fd)
             self._fd = -1
+            self._commits.close()
 
 
 def acquire_lock(log_dir: Path) -> int:
@@ -419,6 +492,78 @@ def check_history(
     # Missing, or behind the history (a crash between the history append and the replace).
     replace_file(latest_path, notes[-1], True)
     return tail, notes[-1], newest.size
+
+
+def signed_coverage(
+    cp_dir: Path, verifier: NoteVerifier, origin: str, acknowledged_size: int | None = None
+) -> tuple[int, str]:
+    """The largest tree size a valid checkpoint on disk signs, and which file holds it.
+
+    Looks at the history's newest entry, ``latest`` and the group-commit checkpoints; notes that
+    do not verify count for nothing here (:func:`check_history` and :func:`check_commit_notes`
+    say what is wrong with them). On a reopen (``acknowledged_size``), a group-commit checkpoint
+    beyond what was acknowledged is the refused batch's, and does not count either.
+    """
+    candidates: list[tuple[bytes, str]] = []
+    history, _ = read_frames(cp_dir / "history.log", repair=False)
+    if history:
+        candidates.append((history[-1], "checkpoints/history.log"))
+    with contextlib.suppress(FileNotFoundError):
+        candidates.append(((cp_dir / "latest").read_bytes(), "checkpoints/latest"))
+    commit_source = f"checkpoints/{COMMIT_FILE}"
+    candidates += [(note, commit_source) for note in read_commit_notes(cp_dir / COMMIT_FILE)]
+    best, where = 0, ""
+    for note, source in candidates:
+        try:
+            size = open_checkpoint(note, verifier, expected_origin=origin).size
+        except NoteError:
+            continue
+        refused = acknowledged_size is not None and size > acknowledged_size
+        if refused and source == commit_source:
+            continue  # the refused batch's
+        if size > best:
+            best, where = size, source
+    return best, where
+
+
+def check_commit_notes(
+    cp_dir: Path,
+    verifier: NoteVerifier,
+    origin: str,
+    hashes: HashStore,
+    acknowledged_size: int | None = None,
+) -> None:
+    """LogCorruptedError unless every intact group-commit checkpoint verifies and fits the tree.
+
+    A slot a crash tore is no note (its frame fails its CRC) and is skipped; one that is intact
+    but not signed by this log's key, or that says more records or another root than the
+    recovered tree has, was put there by someone else, or the log was cut back.
+    """
+    path = cp_dir / COMMIT_FILE
+    checkpoints = []
+    for note in read_commit_notes(path):
+        try:
+            checkpoints.append(open_checkpoint(note, verifier, expected_origin=origin))
+        except NoteError as exc:
+            raise LogCorruptedError(f"{path}: {exc}") from exc
+    for cp in sorted(checkpoints, key=lambda cp: cp.size, reverse=True):  # the newest first
+        if acknowledged_size is not None and cp.size > acknowledged_size:
+            continue  # the refused batch's (see signed_coverage); open overwrites it
+        _check_against_tree(cp, hashes, str(path))
+
+
+def read_sealed(log_dir: Path) -> int:
+    """The last seq ``retire_through`` was told is sealed into the lake; -1 if none (a hint)."""
+    try:
+        text = (log_dir / SEALED_FILE).read_text()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return -1
+    return int(text) if text.strip().isdigit() and text.isascii() else -1
+
+
+def write_sealed(log_dir: Path, seq: int, fsync: bool) -> None:
+    """Record that records ``<= seq`` are sealed into the lake (before their WAL goes)."""
+    replace_file(log_dir / SEALED_FILE, f"{seq}\n".encode(), fsync)
 
 
 def _check_against_tree(cp: Checkpoint, hashes: HashStore, where: str) -> None:

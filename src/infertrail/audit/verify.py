@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 from infertrail.audit.checkpoint import Checkpoint, NoteError, NoteVerifier, open_checkpoint
+from infertrail.audit.commitnote import COMMIT_FILE, read_commit_notes
 from infertrail.audit.compaction import compaction_names
 from infertrail.audit.compaction_check import CompactionTask, check_compaction
 from infertrail.audit.framing import LogCorruptedError, read_frames
@@ -61,6 +62,15 @@ from infertrail.audit.timestamps import (
 )
 from infertrail.audit.verifier_state import judge_by_recomputed
 from infertrail.audit.verify_files import DamageKind, FileResult, FileTask, Finding, check_file
+from infertrail.audit.verify_receipts import (
+    RECEIPT_SOURCE,
+    HeldReceipt,
+    beyond_finding,
+    covered_by_receipts,
+    leaf_finding,
+    receipt_checks,
+    root_finding,
+)
 from infertrail.audit.wal import list_segments
 from infertrail.audit.witnessed import Witnessed, judge_witnessed
 
@@ -133,6 +143,7 @@ def verify_log(
     workers: int = 1,
     deep: bool = False,
     tsa_roots: TrustRoots | None = None,
+    receipts: Sequence[HeldReceipt] = (),
 ) -> VerifyReport:
     """Verify everything stored for the log in ``log_dir`` and the lake at ``lake_url``.
 
@@ -149,6 +160,10 @@ def verify_log(
     sealer itself). ``tsa_roots``: the trust roots of the time-stamp authority, to check the
     log's time-stamp tokens (without them, or without the ``timestamps`` extra, the tokens are
     counted and a note says they were not checked).
+    ``receipts`` (checked with the log's key already, :mod:`infertrail.audit.verify_receipts`):
+    each receipted record must hash to its receipt's leaf, and the log's root at each receipt's
+    tree size must be the one its checkpoint signs (else ``modified`` or ``truncated``, naming
+    the receipt's file).
     Compactions are checked once the rest is intact. Raises VerifyError if there is no readable
     log at ``log_dir``.
     """
@@ -161,7 +176,16 @@ def verify_log(
     for _ in range(_RETRIES):
         names = LakeReader(lake_url).manifest_names()
         report, raced = _verify_once(
-            log_dir, lake_url, verifier, origin, anchors, workers, deep, stamped.checks, witnessed
+            log_dir,
+            lake_url,
+            verifier,
+            origin,
+            anchors,
+            workers,
+            deep,
+            stamped.checks,
+            witnessed,
+            receipts,
         )
         if not raced and (report.ok or LakeReader(lake_url).manifest_names() == names):
             break
@@ -293,6 +317,7 @@ def _verify_once(
     deep: bool,
     stamp_checks: list[Check],
     witnessed: Sequence[Witnessed],
+    receipts: Sequence[HeldReceipt] = (),
 ) -> tuple[VerifyReport, bool]:
     report = VerifyReport(origin)
     checks, finding = _checkpoint_checks(log_dir, verifier, origin, report)
@@ -301,14 +326,16 @@ def _verify_once(
         anchors, finding = _open_anchors(anchor_notes, verifier, origin)
         anchors += [_Anchor("witnesses", w.checkpoint, witnessed=w) for w in witnessed]
     checks += stamp_checks
+    checks += receipt_checks(receipts)
     if finding is not None:
         report.finding = finding
         return report, False
     checks.sort(key=lambda c: c[0])
     sizes = tuple(sorted({c[0] for c in checks} | {a.checkpoint.size for a in anchors}))
-    tasks = _tasks(log_dir, lake_url, origin, verifier.verifier_key, sizes, deep)
+    seqs = tuple(sorted({r.claim.seq for r in receipts}))
+    tasks = _tasks(log_dir, lake_url, origin, verifier.verifier_key, sizes, deep, seqs)
     if workers == 1 or len(tasks) < 2:
-        report, raced = _merge(map(check_file, tasks), checks, report, anchors)
+        report, raced = _merge(map(check_file, tasks), checks, report, anchors, receipts)
     else:
         context = multiprocessing.get_context("forkserver")
         # Workers fork from a server that imported the checks (pyarrow, DuckDB) and the main
@@ -316,7 +343,8 @@ def _verify_once(
         context.set_forkserver_preload(["__main__", check_file.__module__])
         with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=context) as pool:
             try:
-                report, raced = _merge(pool.map(check_file, tasks), checks, report, anchors)
+                results = pool.map(check_file, tasks)
+                report, raced = _merge(results, checks, report, anchors, receipts)
             finally:
                 pool.shutdown(cancel_futures=True)
     if not raced:
@@ -354,6 +382,14 @@ def _checkpoint_checks(
         report.notes.append("checkpoints/latest is missing; using the history only")
     except NoteError as exc:
         return [], Finding("bad_signature", None, "checkpoints/latest", str(exc))
+    # The group commits' checkpoints: a slot torn by a crash or a racing write is no note.
+    for note in read_commit_notes(log_dir / "checkpoints" / COMMIT_FILE):
+        try:
+            cp = open_checkpoint(note, verifier, expected_origin=origin)
+        except NoteError as exc:
+            return [], Finding("bad_signature", None, f"checkpoints/{COMMIT_FILE}", str(exc))
+        checks.append((cp.size, cp.root, "commit", None))
+        newest = max(newest, (cp.size, note))
     report.checkpoints = len(notes)
     report.checkpoint_size = max((c[0] for c in checks), default=0)
     report.newest_checkpoint = newest[1].decode()
@@ -470,27 +506,37 @@ def _judge_witnessed(
 
 
 def _tasks(
-    log_dir: Path, lake_url: str, origin: str, vkey: str, sizes: tuple[int, ...], deep: bool
+    log_dir: Path,
+    lake_url: str,
+    origin: str,
+    vkey: str,
+    sizes: tuple[int, ...],
+    deep: bool,
+    leaf_seqs: tuple[int, ...] = (),
 ) -> list[FileTask]:
+    """One task per lake file, then per WAL segment; ``leaf_seqs``: whose leaves to send back."""
     common = {"log_dir": str(log_dir), "lake_url": lake_url, "origin": origin, "vkey": vkey}
     tasks, frontier = [], 0
     for name in LakeReader(lake_url).manifest_names():
         first, last = range_of(name)
         inside = tuple(s for s in sizes if first < s <= last + 1)
+        wanted = tuple(s for s in leaf_seqs if first <= s <= last)
         tasks.append(FileTask("lake", name, first, last, 0, False, **common, check_sizes=inside,
-                              deep=deep))  # fmt: skip
+                              deep=deep, leaf_seqs=wanted))  # fmt: skip
         frontier = max(frontier, last + 1)
     wal_dir = log_dir / "wal"
     segments = list_segments(wal_dir) if wal_dir.is_dir() else []
-    # Segments entirely below the frontier are sealed copies the ledger has not retired yet.
+    # Segments entirely below the frontier are sealed copies the ledger has not retired yet:
+    # only their frames are checked (a damaged copy is reported, though the lake has the record).
     bounds = [first for first, _ in segments[1:]] + [None]
     for (first, path), next_first in zip(segments, bounds, strict=True):
-        if next_first is not None and next_first <= frontier:
-            continue
         rel = str(path.relative_to(log_dir))
         inside = tuple(s for s in sizes if s > first and (next_first is None or s <= next_first))
+        wanted = tuple(
+            s for s in leaf_seqs if first <= s and (next_first is None or s < next_first)
+        )
         tasks.append(FileTask("wal", rel, first, -1, frontier, next_first is None, **common,
-                              check_sizes=inside, deep=deep))  # fmt: skip
+                              check_sizes=inside, deep=deep, leaf_seqs=wanted))  # fmt: skip
     return tasks
 
 
@@ -499,6 +545,7 @@ def _merge(
     checks: list[Check],
     report: VerifyReport,
     anchors: list[_Anchor],
+    receipts: Sequence[HeldReceipt] = (),
 ) -> tuple[VerifyReport, bool]:
     """Walk the results in seq order: density and order, row findings, signed roots."""
     tree = CompactTree()
@@ -520,6 +567,8 @@ def _merge(
             report.finding = gap
             return report, task.kind == "wal"
         first = _first_finding(_order_finding(result, expected), result)
+        if first is None and receipts:
+            first = leaf_finding(result.leaves_at, receipts)
         if first is not None:
             report.finding = first
             return report, False
@@ -547,8 +596,9 @@ def _merge(
         if result.torn is not None:
             row, reason, complete = result.torn
             seq = result.start + row
-            if complete and seq < report.checkpoint_size:
-                report.finding = Finding("wal_corrupt", seq, task.name, reason)
+            if complete and seq < max(report.checkpoint_size, covered_by_receipts(receipts)):
+                detail = f"{reason}; a signed checkpoint or receipt covers the record"
+                report.finding = Finding("wal_corrupt", seq, task.name, detail)
                 return report, False
             report.notes.append(f"torn tail in {task.name}: {reason} (seq {seq})")
     report.records = expected
@@ -559,6 +609,8 @@ def _merge(
             f"only {expected} records remain; a signed checkpoint covers {report.checkpoint_size}"
         )
         report.finding = Finding("truncated", expected, None, detail)
+    if report.finding is None:
+        report.finding = beyond_finding(expected, receipts)
     if report.finding is None and deferred:
         report.finding = deferred[0]
     return report, False
@@ -657,6 +709,10 @@ def _check_root(tree: CompactTree, check: Check, lower: int) -> Finding | None:
             "time-stamped here: the log was rewritten after it was stamped"
         )
         return Finding("rollback", lower, TIMESTAMPS_FILE, detail, entry)
-    where = "checkpoints/history.log" if source == "history" else "checkpoints/latest"
+    if source.startswith(RECEIPT_SOURCE):
+        return root_finding(source, size, entry or 0)
+    where = {"history": "checkpoints/history.log", "commit": f"checkpoints/{COMMIT_FILE}"}.get(
+        source, "checkpoints/latest"
+    )
     detail = f"records in [{lower}, {size}) do not hash to the root signed for size {size}"
     return Finding("modified", lower, where, detail, entry)

@@ -52,6 +52,7 @@ DamageKind = Literal[
     "modified", "typed_column_mismatch", "missing", "reordered", "inserted", "truncated",
     "file_missing", "file_replaced", "manifest_mismatch", "bad_signature", "rollback",
     "wal_corrupt", "compaction_mismatch",
+    "fork",  # the log contradicts a checkpoint kept outside it (audit/verifier_state.py)
     "timestamp_mismatch", "timestamp_untrusted", "timestamp_order",  # audit/timestamps.py
     "fork",  # the log contradicts a checkpoint kept outside it (audit/verifier_state.py)
 ]  # fmt: skip
@@ -85,6 +86,7 @@ class FileTask:
     vkey: str
     check_sizes: tuple[int, ...]  # signed tree sizes (sorted): subtree roots are kept for them
     deep: bool  # re-derive typed columns of lake files whose sha256 matches too
+    leaf_seqs: tuple[int, ...] = ()  # seqs whose recomputed leaf hash the caller wants (receipts)
 
 
 @dataclass
@@ -103,6 +105,7 @@ class FileResult:
     torn: tuple[int, str, bool] | None = None  # wal tail: row, reason, was a complete frame
     vanished: bool = False
     blocks: dict[int, Blocks] = field(default_factory=dict)  # end -> subtrees of [start, end)
+    leaves_at: dict[int, bytes] = field(default_factory=dict)  # of task.leaf_seqs: seq -> leaf
 
     def claimed(self) -> list[int]:
         """The seq each record claims (dense results expanded)."""
@@ -114,6 +117,10 @@ def check_file(task: FileTask) -> FileResult:
     result, leaves = _check_lake_file(task) if task.kind == "lake" else _check_segment(task)
     if result.finding is None and leaves:
         _keep_blocks(result, leaves)
+    for seq in task.leaf_seqs:
+        at = (seq - result.start) * HASH_SIZE
+        if 0 <= at < len(leaves):
+            result.leaves_at[seq] = leaves[at : at + HASH_SIZE]
     return result
 
 
@@ -279,7 +286,15 @@ def _check_segment(task: FileTask) -> tuple[FileResult, bytes]:
     result.start = task.first + skip
     if reason is not None:
         row = len(payloads) - skip
-        if follows or not task.is_last:
+        if row < 0:  # never a torn tail: sealed records were acknowledged long ago
+            detail = (
+                f"the WAL copy of sealed record {task.first + len(payloads)} is damaged "
+                f"({reason} at offset {stop} of {task.name}); the lake's copy is the record, "
+                "and the log drops this copy when it next opens"
+            )
+            result.finding = Finding("wal_corrupt", task.first + len(payloads), task.name, detail)
+            result.row = row
+        elif follows or not task.is_last:
             detail = f"{reason} at offset {stop} of {task.name}"
             result.finding = Finding("wal_corrupt", task.first + len(payloads), task.name, detail)
             result.row = row
@@ -324,36 +339,39 @@ def _seqs_unless_dense(seqs: pa.Array | pa.ChunkedArray, start: int) -> list[int
 def _walk(buf: bytes, skip: int) -> tuple[list[bytes], int, str | None, bool]:
     """Frames of a WAL segment: payloads, where they stop, why, and if an intact frame follows.
 
-    The first ``skip`` frames (already sealed, so their payloads are not needed) are only
-    checked for framing, not CRC; their payloads come back empty.
+    The first ``skip`` frames are already sealed: their payloads are not needed and come back
+    empty, but their framing and CRCs are checked (a damaged copy of a sealed record is damage
+    too, though the lake holds the record).
     """
     unpack, size = FRAME_HEADER.unpack_from, len(buf)
+    view = memoryview(buf)
     offset = count = 0
-    while count < skip and size - offset >= HEADER_SIZE:  # sealed: framing only
-        end = offset + HEADER_SIZE + unpack(buf, offset)[0]
-        if end > size or end == offset + HEADER_SIZE or end - offset > HEADER_SIZE + MAX_PAYLOAD:
+    while count < skip and size - offset >= HEADER_SIZE:  # sealed: no payload copies
+        length, crc = unpack(buf, offset)
+        end = offset + HEADER_SIZE + length
+        if end > size or length == 0 or length > MAX_PAYLOAD:
+            break
+        if crc32(view[offset + HEADER_SIZE : end]) != crc:
             break
         offset, count = end, count + 1
     payloads = [b""] * count
     while offset < size:
-        if size - offset >= HEADER_SIZE:
+        if size - offset >= HEADER_SIZE and len(payloads) >= skip:
             length, crc = unpack(buf, offset)
             start = offset + HEADER_SIZE
             if 0 < length <= MAX_PAYLOAD and start + length <= size:
                 payload = buf[start : start + length]
-                if len(payloads) < skip or crc32(payload) == crc:
-                    payloads.append(payload if len(payloads) >= skip else b"")
+                if crc32(payload) == crc:
+                    payloads.append(payload)
                     offset = start + length
                     continue
-        reason = _frame_error(buf, offset, len(payloads) >= skip)  # says what is wrong
-        follows = any(
-            _frame_error(buf, o, True) is None for o in range(offset + 1, size - HEADER_SIZE)
-        )
+        reason = _frame_error(buf, offset)  # says what is wrong
+        follows = any(_frame_error(buf, o) is None for o in range(offset + 1, size - HEADER_SIZE))
         return payloads, offset, reason, follows
     return payloads, offset, None, False
 
 
-def _frame_error(buf: bytes, offset: int, check_crc: bool) -> str | None:
+def _frame_error(buf: bytes, offset: int) -> str | None:
     if len(buf) - offset < HEADER_SIZE:
         return "partial frame header"
     length, crc = FRAME_HEADER.unpack_from(buf, offset)
@@ -362,7 +380,7 @@ def _frame_error(buf: bytes, offset: int, check_crc: bool) -> str | None:
     if offset + HEADER_SIZE + length > len(buf):
         return "frame runs past the end of the file"
     start = offset + HEADER_SIZE
-    if check_crc and crc32(memoryview(buf)[start : start + length]) != crc:
+    if crc32(memoryview(buf)[start : start + length]) != crc:
         return "CRC mismatch"
     return None
 

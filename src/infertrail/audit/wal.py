@@ -1,8 +1,11 @@
 """Write-ahead log: framed records (see :mod:`infertrail.audit.framing`) in numbered segment files.
 
 A segment ``<first_seq:020d>.seg`` holds consecutive records starting at ``first_seq``. Only the
-tail of the last segment may be torn (a write cut short by a crash); damage anywhere else is
-corruption and is reported, never silently cut.
+tail of the last segment may be torn (a write cut short by a crash), and only where no signed
+checkpoint covers it: every acknowledged record was under a signature before its caller heard of
+it, so damage to a covered record is tampering. Damage anywhere else is corruption and is
+reported, never silently cut; except in WAL copies of records already sealed into the lake,
+which are dropped (:func:`drop_damaged_sealed`): once sealed, the lake's copy is the record.
 
 A writer given an ``index_dir`` also appends, after each durable batch, ``u64 first seq | u64
 offset`` to ``<index_dir>/<first_seq:020d>.idx``, so that reading one record
@@ -13,9 +16,12 @@ from its first frame. The index is a hint, never synced: readers check the frame
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
+import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +31,7 @@ from infertrail.audit.framing import (
     MAX_PAYLOAD,
     LogCorruptedError,
     TornTail,
+    crc32,
     cut_tail,
     encode_frame,
     fsync_dir,
@@ -39,7 +46,7 @@ from infertrail.audit.segments import (
     segment_index_path,
     segment_path,
 )
-from infertrail.audit.walread import iter_records
+from infertrail.audit.walread import iter_records, record_seq
 
 # Framing, naming and reading live in their own modules; their names stay importable from here.
 __all__ = [
@@ -52,6 +59,7 @@ __all__ = [
     "TornTail",
     "WalState",
     "cut_refused",
+    "drop_damaged_sealed",
     "encode_frame",
     "fsync_dir",
     "iter_records",
@@ -90,11 +98,15 @@ def _check_seq(path: Path, buf: bytes, frame: tuple[int, int], expected: int) ->
         )
 
 
-def scan_wal(wal_dir: Path, *, repair: bool = True) -> WalState:
+def scan_wal(
+    wal_dir: Path, *, repair: bool = True, covered: int = 0, covered_by: str = ""
+) -> WalState:
     """Validate every frame of every segment; cut a torn tail of the last segment.
 
     Raises LogCorruptedError naming the segment, offset and seq for damage that is not a torn tail:
-    a bad frame in a non-last segment or mid-segment, gaps or overlaps between segments.
+    a bad frame in a non-last segment or mid-segment, gaps or overlaps between segments, and a
+    damaged tail record below ``covered``, the size a signed checkpoint (``covered_by``) vouches
+    for: a crash only tears what was never acknowledged, so that is tampering.
     """
     segments = list_segments(wal_dir)
     torn: TornTail | None = None
@@ -114,6 +126,13 @@ def scan_wal(wal_dir: Path, *, repair: bool = True) -> WalState:
                 raise LogCorruptedError(
                     f"{path}: damaged frame at offset {end} (seq {bad_seq}): {error}; "
                     "only the last segment may have a torn tail"
+                )
+            if bad_seq < covered:
+                cut_tail(path, buf, end, error, repair=False)  # damage in place says so first
+                raise LogCorruptedError(
+                    f"{path}: record seq {bad_seq} at offset {end} is damaged ({error}), yet "
+                    f"{covered_by} signs a tree of {covered} records: tampering, not a torn "
+                    "tail; refusing to truncate"
                 )
             torn = cut_tail(path, buf, end, f"{error} (seq {bad_seq})", repair)
         if frames:
@@ -168,6 +187,130 @@ def cut_refused(
         f.flush()
         os.fsync(f.fileno())
     return WalState(state.first_seq, keep, tuple(kept), state.torn_tail), state.next_seq - keep
+
+
+def drop_damaged_sealed(
+    wal_dir: Path, sealed_through: int, stored_leaves: int, *, index_dir: Path | None = None
+) -> list[int]:
+    """Drop WAL copies of sealed records when one of them is damaged; the seqs found damaged.
+
+    Records ``<= sealed_through`` are sealed in the lake, whose copy is then the record, so a
+    damaged WAL copy of one must not stop the log from opening. A segment holding only sealed
+    records, followed by another, is deleted; one that also holds unsealed records (or is the
+    last) has them rewritten into a new segment starting at ``sealed_through + 1``, then goes.
+    Only done where ``stored_leaves`` (the hash store's size) keeps the dropped records' leaf
+    hashes; segments without damage in their sealed records are left for the sealer to retire.
+    """
+    if sealed_through < 0 or stored_leaves <= sealed_through:
+        return []
+    damaged: list[int] = []
+    segments = list_segments(wal_dir)
+    for index, (first_seq, path) in enumerate(segments):
+        if first_seq > sealed_through:
+            break
+        buf = path.read_bytes()
+        bad, offset = _walk_sealed(buf, first_seq, sealed_through)
+        if not bad:
+            continue
+        next_first = segments[index + 1][0] if index + 1 < len(segments) else None
+        if next_first is not None and next_first <= sealed_through + 1:
+            pass  # every record in it is sealed: nothing to keep
+        elif offset is None:
+            continue  # the unsealed records cannot be found past the damage: scan_wal reports it
+        else:
+            _write_segment(wal_dir, sealed_through + 1, buf[offset:])
+        path.unlink()
+        if index_dir is not None:
+            segment_index_path(index_dir, first_seq).unlink(missing_ok=True)
+        fsync_dir(wal_dir)
+        damaged += bad
+    return damaged
+
+
+def _walk_sealed(buf: bytes, first_seq: int, sealed_through: int) -> tuple[list[int], int | None]:
+    """Damaged seqs among a segment's sealed records, and the offset of seq ``sealed_through + 1``.
+
+    Past a damaged frame the walk goes on at the next intact frame that carries a later seq (its
+    own length field may be what was damaged); None as the offset if none is found.
+    """
+    damaged: list[int] = []
+    seq, offset = first_seq, 0
+    while seq <= sealed_through and offset < len(buf):
+        length = _intact_length(buf, offset)
+        if length is not None:
+            seq, offset = seq + 1, offset + HEADER_SIZE + length
+            continue
+        found = _next_intact(buf, offset + 1, seq)
+        if found is None:
+            return damaged + list(range(seq, sealed_through + 1)), None
+        next_seq, next_offset = found
+        damaged += range(seq, min(next_seq, sealed_through + 1))
+        seq, offset = next_seq, next_offset
+    # Ending before seq sealed_through + 1 is for a following segment to explain, not this one.
+    return damaged, offset if seq == sealed_through + 1 else None
+
+
+def _intact_length(buf: bytes, offset: int) -> int | None:
+    """Payload length of the intact frame at ``offset`` (its CRC checked), else None."""
+    if len(buf) - offset < HEADER_SIZE:
+        return None
+    length, crc = FRAME_HEADER.unpack_from(buf, offset)
+    start = offset + HEADER_SIZE
+    if not 0 < length <= min(MAX_PAYLOAD, len(buf) - start):
+        return None
+    return int(length) if crc32(memoryview(buf)[start : start + length]) == crc else None
+
+
+def _next_intact(buf: bytes, offset: int, after: int) -> tuple[int, int] | None:
+    """(seq, offset) of the first intact frame from ``offset`` whose record carries a seq >
+    ``after``; None if there is none."""
+    for at in range(offset, len(buf) - HEADER_SIZE):
+        length = _intact_length(buf, at)
+        if length is None:
+            continue
+        seq = record_seq(buf[at + HEADER_SIZE : at + HEADER_SIZE + length])
+        if seq is not None and seq > after:
+            return seq, at
+    return None
+
+
+def _write_segment(wal_dir: Path, first_seq: int, frames: bytes) -> None:
+    """Create the segment starting at ``first_seq`` holding ``frames``, durably (temp + rename)."""
+    path = segment_path(wal_dir, first_seq)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        write_all(fd, frames)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    tmp.replace(path)
+    fsync_dir(wal_dir)
+
+
+def _load_start_writeback() -> Callable[[int, int, int], None] | None:
+    """Linux's ``sync_file_range(fd, offset, n, SYNC_FILE_RANGE_WRITE)``: start writing a range
+    out without waiting for it (the fdatasync that follows still waits, and reports errors).
+
+    The standard library does not expose it; None where libc lacks it (another platform).
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        call = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    call.restype = ctypes.c_int
+
+    def start_writeback(fd: int, offset: int, length: int) -> None:
+        call(fd, offset, length, _SYNC_FILE_RANGE_WRITE)  # a hint: its result is not needed
+
+    return start_writeback
+
+
+_SYNC_FILE_RANGE_WRITE = 2  # linux/fs.h
+_start_writeback = _load_start_writeback()
 
 
 def _valid_entries(data: bytes, next_seq: int, size: int) -> int:
@@ -260,10 +403,20 @@ class SegmentWriter:
             return -1
         return fd
 
-    def write(self, first_seq: int, count: int, frames: bytes) -> None:
+    def write(
+        self,
+        first_seq: int,
+        count: int,
+        frames: bytes,
+        *,
+        meanwhile: Callable[[], None] | None = None,
+    ) -> None:
         """Append ``count`` framed records starting at ``first_seq`` and make them durable.
 
-        On an I/O error the partial batch is cut off (best effort) and the error is raised.
+        ``meanwhile()`` runs once the frames are written and the disk has started writing them
+        out, before the fdatasync waits for that: CPU work there overlaps the device's (the
+        ledger signs the batch's checkpoint). On an I/O error, or if ``meanwhile`` raises, the
+        partial batch is cut off (best effort) and the error is raised.
         """
         if first_seq != self._next_seq:
             raise ValueError(f"batch starts at seq {first_seq}, expected {self._next_seq}")
@@ -276,9 +429,13 @@ class SegmentWriter:
                 self._size = 0
             try:
                 write_all(self._fd, frames)
+                if meanwhile is not None:
+                    if self._fsync and _start_writeback is not None:
+                        _start_writeback(self._fd, self._size, len(frames))
+                    meanwhile()
                 if self._fsync:
                     os.fdatasync(self._fd)
-            except OSError:
+            except BaseException:
                 self._cut_back()
                 raise
             self._index(first_seq, self._size)

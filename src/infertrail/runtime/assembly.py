@@ -156,8 +156,7 @@ class Runtime:
             if compliance is not None:
                 self.compliance = compliance.ComplianceAccess.open(s, self.audit)
             if s.audit_witnesses:
-                # Imported only when configured (its HTTP client); a sink by now: a failure
-                # here closes the log.
+                # Imported only when configured (its HTTP client).
                 from infertrail.runtime.witnesses import WitnessPublisher
 
                 self.witnesses = WitnessPublisher.open(s, self.audit.log, meter).start()
@@ -233,6 +232,9 @@ class Runtime:
     ) -> Receipt | None:
         """Wait until ``event``'s audit record is durable; its Receipt (seq, leaf hash).
 
+        The receipt also carries the checkpoint the log signed for the record's group commit:
+        ``receipt.to_dict()`` is the document to hand the decision's holder (docs/receipts.md),
+        checkable with only the log's public key (``infertrail audit check-receipt``).
         None when the audit trail is off. Raises AuditUnavailableError if the record could not
         be written (the decision must then not be given), AuditRefusedError (e.g. the subject
         was erased), TimeoutError after ``timeout_s``.

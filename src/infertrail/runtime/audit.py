@@ -84,6 +84,7 @@ class AuditTrail:
             origin=settings.audit_origin,
             retry_s=settings.audit_retry_s,
             max_retry_s=settings.audit_retry_max_s,
+            shard=settings.audit_shard,
             batch_max=settings.audit_batch_max,
             batch_wait_ms=settings.audit_batch_wait_ms,
             queue_max=settings.audit_queue_max,

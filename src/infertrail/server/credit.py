@@ -31,8 +31,9 @@ from infertrail.models.reason_codes import REASON_CODES_VERSION
 from infertrail.monitor import Monitor
 from infertrail.web.responses import (
     DECISION_ERRORS,
+    AuditReceipt,
     ModelRef,
-    durable_audit_seq,
+    audit_fields,
     model_ref,
     problems_summary,
     reject,
@@ -115,6 +116,11 @@ class CreditScoreResponse(BaseModel):
     model: ModelRef
     audit_seq: int | None = Field(
         None, description="Position of the decision's audit record in the log, once durable."
+    )
+    audit_receipt: AuditReceipt | None = Field(
+        None,
+        description="Proof that the audit log held the decision's record before it was "
+        "answered, checkable with only the log's public key (docs/receipts.md).",
     )
 
 
@@ -211,7 +217,7 @@ def credit_router(monitor: Monitor, model: CreditModel, settings: Settings) -> A
                 a.ci_high,
             )
             ev.explanation = explanation = a.explanation(REASON_CODES_VERSION)
-        audit_seq = await durable_audit_seq(ev, settings)
+        audit = await audit_fields(ev, settings)
         return {
             "request_id": rid,
             "trace_id": ev.trace_id_hex,
@@ -231,7 +237,7 @@ def credit_router(monitor: Monitor, model: CreditModel, settings: Settings) -> A
                 "values": a.attributions,
             },
             "model": model_ref(model.info),
-            "audit_seq": audit_seq,
+            **audit,
         }
 
     return router

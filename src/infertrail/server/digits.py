@@ -24,8 +24,9 @@ from infertrail.models.digits import LABELS, N_PIXELS, PIXEL_MAX, DigitsModel
 from infertrail.monitor import Monitor
 from infertrail.web.responses import (
     DECISION_ERRORS,
+    AuditReceipt,
     ModelRef,
-    durable_audit_seq,
+    audit_fields,
     model_ref,
     problems_summary,
     reject,
@@ -62,6 +63,11 @@ class DigitsResponse(BaseModel):
     model: ModelRef
     audit_seq: int | None = Field(
         None, description="Position of the decision's audit record in the log, once durable."
+    )
+    audit_receipt: AuditReceipt | None = Field(
+        None,
+        description="Proof that the audit log held the decision's record before it was "
+        "answered, checkable with only the log's public key (docs/receipts.md).",
     )
 
 
@@ -160,7 +166,7 @@ def digits_router(monitor: Monitor, model: DigitsModel, settings: Settings) -> A
         ) as ev:
             p = model.predict(pixels)
             ev.label, ev.score, ev.confidence = p.label, p.confidence, p.confidence
-        audit_seq = await durable_audit_seq(ev, settings)
+        audit = await audit_fields(ev, settings)
         return {
             "request_id": rid,
             "trace_id": ev.trace_id_hex,
@@ -168,7 +174,7 @@ def digits_router(monitor: Monitor, model: DigitsModel, settings: Settings) -> A
             "confidence": p.confidence,
             "probabilities": dict(zip(LABELS, p.probabilities, strict=True)),
             "model": model_ref(model.info),
-            "audit_seq": audit_seq,
+            **audit,
         }
 
     return router

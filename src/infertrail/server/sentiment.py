@@ -21,8 +21,9 @@ from infertrail.monitor import Monitor
 from infertrail.web.handlers import validation_problems
 from infertrail.web.responses import (
     DECISION_ERRORS,
+    AuditReceipt,
     ModelRef,
-    durable_audit_seq,
+    audit_fields,
     model_ref,
     problems_summary,
     reject,
@@ -67,6 +68,11 @@ class SentimentResponse(BaseModel):
     model: ModelRef
     audit_seq: int | None = Field(
         None, description="Position of the decision's audit record in the log, once durable."
+    )
+    audit_receipt: AuditReceipt | None = Field(
+        None,
+        description="Proof that the audit log held the decision's record before it was "
+        "answered, checkable with only the log's public key (docs/receipts.md).",
     )
 
 
@@ -128,7 +134,7 @@ def sentiment_router(monitor: Monitor, model: SentimentModel, settings: Settings
             p = model.predict(text)
             ev.label, ev.score, ev.confidence = p.label, p.score, p.confidence
         return {
-            "audit_seq": await durable_audit_seq(ev, settings),
+            **await audit_fields(ev, settings),
             "request_id": rid,
             "trace_id": ev.trace_id_hex,
             "label": p.label,

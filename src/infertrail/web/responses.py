@@ -5,22 +5,31 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.applications import Starlette
 
-from infertrail.audit.receipts import AuditRefusedError, AuditUnavailableError, receipt_of_async
+from infertrail.audit.receipt_check import RECEIPT_FORMAT
+from infertrail.audit.receipts import (
+    AuditRefusedError,
+    AuditUnavailableError,
+    Receipt,
+    receipt_of_async,
+)
 from infertrail.config import Settings
 from infertrail.events import InferenceEvent, ModelInfo, new_request_id
 from infertrail.monitor import Monitor
 
 __all__ = [
     "DECISION_ERRORS",
+    "AuditReceipt",
     "ErrorResponse",
     "ModelRef",
+    "audit_fields",
+    "durable_audit_receipt",
     "durable_audit_seq",
     "error_response",
     "install_error_handlers",
@@ -47,6 +56,21 @@ class ModelRef(BaseModel):
     name: str
     version: str
     sha256: str = Field(description="SHA-256 of the model artifact.")
+
+
+class AuditReceipt(BaseModel):
+    """The decision's audit receipt: proof, checkable with only the log's public key, that the
+    audit log held the decision's record before it was answered (docs/receipts.md)."""
+
+    format: Literal["infertrail-receipt/1"] = RECEIPT_FORMAT
+    origin: str = Field(description="The audit log: the origin its signed checkpoints name.")
+    shard: str = Field(description="Which log of a fleet wrote it (a label, not signed).")
+    seq: int = Field(description="The record's position in the log.")
+    leaf_hash: str = Field(description="RFC 6962 leaf hash of the record: 64 lowercase hex.")
+    tlog_proof: str = Field(
+        description="C2SP tlog-proof (c2sp.org/tlog-proof): the record's index, its inclusion "
+        "proof and the checkpoint the log signed for the record's group commit."
+    )
 
 
 #: OpenAPI documentation of a decision endpoint's errors.
@@ -104,9 +128,9 @@ def model_ref(info: ModelInfo) -> dict[str, str]:
     return {"name": info.name, "version": info.version, "sha256": info.sha256}
 
 
-async def durable_audit_seq(ev: InferenceEvent, settings: Settings) -> int | None:
-    """The decision's audit seq once its record is durable; None when audit is off or not
-    awaited (``audit_wait_durable``).
+async def durable_audit_receipt(ev: InferenceEvent, settings: Settings) -> Receipt | None:
+    """The decision's audit receipt once its record is durable and signed; None when audit is
+    off or not awaited (``audit_wait_durable``).
 
     Raises AuditUnavailableError (answered 503: a decision that could not be recorded is not
     returned) or AuditRefusedError (answered 409, e.g. an erased subject is not silently given
@@ -114,8 +138,22 @@ async def durable_audit_seq(ev: InferenceEvent, settings: Settings) -> int | Non
     """
     if not settings.audit_wait_durable:
         return None
-    receipt = await receipt_of_async(ev.audit)
+    return await receipt_of_async(ev.audit)
+
+
+async def durable_audit_seq(ev: InferenceEvent, settings: Settings) -> int | None:
+    """The decision's audit seq once its record is durable (:func:`durable_audit_receipt`)."""
+    receipt = await durable_audit_receipt(ev, settings)
     return None if receipt is None else receipt.seq
+
+
+async def audit_fields(ev: InferenceEvent, settings: Settings) -> dict[str, Any]:
+    """``audit_seq`` and ``audit_receipt`` of a decision response, once its record is durable
+    (both None when audit is off or not awaited); raises as :func:`durable_audit_receipt`."""
+    receipt = await durable_audit_receipt(ev, settings)
+    if receipt is None:
+        return {"audit_seq": None, "audit_receipt": None}
+    return {"audit_seq": receipt.seq, "audit_receipt": receipt.to_dict()}
 
 
 def install_error_handlers(app: Starlette) -> None:

@@ -28,6 +28,7 @@ from infertrail.audit.checkpoint import (
 from infertrail.audit.cli import audit
 from infertrail.audit.cosignature import CosignatureVerifier
 from infertrail.audit.evidence import CheckResult, check_consistency, check_evidence
+from infertrail.audit.receipt_check import check_receipt
 
 ROOT = Path(__file__).resolve().parents[3]
 GOLDEN = ROOT / "tests" / "golden"
@@ -35,13 +36,18 @@ INPUT_FIELD = {
     "checkpoint": "note",
     "inclusion_evidence": "evidence",
     "consistency_evidence": "evidence",
+    "receipts": "evidence",
     "cosignature": "note",
 }
 # timestamps/ holds tokens a TSA signed once, not regenerable: tests/unit/audit/test_timestamps.py.
 # tiles/ is a static tlog-tiles log, not verdict cases: tests/unit/audit/test_tiles.py.
 NOT_GENERATED = frozenset({"timestamps", "tiles"})
 CASES = sorted(p for p in GOLDEN.glob("*/*.json") if p.parent.name not in NOT_GENERATED)
-CHECK_COMMANDS = {"inclusion_evidence": "check-proof", "consistency_evidence": "check-consistency"}
+CHECK_COMMANDS = {
+    "inclusion_evidence": "check-proof",
+    "consistency_evidence": "check-consistency",
+    "receipts": "check-receipt",
+}
 
 Verdict = tuple[str | None, dict[str, Any] | None]  # (error, what a valid input reports)
 
@@ -85,6 +91,13 @@ def check_inclusion_case(case: dict[str, Any]) -> Verdict:
     return reported(result, "origin", "tree_size", "seq")
 
 
+def check_receipt_case(case: dict[str, Any]) -> Verdict:
+    """Check a decision receipt with the case's key."""
+    return reported(
+        check_receipt(case["evidence"], case["verifier_key"]), "origin", "tree_size", "seq"
+    )
+
+
 def check_consistency_case(case: dict[str, Any]) -> Verdict:
     """Check consistency evidence with the case's key."""
     return reported(
@@ -96,6 +109,7 @@ VERIFIERS: dict[str, Callable[[dict[str, Any]], Verdict]] = {
     "checkpoint": open_note,
     "inclusion_evidence": check_inclusion_case,
     "consistency_evidence": check_consistency_case,
+    "receipts": check_receipt_case,
     "cosignature": open_cosignature,
 }
 

@@ -437,10 +437,10 @@ class BlockedWriter:
         self.release = threading.Event()
         real_write = log._wal.write
 
-        def write(first_seq: int, count: int, frames: bytes) -> None:
+        def write(first_seq: int, count: int, frames: bytes, **kwargs: Any) -> None:
             self.entered.set()
             assert self.release.wait(30)
-            real_write(first_seq, count, frames)
+            real_write(first_seq, count, frames, **kwargs)
 
         monkeypatch.setattr(log._wal, "write", write)
 

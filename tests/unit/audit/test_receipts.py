@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import json
 import os
 import threading
 from collections.abc import Iterator
@@ -13,9 +14,12 @@ from pathlib import Path
 import pytest
 
 from infertrail.audit import merkle
-from infertrail.audit.checkpoint import NoteSigner
+from infertrail.audit.checkpoint import NoteSigner, NoteVerifier, open_checkpoint
+from infertrail.audit.commitnote import COMMIT_FILE, read_commit_notes
 from infertrail.audit.ledger import AuditLog, Receipt
+from infertrail.audit.receipt_check import check_receipt
 from infertrail.audit.receipts import RecordFuture
+from infertrail.audit.recovery import note_size
 from tests.unit.audit.test_ledger import ORIGIN, BlockedWriter, rec
 
 
@@ -146,3 +150,90 @@ def test_failure_reaches_results_callbacks_and_waiters(
         assert repr(future).startswith(f"<RecordFuture seq={future.seq} failed: OSError")
     assert len(seen) == 1 and isinstance(seen[0], OSError)
     log.close()
+
+
+# ---- the receipt: a checkpoint signed per group commit, before the record is acknowledged ----
+
+
+def vkey_of(signer: NoteSigner) -> str:
+    return signer.verifier_key
+
+
+def test_every_receipt_checks_out_with_only_the_public_key(
+    log: AuditLog, signer: NoteSigner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocked = BlockedWriter(log, monkeypatch)
+    first = log.append_async(rec(0))
+    assert blocked.entered.wait(30)
+    batch = [log.append_async(rec(i)) for i in range(1, 40)]  # one group commit
+    blocked.release.set()
+    receipts = [f.result(timeout=30) for f in [first, *batch]]
+    later = [log.append(rec(40 + i)) for i in range(3)]  # one commit each
+    for receipt in [*receipts, *later]:
+        document = receipt.to_dict()
+        assert json.loads(json.dumps(document)) == document
+        result = check_receipt(document, vkey_of(signer))
+        assert result.ok, (receipt.seq, result.reason)
+        assert (result.origin, result.seq) == (ORIGIN, receipt.seq)
+        assert document["shard"] == "0" and document["leaf_hash"] == receipt.leaf_hash.hex()
+        assert receipt.inclusion_proof() == merkle.inclusion_proof(
+            [merkle.leaf_hash(p) for _, p in log.read(0, receipt.tree_size)], receipt.seq
+        )
+    # The batch shares one checkpoint: the tree it made durable, signed once.
+    assert {r.tree_size for r in receipts[1:]} == {40} and receipts[0].tree_size == 1
+    assert len({r.checkpoint for r in receipts[1:]}) == 1
+    assert [r.tree_size for r in later] == [41, 42, 43]
+    cp = open_checkpoint(later[-1].checkpoint, NoteVerifier.from_key(vkey_of(signer)))
+    assert (cp.size, cp.root) == (43, log.root())
+
+
+def test_the_newest_commit_checkpoint_is_on_disk_before_the_acknowledgement(
+    log: AuditLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[tuple[int, int]] = []
+    log_dir = log.log_dir
+
+    def on_disk(future: Future[Receipt]) -> None:  # runs as the writer settles the future
+        sizes = [note_size(n) for n in read_commit_notes(log_dir / "checkpoints" / COMMIT_FILE)]
+        seen.append((future.result().seq, max(sizes)))
+
+    for i in range(5):
+        log.append_async(rec(i)).add_done_callback(on_disk)
+        log.flush()
+    assert all(size > seq for seq, size in seen) and len(seen) == 5
+    # The signed group-commit checkpoint is the same bytes as latest's of that size (RFC 8032
+    # signatures are deterministic): either one proves the same tree.
+    notes = read_commit_notes(log_dir / "checkpoints" / COMMIT_FILE)
+    assert max(notes, key=note_size) == log.latest_checkpoint
+
+
+def test_receipts_continue_one_tree_across_reopens(tmp_path: Path, signer: NoteSigner) -> None:
+    receipts = []
+    for start in (0, 7, 300):
+        with AuditLog.open(tmp_path, signer=signer, origin=ORIGIN, shard="eu-2") as log:
+            futures = [log.append_async(rec(i)) for i in range(start, start + 7 + start % 5)]
+            receipts += [f.result(timeout=30) for f in futures]
+            if start == 7:  # a tree that no longer ends on a batch of its own
+                receipts += [log.append(rec(100 + i)) for i in range(290 - log.size)]
+    for receipt in receipts:
+        result = check_receipt(receipt.to_dict(), vkey_of(signer))
+        assert result.ok, (receipt.seq, result.reason)
+        assert receipt.shard == "eu-2"
+
+
+def test_a_receipt_without_a_commit_has_no_document() -> None:
+    with pytest.raises(ValueError, match="the receipt of seq 3 carries no signed checkpoint"):
+        Receipt(3, b"\0" * 32).to_dict()
+
+
+@pytest.mark.parametrize("shard", ["", "a b", "x" * 65, "é"])
+def test_a_bad_shard_is_refused(tmp_path: Path, signer: NoteSigner, shard: str) -> None:
+    with pytest.raises(ValueError, match="shard must be 1-64 printable ASCII"):
+        AuditLog.open(tmp_path, signer=signer, origin=ORIGIN, shard=shard)
+
+
+def test_an_origin_too_long_for_the_commit_slot_is_refused(tmp_path: Path) -> None:
+    origin = "example.com/" + "o" * 2000
+    signer = NoteSigner.from_key(NoteSigner.generate(origin)[0])
+    with pytest.raises(ValueError, match=r"fit the group-commit checkpoint's slot"):
+        AuditLog.open(tmp_path, signer=signer, origin=origin)
