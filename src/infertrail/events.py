@@ -119,6 +119,9 @@ class InferenceEvent:
     decision: str | None = None
     ci_low: float | None = None
     ci_high: float | None = None
+    #: Per-class probabilities (label -> p) of a multiclass classifier, when the service gives
+    #: them: label-free performance estimates need them (docs/estimation.md). Not audited.
+    probabilities: dict[str, float] | None = None
     explanation: dict[str, Any] | None = None
     status: Status = "ok"
     error_type: str | None = None

@@ -8,10 +8,12 @@ small references, distances for large ones) with the differences listed in docs/
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from infertrail.drift import histogram as h
 from infertrail.drift import stats
@@ -29,17 +31,51 @@ from infertrail.drift.stats import FloatArray, IntArray, KsMode
 
 @dataclass(frozen=True)
 class DriftWindow:
-    """Feature rows of one window, with the prediction label codes and confidences."""
+    """Feature rows of one window, with what the model answered and what the request carried.
+
+    Aligned row by row with ``rows`` (the profile's feature rows): ``labels`` (codes of the
+    predicted labels, -1 for one the profile does not know), ``confidences`` and ``scores``
+    (NaN where the event had none; a binary classifier's score is the positive class's
+    probability), ``probabilities`` (per-class probabilities in the order of the profile's
+    labels, NaN rows where not reported), ``inputs`` (the raw inputs) and ``attributes``
+    (request attributes such as ``tenant``: a value or None per row). ``rejected``: raw inputs
+    of the window whose feature extraction failed, so they have no row. The window analyzers
+    (:mod:`infertrail.drift.analysis`) read them; the univariate detector reads the first three.
+    """
 
     rows: FloatArray
     labels: IntArray | None = None
     confidences: FloatArray | None = None
     started_at: float = 0.0
     closed_at: float = 0.0
+    scores: FloatArray | None = None
+    probabilities: FloatArray | None = None
+    inputs: tuple[Any, ...] = ()
+    rejected: tuple[Any, ...] = ()
+    attributes: Mapping[str, tuple[str | None, ...]] = field(default_factory=dict)
 
     @property
     def n_samples(self) -> int:
         return int(self.rows.shape[0])
+
+    def subset(self, index: IntArray) -> DriftWindow:
+        """The window of the rows at ``index`` (a slice of it); ``rejected`` is not split."""
+        index = np.asarray(index, dtype=np.intp)
+
+        def take(array: NDArray[Any] | None) -> Any:
+            return None if array is None else array[index]
+
+        return DriftWindow(
+            rows=self.rows[index],
+            labels=take(self.labels),
+            confidences=take(self.confidences),
+            started_at=self.started_at,
+            closed_at=self.closed_at,
+            scores=take(self.scores),
+            probabilities=take(self.probabilities),
+            inputs=tuple(self.inputs[i] for i in index) if self.inputs else (),
+            attributes={k: tuple(v[i] for i in index) for k, v in self.attributes.items()},
+        )
 
 
 @dataclass(frozen=True)
@@ -67,6 +103,20 @@ class PredictionDrift:
 
 
 @dataclass(frozen=True)
+class SliceReport:
+    """The verdicts on one slice of a window: the detector's summary and the analyzers'."""
+
+    n_samples: int
+    n_drifted: int
+    share_drifted: float
+    dataset_drift: bool
+    drift_score: float
+    drifted_features: list[str]
+    sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    signals: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class DriftReport:
     """Everything the detector concluded about one window; the listeners' payload."""
 
@@ -83,6 +133,11 @@ class DriftReport:
     correction: str
     prediction: PredictionDrift
     ood_rate: float
+    #: The window analyzers' sections by analyzer name, and the signals they measured.
+    sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    signals: dict[str, float] = field(default_factory=dict)
+    #: Per slice of the window (``tenant=acme``, ``age=[30,50)``): its own verdicts.
+    slices: dict[str, SliceReport] = field(default_factory=dict)
 
     def feature(self, name: str) -> FeatureDrift:
         """The verdict on feature ``name``."""

@@ -29,7 +29,9 @@ DRIFT_WINDOW_SAMPLES = c.METRIC_DRIFT_WINDOW_SAMPLES
 DRIFT_CONFIDENCE_MEAN = c.METRIC_DRIFT_CONFIDENCE_MEAN
 DRIFT_LOW_CONFIDENCE = c.METRIC_DRIFT_LOW_CONFIDENCE
 DRIFT_OOD_RATE = c.METRIC_DRIFT_OOD_RATE
+DRIFT_WINDOW_SIGNAL = c.METRIC_DRIFT_WINDOW_SIGNAL
 FEATURE = c.DRIFT_FEATURE
+SIGNAL = c.DRIFT_SIGNAL
 OUTPUT = c.DRIFT_OUTPUT
 
 Extract = Callable[[DriftReport], Iterable[tuple[float, dict[str, str]]]]
@@ -58,6 +60,10 @@ def _per_feature(value: Callable[..., float | bool | None]) -> Extract:
 def _prediction_distances(r: DriftReport) -> Iterable[tuple[float, dict[str, str]]]:
     parts = (("label", r.prediction.label), ("confidence", r.prediction.confidence))
     return [(f.distance, {OUTPUT: name}) for name, f in parts if f is not None]
+
+
+def _signals(r: DriftReport) -> Iterable[tuple[float, dict[str, str]]]:
+    return [(value, {SIGNAL: key}) for key, value in sorted(r.signals.items())]
 
 
 _GAUGES: list[tuple[str, str, str, Extract]] = [
@@ -94,6 +100,9 @@ _GAUGES: list[tuple[str, str, str, Extract]] = [
     (DRIFT_OOD_RATE, c.UNIT_RATIO,
      "Share of inputs judged out of distribution in the last window.",
      _one(lambda r: r.ood_rate)),
+    (DRIFT_WINDOW_SIGNAL, c.UNIT_RATIO,
+     "A window analyzer's signal (estimated performance, data quality, multivariate drift).",
+     _signals),
 ]  # fmt: skip
 
 

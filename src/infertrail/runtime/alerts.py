@@ -83,6 +83,7 @@ def drift_signals(report: DriftReport) -> dict[str, float]:
         "prediction.low_confidence_rate": p.low_confidence_rate,
     }
     out.update({k: v for k, v in optional.items() if v is not None})
+    out.update(report.signals)  # the window analyzers' (estimates, quality, multivariate)
     return {k: float(v) for k, v in out.items()}
 
 

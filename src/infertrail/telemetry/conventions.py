@@ -108,9 +108,11 @@ METRIC_DRIFT_WINDOW_SAMPLES = "infertrail.drift.window.samples"
 METRIC_DRIFT_CONFIDENCE_MEAN = "infertrail.drift.confidence.mean"
 METRIC_DRIFT_LOW_CONFIDENCE = "infertrail.drift.confidence.low_rate"
 METRIC_DRIFT_OOD_RATE = "infertrail.drift.ood_rate"
+METRIC_DRIFT_WINDOW_SIGNAL = "infertrail.drift.window.signal"
 # Not namespaced; the exported alert rules and Grafana dashboards select on them as they are.
 DRIFT_FEATURE = "feature"  # the input feature of a per-feature gauge
 DRIFT_OUTPUT = "output"  # "label" or "confidence", of the prediction distance
+DRIFT_SIGNAL = "signal"  # a window analyzer's signal key, e.g. "estimated.accuracy"
 
 # -- SLOs (slo/evaluator.py) ------------------------------------------------------------------
 METRIC_SLO_BUDGET_REMAINING = "infertrail.slo.error_budget.remaining"

@@ -84,7 +84,8 @@ def test_sampling_rate_is_honoured_and_seeded(make: type[DriftMonitor]) -> None:
 def test_memory_is_bounded_whatever_the_traffic(make: type[DriftMonitor]) -> None:
     dm = make(window_size=50, keep_reports=3)  # type: ignore[call-arg]
     before = dm.buffer_bytes
-    assert before == 3 * (50 * 21 * 8 + 50 * 8 + 50 * 8)
+    # rows, labels, confidences, scores and the two classes' probabilities, per buffer
+    assert before == 3 * (50 * 21 * 8 + 50 * 8 + 50 * 8 + 50 * 8 + 50 * 2 * 8)
     rng = np.random.default_rng(2)
     rows = [_inputs(rng) for _ in range(100)]
     for i in range(5000):
