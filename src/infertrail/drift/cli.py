@@ -1,4 +1,4 @@
-"""``infertrail drift ...``: reference profiles.
+"""``infertrail drift ...``: reference profiles and data-quality schemas.
 
 ``drift baseline`` builds reference profiles in two ways: for the models the top-level command
 knows (the served demo models, whose builders :func:`drift_commands` is handed so that this
@@ -20,6 +20,7 @@ from click.core import ParameterSource
 from infertrail.commandline import UsageProblem, settings_of
 
 if TYPE_CHECKING:
+    from infertrail.drift.profile import Profile
     from infertrail.drift.reference import ReferenceBuild
 
 __all__ = ["BaselineBuilder", "drift_commands"]
@@ -35,7 +36,7 @@ def drift_commands(known: Mapping[str, BaselineBuilder]) -> click.Group:
 
     @click.group("drift")
     def drift() -> None:
-        """Drift reference profiles."""
+        """Drift reference profiles and data-quality schemas."""
 
     @drift.command("baseline")
     @click.argument("models", nargs=-1, type=click.Choice(sorted(known)), metavar="[MODEL]...")
@@ -112,7 +113,93 @@ def drift_commands(known: Mapping[str, BaselineBuilder]) -> click.Group:
             raise UsageProblem(f"{given[0]} is for your own model: give its --name too")
         _baseline_known(ctx, known, models)
 
+    @drift.command("schema")
+    @click.option(
+        "--model",
+        "model_name",
+        required=True,
+        metavar="NAME",
+        help="The model whose reference profile (<data_dir>/models/NAME/profile.json) is read.",
+    )
+    @click.option(
+        "--out",
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="Write the schema here [default: standard output]; "
+        "<data_dir>/models/NAME/quality.json is where the checks look for it.",
+    )
+    @click.option("--force", is_flag=True, help="Replace --out if it exists (edits are lost).")
+    @click.pass_context
+    def schema(ctx: click.Context, /, model_name: str, out: Path | None, force: bool) -> None:
+        """Write the data-quality schema inferred from a model's reference profile, to edit
+        (see docs/data-quality.md)."""
+        from infertrail.drift.quality_schema import QualitySchema
+
+        path, profile = _reference_profile(ctx, model_name)
+        if profile is None:
+            raise click.ClickException(
+                f"model {model_name!r} has no reference profile at {path}; build it with "
+                "`infertrail drift baseline`"
+            )
+        inferred = QualitySchema.infer(profile)
+        if out is None:
+            click.echo(inferred.dumps(), nl=False)
+            return
+        if out.exists() and not force:
+            raise UsageProblem(f"--out {out} exists; give --force to replace it")
+        try:
+            inferred.save(out)
+        except OSError as exc:
+            raise click.ClickException(f"cannot write the schema {out}: {exc}") from None
+        click.echo(f"quality schema {model_name} -> {out}")
+
+    @drift.command("check-schema")
+    @click.argument("file", type=_FILE)
+    @click.option(
+        "--model",
+        "model_name",
+        metavar="NAME",
+        help="Check it against this model's reference profile [default: the model it names].",
+    )
+    @click.pass_context
+    def check_schema(ctx: click.Context, /, file: Path, model_name: str | None) -> None:
+        """Validate a data-quality schema file; exit 1 naming every problem."""
+        from infertrail.drift.quality_schema import QualitySchema, QualitySchemaError
+
+        try:
+            loaded = QualitySchema.load(file)
+            path, profile = _reference_profile(ctx, model_name or loaded.model_name)
+            if profile is not None:
+                loaded.check(profile)
+        except QualitySchemaError as exc:
+            raise click.ClickException(str(exc)) from None
+        if profile is None and model_name is not None:
+            raise click.ClickException(f"model {model_name!r} has no reference profile at {path}")
+        against = (
+            f"checked against the reference profile {path}"
+            if profile is not None
+            else f"no reference profile at {path}: features and kinds not checked"
+        )
+        click.echo(
+            f"{file}: valid quality schema of model {loaded.model_name!r}, "
+            f"{len(loaded.features)} features ({against})"
+        )
+
     return drift
+
+
+def _reference_profile(ctx: click.Context, model_name: str) -> tuple[Path, Profile | None]:
+    """Where the model's reference profile is under the data dir, and the profile (None when
+    there is no file; a damaged one is an error)."""
+    from infertrail.drift.profile import profile_path
+    from infertrail.drift.profile_io import ProfileError, load_profile
+
+    path = profile_path(settings_of(ctx).models_dir, model_name)
+    if not path.is_file():
+        return path, None
+    try:
+        return path, load_profile(path)
+    except ProfileError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _given_options(ctx: click.Context) -> list[str]:
