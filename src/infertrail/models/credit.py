@@ -17,6 +17,9 @@ rows, same encoding). From them, :meth:`CreditModel.assess` gives for one applic
 docs/credit-model.md explains the choices. Serving does not run the sklearn pipeline per row (its
 per-call overhead is milliseconds); it applies the same fitted parameters with numpy, and the
 unit tests hold the two to agree on every row of the data.
+
+Training also fits the label-free performance estimator (CBPE) on out-of-fold scores of the
+training rows and saves it beside the model as ``cbpe.json`` (docs/estimation.md).
 """
 
 from __future__ import annotations
@@ -36,11 +39,12 @@ from sklearn.base import clone
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss, roc_auc_score
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedKFold, cross_val_predict, train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
 
+from infertrail.estimation import CbpeModel, cbpe_path, fit_cbpe
 from infertrail.events import ModelInfo
 from infertrail.models.artifacts import ModelArtifactError, load_model, save_model
 from infertrail.models.reason_codes import reason_for
@@ -70,6 +74,11 @@ BOOTSTRAP_SEED = 20261127
 TEST_SHARE = 0.2
 DATA_FILE = "german.data"
 LABEL_COLUMN = "CLASSIFICATION"
+#: The performance estimator's classes as outcomes name them (0 bad, 1 good risk: the score is
+#: the probability of "1"), its out-of-fold reference and its chunks (8 of the 800 rows).
+CBPE_CLASSES = ("0", "1")
+CBPE_FOLDS = 5
+CBPE_CHUNK_SIZE = 100
 
 _APPROVE_LOGIT = math.log(APPROVE_MIN_ODDS)
 _DECLINE_LOGIT = math.log(DECLINE_BELOW_ODDS)
@@ -304,18 +313,26 @@ def build_pipeline() -> Pipeline:
     return Pipeline([("encode", encode), ("classify", classify)])
 
 
-def train(models_root: Path) -> ModelInfo:
-    """Train deterministically and save the artifact with its sha256; returns its identity."""
-    data = load_dataset()
+def split(data: CreditData) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The deterministic stratified split: training rows, held-out rows, and their labels."""
     X_tr, X_te, y_tr, y_te = train_test_split(
         data.X, data.y, test_size=TEST_SHARE, random_state=SPLIT_SEED, stratify=data.y
     )
+    return X_tr, X_te, y_tr, y_te
+
+
+def train(models_root: Path) -> ModelInfo:
+    """Train deterministically and save the artifact with its sha256 and its performance
+    estimator (``cbpe.json``); returns its identity."""
+    data = load_dataset()
+    X_tr, X_te, y_tr, y_te = split(data)
     # One BLAS thread: the same bytes on every machine, whatever its core count.
     with threadpool_limits(limits=1):
         pipe = build_pipeline().fit(X_tr, y_tr)
         encoded = pipe[:-1].transform(X_tr)
         boot_coef, boot_intercept = _bootstrap(pipe.named_steps["classify"], encoded, y_tr)
         metrics = _held_out_metrics(pipe, boot_coef, boot_intercept, X_te, y_te)
+        reference_scores = out_of_fold_scores(X_tr, y_tr)
     artifact = {
         "format": ARTIFACT_FORMAT,
         "pipeline": pipe,
@@ -323,7 +340,7 @@ def train(models_root: Path) -> ModelInfo:
         "bootstrap_coef": boot_coef,
         "bootstrap_intercept": boot_intercept,
     }
-    return save_model(
+    info = save_model(
         models_root,
         NAME,
         VERSION,
@@ -360,6 +377,49 @@ def train(models_root: Path) -> ModelInfo:
         },
         held_out=metrics,
     )
+    reference_estimator(info, y_tr, reference_scores).save(cbpe_path(models_root, NAME))
+    return info
+
+
+def out_of_fold_scores(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Each training row's score from the pipeline refitted without it (5 stratified folds).
+
+    The performance estimator's reference must be scores of rows the model did not learn
+    from, as live applicants are; a row's score from the final model would be optimistic.
+    """
+    folds = StratifiedKFold(CBPE_FOLDS, shuffle=True, random_state=SPLIT_SEED)
+    proba = cross_val_predict(build_pipeline(), X, y, cv=folds, method="predict_proba")
+    return np.asarray(proba[:, 1])
+
+
+def reference_estimator(info: ModelInfo, y: np.ndarray, scores: np.ndarray) -> CbpeModel:
+    """CBPE fitted on out-of-fold ``scores`` and outcomes ``y`` of the training rows.
+
+    The model predicts a good risk ("1") when it does not decline, at ``score >= 0.5``: the
+    threshold lets the window analyzer derive predictions from scores (the served labels are
+    decisions, not classes).
+    """
+    return fit_cbpe(
+        y,
+        None,
+        scores,
+        CBPE_CLASSES,
+        threshold=DECLINE_BELOW_SCORE,
+        chunk_size=CBPE_CHUNK_SIZE,
+        model_name=info.name,
+        model_sha256=info.sha256,
+    )
+
+
+def rebuild_estimator(models_root: Path) -> Path:
+    """Refit the saved model's ``cbpe.json`` from its training data; returns its path."""
+    info = load_model(models_root, NAME).info
+    X_tr, _, y_tr, _ = split(load_dataset())
+    with threadpool_limits(limits=1):
+        scores = out_of_fold_scores(X_tr, y_tr)
+    path = cbpe_path(models_root, NAME)
+    reference_estimator(info, y_tr, scores).save(path)
+    return path
 
 
 def _bootstrap(

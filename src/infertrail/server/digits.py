@@ -166,13 +166,15 @@ def digits_router(monitor: Monitor, model: DigitsModel, settings: Settings) -> A
         ) as ev:
             p = model.predict(pixels)
             ev.label, ev.score, ev.confidence = p.label, p.confidence, p.confidence
+            # every digit's probability: what label-free performance estimation reads
+            ev.probabilities = dict(zip(LABELS, p.probabilities, strict=True))
         audit = await audit_fields(ev, settings)
         return {
             "request_id": rid,
             "trace_id": ev.trace_id_hex,
             "label": p.label,
             "confidence": p.confidence,
-            "probabilities": dict(zip(LABELS, p.probabilities, strict=True)),
+            "probabilities": ev.probabilities,
             "model": model_ref(model.info),
             **audit,
         }
