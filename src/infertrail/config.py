@@ -359,6 +359,24 @@ class Settings(BaseSettings):
         gt=0,
         description="... or when this old, if it holds 30 samples (None: by count only).",
     )
+    drift_quality: bool = Field(
+        True,
+        description="Data-quality checks of every drift window (docs/data-quality.md), against "
+        "<models_dir>/<model>/quality.json or the schema inferred from the profile.",
+    )
+    drift_estimates: bool = Field(
+        True,
+        description="Label-free performance estimates (CBPE) of every drift window, for models "
+        "with a fitted <models_dir>/<model>/cbpe.json (docs/estimation.md).",
+    )
+    drift_multivariate: str = Field(
+        "reconstruction",
+        pattern=r"^(|reconstruction|domain_classifier|reconstruction,domain_classifier|"
+        r"domain_classifier,reconstruction)$",
+        description="Multivariate drift statistics judged per window (docs/drift.md): "
+        "'reconstruction', 'domain_classifier' (one classifier fit per window), both "
+        "(comma-separated) or '' for none.",
+    )
     alert_rules_file: Path | None = Field(
         None, description="Alert rules, TOML or YAML (docs/alerting.md); none: no alerting."
     )

@@ -211,7 +211,7 @@ class DriftMonitor:
             return
         try:
             row = self.profile.features(ev.inputs)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, OverflowError):  # float(10**400) overflows
             self.stats.feature_errors += 1
             with self._lock:  # for the data-quality checks: bounded like the window
                 if len(self._current.rejected) < self.window_size:

@@ -33,6 +33,12 @@ from infertrail.drift import (
     load_profile,
     profile_path,
 )
+from infertrail.drift.analysis import WindowAnalyzer
+from infertrail.drift.multivariate import DomainClassifierDrift, ReconstructionDrift
+from infertrail.drift.quality import DataQualityAnalyzer, quality_schema_for
+from infertrail.estimation.analyzer import CbpeAnalyzer
+from infertrail.estimation.cbpe import CbpeModel
+from infertrail.estimation.cbpe_io import cbpe_path
 from infertrail.events import ModelInfo
 from infertrail.runtime.alerts import drift_listener
 
@@ -118,6 +124,36 @@ def _profile_of(
     return load_reference(settings.models_dir, info, builders)
 
 
+def window_analyzers(settings: Settings, profile: Profile) -> list[WindowAnalyzer]:
+    """The analyzers that judge each of the model's windows after the univariate detector.
+
+    Data quality (against ``quality.json`` beside the model, or the schema inferred from the
+    profile), CBPE estimates (when ``cbpe.json`` was fitted for this artifact) and the configured
+    multivariate statistics. A damaged or mismatched schema or estimator file fails the start,
+    naming the file, like a damaged profile does.
+    """
+    analyzers: list[WindowAnalyzer] = []
+    name = profile.model_name
+    if settings.drift_quality:
+        schema = quality_schema_for(settings.models_dir, profile)
+        analyzers.append(DataQualityAnalyzer(profile, schema))
+    estimator = cbpe_path(settings.models_dir, name)
+    if settings.drift_estimates and estimator.is_file():
+        model = CbpeModel.load(estimator, expected_sha256=profile.model_sha256 or None)
+        labels = profile.prediction.categories if profile.prediction is not None else ()
+        analyzers.append(CbpeAnalyzer(model, labels))
+    wanted = {s for s in settings.drift_multivariate.split(",") if s}
+    n_features = len(profile.columns)
+    if wanted and n_features < 2:
+        log.warning("multivariate drift is off for model %r: it has one feature", name)
+    elif wanted:
+        if "reconstruction" in wanted:
+            analyzers.append(ReconstructionDrift(profile, seed=_seed(name)))
+        if "domain_classifier" in wanted:
+            analyzers.append(DomainClassifierDrift(profile, seed=_seed(name)))
+    return analyzers
+
+
 def open_drift_monitors(
     settings: Settings,
     models: Sequence[ModelInfo],
@@ -141,6 +177,7 @@ def open_drift_monitors(
     found = [
         p for info in models if (p := _profile_of(settings, info, given.get(info.name), builders))
     ]
+    analyzers = {p.model_name: window_analyzers(settings, p) for p in found}
     monitors: dict[str, DriftMonitor] = {}
     try:
         for profile in found:
@@ -151,6 +188,7 @@ def open_drift_monitors(
                 window_seconds=settings.drift_window_seconds,
                 sample_rate=settings.drift_sample_rate,
                 seed=_seed(profile.model_name),
+                analyzers=analyzers[profile.model_name],
             )
     except BaseException:
         for built in monitors.values():

@@ -299,3 +299,67 @@ def test_sentiment_reference_predictions_are_out_of_fold(models: Path) -> None:
     assert float(profile.sample_confidences[:300].mean()) < float(fitted.mean()) - 0.02
     assert profile.prediction is not None
     assert profile.prediction.categories == sentiment.LABELS
+
+
+def test_each_window_is_judged_by_the_analyzers_the_settings_name(
+    tmp_path: Path, models: Path, clean_env: None
+) -> None:
+    s = make_settings(tmp_path, models, drift_multivariate="reconstruction,domain_classifier")
+    rt = start(s)
+    monitor = monitor_of(rt)
+    try:
+        names = {name: [a.name for a in dm.analyzers] for name, dm in rt.drift.items()}
+        # digits has cbpe.json from its trainer; sentiment has none, so no estimates for it
+        assert names["digits"] == [
+            "data_quality",
+            "estimated_performance",
+            "reconstruction_drift",
+            "domain_classifier_drift",
+        ]
+        assert "estimated_performance" not in names["sentiment"]
+        model = DigitsModel.load(s.models_dir)
+        for pixels in digits.split().test_images[:WINDOW].tolist():
+            with monitor.observe(model.info, pixels, endpoint="/v1/digits") as ev:
+                p = model.predict(pixels)
+                ev.label, ev.score, ev.confidence = p.label, p.confidence, p.confidence
+                ev.probabilities = dict(zip(digits.LABELS, p.probabilities, strict=True))
+        monitor.flush()
+        assert rt.drift["digits"].flush()
+        [report] = rt.drift["digits"].reports
+        assert set(report.sections) == set(names["digits"])
+        assert 0.5 < report.signals["estimated.accuracy"] <= 1.0
+        assert report.signals["quality.type_error_share"] == 0.0
+        assert "multivariate.reconstruction_error" in report.signals
+        assert rt.drift["digits"].stats.analyzer_errors == 0
+        text = generate_latest(monitor.telemetry.prometheus_registry).decode()
+        assert 'signal="estimated.accuracy"' in text
+    finally:
+        rt.shutdown()
+
+
+def test_no_analyzers_when_switched_off(tmp_path: Path, models: Path, clean_env: None) -> None:
+    s = make_settings(
+        tmp_path, models, drift_quality=False, drift_estimates=False, drift_multivariate=""
+    )
+    rt = start(s)
+    try:
+        assert all(dm.analyzers == [] for dm in rt.drift.values())
+    finally:
+        rt.shutdown()
+
+
+def test_a_damaged_quality_schema_or_estimator_fails_the_start(
+    tmp_path: Path, models: Path, clean_env: None
+) -> None:
+    s = make_settings(tmp_path, models)
+    schema = s.models_dir / "digits" / "quality.json"
+    schema.write_text('{"format": "nonsense"}')
+    with pytest.raises(ValueError, match=r"quality\.json"):
+        start(s)
+    schema.unlink()
+    estimator = s.models_dir / "digits" / "cbpe.json"
+    estimator.write_text("{")
+    with pytest.raises(ValueError, match=r"cbpe\.json"):
+        start(s)
+    with pytest.raises(ValueError, match="drift_multivariate"):
+        Settings(drift_multivariate="pca")
