@@ -39,11 +39,10 @@ from infertrail.estimation.estimate import Estimate, MetricReference, finite_or_
 from infertrail.estimation.metrics import (
     CLASSIFICATION_METRICS,
     confusion_metrics,
-    estimated_roc_auc,
     expected_confusion_matrix,
-    expected_roc_auc,
     realized_metric,
     sampling_error_unit,
+    sorted_roc_auc,
     thresholds,
 )
 
@@ -129,28 +128,39 @@ class CbpeModel:
 
     def probabilities(self, scores: FloatArray) -> FloatArray:
         """Calibrated class probabilities, n x k (a binary model's: [1 - p, p])."""
+        _, _, calibrated = self._calibrated_by_class(scores)
+        return calibrated.T
+
+    def _calibrated_by_class(self, scores: FloatArray) -> tuple[IntArray, FloatArray, FloatArray]:
+        """Per class scored (binary: the positive class; a k x n layout): the order of the rows
+        by score, the sorted scores, and every class's calibrated probability in row order.
+
+        Sorting first is what makes this fast: ROC AUC needs the order anyway, and
+        interpolating sorted values is some 30 times quicker than unsorted ones.
+        """
+        by_class = scores[None, :] if self.binary else np.ascontiguousarray(scores.T)
+        orders = np.argsort(by_class, axis=1)
+        ordered = np.take_along_axis(by_class, orders, axis=1)
+        calibrated = np.empty_like(by_class)
+        for j, fitted in enumerate(self.calibrations):
+            calibrated[j, orders[j]] = fitted(ordered[j]) if fitted is not None else ordered[j]
         if self.binary:
-            fitted = self.calibrations[0]
-            p = fitted(scores) if fitted is not None else scores
-            return np.column_stack([1.0 - p, p])
-        columns = [
-            m(scores[:, j]) if m is not None else scores[:, j]
-            for j, m in enumerate(self.calibrations)
-        ]
-        calibrated = np.column_stack(columns)
-        total = calibrated.sum(axis=1, keepdims=True)
-        uniform = np.full_like(calibrated, 1.0 / calibrated.shape[1])
+            return orders, ordered, np.concatenate([1.0 - calibrated, calibrated])
+        total = calibrated.sum(axis=0)
+        uniform = np.full_like(calibrated, 1.0 / len(calibrated))
         normalised: FloatArray = np.divide(calibrated, total, out=uniform, where=total > 0)
-        return normalised
+        return orders, ordered, normalised
 
     def estimate_codes(self, predicted: IntArray, scores: FloatArray) -> Estimate:
         """:meth:`estimate` on checked input: class codes and scores of the same n > 0 rows."""
-        p = self.probabilities(scores)
-        cm = expected_confusion_matrix(predicted, p)
+        orders, ordered, calibrated = self._calibrated_by_class(scores)
+        cm = expected_confusion_matrix(predicted, calibrated)
         values = confusion_metrics(cm)
         if "roc_auc" in self.metrics:
-            values["roc_auc"] = (
-                expected_roc_auc(scores, p[:, 1]) if self.binary else estimated_roc_auc(scores, p)
+            # binary: the positive class's curve; multiclass: the mean of one-vs-rest curves
+            scored = calibrated[1:] if self.binary else calibrated
+            values["roc_auc"] = float(
+                np.mean([sorted_roc_auc(ordered[j], p[orders[j]]) for j, p in enumerate(scored)])
             )
         n = len(predicted)
         judged = {name: ref.judge(values[name], n) for name, ref in self.metrics.items()}
@@ -206,15 +216,23 @@ def class_codes(values: Any, classes: Sequence[str], what: str) -> IntArray:
     array = np.asarray(values)
     if array.ndim != 1:
         raise ValueError(f"{what} must be one label per row (1-D), got shape {array.shape}")
-    uniques, inverse = np.unique(array, return_inverse=True)
-    index = {c: i for i, c in enumerate(classes)}
-    codes = np.array([index.get(category_key(u), -1) for u in uniques], dtype=np.int64)
-    if (codes < 0).any():
-        unknown = [category_key(u) for u, c in zip(uniques, codes, strict=True) if c < 0]
+    if array.dtype.kind == "U":
+        # strings: one vectorised comparison per class beats sorting them (np.unique)
+        codes = np.full(len(array), -1, dtype=np.int64)
+        for j, name in enumerate(classes):
+            codes[array == name] = j
+        unknown = np.unique(array[codes < 0]).tolist()
+    else:
+        uniques, inverse = np.unique(array, return_inverse=True)
+        index = {c: i for i, c in enumerate(classes)}
+        lookup = np.array([index.get(category_key(u), -1) for u in uniques], dtype=np.int64)
+        codes = lookup[inverse.reshape(-1)]
+        unknown = [category_key(u) for u, c in zip(uniques, lookup, strict=True) if c < 0]
+    if unknown:
         raise ValueError(
             f"{what} holds labels that are not classes: {unknown[:5]}; classes: {list(classes)}"
         )
-    return codes[inverse.reshape(-1)]
+    return codes
 
 
 def check_scores(values: Any, k: int, what: str) -> FloatArray:

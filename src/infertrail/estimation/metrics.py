@@ -42,12 +42,13 @@ THRESHOLD_SIGMAS = 3.0
 MULTICLASS_AUC_SE_FACTOR = 1.2
 
 
-def expected_confusion_matrix(predicted: IntArray, probabilities: FloatArray) -> FloatArray:
-    """Expected counts (k x k): row i = true class, column j = predicted class."""
-    k = probabilities.shape[1]
-    return np.stack(
-        [np.bincount(predicted, weights=probabilities[:, i], minlength=k) for i in range(k)]
-    )
+def expected_confusion_matrix(predicted: IntArray, by_class: FloatArray) -> FloatArray:
+    """Expected counts (k x k): row i = true class, column j = predicted class.
+
+    ``by_class``: k x n, row i holding each row's probability of being of class i.
+    """
+    k = len(by_class)
+    return np.stack([np.bincount(predicted, weights=p, minlength=k) for p in by_class])
 
 
 def _ratio(numerator: FloatArray, denominator: FloatArray) -> FloatArray:
@@ -77,12 +78,10 @@ def confusion_metrics(cm: FloatArray) -> dict[str, float]:
     return out
 
 
-def expected_roc_auc(scores: FloatArray, probabilities: FloatArray) -> float:
-    """Expected ROC AUC of one class: ``scores`` rank the rows, ``probabilities`` (calibrated)
-    say how likely each row is a positive. NaN when no positive or no negative is expected."""
-    order = np.argsort(-scores)
-    s, p = scores[order], probabilities[order]
-    # one point per distinct score: the last row of each run of equal scores
+def sorted_roc_auc(scores: FloatArray, probabilities: FloatArray) -> float:
+    """:func:`expected_roc_auc` of rows already sorted by ascending score."""
+    s, p = scores[::-1], probabilities[::-1]  # descending: the most likely positives first
+    # one point per distinct score (the last row of each run of equal scores): one step
     last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
     tps = np.r_[0.0, np.cumsum(p)[last]]
     fps = np.r_[0.0, np.cumsum(1.0 - p)[last]]
@@ -92,13 +91,11 @@ def expected_roc_auc(scores: FloatArray, probabilities: FloatArray) -> float:
     return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1])) / 2.0)
 
 
-def estimated_roc_auc(scores: FloatArray, calibrated: FloatArray) -> float:
-    """Binary (1-D arrays: the positive class) or the one-vs-rest mean over columns."""
-    if scores.ndim == 1:
-        return expected_roc_auc(scores, calibrated)
-    return float(
-        np.mean([expected_roc_auc(scores[:, j], calibrated[:, j]) for j in range(scores.shape[1])])
-    )
+def expected_roc_auc(scores: FloatArray, probabilities: FloatArray) -> float:
+    """Expected ROC AUC of one class: ``scores`` rank the rows, ``probabilities`` (calibrated)
+    say how likely each row is a positive. NaN when no positive or no negative is expected."""
+    order = np.argsort(scores)
+    return sorted_roc_auc(scores[order], probabilities[order])
 
 
 # -- realized metrics of labelled chunks (thresholds) -----------------------------------------
