@@ -10,7 +10,9 @@ so that importing this module (and so starting the top-level CLI) loads no pyarr
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +31,7 @@ __all__ = ["BaselineBuilder", "drift_commands"]
 BaselineBuilder = Callable[[Path], Path]
 
 _FILE = click.Path(path_type=Path, exists=True, dir_okay=False)
+_FILE_OR_DIR = click.Path(path_type=Path, exists=True)
 
 
 def drift_commands(known: Mapping[str, BaselineBuilder]) -> click.Group:
@@ -46,8 +49,9 @@ def drift_commands(known: Mapping[str, BaselineBuilder]) -> click.Group:
     @click.option("--model-version", help="Your model's version (shown with the result).")
     @click.option(
         "--reference",
-        type=_FILE,
-        help="Training data: .parquet/.pq, .csv/.tsv (optionally .gz), .npy or .npz.",
+        type=_FILE_OR_DIR,
+        help="Training data: .parquet/.pq (or a directory of them, read in batches), "
+        ".csv/.tsv (optionally .gz), .npy or .npz.",
     )
     @click.option("--schema", type=_FILE, help="JSON file naming the features and their types.")
     @click.option(
@@ -284,7 +288,7 @@ def _baseline_own(
         table = ref.open_table(
             reference, na_values=None if na_values is None else na_values.split(",")
         )
-        with loading:
+        with loading, _progress(table.n_rows) as progress:
             model = ref.resolve_model(model_spec) if model_spec else None
             built = ref.build_reference(
                 table,
@@ -296,6 +300,7 @@ def _baseline_own(
                 model=model,
                 sample_size=sample_size,
                 seed=seed,
+                progress=progress,
             )
     except ref.ReferenceInputError as exc:
         raise UsageProblem(str(exc)) from None
@@ -309,6 +314,33 @@ def _baseline_own(
     version = f" {model_version}" if model_version else ""
     click.echo(f"model {name}{version}, sha256 {digest}", err=True)
     click.echo(f"profile {name} -> {out}")
+
+
+@contextlib.contextmanager
+def _progress(total: int | None) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar on stderr for a reference read in batches (rows done, rows/s), or None:
+    for a table read whole (``total`` None), and when stderr is not a terminal (a log)."""
+    stderr = sys.stderr
+    if total is None or not stderr.isatty():
+        yield None
+        return
+    started = time.monotonic()
+    done = 0
+
+    def rate(_: object) -> str:
+        elapsed = time.monotonic() - started
+        return f"{done:,} rows, {done / elapsed:,.0f} rows/s" if elapsed > 0 else ""
+
+    with click.progressbar(
+        length=total, label="profiling", file=stderr, item_show_func=rate
+    ) as bar:
+
+        def advance(rows: int) -> None:
+            nonlocal done
+            done += rows
+            bar.update(rows)
+
+        yield advance
 
 
 def _describe(built: ReferenceBuild, reference: Path, model_spec: str | None) -> None:
@@ -328,5 +360,5 @@ def _describe(built: ReferenceBuild, reference: Path, model_spec: str | None) ->
     if preds is not None and profile.prediction is not None:
         labels = profile.prediction.categories
         shown = ", ".join(labels[:10]) + (", ..." if len(labels) > 10 else "")
-        conf = "; confidence from predict_proba" if preds.confidences is not None else ""
+        conf = "; confidence from predict_proba" if preds.confidences else ""
         click.echo(f"predictions of {model_spec}: {len(labels)} labels ({shown}){conf}", err=True)

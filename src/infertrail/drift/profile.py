@@ -22,6 +22,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from infertrail.drift.distribution import ColumnDistribution
 from infertrail.drift.ecdf import ReferenceEcdf
 from infertrail.drift.histogram import NumericBins
 from infertrail.drift.stats import FloatArray, IntArray
@@ -49,10 +50,15 @@ class FeatureProfile:
     """One column of the reference: its type, bins and summary statistics.
 
     Numerical features have ``bins`` (fine quantile bins, overflow included), ``psi_edges`` and
-    ``ecdf`` (the empirical CDF of all their values, for KS); a numerical feature with few
-    distinct values also has ``support`` (those values), and every categorical or discrete
-    feature has ``category_counts`` (one per category or support value). ``ecdf`` is None only
-    for a numerical feature read from a version-1 file whose stored sample lacks it.
+    ``ecdf`` (the empirical CDF of all their values, for KS), all computed from
+    ``distribution`` (every distinct value and its count, compacted beyond
+    :data:`~infertrail.drift.distribution.MAX_VALUES`), which is kept so that profiles merge;
+    a numerical feature with few distinct values also has ``support`` (those values), and every
+    categorical or discrete feature has ``category_counts`` (one per category or support value).
+    ``n_unique`` counts the knots of a compacted distribution (a lower bound). ``ecdf`` is None
+    only for a numerical feature read from a version-1 file whose stored sample lacks it;
+    ``distribution`` is None for one read from a file of version 1, or of version 2 whose ECDF
+    was sketched: such a feature cannot merge.
     """
 
     name: str
@@ -69,6 +75,7 @@ class FeatureProfile:
     categories: tuple[str, ...] = ()
     category_counts: IntArray | None = None
     ecdf: ReferenceEcdf | None = None
+    distribution: ColumnDistribution | None = None
     _index: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -124,7 +131,10 @@ class TextSpec:
 
 @dataclass(frozen=True)
 class Profile:
-    """The reference profile of one model: feature columns, predictions and a bounded sample."""
+    """The reference profile of one model: feature columns, predictions and a bounded sample.
+
+    ``sample`` holds min(``n_rows``, ``sample_size``) rows drawn uniformly.
+    """
 
     kind: ProfileKind
     model_name: str
@@ -140,6 +150,7 @@ class Profile:
     image: ImageSpec | None = None
     text: TextSpec | None = None
     created_at: str = ""
+    sample_size: int = DEFAULT_SAMPLE_SIZE
 
     @property
     def feature_names(self) -> list[str]:
@@ -168,6 +179,16 @@ class Profile:
         if label is None or self.prediction is None:
             return -1
         return self.prediction.code_of(label)
+
+    def merge(self, other: Profile, *, seed: int = 0) -> Profile:
+        """The profile of this profile's rows and ``other``'s (same model, features, kinds).
+
+        Equal to the profile built from all the rows at once but for the sample, a uniform
+        sample of both drawn with ``seed``; see :func:`infertrail.drift.partial.merge_profiles`.
+        """
+        from infertrail.drift.partial import merge_profiles
+
+        return merge_profiles([self, other], seed=seed)
 
     def save(self, path: Path) -> None:
         """Write ``path`` (JSON) and its ``.npz`` arrays next to it, atomically."""

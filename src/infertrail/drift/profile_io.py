@@ -10,6 +10,14 @@ reference). A version-1 file is still read: its numerical features get the ECDF 
 sample, which is exactly the test version 1 ran (docs/drift.md says why old files are read
 rather than refused). Whenever an ECDF counts fewer values than its feature, loading warns that
 KS runs against a sample and asks for a rebuild.
+
+Since issue 18 a file also holds each numerical feature's distribution (every distinct value
+and its count, compacted beyond a bound: :mod:`infertrail.drift.distribution`) and the sample
+size, so that profiles merge. These are added arrays and keys, which earlier readers of version
+2 ignore, so the version stays 2 and such a file still loads in an older infertrail (which
+cannot merge it). A file without them gets, for each numerical feature whose ECDF holds every
+value, the distribution that ECDF is; a feature with a sketched ECDF (more than 16,384 distinct
+values) has none, and its profile is judged as before but cannot merge.
 """
 
 from __future__ import annotations
@@ -25,9 +33,11 @@ from typing import Any
 
 import numpy as np
 
+from infertrail.drift.distribution import EXACT, ColumnDistribution
 from infertrail.drift.ecdf import ReferenceEcdf
 from infertrail.drift.histogram import NumericBins
 from infertrail.drift.profile import (
+    DEFAULT_SAMPLE_SIZE,
     IMAGE_DERIVED,
     TEXT_FEATURES,
     FeatureProfile,
@@ -70,6 +80,15 @@ def _feature_meta(f: FeatureProfile, prefix: str, arrays: dict[str, np.ndarray])
         arrays[f"{prefix}.ecdf_knots"] = f.ecdf.knots
         arrays[f"{prefix}.ecdf_le"] = f.ecdf.le
         arrays[f"{prefix}.ecdf_lt"] = f.ecdf.lt
+    precision = None
+    if f.distribution is not None:
+        d = f.distribution
+        precision = d.precision
+        arrays[f"{prefix}.values"] = d.values
+        arrays[f"{prefix}.value_counts"] = _smallest_uint(d.counts)
+        if not d.is_exact:
+            arrays[f"{prefix}.gap_counts"] = _smallest_uint(d.gap_counts)
+            arrays[f"{prefix}.gap_sums"] = d.gap_sums
 
     def num(x: float) -> float | None:
         return None if math.isnan(x) else x
@@ -84,7 +103,17 @@ def _feature_meta(f: FeatureProfile, prefix: str, arrays: dict[str, np.ndarray])
         "q_low": num(f.q_low),
         "q_high": num(f.q_high),
         "categories": list(f.categories),
+        "precision": precision,
     }
+
+
+def _smallest_uint(a: np.ndarray) -> np.ndarray:
+    """Counts in the smallest unsigned type that holds them: most are 1 for continuous data."""
+    top = int(a.max()) if a.size else 0
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if top <= np.iinfo(dtype).max:
+            return a.astype(dtype)
+    return a.astype(np.uint64)
 
 
 def save_profile(profile: Profile, path: Path) -> None:
@@ -102,6 +131,7 @@ def save_profile(profile: Profile, path: Path) -> None:
         "kind": profile.kind,
         "model": {"name": profile.model_name, "sha256": profile.model_sha256},
         "n_rows": profile.n_rows,
+        "sample_size": profile.sample_size,
         "created_at": profile.created_at,
         "columns": [_feature_meta(f, f"col{j}", arrays) for j, f in enumerate(profile.columns)],
     }
@@ -171,6 +201,30 @@ class _Reader:
             raise self.fail(f"{where}.{key} must be a number or null, got {value!r}")
         return float(value)
 
+    def distribution(
+        self, obj: dict[str, Any], prefix: str, where: str, count: int
+    ) -> ColumnDistribution | None:
+        """A numerical feature's stored distribution, or None when the file has none."""
+        if self.version == 1 or f"{prefix}.values" not in self.arrays:
+            return None
+        precision = obj.get("precision")
+        if isinstance(precision, bool) or not isinstance(precision, int):
+            raise self.fail(f"{where}.precision must be an integer, got {precision!r}")
+        values = self.array(f"{prefix}.values", np.floating)
+        counts = self.array(f"{prefix}.value_counts", np.integer).astype(np.int64)
+        if f"{prefix}.gap_counts" in self.arrays:
+            gaps = self.array(f"{prefix}.gap_counts", np.integer).astype(np.int64)
+            sums = self.array(f"{prefix}.gap_sums", np.floating).astype(np.float64)
+        else:
+            gaps, sums = np.zeros(values.shape, np.int64), np.zeros(values.shape)
+        d = ColumnDistribution(values.astype(np.float64), counts, gaps, sums, precision)
+        problem = d.problem()
+        if problem is None and d.n != count:
+            problem = f"the distribution counts {d.n} values, the feature {count}"
+        if problem is not None:
+            raise self.fail(f"{where}: {problem}")
+        return d
+
     def ecdf(
         self, prefix: str, where: str, count: int, legacy: np.ndarray | None
     ) -> ReferenceEcdf | None:
@@ -238,6 +292,14 @@ class _Reader:
         std = self.optional_float(obj, "std", where)
         if not std >= 0:
             raise self.fail(f"{where}.std must be a non-negative number")
+        ecdf = self.ecdf(prefix, where, count, legacy)
+        distribution = self.distribution(obj, prefix, where, count)
+        if distribution is None and ecdf is not None and ecdf.exact and ecdf.n == count:
+            # an ECDF of every value (a file from before the distributions) is the distribution
+            zeros = np.zeros(ecdf.knots.size, dtype=np.int64)
+            distribution = ColumnDistribution(
+                ecdf.knots, ecdf.le - ecdf.lt, zeros, zeros.astype(np.float64), EXACT
+            )
         return FeatureProfile(
             name, "numerical", count, n_unique,
             mean=self.optional_float(obj, "mean", where), std=std,
@@ -246,7 +308,7 @@ class _Reader:
             bins=NumericBins(edges, bin_counts.astype(np.int64), sums),
             psi_edges=psi_edges, support=support,
             category_counts=None if counts is None else counts.astype(np.int64),
-            ecdf=self.ecdf(prefix, where, count, legacy),
+            ecdf=ecdf, distribution=distribution,
         )  # fmt: skip
 
 
@@ -333,6 +395,12 @@ def load_profile(path: Path, *, expected_sha256: str | None = None) -> Profile:
     if sample.ndim != 2 or sample.shape[1] != len(cols_meta) or not 0 < sample.shape[0] <= n_rows:
         raise r.fail(f"sample has shape {sample.shape}, expected (1..{n_rows}, {len(cols_meta)})")
     s = sample.shape[0]
+    if "sample_size" in meta:
+        sample_size = r.get(meta, "sample_size", int, "profile")
+        if sample_size < 1:
+            raise r.fail(f"sample_size must be positive, got {sample_size}")
+    else:  # not recorded before issue 18: the sample's own size, unless it holds every row
+        sample_size = max(s, DEFAULT_SAMPLE_SIZE) if s == n_rows else s
     labels = r.array("sample_labels", np.integer) if "sample_labels" in r.arrays else None
     confs = r.array("sample_confidences", np.floating) if "sample_confidences" in r.arrays else None
     for name, a in (("sample_labels", labels), ("sample_confidences", confs)):
@@ -385,4 +453,5 @@ def load_profile(path: Path, *, expected_sha256: str | None = None) -> Profile:
         image=image,
         text=text,
         created_at=str(meta.get("created_at", "")),
+        sample_size=sample_size,
     )

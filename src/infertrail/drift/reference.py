@@ -35,10 +35,12 @@ from typing import Any, Literal, cast
 import numpy as np
 from numpy.typing import NDArray
 
-from infertrail.drift.build import build_tabular_profile
+from infertrail.drift.build import CategoryCodes, tabular_partial
+from infertrail.drift.partial import PartialProfile
 from infertrail.drift.profile import DEFAULT_SAMPLE_SIZE, Profile, category_key
 
 __all__ = [
+    "BATCH_ROWS",
     "DEFAULT_NA_VALUES",
     "INT_CATEGORICAL_MAX_UNIQUE",
     "STRING_MAX_CATEGORIES",
@@ -47,6 +49,7 @@ __all__ = [
     "FeatureSpec",
     "FeatureType",
     "ModelCodeError",
+    "PredictionsProfiled",
     "ReferenceBuild",
     "ReferenceInputError",
     "ReferencePredictions",
@@ -75,6 +78,9 @@ INT_CATEGORICAL_MAX_UNIQUE = 20
 #: A string column with more distinct values than this is not inferred at all: it is an
 #: identifier or free text, and profiling it as categories would store every value.
 STRING_MAX_CATEGORIES = 1000
+#: Rows of a Parquet reference read at a time: memory holds one batch (and the model's input
+#: for it) besides the profile's bounded state, whatever the size of the data.
+BATCH_ROWS = 1 << 17
 #: CSV fields read as missing besides the empty field (pandas' most common ones).
 DEFAULT_NA_VALUES = ("NA", "N/A", "NaN", "nan", "null", "NULL")
 
@@ -84,7 +90,10 @@ _TYPE_NAMES: dict[str, FeatureType] = {
     "categorical": "categorical",
 }
 _CSV_DELIMITERS = {".csv": ",", ".tsv": "\t"}
-_SUFFIXES = ".parquet, .pq, .csv, .tsv (either optionally .gz), .npy, .npz"
+_SUFFIXES = (
+    ".parquet, .pq, .csv, .tsv (either optionally .gz), .npy, .npz, or a directory of Parquet files"
+)
+_PARQUET_SUFFIXES = (".parquet", ".pq")
 _SHOWN_NAMES = 20
 
 
@@ -227,28 +236,38 @@ def infer_type(column: Column) -> tuple[FeatureType, str]:
     at most :data:`INT_CATEGORICAL_MAX_UNIQUE` distinct values, else numeric. A string column
     with more than :data:`STRING_MAX_CATEGORIES` distinct values is refused.
     """
-    kind = column.source_type
+    needs_count = column.source_type in ("integer", "string")
+    return _inferred(column.name, column.source_type, column.n_distinct() if needs_count else 0)
+
+
+def _inferred(
+    name: str, kind: SourceType, k: int, *, at_least: bool = False
+) -> tuple[FeatureType, str]:
+    """:func:`infer_type` from the source type and the number of distinct values ``k``
+    (``at_least``: counting stopped at ``k``, beyond :data:`STRING_MAX_CATEGORIES`)."""
     if kind == "float":
         return "numeric", "float column"
     if kind == "boolean":
         return "categorical", "boolean column"
-    k = column.n_distinct()
+    many = f"more than {STRING_MAX_CATEGORIES}" if at_least else str(k)
     if kind == "integer":
         limit = INT_CATEGORICAL_MAX_UNIQUE
         if k <= limit:
             return "categorical", f"integer column, {k} distinct values <= {limit}"
-        return "numeric", f"integer column, {k} distinct values > {limit}"
+        return "numeric", f"integer column, {many} distinct values > {limit}"
     if k > STRING_MAX_CATEGORIES:
+        counted = many if at_least else f"{k} distinct strings (more than {STRING_MAX_CATEGORIES})"
         raise ReferenceInputError(
-            f"column {column.name!r} holds {k} distinct strings (more than "
-            f"{STRING_MAX_CATEGORIES}): an identifier or free text rather than categories; "
-            "exclude it, or declare its type if it really is a feature"
+            f"column {name!r} holds {counted}{' distinct strings' if at_least else ''}: an "
+            "identifier or free text rather than categories; exclude it, or declare its type if "
+            "it really is a feature"
         )
     return "categorical", f"string column, {k} distinct values"
 
 
-def _numeric_values(column: Column) -> NDArray[np.float64]:
-    """The column as float64 with NaN for missing; a value that is no number is an error."""
+def _numeric_values(column: Column, first_row: int = 0) -> NDArray[np.float64]:
+    """The column as float64 with NaN for missing; a value that is no number is an error
+    (naming its row, counted from ``first_row`` + 1 for a batch)."""
     if column.is_number:
         out = column.values.astype(np.float64)
     elif column.source_type == "boolean":
@@ -262,35 +281,86 @@ def _numeric_values(column: Column) -> NDArray[np.float64]:
                 out[i] = float(v)
             except ValueError:
                 raise ReferenceInputError(
-                    f"column {column.name!r} is numeric, but row {i + 1} holds {v!r}, which is "
+                    f"column {column.name!r} is numeric, but row {first_row + i + 1} holds {v!r}, "
+                    "which is "
                     "not a number; declare it categorical or fix the value"
                 ) from None
     infinite = np.flatnonzero(np.isinf(out))
     if infinite.size:
         raise ReferenceInputError(
-            f"column {column.name!r} holds an infinite value at row {infinite[0] + 1}; "
+            f"column {column.name!r} holds an infinite value at row {first_row + infinite[0] + 1}; "
             "a reference needs finite numbers (or missing values)"
         )
     return out
 
 
-def _categorical_values(column: Column) -> NDArray[Any]:
-    """The column as objects with None for missing (numbers keep category_key's form)."""
-    out = column.values.astype(object)
-    out[column.missing] = None
-    return out
+def _category_codes(column: Column) -> CategoryCodes:
+    """The column as codes into its categories (as :func:`category_key` names them), -1 for
+    missing: numbers through one ``np.unique``, other values through one dictionary."""
+    if column.is_number:
+        present = ~column.missing
+        uniq, inverse = np.unique(column.values[present], return_inverse=True)
+        codes = np.full(len(column.values), -1, dtype=np.int64)
+        codes[present] = inverse
+        return CategoryCodes(codes, [category_key(float(u)) for u in uniq])
+    index: dict[str, int] = {}
+    codes = np.fromiter(
+        (-1 if v is None else index.setdefault(category_key(v), len(index)) for v in column.values),
+        dtype=np.int64,
+        count=len(column.values),
+    )
+    return CategoryCodes(codes, list(index))
 
 
 # -- reading files ----------------------------------------------------------------------------
+BatchReader = Callable[[list[str], int], Iterator[list[Column]]]
+
+
 class ReferenceTable:
-    """A reference file's column names; :meth:`read` converts the columns asked for."""
+    """A reference file's column names; :meth:`read` converts the columns asked for, and
+    :meth:`batches` reads them a batch of rows at a time.
+
+    Parquet data is read in batches (``n_rows`` and ``source_types`` are known from the files'
+    footers before any row is read); the other formats are read whole, as one batch.
+    """
 
     def __init__(
-        self, path: Path, names: list[str], reader: Callable[[list[str]], list[Column]]
+        self,
+        path: Path,
+        names: list[str],
+        reader: Callable[[list[str]], list[Column]],
+        *,
+        batch_reader: BatchReader | None = None,
+        n_rows: int | None = None,
+        source_types: Mapping[str, SourceType | None] | None = None,
     ) -> None:
         self.path = path
         self.names = names
         self._reader = reader
+        self._batch_reader = batch_reader
+        self.n_rows = n_rows
+        self.source_types = source_types
+
+    @property
+    def batched(self) -> bool:
+        """True when :meth:`batches` reads the data in several batches (Parquet)."""
+        return self._batch_reader is not None
+
+    def batches(
+        self, names: Sequence[str], batch_rows: int = BATCH_ROWS
+    ) -> Iterator[dict[str, Column]]:
+        """The columns ``names`` for consecutive batches of at most ``batch_rows`` rows."""
+        if self._batch_reader is None:
+            yield self.read(names)
+            return
+        self.check_columns(names, "requested column")
+        empty = True
+        for columns in self._batch_reader(list(dict.fromkeys(names)), batch_rows):
+            if len(columns[0].values):
+                empty = False
+                yield {c.name: c for c in columns}
+        if empty:
+            raise ReferenceInputError(f"reference {self.path} has no rows")
 
     def check_columns(self, names: Sequence[str], what: str) -> None:
         """Raise naming ``what`` if a name in ``names`` is not a column of the file."""
@@ -324,12 +394,21 @@ def _table_format(path: Path) -> str:
 
 
 def open_table(path: Path, *, na_values: Sequence[str] | None = None) -> ReferenceTable:
-    """The reference file at ``path``, by its extension; ``na_values`` are CSV/TSV only.
+    """The reference file at ``path``, by its extension, or the Parquet files of the directory
+    ``path``; ``na_values`` are CSV/TSV only.
 
     Missing values: Parquet nulls, NaN in float columns, and in CSV/TSV empty fields and
     ``na_values`` (default :data:`DEFAULT_NA_VALUES`), compared after stripping whitespace.
     """
     path = Path(path)
+    other_format = path.name.lower().endswith((".csv", ".tsv", ".gz", ".npy", ".npz"))
+    if path.is_dir() and not other_format:  # Spark and others write foo.parquet/ directories
+        if na_values is not None:
+            raise ReferenceInputError(
+                "missing-value tokens apply to CSV/TSV files only, not to the Parquet files "
+                f"of {path}"
+            )
+        return _parquet_table(path)
     fmt = _table_format(path)
     if not path.exists():
         raise ReferenceInputError(f"reference file {path} does not exist")
@@ -347,26 +426,42 @@ def open_table(path: Path, *, na_values: Sequence[str] | None = None) -> Referen
     return _numpy_table(path)
 
 
-def _from_arrow(name: str, array: Any) -> Column:
-    """A Column from a pyarrow (chunked) array of a Parquet file's column."""
+def _source_type(arrow_type: Any) -> SourceType | None:
+    """What a Parquet column of ``arrow_type`` holds; None when it cannot be profiled."""
+    import pyarrow as pa
+
+    t = arrow_type.value_type if pa.types.is_dictionary(arrow_type) else arrow_type
+    if pa.types.is_integer(t) or pa.types.is_null(t):
+        return "integer"
+    if pa.types.is_floating(t) or pa.types.is_decimal(t):
+        return "float"
+    if pa.types.is_boolean(t):
+        return "boolean"
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return "string"
+    return None
+
+
+def _from_arrow(name: str, array: Any, as_type: SourceType | None = None) -> Column:
+    """A Column from a pyarrow (chunked) array of a Parquet file's column; ``as_type`` is the
+    type other files give the column (a column of nulls only takes it)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     t = array.type
     if pa.types.is_dictionary(t):
         array, t = pc.cast(array, t.value_type), t.value_type
-    if pa.types.is_integer(t) or pa.types.is_null(t):
-        return Column(name, "integer", _arrow_floats(array))
-    if pa.types.is_floating(t) or pa.types.is_decimal(t):
-        return Column(name, "float", _arrow_floats(array))
-    if pa.types.is_boolean(t):
-        return Column(name, "boolean", _objects(array.to_pylist()))
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
-        return Column(name, "string", _objects(array.to_pylist()))
-    raise ReferenceInputError(
-        f"column {name!r} has type {t}, which cannot be profiled (numbers, booleans and "
-        "strings can); leave it out of the features"
-    )
+    kind = _source_type(t)
+    if kind is None:
+        raise ReferenceInputError(
+            f"column {name!r} has type {t}, which cannot be profiled (numbers, booleans and "
+            "strings can); leave it out of the features"
+        )
+    if pa.types.is_null(t) and as_type is not None:
+        kind = as_type
+    if kind in ("integer", "float"):
+        return Column(name, kind, _arrow_floats(array))
+    return Column(name, kind, _objects(array.to_pylist()))
 
 
 def _arrow_floats(array: Any) -> NDArray[np.float64]:
@@ -384,23 +479,84 @@ def _objects(values: list[Any]) -> NDArray[Any]:
     return out
 
 
+def _parquet_files(path: Path) -> list[Path]:
+    """``path`` itself, or the Parquet files under the directory ``path`` in name order
+    (hidden ones and those starting with ``_``, such as ``_SUCCESS``, left out)."""
+    if path.is_file():
+        return [path]
+    files = sorted(
+        p
+        for p in path.rglob("*")
+        if p.is_file()
+        and p.name.lower().endswith(_PARQUET_SUFFIXES)
+        and not any(part.startswith((".", "_")) for part in p.relative_to(path).parts)
+    )
+    if not files:
+        raise ReferenceInputError(f"reference directory {path} holds no .parquet or .pq file")
+    return files
+
+
 def _parquet_table(path: Path) -> ReferenceTable:
+    """A Parquet file, or a directory of Parquet files with the same columns, read in batches."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    try:
-        names = list(pq.read_schema(path).names)
-    except (pa.ArrowException, OSError) as exc:
-        raise ReferenceInputError(f"reference file {path} is not readable Parquet: {exc}") from None
+    files = _parquet_files(path)
+    n_rows = 0
+    names: list[str] = []
+    kinds: dict[str, str | None] = {}  # "null": only nulls so far, None: cannot be profiled
+    for f in files:
+        try:
+            meta = pq.read_metadata(f)
+            schema = meta.schema.to_arrow_schema()
+        except (pa.ArrowException, OSError) as exc:
+            raise ReferenceInputError(
+                f"reference file {f} is not readable Parquet: {exc}"
+            ) from None
+        n_rows += meta.num_rows
+        found = _unique(list(schema.names), f)
+        if not names:
+            names = found
+        elif found != names:
+            raise ReferenceInputError(
+                f"reference file {f} has the columns {_names(found)}, but {files[0]} has "
+                f"{_names(names)}: the files of a reference directory need the same columns"
+            )
+        for n in names:
+            t = schema.field(n).type
+            kind = "null" if pa.types.is_null(t) else _source_type(t)
+            known = kinds.get(n, "null")
+            if known == "null":
+                kinds[n] = kind
+            elif kind not in ("null", known):
+                raise ReferenceInputError(
+                    f"column {n!r} holds {kind or t} values in {f}, but {known} values in an "
+                    "earlier file: the files of a reference directory need the same column types"
+                )
+    # a column of nulls only in every file is read as integers, as pyarrow's null type is
+    types = {n: cast(SourceType | None, "integer" if k == "null" else k) for n, k in kinds.items()}
+
+    def read_batches(wanted: list[str], batch_rows: int) -> Iterator[list[Column]]:
+        for f in files:
+            try:
+                reader = pq.ParquetFile(f)
+                for batch in reader.iter_batches(batch_size=batch_rows, columns=wanted):
+                    yield [_from_arrow(n, batch.column(n), types[n]) for n in wanted]
+            except (pa.ArrowException, OSError) as exc:
+                raise ReferenceInputError(f"reference file {f}: {exc}") from None
 
     def read(wanted: list[str]) -> list[Column]:
-        try:
-            table = pq.read_table(path, columns=wanted)
-        except (pa.ArrowException, OSError) as exc:
-            raise ReferenceInputError(f"reference file {path}: {exc}") from None
-        return [_from_arrow(n, table.column(n)) for n in wanted]
+        parts = list(read_batches(wanted, BATCH_ROWS))
+        if not parts:
+            return [Column(n, types[n] or "integer", np.empty(0)) for n in wanted]
+        return [
+            Column(n, parts[0][j].source_type, np.concatenate([p[j].values for p in parts]))
+            for j, n in enumerate(wanted)
+        ]
 
-    return ReferenceTable(path, _unique(names, path), read)
+    return ReferenceTable(
+        path, names, read, batch_reader=read_batches, n_rows=n_rows, source_types=types
+    )
 
 
 def _unique(names: list[str], path: Path) -> list[str]:
@@ -781,12 +937,21 @@ class Feature:
 
 
 @dataclass(frozen=True)
+class PredictionsProfiled:
+    """What the model's outputs gave the profile: its classes (None when it has no
+    ``classes_``) and whether confidences came from ``predict_proba``."""
+
+    classes: list[str] | None
+    confidences: bool
+
+
+@dataclass(frozen=True)
 class ReferenceBuild:
     """A built profile with what was decided on the way (shown by the CLI)."""
 
     profile: Profile
     features: list[Feature]
-    predictions: ReferencePredictions | None
+    predictions: PredictionsProfiled | None
 
 
 def _choose(
@@ -824,42 +989,118 @@ def build_reference(
     model: Any = None,
     sample_size: int = DEFAULT_SAMPLE_SIZE,
     seed: int = 0,
+    batch_rows: int = BATCH_ROWS,
+    progress: Callable[[int], None] | None = None,
 ) -> ReferenceBuild:
     """The tabular profile of ``table``: features from ``specs`` (None: every column except
     ``target`` and ``exclude``), typed as declared or by :func:`infer_type`, predictions from
     ``model`` (see :func:`resolve_model`) when given.
+
+    A Parquet reference is read ``batch_rows`` rows at a time: each batch becomes a partial
+    profile (and gets the model's predictions) and is merged into the others, so memory holds
+    one batch and the profile's bounded state. Undeclared integer and string columns are typed
+    by one pass over them first (their number of distinct values decides). ``progress`` is
+    called with the number of rows of each batch done. The profile equals the one built from
+    the whole table at once, but for the sample: a uniform sample of ``sample_size`` rows either
+    way, drawn with ``seed``, the same rows when the data is one batch.
     """
     chosen = _choose(table, specs, target, exclude)
     names = [s.name for s in chosen]
     for_model = [] if model is None else _model_columns(model, names)
     table.check_columns(for_model, "the model's input column")
-    columns = table.read(names + for_model)
-    features: list[Feature] = []
-    values: list[NDArray[Any]] = []
-    for spec in chosen:
-        col = columns[spec.name]
-        n_missing = int(col.missing.sum())
-        if n_missing == len(col.values):
+    types = _batched_types(table, chosen, batch_rows) if table.batched else None
+    rng = np.random.default_rng(seed)
+    missing = dict.fromkeys(names, 0)
+    merged: PartialProfile | None = None
+    outputs: PredictionsProfiled | None = None
+    done = 0
+    for columns in table.batches(names + for_model, batch_rows):
+        if types is None:  # the whole table in one batch: typed from all its values
+            _check_not_empty(columns, names, len(columns[names[0]].values))
+            types = {s.name: _declared_or_inferred(s, columns[s.name]) for s in chosen}
+        batch: dict[str, NDArray[np.float64] | CategoryCodes] = {}
+        for name in names:
+            col = columns[name]
+            missing[name] += int(col.missing.sum())
+            numeric = types[name][0] == "numeric"
+            batch[name] = _numeric_values(col, done) if numeric else _category_codes(col)
+        predictions = None if model is None else reference_predictions(model, columns, names)
+        if predictions is not None:
+            outputs = PredictionsProfiled(predictions.classes, predictions.confidences is not None)
+        part = tabular_partial(
+            batch,
+            predictions=None if predictions is None else predictions.labels,
+            confidences=None if predictions is None else predictions.confidences,
+            labels=None if predictions is None else predictions.classes,
+            model_name=model_name,
+            model_sha256=model_sha256,
+            sample_size=sample_size,
+            seed=rng,
+        )
+        merged = part if merged is None else merged.merge(part, rng)
+        n = len(columns[names[0]].values)
+        done += n
+        if progress is not None:
+            progress(n)
+    assert merged is not None and types is not None  # batches() yields at least one batch
+    for name, n_missing in missing.items():
+        if n_missing == done:
             raise ReferenceInputError(
-                f"column {spec.name!r} has no value: all its {n_missing} rows are missing"
+                f"column {name!r} has no value: all its {n_missing} rows are missing"
             )
-        kind, why = (spec.type, "declared") if spec.type is not None else infer_type(col)
-        values.append(_numeric_values(col) if kind == "numeric" else _categorical_values(col))
-        features.append(Feature(spec.name, kind, why, n_missing))
-    categorical = [f.name for f in features if f.type == "categorical"]
-    # the builder takes an all-numeric table as float64 as it is; with categories, objects
-    X = np.column_stack(values).astype(object if categorical else np.float64)
-    predictions = None if model is None else reference_predictions(model, columns, names)
-    profile = build_tabular_profile(
-        X,
-        names,
-        categorical=categorical,
-        predictions=None if predictions is None else predictions.labels,
-        confidences=None if predictions is None else predictions.confidences,
-        labels=None if predictions is None else predictions.classes,
-        model_name=model_name,
-        model_sha256=model_sha256,
-        sample_size=sample_size,
-        seed=seed,
-    )
-    return ReferenceBuild(profile, features, predictions)
+    features = [Feature(n, types[n][0], types[n][1], missing[n]) for n in names]
+    return ReferenceBuild(merged.profile(), features, outputs)
+
+
+def _check_not_empty(columns: Mapping[str, Column], names: Sequence[str], n: int) -> None:
+    """Refuse a column without any value before the model sees it (whole tables)."""
+    for name in names:
+        n_missing = int(columns[name].missing.sum())
+        if n_missing == n:
+            raise ReferenceInputError(
+                f"column {name!r} has no value: all its {n_missing} rows are missing"
+            )
+
+
+def _declared_or_inferred(spec: FeatureSpec, column: Column) -> tuple[FeatureType, str]:
+    return (spec.type, "declared") if spec.type is not None else infer_type(column)
+
+
+def _batched_types(
+    table: ReferenceTable, chosen: Sequence[FeatureSpec], batch_rows: int
+) -> dict[str, tuple[FeatureType, str]]:
+    """Types of the features of a table read in batches: declared, by the source type alone
+    (floats, booleans), or, for integer and string columns, by a first pass counting their
+    distinct values (up to one more than :data:`STRING_MAX_CATEGORIES`, so memory is bounded)."""
+    assert table.source_types is not None  # known up front for a batched (Parquet) table
+    source = table.source_types
+    types: dict[str, tuple[FeatureType, str]] = {}
+    counted: dict[str, set[Any]] = {}
+    for spec in chosen:
+        kind = source[spec.name]
+        if spec.type is not None:
+            types[spec.name] = (spec.type, "declared")
+        elif kind is None:  # cannot be profiled: reading it says so, naming its type
+            table.read([spec.name])
+            raise ReferenceInputError(
+                f"column {spec.name!r} has a type that cannot be profiled (numbers, booleans "
+                "and strings can); leave it out of the features"
+            )
+        elif kind in ("integer", "string"):
+            counted[spec.name] = set()
+        else:
+            types[spec.name] = _inferred(spec.name, kind, 0)
+    if counted:
+        cap = STRING_MAX_CATEGORIES + 1
+        for columns in table.batches(list(counted), batch_rows):
+            for name, col in columns.items():
+                seen = counted[name]
+                if len(seen) < cap:
+                    present = col.values[~col.missing]
+                    seen.update(np.unique(present).tolist() if col.is_number else present.tolist())
+        for name, seen in counted.items():
+            kind = source[name]
+            assert kind is not None
+            k = min(len(seen), cap)
+            types[name] = _inferred(name, kind, k, at_least=len(seen) >= cap)
+    return {s.name: types[s.name] for s in chosen}
