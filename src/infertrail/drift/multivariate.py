@@ -303,8 +303,8 @@ class DomainClassifierDrift:
     its variance is exact (:func:`auc_null_std`), the p-value the normal tail above them;
     ``drifted``: p < ``alpha``. Why not NannyML's out-of-fold AUC over k folds with the same
     null: each fold's model learns the chance structure of the other folds, so the fold AUCs
-    move together and the pooled AUC spreads about 25% wider than its permutation null
-    (measured: 3.7% alarms for a nominal 1%, 100-row windows, 3 folds). Reference-vs-reference
+    move together and the pooled AUC spreads 29% wider than its permutation null (3.2% alarms
+    at a nominal 1%, 100-row windows, 3 folds: bench/multivariate_drift.py). Reference-vs-reference
     splits at start would repair that for one window size only (windows closed by time are
     smaller) at the cost of tens of fits; one split costs one fit per window instead of k.
     """

@@ -5,6 +5,9 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
+import tomllib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
+from infertrail.alerting.rules import parse_rules
 from infertrail.drift import (
     DriftDetector,
     DriftMonitor,
@@ -36,6 +40,7 @@ from infertrail.drift.profile import FeatureKind
 from infertrail.events import InferenceEvent, ModelInfo
 from infertrail.runtime.alerts import drift_signals
 
+DOC = Path(__file__).resolve().parents[3] / "docs" / "drift.md"
 RHO = 0.8
 NAMES = ["x0", "x1", "x2", "x3", "x4"]
 NUMERICAL: tuple[FeatureKind, ...] = ("numerical",) * 5
@@ -353,3 +358,25 @@ def test_the_drift_monitor_reports_both_with_the_univariate_verdict(profile: Pro
     # the hook's runner gives the same sections for the same window
     again = run_analyzers(analyzers[:1], DriftWindow(np.zeros((5, 5))), "joint")
     assert again.failed == [] and again.signals == {}
+
+
+def _doc_section() -> str:
+    text = DOC.read_text(encoding="utf-8")
+    start = text.index("\n## Multivariate drift\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end >= 0 else len(text)]
+
+
+def test_the_docs_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    (block,) = re.findall(r"```python\n(.*?)```", _doc_section(), re.DOTALL)
+    exec(compile(block, str(DOC), "exec"), {})
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "univariate: 0 features drifted"
+    assert out[1].startswith("reconstruction_drift True {'multivariate.reconstruction_error': ")
+    assert out[2].startswith("domain_classifier_drift True {'multivariate.domain_auc': ")
+
+
+def test_the_docs_alert_rule_is_valid() -> None:
+    (block,) = re.findall(r"```toml\n(.*?)```", _doc_section(), re.DOTALL)
+    (rule,) = parse_rules(tomllib.loads(block)).rules
+    assert rule.signal == "multivariate.domain_drift" and rule.for_windows == 3
