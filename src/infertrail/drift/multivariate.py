@@ -189,11 +189,22 @@ class ReconstructionDrift:
         if self._rows.shape[1] < 2:
             raise ValueError("reconstruction drift needs at least 2 features")
         self.variance, self.alpha, self.holdout, self.seed = variance, alpha, holdout, seed
+        n = self._rows.shape[0]
+        order = np.random.default_rng(seed).permutation(n)
+        n_holdout = min(max(round(n * holdout), MIN_ROWS), n - MIN_ROWS)
+        self._held, self._fitted_rows = order[:n_holdout], order[n_holdout:]
+        empty = np.flatnonzero(np.isnan(self._rows[self._fitted_rows]).all(axis=0))
+        if empty.size:
+            raise ValueError(
+                f"reference column {int(empty[0])} has no value among the "
+                f"{self._fitted_rows.size} rows the PCA is fitted on"
+            )
         self._fit: _ReconstructionFit | None = None
         self._lock = threading.Lock()
 
     @property
     def n_features(self) -> int:
+        """The width of the rows this analyzer judges (the profile's feature count)."""
         return int(self._rows.shape[1])
 
     def fit(self) -> ReconstructionDrift:
@@ -211,15 +222,11 @@ class ReconstructionDrift:
         return fit
 
     def _calibrate(self) -> _ReconstructionFit:
-        n = self._rows.shape[0]
-        order = np.random.default_rng(self.seed).permutation(n)
-        n_holdout = min(max(round(n * self.holdout), MIN_ROWS), n - MIN_ROWS)
-        held, fitted = order[:n_holdout], order[n_holdout:]
-        model = fit_reconstruction(self._rows[fitted], self._kinds, self.variance)
-        errors = model.errors(self._rows[held])
+        model = fit_reconstruction(self._rows[self._fitted_rows], self._kinds, self.variance)
+        errors = model.errors(self._rows[self._held])
         std = float(errors.std(ddof=1))
         skew = float(sps.skew(errors, bias=False)) if std > 0 else 0.0
-        return _ReconstructionFit(model, float(errors.mean()), std, skew, n_holdout)
+        return _ReconstructionFit(model, float(errors.mean()), std, skew, int(errors.size))
 
     @property
     def model(self) -> ReconstructionModel:
@@ -341,6 +348,7 @@ class DomainClassifierDrift:
 
     @property
     def n_features(self) -> int:
+        """The width of the rows this analyzer judges (the profile's feature count)."""
         return int(self._rows.shape[1])
 
     def fit(self) -> DomainClassifierDrift:

@@ -286,6 +286,12 @@ def test_bad_windows(profile: Profile, analyzer: str) -> None:
     json.dumps(judged.section, allow_nan=False)
 
 
+def _misses(seed: int, rows: list[int]) -> bool:
+    """True when the seeded split holds out every one of ``rows`` (200 rows, half held out)."""
+    held = np.random.default_rng(seed).permutation(200)[:100]
+    return set(rows) <= set(held.tolist())
+
+
 def test_bad_references_and_parameters(profile: Profile) -> None:
     rows = correlated(np.random.default_rng(43), 200)
     with pytest.raises(ValueError, match="at least 100 reference rows, got 99"):
@@ -302,6 +308,10 @@ def test_bad_references_and_parameters(profile: Profile) -> None:
     empty[:, 2] = np.nan
     with pytest.raises(ValueError, match="reference column 2 has no value"):
         DomainClassifierDrift(empty)
+    sparse = rows.copy()
+    sparse[3:, 1] = np.nan  # three values: the half the PCA is fitted on may hold none
+    with pytest.raises(ValueError, match="column 1 has no value among the 100 rows the PCA"):
+        ReconstructionDrift(sparse, seed=next(s for s in range(100) if _misses(s, [0, 1, 2])))
     with pytest.raises(ValueError, match="2-D"):
         DomainClassifierDrift(rows[:, 0])
     with pytest.raises(ValueError, match="at least 2 features"):
