@@ -142,15 +142,13 @@ def window_analyzers(settings: Settings, profile: Profile) -> list[WindowAnalyze
         model = CbpeModel.load(estimator, expected_sha256=profile.model_sha256 or None)
         labels = profile.prediction.categories if profile.prediction is not None else ()
         analyzers.append(CbpeAnalyzer(model, labels))
-    wanted = {s for s in settings.drift_multivariate.split(",") if s}
-    n_features = len(profile.columns)
-    if wanted and n_features < 2:
-        log.warning("multivariate drift is off for model %r: it has one feature", name)
-    elif wanted:
-        if "reconstruction" in wanted:
-            analyzers.append(ReconstructionDrift(profile, seed=_seed(name)))
-        if "domain_classifier" in wanted:
-            analyzers.append(DomainClassifierDrift(profile, seed=_seed(name)))
+    wanted = [s for s in settings.drift_multivariate.split(",") if s]
+    kinds = {"reconstruction": ReconstructionDrift, "domain_classifier": DomainClassifierDrift}
+    for kind in wanted:
+        try:
+            analyzers.append(kinds[kind](profile, seed=_seed(name)))
+        except ValueError as exc:  # one feature, or a reference sample too small to calibrate
+            log.warning("%s drift is off for model %r: %s", kind, name, exc)
     return analyzers
 
 
