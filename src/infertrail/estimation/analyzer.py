@@ -28,6 +28,7 @@ from infertrail.drift.analysis import Analysis
 from infertrail.drift.profile import category_key
 from infertrail.estimation.calibration import FloatArray, IntArray
 from infertrail.estimation.cbpe import CbpeModel
+from infertrail.estimation.metrics import BoolArray
 
 if TYPE_CHECKING:
     from infertrail.drift.detector import DriftWindow
@@ -69,8 +70,11 @@ class CbpeAnalyzer:
             )
         self._columns = [self.labels.index(c) if c in self.labels else -1 for c in model.classes]
 
-    def analyze(self, window: DriftWindow) -> Analysis:
-        """Estimate the window's performance; skip the rows that lack scores or labels."""
+    def inputs(self, window: DriftWindow) -> tuple[IntArray, FloatArray, BoolArray, dict[str, int]]:
+        """What CBPE reads of each row: the predicted class code, the scores (binary: 1-D;
+        multiclass: n x k in the estimator's order), which rows have both, and the skipped rows
+        counted by reason. The outcomes report measures the realized metrics on these very rows.
+        """
         predicted = self._label_classes(window)
         if self.model.binary:
             scores, skipped = self._binary_inputs(window, predicted)
@@ -83,6 +87,11 @@ class CbpeAnalyzer:
             scores, skipped = self._multiclass_inputs(window, predicted)
         usable = predicted >= 0
         usable &= np.isfinite(scores).all(axis=1) if scores.ndim == 2 else np.isfinite(scores)
+        return predicted, scores, usable, skipped
+
+    def analyze(self, window: DriftWindow) -> Analysis:
+        """Estimate the window's performance; skip the rows that lack scores or labels."""
+        predicted, scores, usable, skipped = self.inputs(window)
         n = int(usable.sum())
         section: dict[str, Any] = {
             "method": "cbpe",

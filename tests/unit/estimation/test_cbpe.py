@@ -12,7 +12,13 @@ from hypothesis import strategies as st
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
 
 from infertrail.estimation import CLASSIFICATION_METRICS, CbpeModel, MetricReference, fit_cbpe
-from infertrail.estimation.metrics import expected_roc_auc, realized_metric
+from infertrail.estimation.metrics import (
+    AUC_BUCKET_TOLERANCE,
+    bucketed_roc_auc,
+    expected_roc_auc,
+    realized_metric,
+    score_buckets,
+)
 
 from .conftest import calibrated_binary, calibrated_multiclass, miscalibrated_binary
 
@@ -212,3 +218,26 @@ def test_a_chunk_where_a_metric_is_undefined_leaves_it_out_of_the_thresholds() -
     model = fit_cbpe(y, pred, score, [0, 1], chunk_size=10)
     assert model.metrics["roc_auc"].chunk_values[-1] is None  # the last chunk has one class
     assert all(v is not None for v in model.metrics["roc_auc"].chunk_values[:-1])
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(2, 5000))
+def test_bucketed_roc_auc_is_the_sorted_one_within_its_tolerance(seed: int, n: int) -> None:
+    rng = np.random.default_rng(seed)
+    scores = rng.random(n)
+    p = np.clip(scores + rng.normal(0, 0.2, n), 0, 1)
+    bucketed = bucketed_roc_auc(score_buckets(scores), p)
+    exact = expected_roc_auc(scores, p)
+    if bucketed is None or math.isnan(exact):
+        return
+    assert bucketed == pytest.approx(exact, abs=AUC_BUCKET_TOLERANCE)
+
+
+def test_a_crowded_bucket_falls_back_to_sorting() -> None:
+    """Scores 1e-9 apart share a bucket but are not ties: the bound refuses the buckets and the
+    estimate sorts them, ranking them as the model did."""
+    scores = 0.5 + np.arange(1000) * 1e-9
+    p = np.linspace(0.0, 1.0, 1000)
+    assert bucketed_roc_auc(score_buckets(scores), p) is None
+    estimate = _uncalibrated_binary().estimate((scores >= 0.5).astype(int), scores)
+    assert estimate.value("roc_auc") == pytest.approx(expected_roc_auc(scores, scores))
