@@ -257,11 +257,11 @@ def common_precision(values: FloatArray) -> IntArray:
     exponent differ."""
     bits = values.view(np.uint64)
     x = bits[1:] ^ bits[:-1]
-    # bit length of x, exactly: each 32-bit half is a float64 without rounding
-    hi = (x >> np.uint64(32)).astype(np.float64)
-    lo = (x & np.uint64(0xFFFFFFFF)).astype(np.float64)
-    length = np.where(hi > 0, 32 + np.frexp(hi)[1], np.frexp(lo)[1])
-    out: IntArray = np.maximum(EXACT - length, -1).astype(np.int64)
+    # The bit length of x is frexp's exponent: exact below 2**53, where x converts to a float
+    # without rounding; from 2**52 on (sign or exponent differ) rounding up can only add one,
+    # and such neighbours share no cell anyway.
+    length = np.frexp(x.astype(np.float64))[1]
+    out: IntArray = np.maximum(EXACT - length, -1, dtype=np.int64)
     return out
 
 
@@ -289,25 +289,37 @@ def _fold(
     # alone when the boundaries on both its sides exist (a knot with a gap after it never is:
     # it shares its cell with the next knot). Counts of both, for every p at once:
     boundaries = np.cumsum(np.bincount(common + 1, minlength=levels))
-    alone = np.maximum(np.append(-1, common), np.append(common, -1))
+    alone = np.full(k, -1, dtype=np.int64)
+    alone[1:] = common
+    np.maximum(alone[:-1], common, out=alone[:-1])
     singles = np.cumsum(np.bincount(alone + 1, minlength=levels))
     knots = 2 * (1 + boundaries[: precision + 1]) - singles[: precision + 1]
     fits = np.flatnonzero(knots <= max_values)  # knots grow with the precision
     chosen = int(fits[-1]) if fits.size else 0
     starts = np.concatenate([[0], np.flatnonzero(common < chosen) + 1])
     ends = np.append(starts[1:], k) - 1
-    first = np.zeros(k, dtype=bool)
-    first[starts] = True
-    last = np.zeros(k, dtype=bool)
-    last[ends] = True
-    inside = ~(first | last)
-    keep = first | last
-    # the values strictly between a cell's first and last knot, and every gap of the cell
-    between = np.add.reduceat(np.where(inside, counts, 0) + gap_counts, starts)
-    between_sum = np.add.reduceat(np.where(inside, values * counts, 0.0) + gap_sums, starts)
-    slot = np.cumsum(keep)[starts] - 1  # where each cell's first knot lands among the kept
-    out_gaps = np.zeros(int(keep.sum()), dtype=np.int64)
-    out_sums = np.zeros(out_gaps.size)
+    multi = ends > starts
+    # The values strictly between a cell's first and last knot, and every gap of the cell:
+    # the cell's total less its end knots. The sums lose nothing worth counting to the
+    # subtraction: a cell's values share sign and binade, so its total is no larger than its
+    # parts. An exact input has no gaps to add.
+    weights = values * counts
+    if precision < EXACT:
+        between = np.add.reduceat(counts + gap_counts, starts)
+        between_sum = np.add.reduceat(weights + gap_sums, starts)
+    else:
+        between = np.add.reduceat(counts, starts)
+        between_sum = np.add.reduceat(weights, starts)
+    between -= counts[starts] + np.where(multi, counts[ends], 0)
+    between_sum -= weights[starts] + np.where(multi, weights[ends], 0.0)
+    # the kept knots: each cell's first, then its last when it has more than one
+    width = 1 + multi
+    slot = np.cumsum(width) - width  # where each cell's first knot lands among the kept
+    kept = np.empty(int(width.sum()), dtype=np.int64)
+    kept[slot] = starts
+    kept[slot[multi] + 1] = ends[multi]
+    out_gaps = np.zeros(kept.size, dtype=np.int64)
+    out_sums = np.zeros(kept.size)
     out_gaps[slot] = between
     out_sums[slot] = np.where(between > 0, between_sum, 0.0)
-    return ColumnDistribution(values[keep], counts[keep], out_gaps, out_sums, chosen)
+    return ColumnDistribution(values[kept], counts[kept], out_gaps, out_sums, chosen)

@@ -80,7 +80,7 @@ INT_CATEGORICAL_MAX_UNIQUE = 20
 STRING_MAX_CATEGORIES = 1000
 #: Rows of a Parquet reference read at a time: memory holds one batch (and the model's input
 #: for it) besides the profile's bounded state, whatever the size of the data.
-BATCH_ROWS = 1 << 17
+BATCH_ROWS = 1 << 18
 #: CSV fields read as missing besides the empty field (pandas' most common ones).
 DEFAULT_NA_VALUES = ("NA", "N/A", "NaN", "nan", "null", "NULL")
 
@@ -206,11 +206,17 @@ def parse_column_specs(value: str) -> list[FeatureSpec]:
 # -- columns ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Column:
-    """One column of a reference file, as read (see :data:`SourceType` for ``values``)."""
+    """One column of a reference file, as read (see :data:`SourceType` for ``values``).
+
+    ``encoded``: for booleans and strings read through pyarrow, its dictionary encoding (codes,
+    -1 for missing, and the distinct values), so that profiling them as categories needs no
+    Python per value.
+    """
 
     name: str
     source_type: SourceType
     values: NDArray[Any]
+    encoded: tuple[NDArray[np.int64], list[Any]] | None = None
 
     @property
     def is_number(self) -> bool:
@@ -303,6 +309,9 @@ def _category_codes(column: Column) -> CategoryCodes:
         codes = np.full(len(column.values), -1, dtype=np.int64)
         codes[present] = inverse
         return CategoryCodes(codes, [category_key(float(u)) for u in uniq])
+    if column.encoded is not None:
+        codes, distinct = column.encoded
+        return CategoryCodes(codes, [category_key(v) for v in distinct])
     index: dict[str, int] = {}
     codes = np.fromiter(
         (-1 if v is None else index.setdefault(category_key(v), len(index)) for v in column.values),
@@ -461,7 +470,21 @@ def _from_arrow(name: str, array: Any, as_type: SourceType | None = None) -> Col
         kind = as_type
     if kind in ("integer", "float"):
         return Column(name, kind, _arrow_floats(array))
-    return Column(name, kind, _objects(array.to_pylist()))
+    return _arrow_objects(name, kind, array)
+
+
+def _arrow_objects(name: str, kind: SourceType, array: Any) -> Column:
+    """A boolean or string Column of a pyarrow array, with its dictionary encoding."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    if pa.types.is_null(array.type):  # nothing but nulls: no category
+        return Column(name, kind, _objects([None] * len(array)), (np.full(len(array), -1), []))
+    encoded = pc.dictionary_encode(array)  # nulls stay out of the dictionary
+    codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return Column(name, kind, _objects(array.to_pylist()), (codes, encoded.dictionary.to_pylist()))
 
 
 def _arrow_floats(array: Any) -> NDArray[np.float64]:
@@ -615,8 +638,8 @@ def _sniff(name: str, text: Any, na_values: tuple[str, ...]) -> Column:
         return Column(name, source_type, _arrow_floats(numbers))
     lowered = pc.utf8_lower(text)
     if pc.all(pc.is_in(lowered.drop_null(), value_set=pa.array(["true", "false"]))).as_py():
-        return Column(name, "boolean", _objects(pc.equal(lowered, "true").to_pylist()))
-    return Column(name, "string", _objects(text.to_pylist()))
+        return _arrow_objects(name, "boolean", pc.equal(lowered, "true"))
+    return _arrow_objects(name, "string", text)
 
 
 def _numpy_table(path: Path) -> ReferenceTable:
