@@ -14,7 +14,7 @@ features and prediction is what it was on the reference (no concept shift).
 Persistence: the fitted regressors are not JSON, so :meth:`DleModel.to_dict` keeps the reference
 rows and the settings, and :meth:`DleModel.from_dict` fits again, deterministically (a fixed
 seed; the same scikit-learn gives the same trees). Keep the reference a sample (say 10,000
-rows): the file holds every row, and loading refits (about a second per 10,000 rows).
+rows): the file holds every row, and loading refits (about half a second per 10,000 rows).
 """
 
 from __future__ import annotations
