@@ -377,6 +377,19 @@ class Settings(BaseSettings):
         "'reconstruction', 'domain_classifier' (one classifier fit per window), both "
         "(comma-separated) or '' for none.",
     )
+    drift_slices: str = Field(
+        "",
+        max_length=2000,
+        description="Slices judged on their own in every drift window, ';'-separated: 'tenant', "
+        "'endpoint', 'team', 'feature:NAME' or 'feature:NAME:EDGE,EDGE,...' (docs/drift.md); a "
+        "feature slice applies to the models that have the feature.",
+    )
+    drift_max_slices: int = Field(
+        20, ge=1, le=1000, description="Value slices per slice spec; other values fold into other."
+    )
+    drift_min_slice_samples: int = Field(
+        30, ge=1, description="A slice with fewer rows in a window is not judged."
+    )
     alert_rules_file: Path | None = Field(
         None, description="Alert rules, TOML or YAML (docs/alerting.md); none: no alerting."
     )

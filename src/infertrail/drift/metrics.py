@@ -32,6 +32,10 @@ DRIFT_OOD_RATE = c.METRIC_DRIFT_OOD_RATE
 DRIFT_WINDOW_SIGNAL = c.METRIC_DRIFT_WINDOW_SIGNAL
 FEATURE = c.DRIFT_FEATURE
 SIGNAL = c.DRIFT_SIGNAL
+SLICE = c.DRIFT_SLICE
+DRIFT_SLICE_SCORE = c.METRIC_DRIFT_SLICE_SCORE
+DRIFT_SLICE_SHARE = c.METRIC_DRIFT_SLICE_SHARE
+DRIFT_SLICE_SAMPLES = c.METRIC_DRIFT_SLICE_SAMPLES
 OUTPUT = c.DRIFT_OUTPUT
 
 Extract = Callable[[DriftReport], Iterable[tuple[float, dict[str, str]]]]
@@ -63,7 +67,17 @@ def _prediction_distances(r: DriftReport) -> Iterable[tuple[float, dict[str, str
 
 
 def _signals(r: DriftReport) -> Iterable[tuple[float, dict[str, str]]]:
-    return [(value, {SIGNAL: key}) for key, value in sorted(r.signals.items())]
+    out = [(value, {SIGNAL: key}) for key, value in sorted(r.signals.items())]
+    for name, part in r.slices.items():  # bounded: drift_max_slices per slice spec
+        out += [(value, {SIGNAL: key, SLICE: name}) for key, value in sorted(part.signals.items())]
+    return out
+
+
+def _per_slice(value: Callable[..., float | bool]) -> Extract:
+    def extract(r: DriftReport) -> Iterable[tuple[float, dict[str, str]]]:
+        return [(float(value(part)), {SLICE: name}) for name, part in r.slices.items()]
+
+    return extract
 
 
 _GAUGES: list[tuple[str, str, str, Extract]] = [
@@ -103,6 +117,15 @@ _GAUGES: list[tuple[str, str, str, Extract]] = [
     (DRIFT_WINDOW_SIGNAL, c.UNIT_RATIO,
      "A window analyzer's signal (estimated performance, data quality, multivariate drift).",
      _signals),
+    (DRIFT_SLICE_SCORE, c.UNIT_RATIO,
+     "Mean per-feature drift distance of one slice of the last window.",
+     _per_slice(lambda part: part.drift_score)),
+    (DRIFT_SLICE_SHARE, c.UNIT_RATIO,
+     "Share of features judged drifted in one slice of the last window.",
+     _per_slice(lambda part: part.share_drifted)),
+    (DRIFT_SLICE_SAMPLES, c.UNIT_SAMPLE,
+     "Samples of one slice in the last window (judged slices only).",
+     _per_slice(lambda part: part.n_samples)),
 ]  # fmt: skip
 
 

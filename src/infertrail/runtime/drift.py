@@ -36,6 +36,7 @@ from infertrail.drift import (
 from infertrail.drift.analysis import WindowAnalyzer
 from infertrail.drift.multivariate import DomainClassifierDrift, ReconstructionDrift
 from infertrail.drift.quality import DataQualityAnalyzer, quality_schema_for
+from infertrail.drift.slices import Slicer, SliceSpec, parse_slice_specs
 from infertrail.estimation.analyzer import CbpeAnalyzer
 from infertrail.estimation.cbpe import CbpeModel
 from infertrail.estimation.cbpe_io import cbpe_path
@@ -152,6 +153,39 @@ def window_analyzers(settings: Settings, profile: Profile) -> list[WindowAnalyze
     return analyzers
 
 
+def drift_slicers(settings: Settings, profiles: Sequence[Profile]) -> dict[str, Slicer]:
+    """Each model's slicer from ``drift_slices``: the attribute specs, and the feature specs
+    whose feature the model has. ValueError for a malformed spec, or a feature spec no model
+    has (a typo would otherwise slice nothing, silently)."""
+    try:
+        specs = parse_slice_specs(settings.drift_slices)
+    except ValueError as exc:
+        raise ValueError(f"drift_slices: {exc}") from None
+    if not specs:
+        return {}
+    slicers: dict[str, Slicer] = {}
+    used: set[SliceSpec] = set()
+    for profile in profiles:
+        mine = [
+            spec
+            for spec in specs
+            if spec.source == "attribute" or spec.name in profile.feature_names
+        ]
+        used.update(mine)
+        if mine:
+            try:
+                slicers[profile.model_name] = Slicer(profile, mine, settings.drift_max_slices)
+            except ValueError as exc:
+                raise ValueError(f"drift_slices, model {profile.model_name!r}: {exc}") from None
+    unused = [spec.label for spec in specs if spec not in used]
+    if unused and profiles:
+        raise ValueError(
+            f"drift_slices: no served model with a reference profile has the feature of "
+            f"{', '.join(map(repr, unused))}"
+        )
+    return slicers
+
+
 def open_drift_monitors(
     settings: Settings,
     models: Sequence[ModelInfo],
@@ -176,6 +210,7 @@ def open_drift_monitors(
         p for info in models if (p := _profile_of(settings, info, given.get(info.name), builders))
     ]
     analyzers = {p.model_name: window_analyzers(settings, p) for p in found}
+    slicers = drift_slicers(settings, found)
     monitors: dict[str, DriftMonitor] = {}
     try:
         for profile in found:
@@ -187,6 +222,8 @@ def open_drift_monitors(
                 sample_rate=settings.drift_sample_rate,
                 seed=_seed(profile.model_name),
                 analyzers=analyzers[profile.model_name],
+                slicer=slicers.get(profile.model_name),
+                min_slice_samples=min(settings.drift_min_slice_samples, settings.drift_window_size),
             )
     except BaseException:
         for built in monitors.values():

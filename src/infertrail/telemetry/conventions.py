@@ -109,10 +109,14 @@ METRIC_DRIFT_CONFIDENCE_MEAN = "infertrail.drift.confidence.mean"
 METRIC_DRIFT_LOW_CONFIDENCE = "infertrail.drift.confidence.low_rate"
 METRIC_DRIFT_OOD_RATE = "infertrail.drift.ood_rate"
 METRIC_DRIFT_WINDOW_SIGNAL = "infertrail.drift.window.signal"
+METRIC_DRIFT_SLICE_SCORE = "infertrail.drift.slice.score"
+METRIC_DRIFT_SLICE_SHARE = "infertrail.drift.slice.share_drifted"
+METRIC_DRIFT_SLICE_SAMPLES = "infertrail.drift.slice.samples"
 # Not namespaced; the exported alert rules and Grafana dashboards select on them as they are.
 DRIFT_FEATURE = "feature"  # the input feature of a per-feature gauge
 DRIFT_OUTPUT = "output"  # "label" or "confidence", of the prediction distance
 DRIFT_SIGNAL = "signal"  # a window analyzer's signal key, e.g. "estimated.accuracy"
+DRIFT_SLICE = "slice"  # a slice of a drift window, e.g. "tenant=acme" (docs/drift.md)
 
 # -- SLOs (slo/evaluator.py) ------------------------------------------------------------------
 METRIC_SLO_BUDGET_REMAINING = "infertrail.slo.error_budget.remaining"

@@ -363,3 +363,55 @@ def test_a_damaged_quality_schema_or_estimator_fails_the_start(
         start(s)
     with pytest.raises(ValueError, match="drift_multivariate"):
         Settings(drift_multivariate="pca")
+
+
+def test_slices_named_in_the_settings_are_judged_and_published(
+    tmp_path: Path, models: Path, clean_env: None
+) -> None:
+    s = make_settings(
+        tmp_path,
+        models,
+        drift_slices="endpoint;feature:ink_fraction:0.2",
+        drift_min_slice_samples=5,
+        drift_multivariate="",
+    )
+    rt = start(s)
+    monitor = monitor_of(rt)
+    try:
+        # the feature spec applies to digits only (sentiment has no ink_fraction)
+        assert [x.label for x in rt.drift["sentiment"].slicer.specs] == ["endpoint"]  # type: ignore[union-attr]
+        model = DigitsModel.load(s.models_dir)
+        images = digits.split().test_images[:WINDOW].tolist()
+        for i, pixels in enumerate(images):
+            endpoint = "/v1/digits" if i % 2 else "/v1/digits/batch"
+            with monitor.observe(model.info, pixels, endpoint=endpoint) as ev:
+                p = model.predict(pixels)
+                ev.label, ev.score, ev.confidence = p.label, p.confidence, p.confidence
+        monitor.flush()
+        assert rt.drift["digits"].flush()
+        [report] = rt.drift["digits"].reports
+        assert report.slices["endpoint=/v1/digits"].n_samples == WINDOW // 2
+        assert report.slices["endpoint=/v1/digits/batch"].n_samples == WINDOW // 2
+        ink = [k for k in report.slices if k.startswith("ink_fraction=")]
+        assert ink and sum(report.slices[k].n_samples for k in ink) <= WINDOW
+        assert "data_quality" in report.slices["endpoint=/v1/digits"].sections
+        text = generate_latest(monitor.telemetry.prometheus_registry).decode()
+        assert "infertrail_drift_slice_samples{" in text and 'slice="endpoint=/v1/digits"' in text
+    finally:
+        rt.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("slices", "message"),
+    [
+        ("feature:", "drift_slices"),
+        ("feature:no_such_feature", "no served model"),
+        ("tenant;tenant", "drift_slices"),
+    ],
+)
+def test_bad_slices_fail_the_start(
+    tmp_path: Path, models: Path, clean_env: None, slices: str, message: str
+) -> None:
+    s = make_settings(tmp_path, models, drift_slices=slices)
+    with pytest.raises(ValueError, match=message):
+        start(s)
