@@ -66,10 +66,16 @@ class ColumnDistribution:
     @classmethod
     def of_values(cls, values: FloatArray, max_values: int = MAX_VALUES) -> ColumnDistribution:
         """The distribution of the finite ``values`` (the caller drops missing ones)."""
-        v = np.asarray(values, dtype=np.float64)
-        if not np.all(np.isfinite(v)):
+        s = np.asarray(values, dtype=np.float64) + 0.0  # a copy; -0.0 and 0.0 are one value
+        s.sort()
+        return cls.of_sorted(s, max_values)
+
+    @classmethod
+    def of_sorted(cls, s: FloatArray, max_values: int = MAX_VALUES) -> ColumnDistribution:
+        """:meth:`of_values` of sorted values without -0.0 (no copy, no sort)."""
+        if s.size and not (np.isfinite(s[0]) and np.isfinite(s[-1])):  # NaN sorts last
             raise ValueError("a column distribution takes finite values only")
-        uniq, counts = sorted_unique(np.sort(v + 0.0))  # + 0.0: -0.0 and 0.0 are one value
+        uniq, counts = sorted_unique(s)
         return cls.exact(uniq, counts, max_values)
 
     @classmethod
@@ -79,8 +85,7 @@ class ColumnDistribution:
         """Sorted distinct ``values`` with their ``counts``, compacted if more than
         ``max_values``."""
         _check_max_values(max_values)
-        zeros = np.zeros(values.size, dtype=np.int64)
-        return _fold(values, counts, zeros, np.zeros(values.size), EXACT, max_values)
+        return _fold(values, counts, None, EXACT, max_values)
 
     @classmethod
     def merged(
@@ -94,23 +99,23 @@ class ColumnDistribution:
             return cls.empty()
         if len(parts) == 1 and parts[0].values.size <= max_values:
             return parts[0]
+        precision = min(p.precision for p in parts)
         values = np.concatenate([p.values for p in parts])
         order = np.argsort(values, kind="stable")  # timsort: merges the sorted runs in O(n)
         values = values[order]
-        counts = np.concatenate([p.counts for p in parts])[order]
-        gap_counts = np.concatenate([p.gap_counts for p in parts])[order]
-        gap_sums = np.concatenate([p.gap_sums for p in parts])[order]
+        arrays = [np.concatenate([p.counts for p in parts])[order]]
+        if precision < EXACT:  # exact parts have no gaps
+            arrays.append(np.concatenate([p.gap_counts for p in parts])[order])
+            arrays.append(np.concatenate([p.gap_sums for p in parts])[order])
         first = np.empty(values.size, dtype=bool)
         first[0] = True
         np.not_equal(values[1:], values[:-1], out=first[1:])
         if not first.all():  # a value in several parts: one knot
             starts = np.flatnonzero(first)
             values = values[starts]
-            counts = np.add.reduceat(counts, starts)
-            gap_counts = np.add.reduceat(gap_counts, starts)
-            gap_sums = np.add.reduceat(gap_sums, starts)
-        precision = min(p.precision for p in parts)
-        return _fold(values, counts, gap_counts, gap_sums, precision, max_values)
+            arrays = [np.add.reduceat(a, starts) for a in arrays]
+        gaps = (arrays[1], arrays[2]) if precision < EXACT else None
+        return _fold(values, arrays[0], gaps, precision, max_values)
 
     def merge(self, other: ColumnDistribution, max_values: int = MAX_VALUES) -> ColumnDistribution:
         """:meth:`merged` of this distribution and ``other``."""
@@ -256,32 +261,37 @@ def common_precision(values: FloatArray) -> IntArray:
     share a grid cell: the mantissa bits their float64 bits agree on, -1 when their sign or
     exponent differ."""
     bits = values.view(np.uint64)
-    x = bits[1:] ^ bits[:-1]
-    # The bit length of x is frexp's exponent: exact below 2**53, where x converts to a float
-    # without rounding; from 2**52 on (sign or exponent differ) rounding up can only add one,
-    # and such neighbours share no cell anyway.
-    length = np.frexp(x.astype(np.float64))[1]
-    out: IntArray = np.maximum(EXACT - length, -1, dtype=np.int64)
+    x = bits[1:] ^ bits[:-1]  # never 0: the values are distinct
+    # The bit length of x is read off x as a float: its exponent field is 1022 + the bit
+    # length, exactly below 2**53, where the conversion does not round; from 2**52 on (sign or
+    # exponent differ) rounding up can only add one, and such neighbours share no cell anyway.
+    # In place, as this runs on every value of a large column.
+    field = x.astype(np.float64).view(np.int64)
+    field >>= 52
+    np.subtract(EXACT + 1022, field, out=field)  # 52 - bit length
+    np.maximum(field, -1, out=field)
+    out: IntArray = field
     return out
 
 
 def _fold(
     values: FloatArray,
     counts: IntArray,
-    gap_counts: IntArray,
-    gap_sums: FloatArray,
+    gaps: tuple[IntArray, FloatArray] | None,
     precision: int,
     max_values: int,
 ) -> ColumnDistribution:
-    """Compact sorted distinct knots (each with the gap after it) at the finest precision
-    <= ``precision`` whose knots fit in ``max_values``.
+    """Compact sorted distinct knots, each with the count and sum of the gap after it
+    (``gaps``; None for exact knots), at the finest precision <= ``precision`` whose knots fit
+    in ``max_values``.
 
     Every gap already lies inside a cell at ``precision`` (it came from a distribution of at
     least that precision), so only the cells at or below it are known, and they are enough.
     """
     k = values.size
-    if precision == EXACT and k <= max_values:
-        return ColumnDistribution(values, counts, gap_counts, gap_sums, EXACT)
+    if gaps is None and k <= max_values:
+        zeros = np.zeros(k, dtype=np.int64)
+        return ColumnDistribution(values, counts, zeros, np.zeros(k), EXACT)
     common = common_precision(values)
     levels = EXACT + 2  # precisions -1..52 shifted by one, for bincount
     # A cell of one knot adds one knot, a cell of more adds two (its least and its greatest).
@@ -304,9 +314,9 @@ def _fold(
     # subtraction: a cell's values share sign and binade, so its total is no larger than its
     # parts. An exact input has no gaps to add.
     weights = values * counts
-    if precision < EXACT:
-        between = np.add.reduceat(counts + gap_counts, starts)
-        between_sum = np.add.reduceat(weights + gap_sums, starts)
+    if gaps is not None:
+        between = np.add.reduceat(counts + gaps[0], starts)
+        between_sum = np.add.reduceat(weights + gaps[1], starts)
     else:
         between = np.add.reduceat(counts, starts)
         between_sum = np.add.reduceat(weights, starts)

@@ -63,14 +63,17 @@ class NumericalPart:
     ) -> NumericalPart:
         """The part of one column; NaN is missing and skipped, an infinite value refused."""
         v = np.asarray(values, dtype=np.float64)
-        v = v[~np.isnan(v)]
-        if not np.all(np.isfinite(v)):
-            raise ValueError(f"feature {name!r} holds infinite reference values")
+        v = v[~np.isnan(v)]  # a copy, sorted in place below
         if v.size == 0:
             return cls(ColumnDistribution.empty())
+        v += 0.0  # -0.0 and 0.0 are one value
+        v.sort()
+        if not (np.isfinite(v[0]) and np.isfinite(v[-1])):
+            raise ValueError(f"feature {name!r} holds infinite reference values")
         mean = float(v.mean())
         dev = v - mean
-        return cls(ColumnDistribution.of_values(v, max_values), mean, float(np.dot(dev, dev)))
+        m2 = float(np.dot(dev, dev))
+        return cls(ColumnDistribution.of_sorted(v, max_values), mean, m2)
 
     @classmethod
     def of_feature(cls, f: FeatureProfile, where: str) -> NumericalPart:
