@@ -11,7 +11,9 @@ names the item and the field, and looks the same whichever app mounts the router
 ``GET /v1/outcomes/performance`` takes ``from``/``to`` as RFC 3339 times (422
 ``invalid_query`` naming the parameter otherwise). A bound beyond the times an outcome can
 carry (before 1677-09-21 or after 2262-04-11, the range of 64-bit Unix nanoseconds) is the
-same as no bound: ``from=0001-01-01T00:00:00Z`` means "from the start".
+same as no bound: ``from=0001-01-01T00:00:00Z`` means "from the start". With estimators, each
+group of the answer carries CBPE's estimates beside the realized metrics (``estimated``,
+:mod:`~infertrail.outcomes.report_models` describes every field).
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from infertrail.events import new_request_id
+from infertrail.outcomes.estimated import Estimators
 from infertrail.outcomes.ingest import AuditUnavailableError, OutcomeService
 from infertrail.outcomes.join import OutcomeSpec, performance_report
 from infertrail.outcomes.render import report_as_dict
+from infertrail.outcomes.report_models import PerformanceReportOut
 from infertrail.outcomes.schema import (
     KIND_PATTERN,
     MAX_TIME_NS,
@@ -109,8 +113,13 @@ class QueryProblem(ValueError):
 _ITEM_SCHEMA = _item_schema()
 
 
-def outcomes_router(service: OutcomeService, spec_for: Callable[[str], OutcomeSpec]) -> APIRouter:
-    """The outcomes endpoints over ``service``; ``spec_for`` reads each model's outputs."""
+def outcomes_router(
+    service: OutcomeService,
+    spec_for: Callable[[str], OutcomeSpec],
+    estimators: Estimators | None = None,
+) -> APIRouter:
+    """The outcomes endpoints over ``service``; ``spec_for`` reads each model's outputs,
+    ``estimators`` give the performance view its estimates (none without them)."""
     router = APIRouter(tags=["outcomes"])
 
     def error(status: int, kind: str, detail: Any, rid: str) -> JSONResponse:
@@ -165,6 +174,7 @@ def outcomes_router(service: OutcomeService, spec_for: Callable[[str], OutcomeSp
 
     @router.get(
         PERFORMANCE_PATH,
+        response_model=PerformanceReportOut,
         responses={422: {"model": ErrorResponse, "description": "Invalid query parameters."}},
     )
     async def get_performance(
@@ -195,7 +205,8 @@ def outcomes_router(service: OutcomeService, spec_for: Callable[[str], OutcomeSp
         ] = None,
         bins: Annotated[int, Query(ge=1, le=100)] = 10,
     ) -> Any:
-        """Performance and KPI view of joined outcomes (the JSON of `outcomes report`)."""
+        """Performance and KPI view of joined outcomes, with estimated beside realized
+        performance (the JSON of `outcomes report`)."""
         rid: str = request.scope.get("state", {}).get("request_id") or new_request_id()
         try:
             start_ns, end_ns = query_window(start, end)
@@ -213,6 +224,7 @@ def outcomes_router(service: OutcomeService, spec_for: Callable[[str], OutcomeSp
             end_ns=end_ns,
             every_s=every_s,
             bins=bins,
+            estimators=estimators,
         )
         return report_as_dict(report)
 

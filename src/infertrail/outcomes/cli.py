@@ -33,6 +33,7 @@ from infertrail.commandline import settings_of
 from infertrail.config import Settings
 from infertrail.cost.cli import parse_time
 from infertrail.outcomes.api import OUTCOMES_PATH
+from infertrail.outcomes.estimated import Estimators
 from infertrail.outcomes.ingest import (
     AuditUnavailableError,
     IngestResult,
@@ -299,6 +300,12 @@ def _duration(text: str) -> int:
 @click.option("--positive", help="Binary: the outcome label the score is the probability of.")
 @click.option("--threshold", type=click.FloatRange(0, 1), help="Binary: predict positive at >=.")
 @click.option("--bins", type=click.IntRange(1, 100), default=10, show_default=True)
+@click.option(
+    "--estimates/--no-estimates",
+    default=True,
+    show_default=True,
+    help="CBPE's estimates over all predictions beside the realized metrics (kind label).",
+)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
 @click.pass_context
 def report_cmd(
@@ -312,9 +319,11 @@ def report_cmd(
     positive: str | None,
     threshold: float | None,
     bins: int,
+    estimates: bool,
     fmt: str,
 ) -> None:
-    """Accuracy, precision/recall, ROC AUC, Brier and reliability, and the KPI view."""
+    """Accuracy, precision/recall, ROC AUC, Brier and reliability, the KPI view, and the
+    estimated performance (CBPE, every prediction) beside the realized one."""
     settings = settings_of(ctx)
     path = outcomes_db_path(settings)
     if not path.exists():
@@ -344,6 +353,7 @@ def report_cmd(
             end_ns=_ns(t1),
             every_s=_duration(every) if every else None,
             bins=bins,
+            estimators=Estimators(settings.models_dir) if estimates else None,
         )
     finally:
         store.close()

@@ -7,6 +7,13 @@ moves the list to SQLite in batches (every ``flush_interval_s``, or sooner when
 join and are skipped. An outcome that arrives before its prediction is indexed is reported
 as unknown; the ingest service flushes the index before looking ids up, which closes that gap
 for everything the Monitor has already handed over.
+
+Each prediction keeps the artifact's sha256 and, when the event carries them, every class's
+probabilities (``InferenceEvent.probabilities``): what label-free estimates of the outcomes
+report read. Probabilities the store would refuse (more than
+:data:`~infertrail.outcomes.store.MAX_PROBABILITY_CLASSES` classes, labels that are not short
+strings, values that are not numbers) are left out of that prediction and counted in
+``probabilities_dropped``; the prediction itself is kept.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import sqlite3
 import threading
 
 from infertrail.events import InferenceEvent
-from infertrail.outcomes.store import OutcomeStore, Prediction
+from infertrail.outcomes.store import OutcomeStore, Prediction, check_probabilities
 
 __all__ = ["PredictionIndex"]
 
@@ -49,6 +56,7 @@ class PredictionIndex:
         self._stop = False
         self.indexed = 0
         self.flush_failures = 0
+        self.probabilities_dropped = 0
         self._thread: threading.Thread | None = None
         if start:
             self._thread = threading.Thread(
@@ -60,6 +68,16 @@ class PredictionIndex:
         """Queue the prediction of ``ev`` (Monitor worker thread; no I/O here)."""
         if ev.status != "ok" or self._stop:
             return
+        probabilities = ev.probabilities
+        if probabilities is not None:
+            try:
+                check_probabilities(probabilities)
+                probabilities = dict(probabilities)  # the event's dict may change later
+            except ValueError as exc:
+                if not self.probabilities_dropped:
+                    _log.warning("probabilities of %s not indexed: %s", ev.model.name, exc)
+                self.probabilities_dropped += 1
+                probabilities = None
         p = Prediction(
             request_id=ev.request_id,
             ts_ns=ev.start_time_ns,
@@ -72,6 +90,8 @@ class PredictionIndex:
             latency_ms=ev.duration_ns / 1e6,
             team=ev.team,
             endpoint=ev.endpoint,
+            model_sha256=ev.model.sha256,
+            probabilities=probabilities,
         )
         with self._lock:
             self._pending.append(p)

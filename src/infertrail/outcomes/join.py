@@ -7,8 +7,9 @@ How a model's output is read against its outcomes (:class:`OutcomeSpec`):
   Brier score and reliability bins all use the score (rows without one are left out).
 - **multiclass** (no positive label, outcomes are labels): the predicted label is compared with
   the outcome label; precision and recall are macro averages over the labels that occur. ROC AUC
-  needs every class's probability, which a prediction record does not keep: it is reported as
-  null. Brier score and reliability are *top-label*: the confidence against "was it right".
+  is null here (the estimated-versus-realized comparison has it, from the stored per-class
+  probabilities). Brier score and reliability are *top-label*: the confidence against "was it
+  right".
 - **value** (outcomes are numbers only, e.g. revenue): no classification metrics; the mean.
 
 Metrics come from scikit-learn; a metric that is undefined on the data (ROC AUC with one
@@ -36,6 +37,8 @@ from sklearn.metrics import (
 )
 
 from infertrail.config import Settings
+from infertrail.outcomes.estimated import EstimatedPerformance, Estimators, estimate_group
+from infertrail.outcomes.schema import DEFAULT_KIND
 from infertrail.outcomes.store import JoinedRow, OutcomeStore
 from infertrail.telemetry import conventions as c
 
@@ -264,7 +267,12 @@ def kpi_bands(
 
 @dataclass
 class GroupReport:
-    """Performance and KPI view of one model version (in one time window, if windowed)."""
+    """Performance and KPI view of one model version (in one time window, if windowed).
+
+    ``estimated``: CBPE's estimates over every prediction of the group beside the realized
+    metrics (:mod:`infertrail.outcomes.estimated`); None when the report was made without
+    estimators or for a business KPI kind (estimates are of the model's ground truth).
+    """
 
     model: str
     version: str
@@ -273,6 +281,7 @@ class GroupReport:
     performance: Performance
     by_score: list[Band]
     by_latency: list[Band]
+    estimated: EstimatedPerformance | None = None
 
 
 @dataclass
@@ -297,8 +306,13 @@ def performance_report(
     end_ns: int | None = None,
     every_s: int | None = None,
     bins: int = 10,
+    estimators: Estimators | None = None,
 ) -> PerformanceReport:
-    """Join, group by model, version (and window of ``every_s`` by prediction time), measure."""
+    """Join, group by model, version (and window of ``every_s`` by prediction time), measure.
+
+    With ``estimators`` and ``kind`` label, each group also gets CBPE's estimates over all its
+    predictions, labelled or not, beside the realized metrics (``GroupReport.estimated``).
+    """
     if every_s is not None and every_s < 1:
         raise ValueError(f"every_s must be >= 1 second, got {every_s}")
     rows = store.joined(kind=kind, model=model, version=version, start_ns=start_ns, end_ns=end_ns)
@@ -325,7 +339,32 @@ def performance_report(
                 ),
             )
         )
+    if estimators is not None and kind == DEFAULT_KIND:
+        _add_estimates(store, report, estimators, step)
     return report
+
+
+def _add_estimates(
+    store: OutcomeStore, report: PerformanceReport, estimators: Estimators, step: int | None
+) -> None:
+    """Fill each group's ``estimated``: one read of the store per model version."""
+    by_version: dict[tuple[str, str], list[GroupReport]] = {}
+    for g in report.groups:
+        by_version.setdefault((g.model, g.version), []).append(g)
+    for (model, version), groups in by_version.items():
+        rows = store.scored_predictions(
+            model=model,
+            version=version,
+            kind=DEFAULT_KIND,
+            start_ns=report.start_ns,
+            end_ns=report.end_ns,
+        )
+        members: dict[int | None, list[int]] = {}
+        for i, ts in enumerate(rows.ts_ns):
+            members.setdefault(None if step is None else ts // step * step, []).append(i)
+        for g in groups:
+            window_rows = rows.subset(members.get(g.window_start_ns, []))
+            g.estimated = estimate_group(window_rows, estimators, model)
 
 
 def _order(key: tuple[str, str, int | None]) -> tuple[str, str, int]:

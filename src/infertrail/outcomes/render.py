@@ -1,4 +1,9 @@
-"""A performance report as JSON-ready data (API, ``--format json``) or as a text table."""
+"""A performance report as JSON-ready data (API, ``--format json``) or as a text table.
+
+Each group shows the realized metrics of its joined outcomes and, when the report has
+estimates, CBPE's estimate of each metric over all the group's predictions side by side with the
+same metric realized (docs/outcomes.md, "Estimated beside realized").
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from dataclasses import asdict
 from typing import Any
 
 from infertrail.events import rfc3339_micros
+from infertrail.outcomes.estimated import EstimatedPerformance
 from infertrail.outcomes.join import Band, GroupReport, PerformanceReport
 
 __all__ = ["report_as_dict", "report_as_table"]
@@ -31,6 +37,7 @@ def _group(g: GroupReport) -> dict[str, Any]:
             {**asdict(b), "upper": None if b.upper == float("inf") else b.upper}
             for b in g.by_latency
         ],
+        "estimated": None if g.estimated is None else g.estimated.as_dict(),
     }
 
 
@@ -58,6 +65,38 @@ def _bands(title: str, bands: list[Band], rate: str, unit: str) -> list[str]:
         span = f"({b.lower:g}, {upper}]{unit}"
         lines.append(
             f"  {span:<18} {b.count:>7} {_num(b.outcome_rate):>14} {_num(b.mean_score):>11}"
+        )
+    return lines
+
+
+def _signed(v: float | None) -> str:
+    return "-" if v is None else f"{v:+.4f}"
+
+
+def _estimated(e: EstimatedPerformance) -> list[str]:
+    """The side-by-side table: per metric the estimate, its band, the realized value, the gap."""
+    if e.status != "estimated":
+        return [f"  estimated: none ({e.reason})"]
+    lines = [
+        f"  estimated (cbpe) over {e.n_estimated} of {e.n_predictions} predictions, realized "
+        f"over the {e.n_realized} with outcomes",
+        f"  {'metric':<10} {'estimated':>10} {'band (3 se)':>18} {'realized':>10} "
+        f"{'est - real':>11}  flags",
+    ]
+    for m in e.metrics:
+        lo, hi = m.estimate.lower_band, m.estimate.upper_band
+        band = "-" if lo is None or hi is None else f"[{lo:.4f}, {hi:.4f}]"
+        flags = ", ".join(
+            flag
+            for flag, on in (
+                ("outside reference thresholds", m.estimate.alert),
+                ("gap beyond sampling error", m.beyond_sampling_error),
+            )
+            if on
+        )
+        lines.append(
+            f"  {m.name:<10} {_num(m.estimate.value):>10} {band:>18} {_num(m.realized):>10} "
+            f"{_signed(m.difference):>11}  {flags}".rstrip()
         )
     return lines
 
@@ -96,6 +135,8 @@ def report_as_table(report: PerformanceReport) -> str:
                 lines.append(
                     f"  {span:<18} {r.count:>7} {r.mean_predicted:>14.4f} {r.observed:>11.4f}"
                 )
+        if g.estimated is not None:
+            lines += _estimated(g.estimated)
         rate = _RATE_NAME[p.mode]
         lines += _bands("score band", g.by_score, rate, "")
         lines += _bands("latency bucket", g.by_latency, rate, " ms")

@@ -2,8 +2,16 @@
 
 One SQLite file (``<data_dir>/outcomes/outcomes.db``, WAL). ``predictions`` holds what the
 join needs of each successful inference (time, model, version, label, score, confidence,
-decision, latency); :class:`~infertrail.outcomes.index.PredictionIndex` fills it off the
-request path. ``outcomes`` holds one row per (request id, kind).
+decision, latency) and what label-free estimates need besides (the artifact's sha256, every
+class's probability when the service reported them);
+:class:`~infertrail.outcomes.index.PredictionIndex` fills it off the request path. ``outcomes``
+holds one row per (request id, kind).
+
+Probabilities are kept compact: the class labels once per distinct label set
+(``probability_labels``), the values as float64 bytes beside each prediction (80 bytes for the
+ten digits), at most :data:`MAX_PROBABILITY_CLASSES` classes. The schema version is SQLite's
+``user_version``; a database of an older version is migrated forward when opened (its old
+predictions have neither sha256 nor probabilities), one of a newer version is refused.
 
 :meth:`OutcomeStore.write_outcomes` is the idempotent upsert: in one transaction it looks up
 every request id, refuses the whole batch if any outcome contradicts a stored one (nothing is
@@ -13,9 +21,12 @@ caller make the audit records durable before it commits.
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,21 +36,34 @@ from infertrail.config import Settings
 from infertrail.outcomes.schema import Outcome
 
 __all__ = [
+    "MAX_PROBABILITY_CLASSES",
     "OUTCOMES_DB",
+    "SCHEMA_VERSION",
     "Conflict",
     "JoinedRow",
     "OutcomeConflictError",
     "OutcomeStore",
+    "OutcomeStoreError",
     "Prediction",
+    "ScoredPredictions",
     "WriteResult",
+    "check_probabilities",
     "outcomes_db_path",
 ]
 
 OUTCOMES_DB = "outcomes.db"
 _CHUNK = 500  # request ids per IN (...) lookup: well under SQLite's variable limit
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS predictions (
+#: The database's layout version (SQLite ``user_version``): 0 had no sha256 nor probabilities.
+SCHEMA_VERSION = 1
+#: Most classes whose probabilities are kept with a prediction (8 KiB of values); a service
+#: reporting more keeps its predictions without them.
+MAX_PROBABILITY_CLASSES = 1024
+#: Longest class label kept with probabilities (as an outcome label may be).
+MAX_CLASS_LABEL = 256
+
+_TABLES = (
+    """CREATE TABLE IF NOT EXISTS predictions (
     request_id TEXT PRIMARY KEY,
     ts_ns INTEGER NOT NULL,           -- when the inference started, Unix ns
     model TEXT NOT NULL,
@@ -51,9 +75,9 @@ CREATE TABLE IF NOT EXISTS predictions (
     latency_ms REAL NOT NULL,
     team TEXT NOT NULL,
     endpoint TEXT NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS predictions_by_model_time ON predictions (model, version, ts_ns);
-CREATE TABLE IF NOT EXISTS outcomes (
+) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS predictions_by_model_time ON predictions (model, version, ts_ns)",
+    """CREATE TABLE IF NOT EXISTS outcomes (
     request_id TEXT NOT NULL,
     kind TEXT NOT NULL,
     label TEXT,
@@ -61,8 +85,23 @@ CREATE TABLE IF NOT EXISTS outcomes (
     ts_ns INTEGER NOT NULL,           -- when the outcome happened (or was received)
     received_ns INTEGER NOT NULL,
     PRIMARY KEY (request_id, kind)
-) WITHOUT ROWID;
-"""
+) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS probability_labels (
+    id INTEGER PRIMARY KEY,
+    labels TEXT NOT NULL UNIQUE       -- JSON list: the classes of a probabilities blob, in order
+)""",
+)
+#: Columns added by schema version 1, appended to version 0's predictions table.
+_V1_COLUMNS = (
+    ("model_sha256", "TEXT"),  # the artifact that predicted
+    ("probability_labels", "INTEGER"),  # probability_labels.id of the blob's classes
+    ("probabilities", "BLOB"),  # float64 little-endian, one per class
+)
+_PREDICTION_COLUMNS = (
+    "request_id, ts_ns, model, version, label, score, confidence, decision, latency_ms, team, "
+    "endpoint, model_sha256, probability_labels, probabilities"
+)
+_JOINED_COLUMNS = ", ".join(f"p.{c.strip()}" for c in _PREDICTION_COLUMNS.split(","))
 
 
 def outcomes_db_path(settings: Settings) -> Path:
@@ -70,9 +109,40 @@ def outcomes_db_path(settings: Settings) -> Path:
     return settings.data_dir / "outcomes" / OUTCOMES_DB
 
 
+def check_probabilities(probabilities: Any) -> None:
+    """ValueError unless ``probabilities`` maps at most MAX_PROBABILITY_CLASSES class labels
+    (non-empty strings of at most MAX_CLASS_LABEL characters) to numbers.
+
+    Values are not required to lie in [0, 1]: what a service reported is kept as it was, and the
+    estimator counts the rows it cannot read (``invalid_probability``).
+    """
+    if not isinstance(probabilities, Mapping):
+        raise ValueError(
+            f"probabilities must map class labels to numbers, got {type(probabilities).__name__}"
+        )
+    if not 0 < len(probabilities) <= MAX_PROBABILITY_CLASSES:
+        raise ValueError(
+            f"probabilities must name 1 to {MAX_PROBABILITY_CLASSES} classes, got "
+            f"{len(probabilities)}"
+        )
+    for label, p in probabilities.items():
+        if not isinstance(label, str) or not 0 < len(label) <= MAX_CLASS_LABEL:
+            raise ValueError(
+                f"probability labels must be strings of 1 to {MAX_CLASS_LABEL} characters, got "
+                f"{str(label)[:40]!r}"
+            )
+        if isinstance(p, bool) or not isinstance(p, int | float):
+            raise ValueError(f"the probability of {label!r} must be a number, got {p!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class Prediction:
-    """What the join needs of one inference."""
+    """What the join needs of one inference, and what label-free estimates need besides.
+
+    ``model_sha256``: the artifact that predicted (None for predictions indexed before the
+    store kept it). ``probabilities``: every class's probability (label -> p), when the service
+    reported them (:func:`check_probabilities` says what the store accepts).
+    """
 
     request_id: str
     ts_ns: int
@@ -85,21 +155,70 @@ class Prediction:
     latency_ms: float
     team: str = ""
     endpoint: str = ""
+    model_sha256: str | None = None
+    probabilities: Mapping[str, float] | None = field(default=None, hash=False)
 
-    def row(self) -> tuple[Any, ...]:
-        """The values in table column order."""
-        return (
-            self.request_id,
-            self.ts_ns,
-            self.model,
-            self.version,
-            self.label,
-            self.score,
-            self.confidence,
-            self.decision,
-            self.latency_ms,
-            self.team,
-            self.endpoint,
+
+def _pack(values: Iterable[float]) -> bytes:
+    """Probabilities as float64 little-endian bytes (the ``probabilities`` column)."""
+    packed = array("d", (float(v) for v in values))
+    if sys.byteorder != "little":
+        packed.byteswap()
+    return packed.tobytes()
+
+
+def _unpack(blob: bytes) -> list[float]:
+    values = array("d")
+    values.frombytes(blob)
+    if sys.byteorder != "little":
+        values.byteswap()
+    return values.tolist()
+
+
+class OutcomeStoreError(RuntimeError):
+    """The outcomes database cannot be used by this version of infertrail."""
+
+
+@dataclass(frozen=True)
+class ScoredPredictions:
+    """Every prediction of one model version in a period, column by column, with what CBPE
+    reads and the ``label`` outcome, if any (None where there is none yet).
+
+    ``probability_labels``: per row the id of its probabilities' class labels (None where
+    there are none) and ``labels_of`` those ids' labels; ``probabilities`` the float64
+    little-endian bytes, one value per label.
+    """
+
+    ts_ns: list[int]
+    model_sha256: list[str | None]
+    label: list[str | None]
+    score: list[float | None]
+    confidence: list[float | None]
+    probability_labels: list[int | None]
+    probabilities: list[bytes | None]
+    outcome_label: list[str | None]
+    labels_of: dict[int, tuple[str, ...]]
+
+    def __len__(self) -> int:
+        return len(self.ts_ns)
+
+    def subset(self, rows: Iterable[int]) -> ScoredPredictions:
+        """The predictions at positions ``rows``, in that order."""
+        at = list(rows)
+
+        def take(column: list[Any]) -> list[Any]:
+            return [column[i] for i in at]
+
+        return ScoredPredictions(
+            take(self.ts_ns),
+            take(self.model_sha256),
+            take(self.label),
+            take(self.score),
+            take(self.confidence),
+            take(self.probability_labels),
+            take(self.probabilities),
+            take(self.outcome_label),
+            self.labels_of,
         )
 
 
@@ -163,10 +282,37 @@ class OutcomeStore:
         self._conn = sqlite3.connect(
             path, check_same_thread=False, isolation_level=None, timeout=30.0
         )
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.executescript(_SCHEMA)
         self._lock = threading.Lock()
+        # probability label sets both ways, as committed (filled lazily)
+        self._label_set_ids: dict[tuple[str, ...], int] = {}
+        self._label_sets: dict[int, tuple[str, ...]] = {}
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _migrate(self) -> None:
+        """Create the tables, or bring an older database to SCHEMA_VERSION (in one transaction,
+        so two processes opening it at once migrate it once)."""
+        with self._transaction() as conn:
+            (version,) = conn.execute("PRAGMA user_version").fetchone()
+            if version > SCHEMA_VERSION:
+                raise OutcomeStoreError(
+                    f"outcomes database {self.path} has schema version {version}, newer than "
+                    f"this infertrail's {SCHEMA_VERSION}: open it with the version that wrote it"
+                )
+            if version == SCHEMA_VERSION:
+                return
+            for statement in _TABLES:
+                conn.execute(statement)
+            have = {row[1] for row in conn.execute("PRAGMA table_info(predictions)")}
+            for name, kind in _V1_COLUMNS:
+                if name not in have:
+                    conn.execute(f"ALTER TABLE predictions ADD COLUMN {name} {kind}")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -180,12 +326,97 @@ class OutcomeStore:
             self._conn.execute("COMMIT")
 
     def add_predictions(self, predictions: Iterable[Prediction]) -> None:
-        """Index predictions; a request id seen before keeps its first prediction."""
+        """Index predictions; a request id seen before keeps its first prediction.
+
+        ValueError (nothing written) naming the request id whose probabilities
+        :func:`check_probabilities` refuses.
+        """
+        batch = list(predictions)
+        for p in batch:
+            if p.probabilities is not None:
+                try:
+                    check_probabilities(p.probabilities)
+                except ValueError as exc:
+                    raise ValueError(f"prediction {p.request_id!r}: {exc}") from None
+        new_sets: dict[tuple[str, ...], int] = {}
         with self._transaction() as conn:
+
+            def label_set(labels: tuple[str, ...]) -> int:
+                known = self._label_set_ids.get(labels, new_sets.get(labels))
+                if known is not None:
+                    return known
+                text = json.dumps(labels, ensure_ascii=False, separators=(",", ":"))
+                conn.execute("INSERT OR IGNORE INTO probability_labels (labels) VALUES (?)", [text])
+                (found,) = conn.execute(
+                    "SELECT id FROM probability_labels WHERE labels = ?", [text]
+                ).fetchone()
+                new_sets[labels] = found
+                return int(found)
+
+            def row(p: Prediction) -> tuple[Any, ...]:
+                set_id = blob = None
+                if p.probabilities is not None:
+                    set_id = label_set(tuple(p.probabilities))
+                    blob = _pack(p.probabilities.values())
+                return (
+                    p.request_id,
+                    p.ts_ns,
+                    p.model,
+                    p.version,
+                    p.label,
+                    p.score,
+                    p.confidence,
+                    p.decision,
+                    p.latency_ms,
+                    p.team,
+                    p.endpoint,
+                    p.model_sha256,
+                    set_id,
+                    blob,
+                )
+
             conn.executemany(
-                "INSERT OR IGNORE INTO predictions VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (p.row() for p in predictions),
+                f"INSERT OR IGNORE INTO predictions ({_PREDICTION_COLUMNS}) "  # noqa: S608
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (row(p) for p in batch),
             )
+        # Only once committed: a rolled-back id may be handed to another label set later.
+        self._label_set_ids.update(new_sets)
+        self._label_sets.update({i: labels for labels, i in new_sets.items()})
+
+    def _labels(self, conn: sqlite3.Connection, ids: Iterable[int]) -> dict[int, tuple[str, ...]]:
+        """The class labels of probability label set ``ids`` (read from the table if unseen)."""
+        wanted = set(ids)
+        if not wanted <= self._label_sets.keys():
+            for set_id, text in conn.execute("SELECT id, labels FROM probability_labels"):
+                labels = tuple(json.loads(text))
+                self._label_sets[set_id] = labels
+                self._label_set_ids[labels] = set_id
+        return {i: self._label_sets[i] for i in wanted}
+
+    def _prediction(self, conn: sqlite3.Connection, row: Sequence[Any]) -> Prediction:
+        """A Prediction of a row of _PREDICTION_COLUMNS."""
+        set_id, blob = row[12], row[13]
+        probabilities = None
+        if set_id is not None and blob is not None:
+            labels = self._label_sets.get(set_id) or self._labels(conn, [set_id])[set_id]
+            probabilities = dict(zip(labels, _unpack(blob), strict=True))
+        rid, ts_ns, model, version, label, score, confidence, decision, latency_ms = row[:9]
+        return Prediction(
+            rid,
+            ts_ns,
+            model,
+            version,
+            label,
+            score,
+            confidence,
+            decision,
+            latency_ms,
+            team=row[9],
+            endpoint=row[10],
+            model_sha256=row[11],
+            probabilities=probabilities,
+        )
 
     def write_outcomes(
         self,
@@ -244,18 +475,18 @@ class OutcomeStore:
                 finish()
         return result
 
-    @staticmethod
-    def _predictions(conn: sqlite3.Connection, ids: set[str]) -> dict[str, Prediction]:
+    def _predictions(self, conn: sqlite3.Connection, ids: set[str]) -> dict[str, Prediction]:
         out: dict[str, Prediction] = {}
         listed = list(ids)
         for i in range(0, len(listed), _CHUNK):
             chunk = listed[i : i + _CHUNK]
             marks = ",".join("?" * len(chunk))
             for row in conn.execute(
-                f"SELECT * FROM predictions WHERE request_id IN ({marks})",  # noqa: S608
+                f"SELECT {_PREDICTION_COLUMNS} FROM predictions "  # noqa: S608
+                f"WHERE request_id IN ({marks})",
                 chunk,
-            ):
-                out[row[0]] = Prediction(*row)
+            ).fetchall():
+                out[row[0]] = self._prediction(conn, row)
         return out
 
     @staticmethod
@@ -283,9 +514,10 @@ class OutcomeStore:
         """The indexed prediction of ``request_id``, if any."""
         with self._lock:
             row = self._conn.execute(
-                "SELECT * FROM predictions WHERE request_id = ?", (request_id,)
+                f"SELECT {_PREDICTION_COLUMNS} FROM predictions WHERE request_id = ?",  # noqa: S608
+                (request_id,),
             ).fetchone()
-        return None if row is None else Prediction(*row)
+            return None if row is None else self._prediction(self._conn, row)
 
     def joined(
         self,
@@ -310,16 +542,63 @@ class OutcomeStore:
                 args.append(value)
         # Only the fixed clauses above are joined in; every value is a bound parameter.
         sql = (
-            "SELECT p.*, o.kind, o.label, o.value, o.ts_ns, o.received_ns "  # noqa: S608
+            f"SELECT {_JOINED_COLUMNS}, o.kind, o.label, o.value, o.ts_ns, o.received_ns "  # noqa: S608
             "FROM outcomes o JOIN predictions p ON p.request_id = o.request_id "
             f"WHERE {' AND '.join(where)} ORDER BY p.ts_ns, p.request_id"
         )
         with self._lock:
             rows = self._conn.execute(sql, args).fetchall()
-        return [
-            JoinedRow(Prediction(*r[:11]), Outcome(r[0], r[11], r[12], r[13], r[14]), r[15])
-            for r in rows
-        ]
+            return [
+                JoinedRow(
+                    self._prediction(self._conn, r[:14]),
+                    Outcome(r[0], r[14], r[15], r[16], r[17]),
+                    r[18],
+                )
+                for r in rows
+            ]
+
+    def scored_predictions(
+        self,
+        *,
+        model: str,
+        version: str,
+        kind: str,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+    ) -> ScoredPredictions:
+        """Every prediction of ``model`` ``version`` made in [start, end), labelled or not, in
+        time order, with its outcome of ``kind`` where there is one."""
+        where = ["p.model = ?", "p.version = ?"]
+        args: list[Any] = [kind, model, version]
+        for clause, value in (("p.ts_ns >= ?", start_ns), ("p.ts_ns < ?", end_ns)):
+            if value is not None:
+                where.append(clause)
+                args.append(value)
+        # Only the fixed clauses above are joined in; every value is a bound parameter.
+        sql = (
+            "SELECT p.ts_ns, p.model_sha256, p.label, p.score, p.confidence, "  # noqa: S608
+            "p.probability_labels, p.probabilities, o.label FROM predictions p "
+            "LEFT JOIN outcomes o ON o.request_id = p.request_id AND o.kind = ? "
+            f"WHERE {' AND '.join(where)} ORDER BY p.ts_ns, p.request_id"
+        )
+        with self._lock:
+            rows = self._conn.execute(sql, args).fetchall()
+            columns: list[list[Any]] = [list(c) for c in zip(*rows, strict=True)] or [
+                [] for _ in range(8)
+            ]
+            labels = self._labels(self._conn, {i for i in columns[5] if i is not None})
+        ts_ns, sha256, label, score, confidence, set_ids, blobs, outcome_label = columns
+        return ScoredPredictions(
+            ts_ns=ts_ns,
+            model_sha256=sha256,
+            label=label,
+            score=score,
+            confidence=confidence,
+            probability_labels=set_ids,
+            probabilities=blobs,
+            outcome_label=outcome_label,
+            labels_of=labels,
+        )
 
     def counts(self) -> dict[str, int]:
         """How many predictions and outcomes are stored."""

@@ -4,7 +4,8 @@
 the outcomes database, builds the predictions index (the loop is a background Monitor sink that
 feeds it), the ingest service (auditing into ``trail``'s log), the performance windows with
 their gauges and, when an alert engine is given, feeds it every closed window. ``loop.router()``
-is the FastAPI router to mount.
+is the FastAPI router to mount; its performance view reads the models' CBPE estimators
+(``<models_dir>/<model>/cbpe.json``) for estimates beside the realized metrics.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from infertrail.alerting.engine import AlertEngine
 from infertrail.config import Settings
 from infertrail.events import InferenceEvent
 from infertrail.lifecycle import DEFAULT_SHUTDOWN_S
+from infertrail.outcomes.estimated import Estimators
 from infertrail.outcomes.index import PredictionIndex
 from infertrail.outcomes.ingest import OutcomeAudit, OutcomeService
 from infertrail.outcomes.join import OutcomeSpec, spec_from_settings
@@ -45,6 +47,7 @@ class OutcomeLoop:
     service: OutcomeService
     windows: PerformanceWindows
     spec_for: Callable[[str], OutcomeSpec]
+    estimators: Estimators
 
     @classmethod
     def open(
@@ -84,13 +87,13 @@ class OutcomeLoop:
         windows.add_listener(PerformanceMetrics(meter))
         if engine is not None:
             windows.add_listener(engine_listener(engine))
-        return cls(store, index, service, windows, spec_for)
+        return cls(store, index, service, windows, spec_for, Estimators(settings.models_dir))
 
     def router(self) -> APIRouter:
         """``POST /v1/outcomes`` and ``GET /v1/outcomes/performance``."""
         from infertrail.outcomes.api import outcomes_router  # FastAPI: only when served
 
-        return outcomes_router(self.service, self.spec_for)
+        return outcomes_router(self.service, self.spec_for, self.estimators)
 
     def __call__(self, event: InferenceEvent) -> None:
         """Index the event's prediction (Monitor worker thread)."""
