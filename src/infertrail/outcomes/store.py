@@ -9,9 +9,9 @@ holds one row per (request id, kind).
 
 Probabilities are kept compact: the class labels once per distinct label set
 (``probability_labels``), the values as float64 bytes beside each prediction (80 bytes for the
-ten digits), at most :data:`MAX_PROBABILITY_CLASSES` classes. The schema version is SQLite's
-``user_version``; a database of an older version is migrated forward when opened (its old
-predictions have neither sha256 nor probabilities), one of a newer version is refused.
+ten digits), at most :data:`MAX_PROBABILITY_CLASSES` classes (:mod:`.prediction`). A database
+of an older layout is migrated forward when opened (its old predictions have neither sha256 nor
+probabilities), one of a newer layout is refused (:mod:`.layout`).
 
 :meth:`OutcomeStore.write_outcomes` is the idempotent upsert: in one transaction it looks up
 every request id, refuses the whole batch if any outcome contradicts a stored one (nothing is
@@ -23,16 +23,29 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import sys
 import threading
-from array import array
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from infertrail.config import Settings
+from infertrail.outcomes.layout import (
+    JOINED_COLUMNS,
+    PREDICTION_COLUMNS,
+    SCHEMA_VERSION,
+    OutcomeStoreError,
+    migrate,
+)
+from infertrail.outcomes.prediction import (
+    MAX_PROBABILITY_CLASSES,
+    Prediction,
+    ScoredPredictions,
+    check_probabilities,
+    pack_probabilities,
+    unpack_probabilities,
+)
 from infertrail.outcomes.schema import Outcome
 
 __all__ = [
@@ -54,172 +67,10 @@ __all__ = [
 OUTCOMES_DB = "outcomes.db"
 _CHUNK = 500  # request ids per IN (...) lookup: well under SQLite's variable limit
 
-#: The database's layout version (SQLite ``user_version``): 0 had no sha256 nor probabilities.
-SCHEMA_VERSION = 1
-#: Most classes whose probabilities are kept with a prediction (8 KiB of values); a service
-#: reporting more keeps its predictions without them.
-MAX_PROBABILITY_CLASSES = 1024
-#: Longest class label kept with probabilities (as an outcome label may be).
-MAX_CLASS_LABEL = 256
-
-_TABLES = (
-    """CREATE TABLE IF NOT EXISTS predictions (
-    request_id TEXT PRIMARY KEY,
-    ts_ns INTEGER NOT NULL,           -- when the inference started, Unix ns
-    model TEXT NOT NULL,
-    version TEXT NOT NULL,
-    label TEXT,
-    score REAL,
-    confidence REAL,
-    decision TEXT,
-    latency_ms REAL NOT NULL,
-    team TEXT NOT NULL,
-    endpoint TEXT NOT NULL
-) WITHOUT ROWID""",
-    "CREATE INDEX IF NOT EXISTS predictions_by_model_time ON predictions (model, version, ts_ns)",
-    """CREATE TABLE IF NOT EXISTS outcomes (
-    request_id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    label TEXT,
-    value REAL,
-    ts_ns INTEGER NOT NULL,           -- when the outcome happened (or was received)
-    received_ns INTEGER NOT NULL,
-    PRIMARY KEY (request_id, kind)
-) WITHOUT ROWID""",
-    """CREATE TABLE IF NOT EXISTS probability_labels (
-    id INTEGER PRIMARY KEY,
-    labels TEXT NOT NULL UNIQUE       -- JSON list: the classes of a probabilities blob, in order
-)""",
-)
-#: Columns added by schema version 1, appended to version 0's predictions table.
-_V1_COLUMNS = (
-    ("model_sha256", "TEXT"),  # the artifact that predicted
-    ("probability_labels", "INTEGER"),  # probability_labels.id of the blob's classes
-    ("probabilities", "BLOB"),  # float64 little-endian, one per class
-)
-_PREDICTION_COLUMNS = (
-    "request_id, ts_ns, model, version, label, score, confidence, decision, latency_ms, team, "
-    "endpoint, model_sha256, probability_labels, probabilities"
-)
-_JOINED_COLUMNS = ", ".join(f"p.{c.strip()}" for c in _PREDICTION_COLUMNS.split(","))
-
 
 def outcomes_db_path(settings: Settings) -> Path:
     """Where the outcomes database of ``settings`` lives: ``<data_dir>/outcomes/outcomes.db``."""
     return settings.data_dir / "outcomes" / OUTCOMES_DB
-
-
-def check_probabilities(probabilities: Any) -> None:
-    """ValueError unless ``probabilities`` maps at most MAX_PROBABILITY_CLASSES class labels
-    (non-empty strings of at most MAX_CLASS_LABEL characters) to numbers.
-
-    Values are not required to lie in [0, 1]: what a service reported is kept as it was, and the
-    estimator counts the rows it cannot read (``invalid_probability``).
-    """
-    if not isinstance(probabilities, Mapping):
-        raise ValueError(
-            f"probabilities must map class labels to numbers, got {type(probabilities).__name__}"
-        )
-    if not 0 < len(probabilities) <= MAX_PROBABILITY_CLASSES:
-        raise ValueError(
-            f"probabilities must name 1 to {MAX_PROBABILITY_CLASSES} classes, got "
-            f"{len(probabilities)}"
-        )
-    for label, p in probabilities.items():
-        if not isinstance(label, str) or not 0 < len(label) <= MAX_CLASS_LABEL:
-            raise ValueError(
-                f"probability labels must be strings of 1 to {MAX_CLASS_LABEL} characters, got "
-                f"{str(label)[:40]!r}"
-            )
-        if isinstance(p, bool) or not isinstance(p, int | float):
-            raise ValueError(f"the probability of {label!r} must be a number, got {p!r}")
-
-
-@dataclass(frozen=True, slots=True)
-class Prediction:
-    """What the join needs of one inference, and what label-free estimates need besides.
-
-    ``model_sha256``: the artifact that predicted (None for predictions indexed before the
-    store kept it). ``probabilities``: every class's probability (label -> p), when the service
-    reported them (:func:`check_probabilities` says what the store accepts).
-    """
-
-    request_id: str
-    ts_ns: int
-    model: str
-    version: str
-    label: str | None
-    score: float | None
-    confidence: float | None
-    decision: str | None
-    latency_ms: float
-    team: str = ""
-    endpoint: str = ""
-    model_sha256: str | None = None
-    probabilities: Mapping[str, float] | None = field(default=None, hash=False)
-
-
-def _pack(values: Iterable[float]) -> bytes:
-    """Probabilities as float64 little-endian bytes (the ``probabilities`` column)."""
-    packed = array("d", (float(v) for v in values))
-    if sys.byteorder != "little":
-        packed.byteswap()
-    return packed.tobytes()
-
-
-def _unpack(blob: bytes) -> list[float]:
-    values = array("d")
-    values.frombytes(blob)
-    if sys.byteorder != "little":
-        values.byteswap()
-    return values.tolist()
-
-
-class OutcomeStoreError(RuntimeError):
-    """The outcomes database cannot be used by this version of infertrail."""
-
-
-@dataclass(frozen=True)
-class ScoredPredictions:
-    """Every prediction of one model version in a period, column by column, with what CBPE
-    reads and the ``label`` outcome, if any (None where there is none yet).
-
-    ``probability_labels``: per row the id of its probabilities' class labels (None where
-    there are none) and ``labels_of`` those ids' labels; ``probabilities`` the float64
-    little-endian bytes, one value per label.
-    """
-
-    ts_ns: list[int]
-    model_sha256: list[str | None]
-    label: list[str | None]
-    score: list[float | None]
-    confidence: list[float | None]
-    probability_labels: list[int | None]
-    probabilities: list[bytes | None]
-    outcome_label: list[str | None]
-    labels_of: dict[int, tuple[str, ...]]
-
-    def __len__(self) -> int:
-        return len(self.ts_ns)
-
-    def subset(self, rows: Iterable[int]) -> ScoredPredictions:
-        """The predictions at positions ``rows``, in that order."""
-        at = list(rows)
-
-        def take(column: list[Any]) -> list[Any]:
-            return [column[i] for i in at]
-
-        return ScoredPredictions(
-            take(self.ts_ns),
-            take(self.model_sha256),
-            take(self.label),
-            take(self.score),
-            take(self.confidence),
-            take(self.probability_labels),
-            take(self.probabilities),
-            take(self.outcome_label),
-            self.labels_of,
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,30 +140,11 @@ class OutcomeStore:
         try:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._migrate()
+            with self._transaction() as conn:
+                migrate(conn, path)
         except BaseException:
             self._conn.close()
             raise
-
-    def _migrate(self) -> None:
-        """Create the tables, or bring an older database to SCHEMA_VERSION (in one transaction,
-        so two processes opening it at once migrate it once)."""
-        with self._transaction() as conn:
-            (version,) = conn.execute("PRAGMA user_version").fetchone()
-            if version > SCHEMA_VERSION:
-                raise OutcomeStoreError(
-                    f"outcomes database {self.path} has schema version {version}, newer than "
-                    f"this infertrail's {SCHEMA_VERSION}: open it with the version that wrote it"
-                )
-            if version == SCHEMA_VERSION:
-                return
-            for statement in _TABLES:
-                conn.execute(statement)
-            have = {row[1] for row in conn.execute("PRAGMA table_info(predictions)")}
-            for name, kind in _V1_COLUMNS:
-                if name not in have:
-                    conn.execute(f"ALTER TABLE predictions ADD COLUMN {name} {kind}")
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -357,7 +189,7 @@ class OutcomeStore:
                 set_id = blob = None
                 if p.probabilities is not None:
                     set_id = label_set(tuple(p.probabilities))
-                    blob = _pack(p.probabilities.values())
+                    blob = pack_probabilities(p.probabilities.values())
                 return (
                     p.request_id,
                     p.ts_ns,
@@ -376,7 +208,7 @@ class OutcomeStore:
                 )
 
             conn.executemany(
-                f"INSERT OR IGNORE INTO predictions ({_PREDICTION_COLUMNS}) "  # noqa: S608
+                f"INSERT OR IGNORE INTO predictions ({PREDICTION_COLUMNS}) "  # noqa: S608
                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (row(p) for p in batch),
             )
@@ -395,12 +227,12 @@ class OutcomeStore:
         return {i: self._label_sets[i] for i in wanted}
 
     def _prediction(self, conn: sqlite3.Connection, row: Sequence[Any]) -> Prediction:
-        """A Prediction of a row of _PREDICTION_COLUMNS."""
+        """A Prediction of a row of PREDICTION_COLUMNS."""
         set_id, blob = row[12], row[13]
         probabilities = None
         if set_id is not None and blob is not None:
             labels = self._label_sets.get(set_id) or self._labels(conn, [set_id])[set_id]
-            probabilities = dict(zip(labels, _unpack(blob), strict=True))
+            probabilities = dict(zip(labels, unpack_probabilities(blob), strict=True))
         rid, ts_ns, model, version, label, score, confidence, decision, latency_ms = row[:9]
         return Prediction(
             rid,
@@ -482,7 +314,7 @@ class OutcomeStore:
             chunk = listed[i : i + _CHUNK]
             marks = ",".join("?" * len(chunk))
             for row in conn.execute(
-                f"SELECT {_PREDICTION_COLUMNS} FROM predictions "  # noqa: S608
+                f"SELECT {PREDICTION_COLUMNS} FROM predictions "  # noqa: S608
                 f"WHERE request_id IN ({marks})",
                 chunk,
             ).fetchall():
@@ -514,7 +346,7 @@ class OutcomeStore:
         """The indexed prediction of ``request_id``, if any."""
         with self._lock:
             row = self._conn.execute(
-                f"SELECT {_PREDICTION_COLUMNS} FROM predictions WHERE request_id = ?",  # noqa: S608
+                f"SELECT {PREDICTION_COLUMNS} FROM predictions WHERE request_id = ?",  # noqa: S608
                 (request_id,),
             ).fetchone()
             return None if row is None else self._prediction(self._conn, row)
@@ -542,7 +374,7 @@ class OutcomeStore:
                 args.append(value)
         # Only the fixed clauses above are joined in; every value is a bound parameter.
         sql = (
-            f"SELECT {_JOINED_COLUMNS}, o.kind, o.label, o.value, o.ts_ns, o.received_ns "  # noqa: S608
+            f"SELECT {JOINED_COLUMNS}, o.kind, o.label, o.value, o.ts_ns, o.received_ns "  # noqa: S608
             "FROM outcomes o JOIN predictions p ON p.request_id = o.request_id "
             f"WHERE {' AND '.join(where)} ORDER BY p.ts_ns, p.request_id"
         )
