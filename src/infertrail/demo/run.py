@@ -1,4 +1,9 @@
-"""``infertrail demo``: train, serve on localhost, drive traffic, summarise what was recorded."""
+"""``infertrail demo``: train, serve on localhost, drive traffic, summarise what was recorded.
+
+After the mixed traffic, drift monitoring is shown at work: a clean and a noisy window of
+digits, one window of credit applications whose true outcomes are fed back, and for every model
+its last window as the detector and the window analyzers judged it (:mod:`.monitoring`).
+"""
 
 from __future__ import annotations
 
@@ -18,14 +23,22 @@ from infertrail.audit.keys import verifier_key_path
 from infertrail.audit.proofs import make_evidence
 from infertrail.audit.verify import verify_log
 from infertrail.config import Settings
-from infertrail.demo.simulate import simulate_traffic
-from infertrail.models import credit, sentiment, train_all
+from infertrail.demo.monitoring import RealizedPerformance, monitoring_lines
+from infertrail.demo.outcomes import CREDIT_LABELS
+from infertrail.demo.simulate import held_out_credit, send_all, send_with_outcomes, simulate_traffic
+from infertrail.events import rfc3339_micros
+from infertrail.models import credit, digits, sentiment, train_all
+from infertrail.outcomes.api import PERFORMANCE_PATH
 from infertrail.server.app import DemoService, build_services, create_app
 from infertrail.server.credit import CREDIT_SCORE_PATH
 from infertrail.server.sentiment import SENTIMENT_PATH
 from infertrail.telemetry.files import LOGS_FILE, METRICS_FILE, TRACES_FILE
 from infertrail.telemetry.readback import RequestTelemetry, find_request
 from infertrail.telemetry.setup import INFERENCE_LOG_FILE
+
+#: The credit window's outcomes fall due after the whole window, so they go out in one batch,
+#: as ground truth arriving late would.
+OUTCOME_DELAY_S = 3600.0
 
 
 @dataclass
@@ -121,7 +134,7 @@ def run_demo(settings: Settings, *, n_requests: int, port: int, keep_serving: bo
 
         with ThreadPoolExecutor(4) as pool:
             outcomes = list(pool.map(send, traffic(n_requests)))
-    drift_lines = drive_digits(base, services, settings) if services.runtime.drift else []
+    drift_lines = drive_monitoring(base, services, settings) if services.runtime.drift else []
     if keep_serving:
         print("serving until Ctrl-C ...")
         try:
@@ -136,6 +149,61 @@ def run_demo(settings: Settings, *, n_requests: int, port: int, keep_serving: bo
     for line in drift_lines:
         print(line)
     return 0
+
+
+def flush_drift(services: DemoService) -> None:
+    """Judge what the traffic so far left in every model's open window (from ``min_samples``)."""
+    services.monitor.flush()
+    for monitor in services.runtime.drift.values():
+        monitor.flush()
+
+
+def drive_monitoring(base: str, services: DemoService, settings: Settings) -> list[str]:
+    """Judge the mixed traffic's open windows, drive digits (clean, then noisy) and credit
+    (one window, with outcomes), then describe the last window of every model."""
+    monitors = services.runtime.drift
+    flush_drift(services)
+    lines = drive_digits(base, services, settings) if digits.NAME in monitors else []
+    realized: dict[str, RealizedPerformance] = {}
+    if credit.NAME in monitors:
+        found = drive_credit(base, services, settings)
+        if found is not None:
+            realized[credit.NAME] = found
+    lines += ["", *monitoring_lines({n: m.latest for n, m in monitors.items()}, realized)]
+    lines.append(
+        "  alerts: set INFERTRAIL_ALERT_RULES_FILE (see examples/alert-rules.toml) to page on it"
+    )
+    return lines
+
+
+def drive_credit(
+    base: str, services: DemoService, settings: Settings
+) -> RealizedPerformance | None:
+    """One window of the credit model's held-out applicants (at most all 200); with the
+    outcomes loop on, their true outcomes are posted and the performance realized on them is
+    read back from the service's performance view (None without the loop: none realized)."""
+    labelled = held_out_credit()[: settings.drift_window_size]
+    start = rfc3339_micros(time.time_ns())
+    if services.runtime.outcomes is None:
+        with httpx.Client(base_url=base, timeout=30.0) as client:
+            send_all(client, CREDIT_SCORE_PATH, [[body for body, _ in labelled]])
+        flush_drift(services)
+        return None
+    _, emitter = send_with_outcomes(
+        base, CREDIT_SCORE_PATH, labelled, CREDIT_LABELS, delay_s=OUTCOME_DELAY_S
+    )
+    flush_drift(services)
+    end = rfc3339_micros(time.time_ns())
+    with httpx.Client(base_url=base, timeout=30.0) as client:
+        r = client.get(PERFORMANCE_PATH, params={"model": credit.NAME, "from": start, "to": end})
+    if r.status_code != 200:
+        raise RuntimeError(f"{PERFORMANCE_PATH} answered {r.status_code}: {r.text[:1000]}")
+    # The span holds this window's predictions only, all by the one served version.
+    groups = [g for g in r.json()["groups"] if g["model"] == credit.NAME]
+    if not groups:
+        return RealizedPerformance(0, None, None, lost=emitter.lost)
+    group = groups[0]
+    return RealizedPerformance(group["n"], group["accuracy"], group["roc_auc"], emitter.lost)
 
 
 def drive_digits(base: str, services: DemoService, settings: Settings) -> list[str]:
@@ -159,9 +227,6 @@ def drive_digits(base: str, services: DemoService, settings: Settings) -> list[s
                 f"  {scenario:<15} share of drifted features {report.share_drifted:.2f}"
                 f"  drift score {report.drift_score:.3f}  dataset drift {report.dataset_drift}"
             )
-    lines.append(
-        "  alerts: set INFERTRAIL_ALERT_RULES_FILE (see examples/alert-rules.toml) to page on it"
-    )
     return lines
 
 

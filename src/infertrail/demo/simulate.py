@@ -38,7 +38,7 @@ from infertrail.demo.outcomes import (
     credit_samples,
     http_sender,
 )
-from infertrail.models import digits, sentiment
+from infertrail.models import credit, digits, sentiment
 
 #: The endpoint of each model (the constants of infertrail.server, without importing FastAPI).
 CREDIT = "credit"
@@ -100,6 +100,28 @@ def labelled_credit(n: int, seed: int = 0) -> list[tuple[dict[str, Any], str]]:
     return out
 
 
+def held_out_credit(n: int | None = None, seed: int = 0) -> list[tuple[dict[str, Any], str]]:
+    """``n`` (default: all 200) of the credit model's held-out applicants, never trained on, in
+    a seeded order, each once, with their label (1 good): clean traffic, as the model's
+    monitoring references expect.
+
+    The training rows would not do: the model is more accurate on them than on new applicants,
+    and the multivariate drift statistics are fitted on them, so a window of them looks closer
+    to the reference than new applicants do.
+    """
+    _, X_te, _, y_te = credit.split(credit.load_dataset())
+    if n is not None and not 0 <= n <= len(y_te):
+        raise ValueError(f"the credit model has {len(y_te)} held-out applicants; asked for {n}")
+    order = np.random.default_rng(seed).permutation(len(y_te))[:n]
+    return [
+        (
+            {"applicant_id": f"held-out-applicant-{seed}-{i}", **credit.as_application(X_te[i])},
+            str(int(y_te[i])),
+        )
+        for i in order
+    ]
+
+
 def simulate_outcomes(
     base_url: str,
     *,
@@ -121,6 +143,29 @@ def simulate_outcomes(
         labelled, labels = labelled_credit(requests, seed), CREDIT_LABELS
     else:
         raise ValueError(f"outcomes are simulated for credit and digits, not {model!r}")
+    return send_with_outcomes(
+        base_url,
+        ENDPOINTS[model],
+        labelled,
+        labels,
+        delay_s=delay_s,
+        degradation=degradation,
+        timeout_s=timeout_s,
+    )
+
+
+def send_with_outcomes(
+    base_url: str,
+    path: str,
+    labelled: Sequence[tuple[dict[str, Any], str]],
+    labels: Sequence[str],
+    *,
+    delay_s: float = 0.0,
+    degradation: Degradation | None = None,
+    timeout_s: float = 30.0,
+) -> tuple[SimulationResult, OutcomeEmitter]:
+    """POST each (body, truth) of ``labelled`` to ``path`` one by one and post each answered
+    one's truth to ``/v1/outcomes`` once ``delay_s`` has passed (the rest when all are sent)."""
     result = SimulationResult()
     with httpx.Client(base_url=base_url, timeout=timeout_s) as client:
         emitter = OutcomeEmitter(
@@ -129,7 +174,7 @@ def simulate_outcomes(
         for body, truth in labelled:
             t0 = time.perf_counter()
             try:
-                r = client.post(ENDPOINTS[model], json=body)
+                r = client.post(path, json=body)
             except httpx.TransportError as exc:
                 result.transport_errors[type(exc).__name__] += 1
                 continue

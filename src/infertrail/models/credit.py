@@ -18,8 +18,10 @@ docs/credit-model.md explains the choices. Serving does not run the sklearn pipe
 per-call overhead is milliseconds); it applies the same fitted parameters with numpy, and the
 unit tests hold the two to agree on every row of the data.
 
-Training also fits the label-free performance estimator (CBPE) on out-of-fold scores of the
-training rows and saves it beside the model as ``cbpe.json`` (docs/estimation.md).
+Training also saves, beside the model, what monitoring compares live traffic with: the drift
+reference profile of the training rows (``profile.json`` + ``.npz``, docs/drift.md), with the
+decisions and confidences that models refitted without each row give it, and the label-free
+performance estimator (CBPE, ``cbpe.json``, docs/estimation.md), fitted on out-of-fold scores.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
 
+from infertrail.drift import Profile, build_tabular_profile, profile_path
 from infertrail.estimation import CbpeModel, cbpe_path, fit_cbpe
 from infertrail.events import ModelInfo
 from infertrail.models.artifacts import ModelArtifactError, load_model, save_model
@@ -79,9 +82,15 @@ LABEL_COLUMN = "CLASSIFICATION"
 CBPE_CLASSES = ("0", "1")
 CBPE_FOLDS = 5
 CBPE_CHUNK_SIZE = 100
+#: The served labels, in the order the drift profile lists them.
+DECISIONS = ("approve", "refer", "decline")
 
 _APPROVE_LOGIT = math.log(APPROVE_MIN_ODDS)
 _DECLINE_LOGIT = math.log(DECLINE_BELOW_ODDS)
+# The decision bands of np.digitize over these edges: 0 decline, 1 refer, 2 approve (the rule of
+# decide(): an edge belongs to the band above it).
+_BAND_EDGES = np.array([_DECLINE_LOGIT, _APPROVE_LOGIT])
+_BAND_DECISIONS = np.array(["decline", "refer", "approve"], dtype=object)
 # (5.0, 95.0), rounded so that 1 - 0.9 != 0.1 in binary does not shift the interval.
 _CI_PERCENTILES = (round(50 * (1 - CI_LEVEL), 9), round(50 * (1 + CI_LEVEL), 9))
 
@@ -206,6 +215,7 @@ ATTRIBUTES: tuple[Attribute, ...] = (
     Attribute("foreign_worker", "FOREIGN", "Foreign worker", ("A201", "A202"), scored=False),
 )
 ATTRIBUTE_NAMES: tuple[str, ...] = tuple(a.name for a in ATTRIBUTES)
+CATEGORICAL_ATTRIBUTES: tuple[str, ...] = tuple(a.name for a in ATTRIBUTES if a.categorical)
 _CATEGORICAL_IDX = [i for i, a in enumerate(ATTRIBUTES) if a.categorical and a.scored]
 _NUMERICAL_IDX = [i for i, a in enumerate(ATTRIBUTES) if not a.categorical and a.scored]
 SCORED_ATTRIBUTES: tuple[str, ...] = tuple(a.name for a in ATTRIBUTES if a.scored)
@@ -322,8 +332,8 @@ def split(data: CreditData) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
 
 
 def train(models_root: Path) -> ModelInfo:
-    """Train deterministically and save the artifact with its sha256 and its performance
-    estimator (``cbpe.json``); returns its identity."""
+    """Train deterministically and save the artifact with its sha256, its drift reference
+    profile and its performance estimator (``cbpe.json``); returns its identity."""
     data = load_dataset()
     X_tr, X_te, y_tr, y_te = split(data)
     # One BLAS thread: the same bytes on every machine, whatever its core count.
@@ -333,6 +343,7 @@ def train(models_root: Path) -> ModelInfo:
         boot_coef, boot_intercept = _bootstrap(pipe.named_steps["classify"], encoded, y_tr)
         metrics = _held_out_metrics(pipe, boot_coef, boot_intercept, X_te, y_te)
         reference_scores = out_of_fold_scores(X_tr, y_tr)
+    reference_decisions, reference_confidences = out_of_fold_assessments(X_tr, y_tr)
     artifact = {
         "format": ARTIFACT_FORMAT,
         "pipeline": pipe,
@@ -377,8 +388,16 @@ def train(models_root: Path) -> ModelInfo:
         },
         held_out=metrics,
     )
+    reference_profile(info, X_tr, reference_decisions, reference_confidences).save(
+        profile_path(models_root, NAME)
+    )
     reference_estimator(info, y_tr, reference_scores).save(cbpe_path(models_root, NAME))
     return info
+
+
+def _reference_folds() -> StratifiedKFold:
+    """The 5 stratified folds both monitoring references are computed out of."""
+    return StratifiedKFold(CBPE_FOLDS, shuffle=True, random_state=SPLIT_SEED)
 
 
 def out_of_fold_scores(X: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -387,9 +406,92 @@ def out_of_fold_scores(X: np.ndarray, y: np.ndarray) -> np.ndarray:
     The performance estimator's reference must be scores of rows the model did not learn
     from, as live applicants are; a row's score from the final model would be optimistic.
     """
-    folds = StratifiedKFold(CBPE_FOLDS, shuffle=True, random_state=SPLIT_SEED)
-    proba = cross_val_predict(build_pipeline(), X, y, cv=folds, method="predict_proba")
+    proba = cross_val_predict(build_pipeline(), X, y, cv=_reference_folds(), method="predict_proba")
     return np.asarray(proba[:, 1])
+
+
+def assess_rows(
+    pipe: Pipeline, boot_coef: np.ndarray, boot_intercept: np.ndarray, X: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The decision and the confidence of every row of ``X``, as :meth:`CreditModel.assess`
+    gives them one at a time, from a fitted pipeline and its bootstrap ensemble (the sklearn
+    path: for training-time references, not for serving)."""
+    band = np.digitize(pipe.decision_function(X), _BAND_EDGES)
+    boot = pipe[:-1].transform(X) @ boot_coef.T + boot_intercept
+    agree = np.count_nonzero(np.digitize(boot, _BAND_EDGES) == band[:, None], axis=1)
+    return _BAND_DECISIONS[band], agree / boot_coef.shape[0]
+
+
+def out_of_fold_assessments(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each training row's decision and confidence from a model, and a bootstrap ensemble,
+    fitted without it (the folds of :func:`out_of_fold_scores`).
+
+    The drift reference must describe what the served model says of applicants it never saw:
+    on its own training rows it is more confident (and more often right), and clean live
+    traffic would drift against that. Training exactly as :func:`train` does, per fold, costs the
+    fold's 100 bootstrap refits: about 2 s in all (with one BLAS thread, as :func:`train`, so
+    that the reference is the same on every machine).
+    """
+    decisions = np.empty(len(y), dtype=object)
+    confidences = np.empty(len(y))
+    with threadpool_limits(limits=1):
+        for fit_rows, held_rows in _reference_folds().split(X, y):
+            pipe = build_pipeline().fit(X[fit_rows], y[fit_rows])
+            encoded = pipe[:-1].transform(X[fit_rows])
+            coef, intercept = _bootstrap(pipe.named_steps["classify"], encoded, y[fit_rows])
+            decisions[held_rows], confidences[held_rows] = assess_rows(
+                pipe, coef, intercept, X[held_rows]
+            )
+    return decisions, confidences
+
+
+def reference_profile(
+    info: ModelInfo, X: np.ndarray, decisions: np.ndarray, confidences: np.ndarray
+) -> Profile:
+    """The drift reference of the applicants ``X`` with the model's ``decisions`` and
+    ``confidences`` on them (:func:`out_of_fold_assessments`).
+
+    Its features are the 20 attributes under their API names, as the route hands them to the
+    Monitor, the codes as categories; the unscored ones too, since a shift in them is what
+    fair-lending monitoring watches. Its labels are the decisions; the scores, which CBPE
+    reads, are in the estimator's reference (``cbpe.json``), not here.
+    """
+    return build_tabular_profile(
+        X,
+        ATTRIBUTE_NAMES,
+        categorical=CATEGORICAL_ATTRIBUTES,
+        predictions=decisions,
+        confidences=confidences,
+        labels=DECISIONS,
+        model_name=info.name,
+        model_sha256=info.sha256,
+    )
+
+
+def _training_rows(models_root: Path) -> tuple[ModelInfo, np.ndarray, np.ndarray]:
+    """The saved model's identity and its training rows and labels, from the shipped data
+    file, which must be the one its card says it was trained on."""
+    loaded = load_model(models_root, NAME)
+    data = load_dataset()
+    trained_on = loaded.card.get("training", {}).get("data_sha256")
+    if trained_on != data.sha256:
+        raise ModelArtifactError(
+            f"credit model {loaded.info.sha256[:12]} was trained on {DATA_FILE} with sha256 "
+            f"{trained_on}, but the shipped file has {data.sha256}: retrain it with "
+            "`infertrail train credit` instead of rebuilding its references"
+        )
+    X_tr, _, y_tr, _ = split(data)
+    return loaded.info, X_tr, y_tr
+
+
+def rebuild_profile(models_root: Path) -> Path:
+    """Rebuild the saved model's drift reference profile from its training data, as training
+    saved it (``infertrail drift baseline``); returns its path."""
+    info, X_tr, y_tr = _training_rows(models_root)
+    decisions, confidences = out_of_fold_assessments(X_tr, y_tr)
+    path = profile_path(models_root, NAME)
+    reference_profile(info, X_tr, decisions, confidences).save(path)
+    return path
 
 
 def reference_estimator(info: ModelInfo, y: np.ndarray, scores: np.ndarray) -> CbpeModel:
@@ -413,8 +515,7 @@ def reference_estimator(info: ModelInfo, y: np.ndarray, scores: np.ndarray) -> C
 
 def rebuild_estimator(models_root: Path) -> Path:
     """Refit the saved model's ``cbpe.json`` from its training data; returns its path."""
-    info = load_model(models_root, NAME).info
-    X_tr, _, y_tr, _ = split(load_dataset())
+    info, X_tr, y_tr = _training_rows(models_root)
     with threadpool_limits(limits=1):
         scores = out_of_fold_scores(X_tr, y_tr)
     path = cbpe_path(models_root, NAME)

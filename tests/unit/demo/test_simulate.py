@@ -18,11 +18,12 @@ from infertrail.demo.simulate import (
     RequestPacer,
     SimulationResult,
     bodies,
+    held_out_credit,
     send_all,
     simulate,
     simulate_traffic,
 )
-from infertrail.models import digits, sentiment
+from infertrail.models import credit, digits, sentiment
 from infertrail.server.credit import CREDIT_SCORE_PATH
 from infertrail.server.digits import DIGITS_PATH, pixel_problems
 from infertrail.server.sentiment import SENTIMENT_PATH
@@ -50,6 +51,30 @@ def test_bodies_are_seeded() -> None:
     assert bodies("digits", "rotation", 2, 20, seed=5) == bodies("digits", "rotation", 2, 20, 5)
     assert bodies("digits", "rotation", 2, 20, seed=5) != bodies("digits", "rotation", 2, 20, 6)
     assert bodies("sentiment", "imdb", 1, 20, seed=1) == bodies("sentiment", "imdb", 1, 20, 1)
+
+
+def test_held_out_credit_is_each_held_out_applicant_once_with_its_label() -> None:
+    data = credit.load_dataset()
+    X_tr, X_te, _, y_te = credit.split(data)
+    labelled = held_out_credit(seed=3)
+    assert len(labelled) == len(y_te) == 200
+    held_out = {tuple(row): str(label) for row, label in zip(X_te.tolist(), y_te, strict=True)}
+    trained = {tuple(row) for row in X_tr.tolist()}
+    seen = set()
+    for body, truth in labelled:
+        row = tuple(body[name] for name in credit.ATTRIBUTE_NAMES)
+        assert credit.application_problems({k: body[k] for k in credit.ATTRIBUTE_NAMES}) == []
+        assert held_out[row] == truth and row not in trained
+        seen.add(body["applicant_id"])
+    assert len(seen) == 200  # one applicant per application
+    assert held_out_credit(20, seed=3) == labelled[:20]
+    assert held_out_credit(20, seed=4) != labelled[:20]
+
+
+@pytest.mark.parametrize("n", [-1, 201])
+def test_held_out_credit_refuses_counts_it_cannot_give(n: int) -> None:
+    with pytest.raises(ValueError, match=f"200 held-out applicants; asked for {n}"):
+        held_out_credit(n)
 
 
 def test_corrupted_digits_differ_from_clean_ones() -> None:

@@ -73,9 +73,9 @@ def test_baseline_errors_are_clear(tmp_path: Path) -> None:
     )
     assert untrained.exit_code == 1
     assert "infertrail train digits" in untrained.output
-    unknown = CliRunner().invoke(drift_commands(PROFILE_BUILDERS), ["baseline", "credit"], obj=obj)
+    unknown = CliRunner().invoke(drift_commands(PROFILE_BUILDERS), ["baseline", "churn"], obj=obj)
     assert unknown.exit_code == 2
-    assert "'credit' is not one of" in unknown.output
+    assert "'churn' is not one of" in unknown.output
 
 
 def test_importing_the_drift_cli_loads_no_pyarrow() -> None:
