@@ -102,6 +102,7 @@ class Runtime:
         *,
         profiles: Mapping[str, ProfileSource] | None = None,
         profile_builders: Mapping[str, ProfileBuilder] | None = None,
+        estimator_builders: Mapping[str, ProfileBuilder] | None = None,
         drift_config: DriftConfig | None = None,
     ) -> Runtime:
         """Start every component ``settings`` enable, for the served ``models``.
@@ -109,7 +110,8 @@ class Runtime:
         ``profiles`` gives a model's drift reference (a loaded Profile or its file), else the
         one saved beside the model in ``<data_dir>/models/<name>/profile.json`` is used; a
         model without one is not drift-monitored (a warning says so). ``profile_builders``
-        rebuild a missing or stale profile (the served demo models have them). Fails clearly,
+        rebuild a missing or stale profile, ``estimator_builders`` a missing or stale CBPE
+        estimator (``cbpe.json``; the served demo models have both). Fails clearly,
         having stopped what it started, when a file is bad, the audit log is held by another
         process, or a receiver's secret is missing.
         """
@@ -119,7 +121,7 @@ class Runtime:
             raise ValueError(f"model names must be unique, got {names}")
         runtime = cls(settings, models)
         try:
-            runtime._start(profiles, profile_builders, drift_config)
+            runtime._start(profiles, profile_builders, estimator_builders, drift_config)
         except BaseException:
             runtime.shutdown()
             raise
@@ -131,6 +133,7 @@ class Runtime:
         self,
         profiles: Mapping[str, ProfileSource] | None,
         builders: Mapping[str, ProfileBuilder] | None,
+        estimator_builders: Mapping[str, ProfileBuilder] | None,
         drift_config: DriftConfig | None,
     ) -> None:
         s = self.settings
@@ -172,6 +175,7 @@ class Runtime:
                 meter,
                 profiles=profiles,
                 builders=builders,
+                estimator_builders=estimator_builders,
                 engine=engine,
                 config=drift_config,
             )

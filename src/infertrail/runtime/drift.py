@@ -39,7 +39,7 @@ from infertrail.drift.quality import DataQualityAnalyzer, quality_schema_for
 from infertrail.drift.slices import Slicer, SliceSpec, parse_slice_specs
 from infertrail.estimation.analyzer import CbpeAnalyzer
 from infertrail.estimation.cbpe import CbpeModel
-from infertrail.estimation.cbpe_io import cbpe_path
+from infertrail.estimation.cbpe_io import CbpeFileError, cbpe_path
 from infertrail.events import ModelInfo
 from infertrail.runtime.alerts import drift_listener
 
@@ -125,11 +125,16 @@ def _profile_of(
     return load_reference(settings.models_dir, info, builders)
 
 
-def window_analyzers(settings: Settings, profile: Profile) -> list[WindowAnalyzer]:
+def window_analyzers(
+    settings: Settings,
+    profile: Profile,
+    estimator_builders: Mapping[str, ProfileBuilder] | None = None,
+) -> list[WindowAnalyzer]:
     """The analyzers that judge each of the model's windows after the univariate detector.
 
     Data quality (against ``quality.json`` beside the model, or the schema inferred from the
-    profile), CBPE estimates (when ``cbpe.json`` was fitted for this artifact) and the configured
+    profile), CBPE estimates (when ``cbpe.json`` was fitted for this artifact; rebuilt with a
+    warning when missing or stale and the caller hands over a builder) and the configured
     multivariate statistics. A damaged or mismatched schema or estimator file fails the start,
     naming the file, like a damaged profile does.
     """
@@ -138,9 +143,12 @@ def window_analyzers(settings: Settings, profile: Profile) -> list[WindowAnalyze
     if settings.drift_quality:
         schema = quality_schema_for(settings.models_dir, profile)
         analyzers.append(DataQualityAnalyzer(profile, schema))
-    estimator = cbpe_path(settings.models_dir, name)
-    if settings.drift_estimates and estimator.is_file():
-        model = CbpeModel.load(estimator, expected_sha256=profile.model_sha256 or None)
+    model = (
+        _estimator(settings, profile, estimator_builders or {})
+        if settings.drift_estimates
+        else None
+    )
+    if model is not None:
         labels = profile.prediction.categories if profile.prediction is not None else ()
         analyzers.append(CbpeAnalyzer(model, labels))
     wanted = [s for s in settings.drift_multivariate.split(",") if s]
@@ -151,6 +159,28 @@ def window_analyzers(settings: Settings, profile: Profile) -> list[WindowAnalyze
         except ValueError as exc:  # one feature, or a reference sample too small to calibrate
             log.warning("%s drift is off for model %r: %s", kind, name, exc)
     return analyzers
+
+
+def _estimator(
+    settings: Settings, profile: Profile, builders: Mapping[str, ProfileBuilder]
+) -> CbpeModel | None:
+    """The model's CBPE estimator: ``cbpe.json`` if fitted for this artifact, else rebuilt."""
+    name, path = profile.model_name, cbpe_path(settings.models_dir, profile.model_name)
+    expected = profile.model_sha256 or None
+    builder = builders.get(name)
+    if path.is_file():
+        try:
+            return CbpeModel.load(path, expected_sha256=expected)
+        except CbpeFileError as exc:
+            if builder is None:
+                raise
+            log.warning("rebuilding the CBPE estimator of %r: %s", name, exc)
+    elif builder is None:
+        return None
+    else:
+        log.warning("rebuilding the missing CBPE estimator of %r at %s", name, path)
+    assert builder is not None
+    return CbpeModel.load(builder(settings.models_dir), expected_sha256=expected)
 
 
 def drift_slicers(settings: Settings, profiles: Sequence[Profile]) -> dict[str, Slicer]:
@@ -193,6 +223,7 @@ def open_drift_monitors(
     *,
     profiles: Mapping[str, ProfileSource] | None = None,
     builders: Mapping[str, ProfileBuilder] | None = None,
+    estimator_builders: Mapping[str, ProfileBuilder] | None = None,
     engine: AlertEngine | None = None,
     config: DriftConfig | None = None,
 ) -> dict[str, DriftMonitor]:
@@ -209,7 +240,7 @@ def open_drift_monitors(
     found = [
         p for info in models if (p := _profile_of(settings, info, given.get(info.name), builders))
     ]
-    analyzers = {p.model_name: window_analyzers(settings, p) for p in found}
+    analyzers = {p.model_name: window_analyzers(settings, p, estimator_builders) for p in found}
     slicers = drift_slicers(settings, found)
     monitors: dict[str, DriftMonitor] = {}
     try:

@@ -19,7 +19,7 @@ from fastapi import FastAPI
 
 from infertrail.config import Settings
 from infertrail.lifecycle import DEFAULT_SHUTDOWN_S
-from infertrail.models import PROFILE_BUILDERS
+from infertrail.models import ESTIMATOR_BUILDERS, PROFILE_BUILDERS
 from infertrail.models.credit import CreditModel
 from infertrail.models.digits import DigitsModel
 from infertrail.models.sentiment import SentimentModel
@@ -73,6 +73,7 @@ def build_services(settings: Settings) -> DemoService:
         settings,
         [sentiment.info, credit.info, digits.info],
         profile_builders=PROFILE_BUILDERS,
+        estimator_builders=ESTIMATOR_BUILDERS,
     )
     return DemoService(runtime, sentiment, credit, digits)
 

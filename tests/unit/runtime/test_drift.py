@@ -415,3 +415,28 @@ def test_bad_slices_fail_the_start(
     s = make_settings(tmp_path, models, drift_slices=slices)
     with pytest.raises(ValueError, match=message):
         start(s)
+
+
+def test_a_missing_or_damaged_estimator_is_rebuilt_when_a_builder_is_given(
+    tmp_path: Path, models: Path, clean_env: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    from infertrail.models import ESTIMATOR_BUILDERS
+
+    s = make_settings(tmp_path, models)
+    estimator = s.models_dir / "digits" / "cbpe.json"
+    good = estimator.read_bytes()
+    estimator.write_text("{")
+    with caplog.at_level(logging.WARNING, logger="infertrail.drift"):
+        rt = start(s, estimator_builders=ESTIMATOR_BUILDERS)
+    try:
+        assert "estimated_performance" in [a.name for a in rt.drift["digits"].analyzers]
+        assert "rebuilding the CBPE estimator of 'digits'" in caplog.text
+        assert estimator.read_bytes() == good  # deterministic: the same file again
+    finally:
+        rt.shutdown()
+    estimator.unlink()
+    rt = start(s, estimator_builders=ESTIMATOR_BUILDERS)
+    try:
+        assert estimator.read_bytes() == good
+    finally:
+        rt.shutdown()
