@@ -18,7 +18,6 @@ import datetime as dt
 import os
 import platform
 import statistics
-import subprocess
 import time
 from collections.abc import Callable
 from typing import Any
@@ -29,6 +28,7 @@ from sklearn.datasets import load_digits
 from infertrail.drift import build_image_profile, build_tabular_profile, build_text_profile
 from infertrail.drift.detector import DriftWindow
 from infertrail.drift.quality import DataQualityAnalyzer
+from machine import cpu_model
 
 TARGET_MS = 5.0
 N_NUM, N_CAT = 16, 4
@@ -36,17 +36,6 @@ NAMES = [f"x{i}" for i in range(N_NUM)] + [f"c{i}" for i in range(N_CAT)]
 LEVELS = ["a", "b", "c", "d", "e", "f"]
 WORDS = ("good", "bad", "great", "awful", "service", "food", "place", "price", "staff", "movie",
          "plot", "fine", "slow", "tasty")  # fmt: skip
-
-
-def _cpu() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or "unknown"
-    for line in out.splitlines():
-        if line.startswith("Model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def _time_ms(fn: Callable[[], object], runs: int) -> tuple[list[float], list[float]]:
@@ -143,7 +132,7 @@ def main() -> None:
     args = ap.parse_args()
     runs = 20 if args.quick else 200
     rng = np.random.default_rng(0)
-    print(f"# data-quality benchmark  {dt.date.today()}  CPU: {_cpu()}  Python "
+    print(f"# data-quality benchmark  {dt.date.today()}  CPU: {cpu_model()}  Python "
           f"{platform.python_version()}  numpy {np.__version__}  "
           f"load {os.getloadavg()[0]:.1f}")  # fmt: skip
     print(f"\n## DataQualityAnalyzer.analyze, one window ({runs} runs)\n")

@@ -26,7 +26,6 @@ import argparse
 import datetime as dt
 import platform
 import statistics
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -49,23 +48,13 @@ from infertrail.drift import (
 from infertrail.models import digits
 from infertrail.models.digits import DigitsModel
 from infertrail.runtime.alerts import drift_signals
+from machine import cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
 RULES_FILE = REPO / "examples" / "alert-rules.toml"
 RULE_NAME = "digits-input-drift"
 MODEL = "digits"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def _cpu() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or "unknown"
-    for line in out.splitlines():
-        if line.startswith("Model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def default_rule() -> AlertRule:
@@ -214,7 +203,8 @@ def main() -> None:
 
     print("# digits drift detection (in process, default DriftConfig)")
     print(
-        f"cpu: {_cpu()}   date: {dt.date.today().isoformat()}   python {platform.python_version()}"
+        f"cpu: {cpu_model()}   date: {dt.date.today().isoformat()}   "
+        f"python {platform.python_version()}"
     )
     print(
         f"window: {window} samples   rule {rule.name}: {rule.signal} {rule.comparison} "

@@ -20,7 +20,6 @@ import argparse
 import datetime as dt
 import platform
 import statistics
-import subprocess
 import time
 from collections.abc import Callable
 
@@ -38,22 +37,12 @@ from infertrail.drift import (
     build_text_profile,
 )
 from infertrail.events import InferenceEvent, ModelInfo
+from machine import cpu_model
 
 TARGET_MS = 50.0
 WINDOW = 10_000
 WORDS = ("good", "bad", "great", "awful", "service", "food", "place", "price", "staff", "movie",
          "plot", "fine", "slow", "tasty")  # fmt: skip
-
-
-def _cpu() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or "unknown"
-    for line in out.splitlines():
-        if line.startswith("Model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -170,7 +159,7 @@ def main() -> None:
     args = ap.parse_args()
     runs, n_clean, n_events = (5, 30, 2_000) if args.quick else (30, 200, 20_000)
     rng = np.random.default_rng(0)
-    print(f"# drift window benchmark  {dt.date.today()}  CPU: {_cpu()}  Python "
+    print(f"# drift window benchmark  {dt.date.today()}  CPU: {cpu_model()}  Python "
           f"{platform.python_version()}  numpy {np.__version__}")  # fmt: skip
     print(f"\n## 1. DriftDetector.compare, one window of {WINDOW:,} rows ({runs} runs)\n")
     print(f"| case | features | median ms | p99 ms | min ms | median CPU ms | "

@@ -25,7 +25,6 @@ import math
 import os
 import platform
 import statistics
-import subprocess
 import time
 from collections.abc import Callable
 
@@ -37,22 +36,12 @@ from sklearn.linear_model import LogisticRegression
 from infertrail.drift import DriftDetector, DriftWindow, Profile, build_tabular_profile
 from infertrail.drift.multivariate import DomainClassifierDrift, ReconstructionDrift
 from infertrail.drift.multivariate_stats import auc_null_std, rank_auc
+from machine import cpu_model
 
 REFERENCE_ROWS = 20_000
 SHAPES = ((1_000, 20), (10_000, 64))
 
 Generator = Callable[[np.random.Generator, int, int], np.ndarray]
-
-
-def _cpu() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or "unknown"
-    for line in out.splitlines():
-        if line.startswith("Model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def clean(rng: np.random.Generator, n: int, d: int, rho: float = 0.8) -> np.ndarray:
@@ -242,7 +231,7 @@ def main() -> None:
     )
     print(
         f"# multivariate drift benchmark  {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC  "
-        f"CPU: {_cpu()}  load {os.getloadavg()[0]:.1f}  Python {platform.python_version()}  "
+        f"CPU: {cpu_model()}  load {os.getloadavg()[0]:.1f}  Python {platform.python_version()}  "
         f"numpy {np.__version__}  scipy {scipy.__version__}  scikit-learn {sklearn.__version__}"
     )
     costs(runs)

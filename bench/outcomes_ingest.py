@@ -34,7 +34,6 @@ import math
 import platform
 import shutil
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -51,20 +50,10 @@ from infertrail.outcomes.ingest import OutcomeAudit, OutcomeService
 from infertrail.outcomes.join import OutcomeSpec, performance_report
 from infertrail.outcomes.performance import PerformanceWindows
 from infertrail.outcomes.store import OutcomeStore, Prediction
+from machine import cpu_model
 
 ORIGIN = "bench.infertrail/outcomes"
 T0 = 1_772_359_200 * 1_000_000_000
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or "unknown"
-    for line in out.splitlines():
-        if line.startswith("Model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def p99(values: list[float]) -> float:

@@ -31,7 +31,6 @@ import os
 import platform
 import pstats
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -43,20 +42,10 @@ import numpy as np
 from infertrail.drift.build import CategoryCodes, build_tabular_profile, tabular_partial
 from infertrail.drift.partial import PartialProfile
 from infertrail.drift.reference import BATCH_ROWS, build_reference, open_table
+from machine import cpu_model
 
 TARGET = 1_000_000 * 20  # rows x features per CPU second
 N_FEATURES = 20
-
-
-def _cpu() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or "unknown"
-    for line in out.splitlines():
-        if line.startswith("Model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def make_table(n: int, seed: int = 0) -> dict[str, Any]:
@@ -144,7 +133,7 @@ def main() -> None:
         cProfile.runctx("build_batched(columns)", globals(), {"columns": columns}, "/tmp/pb.prof")
         pstats.Stats("/tmp/pb.prof").sort_stats("cumulative").print_stats(25)
         return
-    print(f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {_cpu()}, {os.cpu_count()} cores, "
+    print(f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {cpu_model()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}, numpy {np.__version__}")  # fmt: skip
     print(f"load average at start: {os.getloadavg()}")
     print(f"{n:,} rows x {N_FEATURES} features (16 numerical, 4 categorical), {runs} runs\n")
