@@ -89,12 +89,13 @@ class Service:
 
     def decide(self, http: httpx.Client, count: int) -> int:
         """Send ``count`` decisions; the size of the first checkpoint that covers them."""
+        # Read before sending: a checkpoint published while they are sent may cover them all.
+        before = self.size(http)
         for _ in range(count):
             self.decisions += 1
             answer = http.post("/v1/sentiment", json={"text": f"review {self.decisions}"})
             assert answer.status_code == 200, answer.text
-        before = self.size(http)
-        return poll(lambda: self.size(http) if self.size(http) > before else None,
+        return poll(lambda: self.size(http) if self.size(http) >= before + count else None,
                     timeout_s=30, what="a checkpoint covering the decisions")  # fmt: skip
 
     @staticmethod
