@@ -15,6 +15,7 @@ of rate windows (the evaluation window, e.g. ``60s``).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from string import Template
 
@@ -115,6 +116,11 @@ SIGNALS: dict[str, SignalMetric] = {
 }
 
 
+#: Signal key prefixes of the drift window analyzers (estimates, data quality, multivariate).
+ANALYZER_PREFIXES = ("estimated.", "quality.", "multivariate.")
+_ANALYZER_KEY = re.compile(r"[a-z][a-z0-9_]*(\.[a-z0-9_]+)+")
+
+
 class UnknownSignalError(ValueError):
     """A rule's signal has no Prometheus form and the rule gives no ``promql``."""
 
@@ -131,12 +137,25 @@ def signal_promql(signal: str, model: str, window_seconds: int, *, rule: str = "
     """PromQL for ``signal`` of ``model`` (``*``: every model) over rate windows of that length."""
     if window_seconds < 1:
         raise ValueError(f"window_seconds must be >= 1, got {window_seconds}")
-    metric = SIGNALS.get(signal)
+    metric = SIGNALS.get(signal) or analyzer_signal(signal)
     if metric is None:
         who = f"rule {rule!r}: " if rule else ""
         known = ", ".join(sorted(SIGNALS))
         raise UnknownSignalError(
             f"{who}signal {signal!r} has no Prometheus metric; set promql on the rule "
-            f"or use one of: {known}"
+            f"or use one of: {known}, or a window analyzer's {', '.join(ANALYZER_PREFIXES)}*"
         )
     return metric.render(model_matcher(model), f"{window_seconds}s")
+
+
+def analyzer_signal(signal: str) -> SignalMetric | None:
+    """A window analyzer's signal (``estimated.accuracy``, ``quality.missing_share_max``, ...):
+    the whole window's value on the ``infertrail_drift_window_signal`` gauge (a slice's carries
+    a ``slice`` label, so ``slice=""`` leaves them out). None for any other key."""
+    if not signal.startswith(ANALYZER_PREFIXES) or not _ANALYZER_KEY.fullmatch(signal):
+        return None
+    return SignalMetric(
+        signal,
+        "A window analyzer's signal of the last closed drift window.",
+        f'infertrail_drift_window_signal{{signal="{signal}",slice=""$and_sel}}',
+    )

@@ -238,3 +238,16 @@ def test_cli_reports_bad_rules_and_unexportable_rules(tmp_path: Path) -> None:
         export, ["prometheus-rules", "--rules", str(custom), "--window-seconds", "0"]
     )
     assert r.exit_code == 2
+
+
+def test_window_analyzer_signals_read_the_window_signal_gauge() -> None:
+    assert signal_promql("estimated.accuracy", "credit", 60) == (
+        'infertrail_drift_window_signal{signal="estimated.accuracy",slice="",'
+        'infertrail_model_name="credit"}'
+    )
+    assert signal_promql("quality.missing_share_max", "*", 60) == (
+        'infertrail_drift_window_signal{signal="quality.missing_share_max",slice=""}'
+    )
+    for bad in ('estimated.x"} or vector(1)', "estimated.", "other.accuracy"):
+        with pytest.raises(UnknownSignalError, match="window analyzer's"):
+            signal_promql(bad, "credit", 60)
