@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 
-__all__ = ["DEFAULT_SHUTDOWN_S", "NETWORK_STEP_S", "Deadline", "run_bounded"]
+__all__ = ["DEFAULT_SHUTDOWN_S", "NETWORK_STEP_S", "Deadline", "repeat_until", "run_bounded"]
 
 _log = logging.getLogger("infertrail.lifecycle")
 
@@ -74,3 +74,22 @@ def run_bounded(what: str, step: Callable[[float], object], deadline: Deadline) 
     if failure:
         _log.error("shutdown: %s failed", what, exc_info=failure[0])
     return True
+
+
+def repeat_until(
+    stop: threading.Event,
+    interval_s: float,
+    round_: Callable[[], object],
+    log: logging.Logger,
+    what: str,
+) -> None:
+    """A background task's loop: ``round_()`` now, then every ``interval_s`` until ``stop``.
+
+    A round that raises is logged and the next one runs on time: a bug must not end the task.
+    """
+    while not stop.is_set():
+        try:
+            round_()
+        except Exception:
+            log.exception("%s: round failed", what)
+        stop.wait(interval_s)

@@ -10,6 +10,7 @@ oracle venv cannot be created (the reason is printed).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -66,6 +67,8 @@ def oracle(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Case, di
     """Every case with NannyML's answer (one oracle run for them all)."""
     python, why = nannyml_python()
     if python is None:
+        if os.environ.get("INFERTRAIL_REQUIRE_ORACLE") == "1":  # the test command: no skipping
+            pytest.fail(f"the NannyML oracle venv is required but cannot be used: {why}")
         pytest.skip(f"the NannyML oracle venv cannot be created: {why}")
     cases = {key: make() for key, make in CASES.items()}
     answers = run_nannyml(python, list(cases.values()), tmp_path_factory.mktemp("nannyml"))

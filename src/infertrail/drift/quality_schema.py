@@ -293,7 +293,7 @@ def _plain(x: float | None) -> float | int | None:
 
 # -- validation ---------------------------------------------------------------------------------
 class _RepeatedKey(ValueError):
-    pass
+    """A JSON object of the schema file names a key twice."""
 
 
 def _no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

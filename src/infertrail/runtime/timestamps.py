@@ -31,7 +31,7 @@ from infertrail.audit.supervisor import SupervisedLog
 from infertrail.audit.timestamps import load_trust_roots, note_body
 from infertrail.audit.tsa import StampOutcome, TimestampStore, TsaClient, TsaError, stamp_checkpoint
 from infertrail.config import Settings
-from infertrail.lifecycle import DEFAULT_SHUTDOWN_S
+from infertrail.lifecycle import DEFAULT_SHUTDOWN_S, repeat_until
 from infertrail.runtime.health import ComponentHealth
 from infertrail.telemetry import conventions as c
 
@@ -213,9 +213,4 @@ class TimestampTask:
         self._client.close()
 
     def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.stamp()
-            except Exception:  # a bug must not end the task: the next round tries again
-                _log.exception("timestamps: round failed")
-            self._stop.wait(self.interval_s)
+        repeat_until(self._stop, self.interval_s, self.stamp, _log, "timestamps")

@@ -52,7 +52,7 @@ from infertrail.audit.witness_protocol import (
     parse_size_answer,
 )
 from infertrail.config import Settings
-from infertrail.lifecycle import DEFAULT_SHUTDOWN_S
+from infertrail.lifecycle import DEFAULT_SHUTDOWN_S, repeat_until
 from infertrail.runtime.health import ComponentHealth
 from infertrail.telemetry import conventions as c
 
@@ -467,9 +467,4 @@ class WitnessPublisher:
             client.close()
 
     def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.publish()
-            except Exception:  # a bug must not end the task: the next round tries again
-                _log.exception("witnesses: round failed")
-            self._stop.wait(self.interval_s)
+        repeat_until(self._stop, self.interval_s, self.publish, _log, "witnesses")
