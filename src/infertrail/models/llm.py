@@ -24,7 +24,7 @@ import os
 import random
 import shutil
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -283,17 +283,20 @@ class Stream:
     """A completion being generated: iterate for its text pieces, then read its outcome.
 
     Each piece is the text of one or more sampled tokens, only ever whole characters (a token
-    ending inside a UTF-8 sequence waits for the next). ``close()`` stops the generation at once:
+    ending inside a UTF-8 sequence waits for the next; at ``max_tokens`` an unfinished character
+    is dropped). ``close()`` stops the generation at once:
     no token is sampled after it (the work runs only inside ``next()``, no thread).
     ``finish_reason`` is None until the stream ends by itself; ``completion_tokens`` counts the
     sampled tokens, those held back or cut by a stop string included (what the model computed).
     """
 
-    def __init__(self, prompt_tokens: int, run: Any) -> None:
+    def __init__(
+        self, prompt_tokens: int, run: Callable[[Stream], Generator[str, None, None]]
+    ) -> None:
         self.prompt_tokens = prompt_tokens
         self.completion_tokens = 0
         self.finish_reason: str | None = None
-        self._gen: Iterator[str] = run(self)
+        self._gen = run(self)
 
     def __iter__(self) -> Stream:
         return self
@@ -302,7 +305,7 @@ class Stream:
         return next(self._gen)
 
     def close(self) -> None:
-        self._gen.close()  # type: ignore[attr-defined]
+        self._gen.close()
 
 
 @dataclass(frozen=True)
@@ -446,7 +449,7 @@ class DemoLLM:
                 raise ValueError(f"a stop string must be a non-empty string, got {s!r}")
         return _Sampling(max_tokens, float(temperature), float(top_p), seed, stops)
 
-    def _run(self, out: Stream, prompt: list[int], p: _Sampling) -> Iterator[str]:
+    def _run(self, out: Stream, prompt: list[int], p: _Sampling) -> Generator[str, None, None]:
         """The sampling loop behind :meth:`stream` (a generator: it runs only when pulled)."""
         torch, codec = self._torch, self._codec
         rng = torch.Generator()
