@@ -155,6 +155,14 @@ class Settings(BaseSettings):
     traces_sampler: str = "parentbased_always_on"
     traces_sampler_arg: float = Field(1.0, ge=0.0, le=1.0)
     metric_export_interval_ms: int = Field(10_000, ge=100)
+    telemetry_max_label_values: int = Field(
+        100,
+        ge=1,
+        le=100_000,
+        description="Distinct prediction labels (and GenAI model names) a metric series may "
+        "carry; more, or free text, fold into 'other' and count in "
+        "infertrail.telemetry.attribute_overflow.",
+    )
     log_raw_input: bool = Field(False, description="Put raw input text in log lines.")
     telemetry_query_allowlist: list[str] = Field(
         default_factory=list,
@@ -376,6 +384,12 @@ class Settings(BaseSettings):
         description="Multivariate drift statistics judged per window (docs/drift.md): "
         "'reconstruction', 'domain_classifier' (one classifier fit per window), both "
         "(comma-separated) or '' for none.",
+    )
+    drift_embedding: bool = Field(
+        True,
+        description="Prompt drift of every drift window (docs/drift.md, 'Prompt drift (LLM)'): "
+        "an MMD test of the prompts' hashed n-gram embeddings, for models with "
+        "<models_dir>/<model>/embedding.npz.",
     )
     drift_slices: str = Field(
         "",

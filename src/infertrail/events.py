@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from infertrail.telemetry import conventions as c
+from infertrail.telemetry.genai import GenAIConventions
 
 if TYPE_CHECKING:
     from infertrail.audit.receipts import Receipt
@@ -94,6 +95,72 @@ class ModelInfo:
         return cls(name, version, h.hexdigest())
 
 
+#: How a generation ended, for its outcome counter (``infertrail.gen_ai.outcomes``): a
+#: business signal per value but ``ok``.
+GenerationOutcome = Literal["ok", "empty", "refused", "truncated", "cancelled", "error"]
+
+
+@dataclass(slots=True)
+class Generation:
+    """One generative-AI call: what was asked, how the answer came, what it cost in tokens.
+
+    The prompt is the event's ``inputs`` (the chat messages, ``[{"role", "content"}]``); the
+    answer is ``response_text``. Both stay in memory only: telemetry carries them only when
+    message content is opted in (redacted first), the audit record only their keyed digests.
+    Times are ``perf_counter_ns`` readings of the request thread, taken from the stream itself.
+    """
+
+    operation: str  # gen_ai.operation.name: chat, text_completion, embeddings, ...
+    provider: str  # gen_ai.provider.name: openai, infertrail, ...
+    request_model: str | None = None
+    #: Request parameters by their gen_ai.request.* suffix: temperature, top_p, max_tokens, ...
+    params: dict[str, AttributeValue | tuple[str, ...]] = field(default_factory=dict)
+    stream: bool = False
+    server_address: str | None = None
+    server_port: int | None = None
+    response_id: str | None = None
+    response_model: str | None = None
+    finish_reasons: tuple[str, ...] = ()
+    response_text: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    #: Where the token counts came from: the response's usage, a tokenizer, or counted chunks.
+    usage_source: Literal["response", "tokenizer", "chunks"] | None = None
+    started_ns: int = 0  # perf_counter_ns at the request
+    first_token_ns: int = 0  # perf_counter_ns at the first content chunk (0: none)
+    last_token_ns: int = 0  # perf_counter_ns at the last content chunk
+    chunks: int = 0  # content chunks received (streams), 1 for a whole answer
+    cancelled: bool = False  # the caller stopped reading before the end
+
+    @property
+    def time_to_first_token_s(self) -> float | None:
+        """Seconds from the request to the first content chunk, if one came."""
+        if not self.first_token_ns:
+            return None
+        return (self.first_token_ns - self.started_ns) / 1e9
+
+    @property
+    def time_per_output_token_s(self) -> float | None:
+        """Mean seconds per output token after the first (None below two tokens)."""
+        tokens = self.output_tokens if self.output_tokens is not None else self.chunks
+        if not self.first_token_ns or tokens < 2:
+            return None
+        return (self.last_token_ns - self.first_token_ns) / 1e9 / (tokens - 1)
+
+    @property
+    def outcome(self) -> GenerationOutcome:
+        """How the call ended, for the business signals (an error is the event's status)."""
+        if self.cancelled:
+            return "cancelled"
+        if "content_filter" in self.finish_reasons:
+            return "refused"
+        if "length" in self.finish_reasons:
+            return "truncated"
+        if not self.response_text and self.operation != "embeddings":
+            return "empty"
+        return "ok"
+
+
 @dataclass(slots=True)
 class InferenceEvent:
     """Everything known about one inference; the source of every telemetry and audit view."""
@@ -129,6 +196,9 @@ class InferenceEvent:
     trace_id: int = 0
     span_id: int = 0
     sampled: bool = True
+    #: What a generative model's call adds (LLM chat, completion, embeddings): set through
+    #: :mod:`infertrail.genai`; None for every other inference.
+    generation: Generation | None = None
     #: The audit record's future, set by the audit trail on the request thread: it resolves to
     #: the record's Receipt once durable. Wait through ``Runtime.audit_receipt(_async)``.
     audit: Future[Receipt] | None = None
@@ -180,6 +250,90 @@ def span_attributes(ev: InferenceEvent) -> dict[str, AttributeValue]:
     return attrs
 
 
+# gen_ai.request.* parameters a Generation may carry, by suffix.
+GENAI_REQUEST_PARAMS = frozenset(
+    {
+        "temperature",
+        "top_p",
+        "top_k",
+        "max_tokens",
+        "frequency_penalty",
+        "presence_penalty",
+        "stop_sequences",
+        "seed",
+        "choice.count",
+    }
+)
+
+
+def generation_span_name(gen: Generation) -> str:
+    """``{gen_ai.operation.name} {gen_ai.request.model}``, or the operation alone."""
+    return f"{gen.operation} {gen.request_model}" if gen.request_model else gen.operation
+
+
+def generation_span_attributes(
+    gen: Generation, conv: GenAIConventions
+) -> dict[str, AttributeValue | tuple[str, ...]]:
+    """The GenAI conventions' attributes of a generation span (never its content)."""
+    attrs: dict[str, AttributeValue | tuple[str, ...]] = {
+        c.GENAI_OPERATION_NAME: gen.operation,
+        conv.provider_key: gen.provider,
+    }
+    if gen.request_model is not None:
+        attrs[c.GENAI_REQUEST_MODEL] = gen.request_model
+    for name, value in gen.params.items():
+        attrs[f"gen_ai.request.{name}"] = value
+    if gen.stream:
+        attrs[c.GENAI_REQUEST_STREAM] = True
+        attrs[c.GENAI_STREAM_CHUNKS] = gen.chunks
+    if gen.server_address is not None:
+        attrs[c.SERVER_ADDRESS] = gen.server_address
+    if gen.server_port is not None:
+        attrs[c.SERVER_PORT] = gen.server_port
+    if gen.response_id is not None:
+        attrs[c.GENAI_RESPONSE_ID] = gen.response_id
+    if gen.response_model is not None:
+        attrs[c.GENAI_RESPONSE_MODEL] = gen.response_model
+    if gen.finish_reasons:
+        attrs[c.GENAI_RESPONSE_FINISH_REASONS] = gen.finish_reasons
+    if gen.input_tokens is not None:
+        attrs[c.GENAI_USAGE_INPUT_TOKENS] = gen.input_tokens
+    if gen.output_tokens is not None:
+        attrs[c.GENAI_USAGE_OUTPUT_TOKENS] = gen.output_tokens
+    if gen.usage_source is not None:
+        attrs[c.GENAI_USAGE_SOURCE] = gen.usage_source
+    ttft = gen.time_to_first_token_s
+    if ttft is not None and conv.latest:
+        attrs[c.GENAI_RESPONSE_TIME_TO_FIRST_CHUNK] = ttft
+    tpot = gen.time_per_output_token_s
+    if tpot is not None:
+        attrs[c.GENAI_TIME_PER_OUTPUT_TOKEN] = tpot
+    if gen.cancelled:
+        attrs[c.GENAI_CANCELLED] = True
+    return attrs
+
+
+def generation_metric_attributes(
+    gen: Generation, conv: GenAIConventions, error_type: str | None
+) -> dict[str, AttributeValue]:
+    """The GenAI metrics' attributes: low cardinality only (models, provider, server, error)."""
+    attrs: dict[str, AttributeValue] = {
+        c.GENAI_OPERATION_NAME: gen.operation,
+        conv.provider_key: gen.provider,
+    }
+    if gen.request_model is not None:
+        attrs[c.GENAI_REQUEST_MODEL] = gen.request_model
+    if gen.response_model is not None:
+        attrs[c.GENAI_RESPONSE_MODEL] = gen.response_model
+    if gen.server_address is not None:
+        attrs[c.SERVER_ADDRESS] = gen.server_address
+    if gen.server_port is not None:
+        attrs[c.SERVER_PORT] = gen.server_port
+    if error_type is not None:
+        attrs[c.ERROR_TYPE] = error_type
+    return attrs
+
+
 def metric_attributes(ev: InferenceEvent) -> dict[str, AttributeValue]:
     """Low-cardinality attributes shared by every metric point of this event."""
     attrs: dict[str, AttributeValue] = {
@@ -217,6 +371,79 @@ def log_record(ev: InferenceEvent, *, include_input: bool = False) -> dict[str, 
     if ev.error_type is not None:
         record["error_type"] = ev.error_type
         record["error"] = ev.error_message
+    gen = ev.generation
+    if gen is not None:  # the numbers of the call; its text only through include_input
+        ttft = gen.time_to_first_token_s
+        record["gen_ai"] = {
+            "operation": gen.operation,
+            "provider": gen.provider,
+            "request_model": gen.request_model,
+            "response_model": gen.response_model,
+            "finish_reasons": list(gen.finish_reasons),
+            "input_tokens": gen.input_tokens,
+            "output_tokens": gen.output_tokens,
+            "ttft_ms": None if ttft is None else round(ttft * 1000, 3),
+            "stream": gen.stream,
+            "outcome": gen.outcome,
+        }
     if include_input:
         record["input"] = ev.inputs
     return record
+
+
+def message_text(content: Any) -> str:
+    """The text of one chat message's content: a string, or the text of its parts.
+
+    Content parts follow the OpenAI / GenAI-conventions shape (``{"type": "text", "text": ...}``);
+    parts without text (images, audio, tool calls) add nothing.
+    """
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list | tuple):
+        texts = []
+        for part in content:
+            if isinstance(part, str):
+                texts.append(part)
+            elif isinstance(part, Mapping):
+                text = part.get("text", part.get("content"))
+                if isinstance(text, str):
+                    texts.append(text)
+        return "\n".join(texts)
+    return ""
+
+
+def prompt_text(messages: Any) -> str:
+    """The user's words in a prompt: the text of its ``user`` messages, one per line.
+
+    A plain string (a completion prompt) is its own text. System and assistant turns are left
+    out: they are the application's, and drift in them is a deployment change, not traffic.
+    """
+    if isinstance(messages, str):
+        return messages
+    if not isinstance(messages, list | tuple):
+        return ""
+    return "\n".join(
+        message_text(m.get("content"))
+        for m in messages
+        if isinstance(m, Mapping) and m.get("role") == "user"
+    )
+
+
+def drift_inputs(ev: InferenceEvent) -> Any:
+    """What the drift monitor windows for this event: the inputs, or a generation's shape.
+
+    A generation's prompt is free text; its drift is judged on numbers measured from the call
+    (lengths in characters and tokens, of the prompt and the answer) and on the prompt's text
+    (embedding drift, drift/embedding.py), never on the raw messages.
+    """
+    gen = ev.generation
+    if gen is None:
+        return ev.inputs
+    prompt = prompt_text(ev.inputs)
+    return {
+        "prompt_chars": len(prompt),
+        "prompt_tokens": gen.input_tokens,
+        "response_chars": len(gen.response_text or ""),
+        "response_tokens": gen.output_tokens,
+        "prompt": prompt,
+    }

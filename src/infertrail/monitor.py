@@ -28,20 +28,26 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import Token
+from dataclasses import replace
 from typing import Any, ParamSpec, Protocol, TypeVar, runtime_checkable
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.metrics import Observation
-from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, TraceFlags
 
 from infertrail.config import Settings
 from infertrail.events import (
     AttributeValue,
+    Generation,
     InferenceEvent,
     ModelInfo,
     current_request,
+    generation_metric_attributes,
+    generation_span_attributes,
+    generation_span_name,
     log_record,
     metric_attributes,
     new_request_id,
@@ -49,6 +55,7 @@ from infertrail.events import (
 )
 from infertrail.lifecycle import DEFAULT_SHUTDOWN_S, NETWORK_STEP_S, Deadline, run_bounded
 from infertrail.telemetry import conventions as c
+from infertrail.telemetry.genai import conventions as genai_conventions
 from infertrail.telemetry.redaction import REDACTED, exception_attributes
 from infertrail.telemetry.setup import AttributeKey, Telemetry
 
@@ -99,6 +106,10 @@ class FunctionSink:
 
 
 _STOP = object()
+# A prediction label longer than this is free text, never a metric attribute value.
+_MAX_LABEL_CHARS = 64
+_LABEL_OVERFLOW: AttributeKey = ((c.OVERFLOW_ATTRIBUTE, c.PREDICTION_LABEL),)
+_MODEL_OVERFLOW: AttributeKey = ((c.OVERFLOW_ATTRIBUTE, c.GENAI_REQUEST_MODEL),)
 # (model, team, status, error type) -> the metric attributes and their counter key
 _SeriesKey = tuple[ModelInfo, str, str, str | None]
 
@@ -128,6 +139,8 @@ class Monitor:
         self._async_sinks: list[Sink] = []
         self._series: dict[_SeriesKey, tuple[dict[str, AttributeValue], AttributeKey]] = {}
         self._label_keys: dict[tuple[AttributeKey, str], AttributeKey] = {}
+        self._admitted: dict[AttributeKey, int] = {}  # distinct labels admitted per series
+        self._genai_series: dict[tuple[Any, ...], dict[str, AttributeValue]] = {}
         # deque append/popleft are atomic; the length check makes the bound approximate by at
         # most the number of concurrent request threads.
         self._events: deque[Any] = deque()
@@ -184,6 +197,44 @@ class Monitor:
         block marks the event as an error (its class name is the ``error.type``), is recorded
         on the span, and propagates unchanged.
         """
+        active = self.begin(
+            model,
+            inputs,
+            input_size=input_size,
+            subject=subject,
+            request_id=request_id,
+            endpoint=endpoint,
+            tenant=tenant,
+        )
+        try:
+            yield active.event
+        except BaseException as exc:
+            active.fail(exc)
+            raise
+        finally:
+            active.end()
+
+    def begin(
+        self,
+        model: ModelInfo,
+        inputs: Any,
+        *,
+        input_size: int | None = None,
+        subject: str | None = None,
+        request_id: str | None = None,
+        endpoint: str | None = None,
+        tenant: str | None = None,
+        generation: Generation | None = None,
+        span_kind: SpanKind = SpanKind.INTERNAL,
+        attach: bool = True,
+    ) -> ActiveInference:
+        """Start an inference that ends later, by :meth:`ActiveInference.end`.
+
+        :meth:`observe` is this around a ``with`` block. A streamed generation ends when its
+        stream does, somewhere else: it begins with ``attach=False`` (its span is not made the
+        current one, since a context attached here could not be detached there). With a
+        ``generation`` the span is named and attributed after the GenAI conventions.
+        """
         if request_id is None or endpoint is None:
             req = current_request.get()
             if request_id is None:
@@ -200,34 +251,29 @@ class Monitor:
             input_size=input_size if input_size is not None else _size_of(inputs),
             subject=subject,
             tenant=tenant,
+            generation=generation,
         )
-        span = self._tracer.start_span(c.SPAN_NAME_INFERENCE, kind=SpanKind.INTERNAL)
-        token = otel_context.attach(trace.set_span_in_context(span))
+        name = c.SPAN_NAME_INFERENCE if generation is None else generation_span_name(generation)
+        span = self._tracer.start_span(name, kind=span_kind)
+        token = otel_context.attach(trace.set_span_in_context(span)) if attach else None
         ctx = span.get_span_context()
         ev.trace_id, ev.span_id, ev.sampled = ctx.trace_id, ctx.span_id, ctx.trace_flags.sampled
         ev.start_time_ns = time.time_ns()
-        t0 = time.perf_counter_ns()
-        c0 = time.thread_time_ns()
-        try:
-            yield ev
-        except BaseException as exc:
-            ev.status = "error"
-            if ev.error_type is None:
-                ev.error_type = type(exc).__qualname__
-            # The message can carry the input (KeyError('alice'), a validation error): telemetry
-            # keeps the type and the stack frames only (docs/privacy.md, "Telemetry").
-            ev.error_message = REDACTED
-            span.add_event(c.EVENT_NAME_EXCEPTION, exception_attributes(exc, escaped=True))
-            raise
-        finally:
-            ev.duration_ns = time.perf_counter_ns() - t0
-            ev.cpu_ns = time.thread_time_ns() - c0
-            if ev.status == "error":
-                span.set_status(trace.StatusCode.ERROR, ev.error_type)
-            span.set_attributes(span_attributes(ev))
-            span.end()
-            otel_context.detach(token)
-            self._dispatch(ev)
+        return ActiveInference(self, ev, span, token)
+
+    def _finish(self, active: ActiveInference) -> None:
+        """End ``active``'s span and hand its event to the sinks (ActiveInference.end)."""
+        ev, span = active.event, active.span
+        if ev.status == "error":
+            span.set_status(trace.StatusCode.ERROR, ev.error_type)
+        span.set_attributes(span_attributes(ev))
+        gen = ev.generation
+        if gen is not None:
+            span.set_attributes(generation_span_attributes(gen, genai_conventions()))
+        span.end()
+        if active.token is not None:
+            otel_context.detach(active.token)
+        self._dispatch(ev)
 
     def record_rejection(
         self, model: ModelInfo, *, error_type: str, message: str, request_id: str, endpoint: str
@@ -350,6 +396,8 @@ class Monitor:
     def _record_metrics(self, ev: InferenceEvent) -> None:
         ins = self.telemetry.instruments
         attrs, key = self._series_of(ev)
+        if ev.generation is not None:
+            self._record_generation(ev, ev.generation)
         if ev.status == "error":
             ins.errors.add(key)
             if ev.inputs is None:  # rejected before inference: no duration to record
@@ -359,13 +407,84 @@ class Monitor:
         ins.duration.record(ev.duration_ns / 1e9, attrs, context=_context_of(ev))
         ins.input_size.record(ev.input_size, attrs, context=_NO_SPAN)
         if ev.status == "ok":
-            label = ev.label or ""
-            label_key = self._label_keys.get((key, label))
-            if label_key is None:
-                label_key = self._label_keys[(key, label)] = (*key, (c.PREDICTION_LABEL, label))
-            ins.predictions.add(label_key)
+            ins.predictions.add(self._label_key(key, ev.label or ""))
             if ev.confidence is not None:
                 ins.confidence.record(ev.confidence, attrs, context=_NO_SPAN)
+
+    def _label_key(self, key: AttributeKey, label: str) -> AttributeKey:
+        """The predictions counter's series of ``label``, under the cardinality guard.
+
+        A label is a class name, not text: one longer than ``_MAX_LABEL_CHARS`` or holding a
+        line break or tab is free text and folds into ``other`` at once; past
+        ``settings.telemetry_max_label_values`` distinct labels per series, every new one
+        folds too. Each folded event counts in ``infertrail.telemetry.attribute_overflow``.
+        The counters are cumulative, so a label admitted once keeps its series: the bound
+        holds for the life of the process, which is what bounds the exported series.
+        """
+        found = self._label_keys.get((key, label))
+        if found is not None:
+            return found
+        admitted = self._admitted.get(key, 0)
+        free_text = len(label) > _MAX_LABEL_CHARS or any(ch in label for ch in "\n\r\t")
+        if free_text or admitted >= self.settings.telemetry_max_label_values:
+            self.telemetry.instruments.attribute_overflow.add(_LABEL_OVERFLOW)
+            return (*key, (c.PREDICTION_LABEL, c.OVERFLOW_VALUE))
+        self._admitted[key] = admitted + 1
+        found = self._label_keys[(key, label)] = (*key, (c.PREDICTION_LABEL, label))
+        return found
+
+    def _record_generation(self, ev: InferenceEvent, gen: Generation) -> None:
+        """The GenAI conventions' metrics of a generation, and its outcome counter."""
+        ins = self.telemetry.instruments
+        conv = genai_conventions()
+        error = ev.error_type if ev.status == "error" else None
+        series: tuple[Any, ...] = (
+            conv.latest,
+            gen.operation,
+            gen.provider,
+            gen.request_model,
+            gen.response_model,
+            gen.server_address,
+            gen.server_port,
+            error,
+        )
+        attrs = self._genai_series.get(series)
+        if attrs is None:
+            named = gen
+            if len(self._genai_series) >= self.settings.telemetry_max_label_values:
+                # Model names come from callers' requests: bounded like labels.
+                ins.attribute_overflow.add(_MODEL_OVERFLOW)
+                named = replace(gen, request_model=c.OVERFLOW_VALUE, response_model=None)
+                series = (conv.latest, gen.operation, gen.provider, c.OVERFLOW_VALUE, error)
+            attrs = self._genai_series.get(series)
+            if attrs is None:
+                attrs = generation_metric_attributes(named, conv, error)
+                self._genai_series[series] = attrs
+        ins.genai_duration.record(ev.duration_ns / 1e9, attrs, context=_context_of(ev))
+        if gen.input_tokens is not None:
+            ins.genai_tokens.record(
+                gen.input_tokens, {**attrs, c.GENAI_TOKEN_TYPE: "input"}, context=_NO_SPAN
+            )
+        if gen.output_tokens is not None:
+            ins.genai_tokens.record(
+                gen.output_tokens, {**attrs, c.GENAI_TOKEN_TYPE: "output"}, context=_NO_SPAN
+            )
+        if ev.status == "ok":  # the server timings count successful responses only
+            ttft = gen.time_to_first_token_s
+            if ttft is not None:
+                ins.genai_ttft.record(ttft, attrs, context=_NO_SPAN)
+            tpot = gen.time_per_output_token_s
+            if tpot is not None:
+                ins.genai_tpot.record(tpot, attrs, context=_NO_SPAN)
+        outcome = "error" if ev.status == "error" else gen.outcome
+        ins.genai_outcomes.add(
+            (
+                (c.MODEL_NAME, ev.model.name),
+                (c.MODEL_VERSION, ev.model.version),
+                (c.TEAM, ev.team),
+                (c.GENAI_OUTCOME, outcome),
+            )
+        )
 
     def _emit_log(self, ev: InferenceEvent) -> None:
         error = ev.status == "error"
@@ -423,6 +542,61 @@ class Monitor:
             run_bounded(f"sink {sink!r}", sink.close, deadline)
         if self._owns_telemetry:
             self.telemetry.shutdown(deadline.capped(NETWORK_STEP_S).remaining())
+
+
+class ActiveInference:
+    """An inference between :meth:`Monitor.begin` and :meth:`end`: its event and its span.
+
+    Times run from ``begin``; ``end`` is idempotent, so a stream closed twice, or closed after
+    an error, ends its inference once.
+    """
+
+    __slots__ = ("_c0", "_ended", "_monitor", "_t0", "_thread", "event", "span", "token")
+
+    def __init__(
+        self,
+        monitor: Monitor,
+        event: InferenceEvent,
+        span: Span,
+        token: Token[otel_context.Context] | None,
+    ) -> None:
+        self._monitor = monitor
+        self.event = event
+        self.span = span
+        self.token = token
+        self._ended = False
+        self._t0 = time.perf_counter_ns()
+        self._c0 = time.thread_time_ns()
+        self._thread = threading.get_ident()
+
+    @property
+    def started_ns(self) -> int:
+        """``perf_counter_ns`` at the start (what a generation's token times count from)."""
+        return self._t0
+
+    def fail(self, exc: BaseException) -> None:
+        """Mark the inference failed by ``exc``: error status, type, exception event (redacted)."""
+        ev = self.event
+        ev.status = "error"
+        if ev.error_type is None:
+            ev.error_type = type(exc).__qualname__
+        # The message can carry the input (KeyError('alice'), a validation error): telemetry
+        # keeps the type and the stack frames only (docs/privacy.md, "Telemetry").
+        ev.error_message = REDACTED
+        self.span.add_event(c.EVENT_NAME_EXCEPTION, exception_attributes(exc, escaped=True))
+
+    def end(self) -> None:
+        """Stop the clocks, end the span, hand the event to the sinks (once)."""
+        if self._ended:
+            return
+        self._ended = True
+        ev = self.event
+        ev.duration_ns = time.perf_counter_ns() - self._t0
+        # The request thread's CPU time inside the inference; unknown (0) when a stream ended
+        # on another thread than the one it began on.
+        if threading.get_ident() == self._thread:
+            ev.cpu_ns = time.thread_time_ns() - self._c0
+        self._monitor._finish(self)
 
 
 class _Marker:

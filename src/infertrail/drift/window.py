@@ -28,7 +28,7 @@ from infertrail.drift.detector import DriftDetector, DriftReport, DriftWindow, S
 from infertrail.drift.profile import Profile
 from infertrail.drift.rule import DriftConfig
 from infertrail.drift.stats import FloatArray, IntArray
-from infertrail.events import InferenceEvent
+from infertrail.events import InferenceEvent, drift_inputs
 
 _log = logging.getLogger("infertrail.drift")
 
@@ -209,13 +209,14 @@ class DriftMonitor:
             return
         if self.sample_rate < 1.0 and self._rng.random() >= self.sample_rate:
             return
+        inputs = drift_inputs(ev)  # a generation's: its lengths and prompt text
         try:
-            row = self.profile.features(ev.inputs)
+            row = self.profile.features(inputs)
         except (ValueError, TypeError, OverflowError):  # float(10**400) overflows
             self.stats.feature_errors += 1
             with self._lock:  # for the data-quality checks: bounded like the window
                 if len(self._current.rejected) < self.window_size:
-                    self._current.rejected.append(ev.inputs)
+                    self._current.rejected.append(inputs)
             return
         label = self.profile.label_code(ev.label)
         conf = math.nan if ev.confidence is None else ev.confidence
@@ -232,7 +233,7 @@ class DriftMonitor:
             buf.scores[at] = score
             if buf.probabilities is not None:
                 buf.has_probabilities |= self._probabilities(ev, buf.probabilities[at])
-            buf.inputs.append(ev.inputs)
+            buf.inputs.append(inputs)
             attributes = buf.attributes
             attributes["tenant"].append(ev.tenant)
             attributes["endpoint"].append(ev.endpoint)

@@ -178,3 +178,66 @@ METRIC_AUDIT_TIMESTAMP_TRIES = "infertrail.audit.timestamp.tries"  # to get a to
 AUDIT_TIMESTAMP_RESULT = "infertrail.audit.timestamp.result"
 # Seconds the newest checkpoint has waited for a token (0 when every one seen has its token).
 METRIC_AUDIT_TIMESTAMP_PENDING = "infertrail.audit.timestamp.pending"
+
+# -- Generative AI (OpenTelemetry GenAI semantic conventions, pinned; docs/conventions.md) ----
+# The gen_ai names are experimental and still moving (v1.42 moved them to their own repository
+# with breaking changes pending), so infertrail pins one release and spells every name here.
+# Emitted as pinned only with OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental, as the
+# OpenTelemetry GenAI instrumentations do; without it, the older names those instrumentations
+# emit by default (GENAI_SYSTEM instead of GENAI_PROVIDER_NAME). See infertrail/genai/semconv.py.
+GENAI_SEMCONV_VERSION = "1.41.1"
+GENAI_OPT_IN = "gen_ai_latest_experimental"
+GENAI_OPERATION_NAME = "gen_ai.operation.name"  # chat, text_completion, embeddings, ...
+GENAI_PROVIDER_NAME = "gen_ai.provider.name"  # openai, anthropic, ... (v1.37 on)
+GENAI_SYSTEM = "gen_ai.system"  # the same, before v1.37 (the default without the opt-in)
+GENAI_REQUEST_MODEL = "gen_ai.request.model"
+GENAI_REQUEST_TEMPERATURE = "gen_ai.request.temperature"
+GENAI_REQUEST_TOP_P = "gen_ai.request.top_p"
+GENAI_REQUEST_TOP_K = "gen_ai.request.top_k"
+GENAI_REQUEST_MAX_TOKENS = "gen_ai.request.max_tokens"
+GENAI_REQUEST_FREQUENCY_PENALTY = "gen_ai.request.frequency_penalty"
+GENAI_REQUEST_PRESENCE_PENALTY = "gen_ai.request.presence_penalty"
+GENAI_REQUEST_STOP_SEQUENCES = "gen_ai.request.stop_sequences"
+GENAI_REQUEST_SEED = "gen_ai.request.seed"
+GENAI_REQUEST_STREAM = "gen_ai.request.stream"
+GENAI_REQUEST_CHOICE_COUNT = "gen_ai.request.choice.count"
+GENAI_RESPONSE_ID = "gen_ai.response.id"
+GENAI_RESPONSE_MODEL = "gen_ai.response.model"
+GENAI_RESPONSE_FINISH_REASONS = "gen_ai.response.finish_reasons"
+GENAI_RESPONSE_TIME_TO_FIRST_CHUNK = "gen_ai.response.time_to_first_chunk"
+GENAI_USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
+GENAI_USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+GENAI_TOKEN_TYPE = "gen_ai.token.type"  # noqa: S105 (no secret); input or output
+GENAI_INPUT_MESSAGES = "gen_ai.input.messages"  # opt-in content (JSON), redacted first
+GENAI_OUTPUT_MESSAGES = "gen_ai.output.messages"  # likewise
+SERVER_ADDRESS = "server.address"
+SERVER_PORT = "server.port"
+# The event carrying opt-in message content on the pinned conventions
+EVENT_NAME_GENAI_OPERATION_DETAILS = "gen_ai.client.inference.operation.details"
+# infertrail's additions on a generation span (not in the GenAI conventions)
+GENAI_STREAM_CHUNKS = "infertrail.gen_ai.stream.chunks"  # content chunks received
+GENAI_CANCELLED = "infertrail.gen_ai.cancelled"  # the caller stopped reading the stream
+GENAI_USAGE_SOURCE = "infertrail.gen_ai.usage.source"  # response, tokenizer or chunks
+GENAI_TIME_PER_OUTPUT_TOKEN = "infertrail.gen_ai.time_per_output_token"  # noqa: S105 (seconds)
+# GenAI instruments (histograms; recommended buckets of the conventions)
+METRIC_GENAI_OPERATION_DURATION = "gen_ai.client.operation.duration"
+METRIC_GENAI_TOKEN_USAGE = "gen_ai.client.token.usage"  # noqa: S105
+METRIC_GENAI_TIME_TO_FIRST_TOKEN = "gen_ai.server.time_to_first_token"  # noqa: S105
+METRIC_GENAI_TIME_PER_OUTPUT_TOKEN = "gen_ai.server.time_per_output_token"  # noqa: S105
+# Generations by how they ended: ok, empty, refused (content_filter), truncated (length),
+# cancelled or error: the business signals of LLM traffic (slo/business.py rules)
+METRIC_GENAI_OUTCOMES = "infertrail.gen_ai.outcomes"
+GENAI_OUTCOME = "infertrail.gen_ai.outcome"
+GENAI_DURATION_BUCKETS_S = tuple(0.01 * 2**k for k in range(14))  # 0.01 .. 81.92
+GENAI_TOKEN_BUCKETS = tuple(4**k for k in range(14))  # 1 .. 67108864
+GENAI_TTFT_BUCKETS_S = (
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+)  # fmt: skip
+GENAI_TPOT_BUCKETS_S = (
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5,
+)  # fmt: skip
+
+# -- Cardinality guard (monitor.py): attribute values folded into "other" ----------------------
+METRIC_ATTRIBUTE_OVERFLOW = "infertrail.telemetry.attribute_overflow"
+OVERFLOW_ATTRIBUTE = "attribute"  # the attribute whose values were folded
+OVERFLOW_VALUE = "other"

@@ -199,16 +199,37 @@ def find_request(tdir: Path, request_id: str) -> RequestTelemetry | None:
     return view
 
 
+def _span_summary(attrs: dict[str, Any]) -> str:
+    """What a span answered: its label and confidence, or a generation's model and tokens.
+
+    A value the span does not carry is left out, never shown as zero.
+    """
+    parts = []
+    if c.PREDICTION_LABEL in attrs:
+        parts.append(f"label={attrs[c.PREDICTION_LABEL]}")
+    if isinstance(attrs.get(c.PREDICTION_CONFIDENCE), int | float):
+        parts.append(f"confidence={attrs[c.PREDICTION_CONFIDENCE]:.3f}")
+    for key, name in (
+        (c.GENAI_RESPONSE_MODEL, "model"),
+        (c.GENAI_USAGE_INPUT_TOKENS, "input_tokens"),
+        (c.GENAI_USAGE_OUTPUT_TOKENS, "output_tokens"),
+    ):
+        if key in attrs:
+            parts.append(f"{name}={attrs[key]}")
+    ttft = attrs.get(c.GENAI_RESPONSE_TIME_TO_FIRST_CHUNK)
+    if isinstance(ttft, int | float):
+        parts.append(f"ttft={ttft * 1000:.1f}ms")
+    reasons = attrs.get(c.GENAI_RESPONSE_FINISH_REASONS)
+    if reasons:
+        parts.append(f"finish={','.join(map(str, reasons))}")
+    return "  " + " ".join(parts) if parts else ""
+
+
 def format_request(view: RequestTelemetry) -> str:
     """A human-readable report: span tree with timings, log lines, exemplars."""
     lines = [f"request {view.request_id}", f"trace   {view.trace_id}", "", "spans:"]
     for depth, s in view.tree():
-        extra = ""
-        if c.PREDICTION_LABEL in s.attributes:
-            extra = (
-                f"  label={s.attributes[c.PREDICTION_LABEL]}"
-                f" confidence={s.attributes.get(c.PREDICTION_CONFIDENCE, 0):.3f}"
-            )
+        extra = _span_summary(s.attributes)
         status = (
             "" if s.status == "STATUS_CODE_UNSET" else f" [{s.status.removeprefix('STATUS_CODE_')}]"
         )

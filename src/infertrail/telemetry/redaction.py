@@ -9,6 +9,10 @@ the HTTP server instrumentation. The rules (docs/privacy.md, "Telemetry"):
   a private route (:func:`is_private_path`: the audit and privacy routes). A name that does not
   look like a name (digits, ``@``, ``:``, spaces, over 64 characters: a value sent as a name)
   and a bare token without ``=`` become ``REDACTED`` too, unless allow-listed.
+- **Message content** (opt-in GenAI content, :func:`redact_text`): e-mail addresses, runs of
+  seven or more digits (phone, card, account and id numbers, separators allowed), IBANs and
+  IPv4 addresses become ``REDACTED``; the request's subject id, wherever it appears, becomes
+  its pseudonym; the text is cut at a maximum length.
 - **Exceptions.** The type and the stack frames stay; the message, of the exception and of every
   exception chained to it, becomes ``REDACTED``: validation errors and ``KeyError`` echo input.
   A span status description keeps the exception type before its ``": "``.
@@ -33,6 +37,7 @@ __all__ = [
     "is_private_path",
     "redact_query",
     "redact_status_description",
+    "redact_text",
     "redacted_stacktrace",
     "with_query",
 ]
@@ -167,3 +172,38 @@ def redact_status_description(description: str | None) -> str | None:
     if sep and _TYPE_NAME.fullmatch(head):
         return f"{head}: {REDACTED}"
     return REDACTED
+
+
+# Personal data that free text carries most often, each replaced whole by REDACTED.
+_TEXT_PATTERNS = re.compile(
+    "|".join(
+        (
+            r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}",  # e-mail address
+            r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b",  # IBAN
+            r"\b(?:\d{1,3}\.){3}\d{1,3}\b",  # IPv4 address
+            r"\+?\d(?:[ ().\-]*\d){6,}",  # 7+ digits: phone, card, account, id numbers
+        )
+    )
+)
+
+
+def redact_text(
+    text: str,
+    *,
+    subject: str | None = None,
+    pseudonym: str | None = None,
+    max_chars: int = 4096,
+) -> str:
+    """``text`` as message-content telemetry may carry it (see the module doc).
+
+    ``subject`` (the request's subject id) is replaced by ``pseudonym`` (or REDACTED) first;
+    the result is at most ``max_chars`` characters plus a marker saying how many were cut.
+    """
+    if max_chars < 0:
+        raise ValueError(f"max_chars must be >= 0, got {max_chars}")
+    if subject:
+        text = text.replace(subject, pseudonym or REDACTED)
+    text = _TEXT_PATTERNS.sub(REDACTED, text)
+    if len(text) > max_chars:
+        text = f"{text[:max_chars]}...[{len(text) - max_chars} characters cut]"
+    return text

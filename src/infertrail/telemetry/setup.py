@@ -308,6 +308,14 @@ class Instruments:
     predictions: RunningCounts
     errors: RunningCounts
     input_size: metrics_api.Histogram
+    # GenAI (the pinned conventions' histograms, infertrail's outcome counter)
+    genai_duration: metrics_api.Histogram
+    genai_tokens: metrics_api.Histogram
+    genai_ttft: metrics_api.Histogram
+    genai_tpot: metrics_api.Histogram
+    genai_outcomes: RunningCounts
+    # Events whose attribute value was folded into "other" (monitor.py's cardinality guard)
+    attribute_overflow: RunningCounts
 
 
 def _logged(what: str, fn: Callable[[], Any]) -> Callable[[], bool]:
@@ -555,6 +563,21 @@ class Telemetry:
             unit=c.UNIT_ERROR,
             description="Failed or rejected inference requests, by error class.",
         )
+        outcomes, overflow = RunningCounts(), RunningCounts()
+        m.create_observable_counter(
+            c.METRIC_GENAI_OUTCOMES,
+            callbacks=[outcomes.observe],
+            unit=c.UNIT_EVENT,
+            description="Generations by how they ended: ok, empty, refused, truncated, "
+            "cancelled or error.",
+        )
+        m.create_observable_counter(
+            c.METRIC_ATTRIBUTE_OVERFLOW,
+            callbacks=[overflow.observe],
+            unit=c.UNIT_EVENT,
+            description="Events whose metric attribute value was folded into 'other': free "
+            "text, or more distinct values than the limit.",
+        )
         return Instruments(
             duration=m.create_histogram(
                 c.METRIC_DURATION,
@@ -576,6 +599,33 @@ class Telemetry:
                 description="Size of the model input (characters for text, values otherwise).",
                 explicit_bucket_boundaries_advisory=list(c.INPUT_SIZE_BUCKETS),
             ),
+            genai_duration=m.create_histogram(
+                c.METRIC_GENAI_OPERATION_DURATION,
+                unit=c.UNIT_SECONDS,
+                description="GenAI operation duration.",
+                explicit_bucket_boundaries_advisory=list(c.GENAI_DURATION_BUCKETS_S),
+            ),
+            genai_tokens=m.create_histogram(
+                c.METRIC_GENAI_TOKEN_USAGE,
+                unit=c.UNIT_TOKEN,
+                description="Number of input and output tokens used.",
+                explicit_bucket_boundaries_advisory=list(c.GENAI_TOKEN_BUCKETS),
+            ),
+            genai_ttft=m.create_histogram(
+                c.METRIC_GENAI_TIME_TO_FIRST_TOKEN,
+                unit=c.UNIT_SECONDS,
+                description="Time to generate first token for successful responses.",
+                explicit_bucket_boundaries_advisory=list(c.GENAI_TTFT_BUCKETS_S),
+            ),
+            genai_tpot=m.create_histogram(
+                c.METRIC_GENAI_TIME_PER_OUTPUT_TOKEN,
+                unit=c.UNIT_SECONDS,
+                description="Time per output token generated after the first token for "
+                "successful responses.",
+                explicit_bucket_boundaries_advisory=list(c.GENAI_TPOT_BUCKETS_S),
+            ),
+            genai_outcomes=outcomes,
+            attribute_overflow=overflow,
         )
 
     def install_globals(self) -> dict[str, bool]:
