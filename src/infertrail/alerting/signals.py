@@ -116,8 +116,9 @@ SIGNALS: dict[str, SignalMetric] = {
 }
 
 
-#: Signal key prefixes of the drift window analyzers (estimates, data quality, multivariate).
-ANALYZER_PREFIXES = ("estimated.", "quality.", "multivariate.")
+#: Signal key prefixes of the drift window analyzers (estimates, data quality, multivariate,
+#: prompt embeddings).
+ANALYZER_PREFIXES = ("estimated.", "quality.", "multivariate.", "embedding.")
 _ANALYZER_KEY = re.compile(r"[a-z][a-z0-9_]*(\.[a-z0-9_]+)+")
 
 

@@ -34,6 +34,7 @@ from infertrail.drift import (
     profile_path,
 )
 from infertrail.drift.analysis import WindowAnalyzer
+from infertrail.drift.embedding import EmbeddingDriftAnalyzer, EmbeddingReference, embedding_path
 from infertrail.drift.multivariate import DomainClassifierDrift, ReconstructionDrift
 from infertrail.drift.quality import DataQualityAnalyzer, quality_schema_for
 from infertrail.drift.slices import Slicer, SliceSpec, parse_slice_specs
@@ -135,8 +136,9 @@ def window_analyzers(
     Data quality (against ``quality.json`` beside the model, or the schema inferred from the
     profile), CBPE estimates (when ``cbpe.json`` was fitted for this artifact; rebuilt with a
     warning when missing or stale and the caller hands over a builder) and the configured
-    multivariate statistics. A damaged or mismatched schema or estimator file fails the start,
-    naming the file, like a damaged profile does.
+    multivariate statistics; prompt drift when ``embedding.npz`` (an LLM model's prompt
+    embedding reference) lies beside the profile. A damaged or mismatched schema, estimator or
+    embedding file fails the start, naming the file, like a damaged profile does.
     """
     analyzers: list[WindowAnalyzer] = []
     name = profile.model_name
@@ -158,6 +160,10 @@ def window_analyzers(
             analyzers.append(kinds[kind](profile, seed=_seed(name)))
         except ValueError as exc:  # one feature, or a reference sample too small to calibrate
             log.warning("%s drift is off for model %r: %s", kind, name, exc)
+    prompts = embedding_path(settings.models_dir, name)
+    if settings.drift_embedding and prompts.is_file():
+        reference = EmbeddingReference.load(prompts, expected_sha256=profile.model_sha256 or None)
+        analyzers.append(EmbeddingDriftAnalyzer(reference, seed=_seed(name)))
     return analyzers
 
 
