@@ -36,7 +36,7 @@ from infertrail.drift.embedding import (
     window_prompts,
 )
 from infertrail.drift.llm_reference import LLM_FEATURES, build_llm_reference, llm_profile
-from infertrail.events import InferenceEvent, ModelInfo
+from infertrail.events import Generation, InferenceEvent, ModelInfo
 from infertrail.runtime.drift import window_analyzers
 from tests.unit.drift.conftest import synthetic_texts
 
@@ -430,6 +430,7 @@ def test_the_runtime_adds_the_analyzer_when_the_file_is_there(
 
 
 def test_a_drift_monitor_judges_the_prompts_of_its_windows(tmp_path: Path, clean_env: None) -> None:
+    """Generation events, windowed by events.drift_inputs: lengths and the user's words."""
     s = _llm_models(tmp_path)
     profile = load_profile(s.models_dir / LLM.name / "profile.json", expected_sha256=LLM.sha256)
     got: list[DriftReport] = []
@@ -439,16 +440,26 @@ def test_a_drift_monitor_judges_the_prompts_of_its_windows(tmp_path: Path, clean
     try:
         shifted = synthetic_texts(100, seed=11, extra=["invoice", "refund", "password"] * 3)
         for prompt in [*synthetic_texts(100, seed=10), *shifted]:
+            messages = [
+                {"role": "system", "content": "You answer questions about our reviews."},
+                {"role": "user", "content": prompt},
+            ]
             ev = InferenceEvent(
                 model=LLM, request_id="r", service="s", team="t", endpoint="/v1/chat",
-                inputs=_inputs(prompt, 12), input_size=len(prompt),
+                inputs=messages, input_size=len(prompt),
+            )  # fmt: skip
+            ev.generation = Generation(
+                "chat", "infertrail", response_text="fine thanks", input_tokens=12,
+                output_tokens=3,
             )  # fmt: skip
             dm(ev)
         assert dm.flush(10.0)
     finally:
         dm.close()
-    assert dm.stats.analyzer_errors == 0 and len(got) == 2
+    assert dm.stats.analyzer_errors == 0 and dm.stats.feature_errors == 0 and len(got) == 2
     clean, moved = (r.sections["embedding"] for r in got)
     assert clean["drift"] is False and clean["n_current"] == 100
     assert moved["drift"] is True
     assert [r.signals["embedding.drift"] for r in got] == [0.0, 1.0]
+    # prompt_chars counts the user's words only: with the system turn it would have drifted
+    assert got[0].n_drifted == 0
