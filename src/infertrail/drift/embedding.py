@@ -120,6 +120,7 @@ def _vectorizers() -> tuple[Any, Any]:
 def _projection(dim: int) -> FloatArray:
     rows = np.random.RandomState(_PROJECTION_SEED).standard_normal((2 * _HASH_FEATURES, dim))
     out: FloatArray = (rows / math.sqrt(dim)).astype(np.float32)
+    out.flags.writeable = False  # shared by every caller through the cache
     return out
 
 
@@ -299,7 +300,8 @@ class EmbeddingReference:
     """What the reference prompts looked like to :data:`EMBEDDER`: a seeded uniform sample of
     their embeddings, the kernel bandwidth measured on it, and the test's ``alpha``.
 
-    ``n_texts``: how many reference prompts the sample was drawn from. ``model_name`` and
+    ``n_texts``: how many reference prompts the sample was drawn from (0: unknown, taken as
+    the sample's size). ``model_name`` and
     ``model_sha256`` identify the served model the reference belongs to (as a profile does).
     """
 
@@ -329,17 +331,22 @@ class EmbeddingReference:
             )
         _check_bandwidth(self.bandwidth)
         _check_alpha(self.alpha)
-        if isinstance(self.n_texts, bool) or not isinstance(self.n_texts, int):
-            raise ValueError(f"n_texts must be an int, got {self.n_texts!r}")
+        n_texts = self.n_texts
+        if isinstance(n_texts, bool) or not isinstance(n_texts, int):
+            raise ValueError(f"n_texts must be an int, got {n_texts!r}")
+        if n_texts and n_texts < e.shape[0]:
+            raise ValueError(f"n_texts {n_texts} is smaller than the sample ({e.shape[0]} rows)")
         object.__setattr__(self, "embeddings", e)
-        object.__setattr__(self, "n_texts", max(self.n_texts, int(e.shape[0])))
+        object.__setattr__(self, "n_texts", n_texts or int(e.shape[0]))
 
     @property
     def dim(self) -> int:
+        """The embedding's width: live prompts are embedded to it."""
         return int(self.embeddings.shape[1])
 
     @property
     def n_reference(self) -> int:
+        """Rows of the sample (at most the ``sample_size`` it was built with)."""
         return int(self.embeddings.shape[0])
 
     @classmethod
@@ -363,12 +370,16 @@ class EmbeddingReference:
         if isinstance(texts, str | bytes):
             raise ValueError("texts must be a sequence of str, not a single string")
         items = list(texts)
-        if len(items) < MIN_REFERENCE:
+        n_texts = len(items)
+        if n_texts < MIN_REFERENCE:
             raise ValueError(
-                f"an embedding reference needs at least {MIN_REFERENCE} prompts, got {len(items)}"
+                f"an embedding reference needs at least {MIN_REFERENCE} prompts, got {n_texts}"
             )
-        if len(items) > sample_size:
-            pick = np.sort(np.random.default_rng(seed).choice(len(items), sample_size, False))
+        for i, text in enumerate(items):
+            if not isinstance(text, str):
+                raise ValueError(f"texts[{i}] is {type(text).__name__}, not str")
+        if n_texts > sample_size:
+            pick = np.sort(np.random.default_rng(seed).choice(n_texts, sample_size, False))
             items = [items[i] for i in pick]
         embeddings = hashed_text_embedding(items, dim=dim)
         return cls(
@@ -376,7 +387,7 @@ class EmbeddingReference:
             median_bandwidth(embeddings),
             alpha,
             EMBEDDER,
-            len(texts),
+            n_texts,
             model_name,
             model_sha256,
             dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -450,6 +461,8 @@ def _decode(raw: bytes, expected_sha256: str | None) -> EmbeddingReference:
         missing, extra = sorted(_HEADER_FIELDS - set(header)), sorted(set(header) - _HEADER_FIELDS)
         raise ValueError(f"header fields missing {missing}, unknown {extra}")
     model, meta = header["model"], header["embeddings"]
+    if not isinstance(meta, dict) or set(meta) != {"shape", "sha256"}:
+        raise ValueError("header embeddings must be {'shape': [n, dim], 'sha256': str}")
     if not isinstance(model, dict) or set(model) != {"name", "sha256"}:
         raise ValueError("header model must be {'name': str, 'sha256': str}")
     name, sha = model["name"], model["sha256"]

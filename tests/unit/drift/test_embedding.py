@@ -254,6 +254,9 @@ def test_a_damaged_or_mismatched_file_is_refused_by_name(
         ({"version": 2}, "version 2 is not supported"),
         ({"format": "other"}, "is not an infertrail-embedding-reference file"),
         ({"extra": 1}, r"unknown \['extra'\]"),
+        ({"embeddings": {"shape": [500, 256]}}, "header embeddings must be"),
+        ({"n_texts": 10}, "n_texts 10 is smaller than the sample"),
+        ({"bandwidth": -1.0}, "bandwidth must be finite and positive"),
     ]
     for change, message in changes:
         _rewrite(bad, {**header, **change}, reference.embeddings)
@@ -268,6 +271,8 @@ def test_a_damaged_or_mismatched_file_is_refused_by_name(
 def test_reference_refuses_too_few_prompts_and_bad_settings() -> None:
     with pytest.raises(ValueError, match="at least 50 prompts, got 10"):
         EmbeddingReference.build(synthetic_texts(10, seed=0))
+    with pytest.raises(ValueError, match=r"texts\[70\] is bytes, not str"):
+        EmbeddingReference.build([*synthetic_texts(70, seed=0), b"x"])  # type: ignore[list-item]
     with pytest.raises(ValueError, match="sample_size must be at least 50"):
         EmbeddingReference.build(synthetic_texts(100, seed=0), sample_size=10)
     with pytest.raises(ValueError, match=r"alpha must lie in \(0, 0.5\)"):
@@ -296,6 +301,9 @@ def test_analyzer_section_and_signals(reference: EmbeddingReference) -> None:
     }
     assert moved.section["value"] > same.section["value"]
     assert json.dumps(moved.section)  # JSON-ready
+    # one templated prompt sent over and over (a bot, a retry loop) is drift too
+    repeated = analyzer.analyze(_window(synthetic_texts(1, seed=12) * 50))
+    assert repeated.signals["embedding.drift"] == 1.0
 
 
 def test_windows_without_enough_prompts_are_skipped(reference: EmbeddingReference) -> None:
@@ -365,7 +373,11 @@ def test_the_docs_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
     exec(compile(block, str(DOC), "exec"), {})
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("held-out reviews: drift False")
-    assert out[1].startswith("movie reviews: drift True")
+    assert out[1].startswith("movie reviews: drift True p 0.005")
+    printed = re.findall(
+        r"prints \(the test checks it\):\n\n```\n(.*?)```", _doc_section(), re.DOTALL
+    )
+    assert printed == ["\n".join(out) + "\n"]
 
 
 # -- the LLM reference, the runtime, a DriftMonitor -------------------------------------------
