@@ -1,7 +1,8 @@
 """Cost attribution: a background Monitor sink that prices every inference and sums it per hour.
 
 Each event's request-thread CPU time (``cpu_ns``), wall time, accelerator seconds and tokens
-are priced by the price version in force at the event's time and added, in memory, to its key
+are priced by the price version in force at the event's time (a generation's tokens by its
+``provider/model`` price, else its model's) and added, in memory, to its key
 (hour, team, model, version, endpoint, tenant, price version). A flusher thread writes the sums
 to SQLite (``<data_dir>/cost/cost.db``) every ``flush_interval_s`` and, at the same time, samples
 the whole process: CPU time (``time.process_time_ns``, every thread), wall time and resident
@@ -248,9 +249,15 @@ class CostAttribution:
         version = self.prices.at(ev.start_time_ns)
         cpu_s = ev.cpu_ns / 1e9
         accel = ev.accelerator_seconds or 0.0
-        t_in, t_out = ev.tokens_in or 0, ev.tokens_out or 0
+        gen = ev.generation
+        t_in, t_out = ev.tokens_in, ev.tokens_out
+        if gen is not None:  # the GenAI layer mirrors its counts; a hand-built event may not
+            t_in = gen.input_tokens if t_in is None else t_in
+            t_out = gen.output_tokens if t_out is None else t_out
+        t_in, t_out = t_in or 0, t_out or 0
         cost = version.cost_of(
             ev.model.name,
+            provider=None if gen is None else gen.provider,
             requests=1,
             cpu_seconds=cpu_s,
             accelerator_seconds=accel,

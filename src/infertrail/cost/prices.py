@@ -7,12 +7,18 @@ name of the version that priced it. Without a file, the built-in table holds one
 OpenCost's documented defaults (``configs/default.json`` of opencost/opencost, "based on GCP
 us-central1"). The file is TOML or JSON; docs/cost.md shows one. Every mistake is reported with
 the version and field it is in.
+
+Per-model prices are keyed by the model's name or by ``provider/model`` (``openai/gpt-4o-mini``):
+the same model name served by two providers (a hosted API and a self-hosted copy, say) costs
+what each provider charges. A generation (an event carrying ``generation``) is priced by its
+``provider/model`` key first, then by the model name alone.
 """
 
 from __future__ import annotations
 
 import bisect
 import json
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -46,6 +52,10 @@ DEFAULT_VERSION = "opencost-default-gcp-us-central1"
 _EPOCH = "1970-01-01T00:00:00Z"
 _EPOCH_DT = datetime(1970, 1, 1, tzinfo=UTC)
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$"
+# A model key: a model name, or provider/model (names as gen_ai.provider.name and
+# gen_ai.request.model carry them; model names may hold '/' themselves, as in
+# "meta-llama/Llama-3.1-8B", so a provider key splits at the first '/').
+_MODEL_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+/-]{0,255}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,27 +112,46 @@ class PriceVersion(BaseModel):
         _parse_time(v)
         return v
 
+    @field_validator("models")
+    @classmethod
+    def _model_keys(cls, v: dict[str, ModelPrice]) -> dict[str, ModelPrice]:
+        for key in v:
+            if not _MODEL_KEY.fullmatch(key) or key.endswith("/") or "//" in key:
+                raise ValueError(
+                    f"model key {key!r} must be a model name or provider/model (e.g. "
+                    "'openai/gpt-4o-mini'): letters, digits and '._:@+-/', starting with a "
+                    "letter or digit, no empty part"
+                )
+        return v
+
     @property
     def effective_from_ns(self) -> int:
         """``effective_from`` as Unix nanoseconds."""
         return _parse_time(self.effective_from)
 
-    def model(self, name: str) -> ModelPrice:
-        """The per-use prices of model ``name`` (all zero when the table lists none)."""
+    def model(self, name: str, provider: str | None = None) -> ModelPrice:
+        """The per-use prices of model ``name``: those of ``provider/name`` when the table has
+        that key, else of ``name`` (all zero when the table lists neither)."""
+        if provider:
+            found = self.models.get(f"{provider}/{name}")
+            if found is not None:
+                return found
         return self.models.get(name, _FREE)
 
     def cost_of(
         self,
         model: str,
         *,
+        provider: str | None = None,
         requests: int,
         cpu_seconds: float,
         accelerator_seconds: float = 0.0,
         tokens_in: int = 0,
         tokens_out: int = 0,
     ) -> CostBreakdown:
-        """What this usage of ``model`` costs under this version, by component."""
-        m = self.model(model)
+        """What this usage of ``model`` (of ``provider``, for a generation) costs under this
+        version, by component."""
+        m = self.model(model, provider)
         gpu_rate = self.gpu_hour if m.gpu_hour is None else m.gpu_hour
         return CostBreakdown(
             cpu=cpu_seconds / 3600.0 * self.cpu_core_hour,
@@ -224,7 +253,9 @@ def parse_price_table(data: Any, *, source: str = "<prices>") -> PriceTable:
             elif e["type"] == "missing":
                 msg = "is required"
             else:
-                msg = f"{e.get('ctx', {}).get('error', e['msg'])} (got {e.get('input')!r})"
+                msg = str(e.get("ctx", {}).get("error", e["msg"]))
+                if not isinstance(e.get("input"), Mapping):  # a table says itself what is wrong
+                    msg += f" (got {e.get('input')!r})"
             raise PriceError(f"{source}: {where}: {field}: {msg}") from None
     names = [v.version for v in versions]
     dupes = sorted({n for n in names if names.count(n) > 1})

@@ -1,9 +1,10 @@
 """The cost report: attributed cost per chosen dimensions, and the shared remainder, stated.
 
 Rows group the hourly sums of ``usage`` by any of team, model, version, endpoint, tenant and
-hour over whole UTC hours ``[start, end)``. Beside them the report states what the process
-itself consumed in the same hours (sampled by the sink) and lists the difference as its own
-rows: the *unattributed* CPU (framework, exporters, audit writer, idle polling: process CPU
+hour over whole UTC hours ``[start, end)``; each shows the input and output tokens, their cost
+and the token cost per thousand tokens (LLM traffic: ``--by team,tenant,model``). Beside them
+the report states what the process itself consumed in the same hours (sampled by the sink) and
+lists the difference as its own rows: the *unattributed* CPU (framework, exporters, audit writer, idle polling: process CPU
 minus the request threads' CPU) with the process's RAM, and, when reserved cores are given,
 the *idle capacity* (reserved core-hours the process did not use). The allocation rule is one
 of two, named in the report:
@@ -70,6 +71,15 @@ class CostRow:
     shared_cost: float = 0.0
 
     @property
+    def token_cost_per_1k(self) -> float | None:
+        """Token cost per thousand tokens (input and output together); None without tokens.
+
+        What the group's LLM traffic costs per unit of text, comparable across models and
+        providers whose input and output prices differ."""
+        tokens = self.tokens_in + self.tokens_out
+        return self.token_cost / tokens * 1000 if tokens else None
+
+    @property
     def direct_cost(self) -> float:
         """Cost of what the group itself consumed (no shared part)."""
         return self.cpu_cost + self.gpu_cost + self.token_cost + self.request_cost + self.ram_cost
@@ -113,7 +123,12 @@ class CostReport:
         """The report as JSON-ready data (the CLI's ``--format json``)."""
 
         def row(r: CostRow) -> dict[str, Any]:
-            return {**asdict(r), "direct_cost": r.direct_cost, "total": r.total}
+            return {
+                **asdict(r),
+                "token_cost_per_1k": r.token_cost_per_1k,
+                "direct_cost": r.direct_cost,
+                "total": r.total,
+            }
 
         return {
             "start": _iso(self.start),
@@ -292,6 +307,7 @@ _NUMBERS = (
     ("cpu_cost", "cpu_cost"),
     ("gpu_cost", "gpu_cost"),
     ("token_cost", "token_cost"),
+    ("cost_per_1k_tok", "token_cost_per_1k"),
     ("request_cost", "request_cost"),
     ("ram_cost", "ram_cost"),
     ("shared_cost", "shared_cost"),
@@ -304,10 +320,12 @@ def _cells(report: CostReport, r: CostRow) -> list[str]:
     return out + [_number(name, getattr(r, name)) for _, name in _NUMBERS]
 
 
-def _number(name: str, v: float) -> str:
+def _number(name: str, v: float | None) -> str:
+    if v is None:
+        return "-"
     if isinstance(v, int):
         return str(v)
-    return f"{v:.6f}" if name.endswith("cost") or name == "total" else f"{v:.3f}"
+    return f"{v:.6f}" if "cost" in name or name == "total" else f"{v:.3f}"
 
 
 def render(report: CostReport, fmt: Literal["table", "csv", "json"]) -> str:
