@@ -391,12 +391,6 @@ class Settings(BaseSettings):
         "an MMD test of the prompts' hashed n-gram embeddings, for models with "
         "<models_dir>/<model>/embedding.npz.",
     )
-    drift_embedding: bool = Field(
-        True,
-        description="Prompt drift of every drift window (docs/drift.md, 'Prompt drift (LLM)'): "
-        "an MMD test of the prompts' hashed n-gram embeddings, for models with "
-        "<models_dir>/<model>/embedding.npz.",
-    )
     drift_slices: str = Field(
         "",
         max_length=2000,
