@@ -163,6 +163,13 @@ class Settings(BaseSettings):
         "carry; more, or free text, fold into 'other' and count in "
         "infertrail.telemetry.attribute_overflow.",
     )
+    genai_content_max_chars: int = Field(
+        4096,
+        ge=0,
+        le=1_000_000,
+        description="Opt-in GenAI message content (OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_"
+        "CONTENT) is cut to this many characters per message, after redaction.",
+    )
     log_raw_input: bool = Field(False, description="Put raw input text in log lines.")
     telemetry_query_allowlist: list[str] = Field(
         default_factory=list,

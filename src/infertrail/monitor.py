@@ -227,6 +227,7 @@ class Monitor:
         generation: Generation | None = None,
         span_kind: SpanKind = SpanKind.INTERNAL,
         attach: bool = True,
+        span: bool = True,
     ) -> ActiveInference:
         """Start an inference that ends later, by :meth:`ActiveInference.end`.
 
@@ -234,6 +235,10 @@ class Monitor:
         stream does, somewhere else: it begins with ``attach=False`` (its span is not made the
         current one, since a context attached here could not be detached there). With a
         ``generation`` the span is named and attributed after the GenAI conventions.
+
+        ``span=False`` records the event without a span of its own, for a call another
+        instrumentation already traces (the OpenTelemetry ``openai`` one): the event carries
+        the current span's ids, and nothing here writes to that span or ends it.
         """
         if request_id is None or endpoint is None:
             req = current_request.get()
@@ -254,12 +259,17 @@ class Monitor:
             generation=generation,
         )
         name = c.SPAN_NAME_INFERENCE if generation is None else generation_span_name(generation)
-        span = self._tracer.start_span(name, kind=span_kind)
-        token = otel_context.attach(trace.set_span_in_context(span)) if attach else None
-        ctx = span.get_span_context()
+        token = None
+        if span:
+            own: Span = self._tracer.start_span(name, kind=span_kind)
+            if attach:
+                token = otel_context.attach(trace.set_span_in_context(own))
+        else:
+            own = NonRecordingSpan(trace.get_current_span().get_span_context())
+        ctx = own.get_span_context()
         ev.trace_id, ev.span_id, ev.sampled = ctx.trace_id, ctx.span_id, ctx.trace_flags.sampled
         ev.start_time_ns = time.time_ns()
-        return ActiveInference(self, ev, span, token)
+        return ActiveInference(self, ev, own, token)
 
     def _finish(self, active: ActiveInference) -> None:
         """End ``active``'s span and hand its event to the sinks (ActiveInference.end)."""

@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal, Self, get_args
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from infertrail.audit.canonical import MAX_SAFE_INTEGER, canonicalize
-from infertrail.events import InferenceEvent
+from infertrail.events import Generation, InferenceEvent
 
 __all__ = [
     "DEFAULT_RETENTION",
@@ -38,6 +38,7 @@ __all__ = [
     "RetentionPolicy",
     "derive_record",
     "event_record",
+    "generation_details",
     "input_hmac_hex",
     "new_record_id",
     "retention_policy",
@@ -102,6 +103,32 @@ class Actor(BaseModel):
     role: _Name = Field(description="Role or authority the action was taken under.")
 
 
+class GenerationDetails(BaseModel):
+    """``record["generation"]`` of an inference that was a generative-AI call.
+
+    The prompt is the record's ``input_hmac`` (the HMAC of the canonical messages); the answer
+    is ``response_hmac``, under the same key (``input_hmac_key_id``): both prove which text it
+    was to whoever holds the text, and reveal nothing of a short one to anybody else.
+    """
+
+    model_config = ConfigDict(extra="allow", strict=True, allow_inf_nan=False, frozen=True)
+
+    operation: _Name
+    provider: _Name
+    request_model: _Name | None
+    response_model: _Name | None
+    response_id: Annotated[str, StringConstraints(max_length=256)] | None
+    params: dict[str, float | int | str | bool | list[str]]
+    stream: bool
+    finish_reasons: list[str]
+    input_tokens: int | None = Field(ge=0)
+    output_tokens: int | None = Field(ge=0)
+    usage_source: Literal["response", "tokenizer", "chunks"] | None
+    ttft_ms: float | None = Field(ge=0.0)
+    cancelled: bool
+    response_hmac: _Hex64 | None
+
+
 class AuditRecord(BaseModel):
     """One audit log entry, schema version 1; extra fields are kept, required ones checked.
 
@@ -162,6 +189,13 @@ class AuditRecord(BaseModel):
             raise ValueError("input_hmac and input_hmac_key_id must be both set or both null")
         if self.ci_low is not None and self.ci_high is not None and self.ci_low > self.ci_high:
             raise ValueError(f"ci_low {self.ci_low} is above ci_high {self.ci_high}")
+        generation = (self.model_extra or {}).get("generation")
+        if generation is not None:
+            if self.event_type != "inference":
+                raise ValueError(f"generation details on a {self.event_type} record")
+            GenerationDetails.model_validate(generation)
+            if generation.get("response_hmac") is not None and self.input_hmac_key_id is None:
+                raise ValueError("generation.response_hmac is set but input_hmac_key_id is null")
         return self
 
 
@@ -336,7 +370,7 @@ def derive_record(
     rec["confidence"] = None if confidence is None else float(confidence)
     rec["decision"] = ev.decision if ev.decision is not None else ev.label
     rec["decision_mode"] = decision_mode
-    rec["endpoint"] = ev.endpoint
+    rec["endpoint"] = ev.endpoint or None  # "": not served from a route (a batch job)
     rec["error"] = ev.error_type if ev.status == "error" else None
     rec["event_type"] = event_type
     rec["explanation"] = ev.explanation
@@ -363,6 +397,33 @@ def derive_record(
     rec["trace_id"] = f"{ev.trace_id:032x}" if ev.trace_id else None
     rec["ts"] = ts
     return rec
+
+
+def generation_details(gen: Generation, key: bytes) -> dict[str, Any]:
+    """``record["generation"]``: the call's parameters, usage and the answer's keyed digest.
+
+    ``key`` is the record's input-HMAC key (its month's). The answer's text never enters the
+    record; a call with no answer (failed before one came) has ``response_hmac`` null.
+    """
+    ttft = gen.time_to_first_token_s
+    return {
+        "operation": gen.operation,
+        "provider": gen.provider,
+        "request_model": gen.request_model,
+        "response_model": gen.response_model,
+        "response_id": gen.response_id,
+        "params": {k: list(v) if isinstance(v, tuple) else v for k, v in gen.params.items()},
+        "stream": gen.stream,
+        "finish_reasons": list(gen.finish_reasons),
+        "input_tokens": gen.input_tokens,
+        "output_tokens": gen.output_tokens,
+        "usage_source": gen.usage_source,
+        "ttft_ms": None if ttft is None else round(ttft * 1000, 3),
+        "cancelled": gen.cancelled,
+        "response_hmac": (
+            None if gen.response_text is None else input_hmac_hex(key, gen.response_text)
+        ),
+    }
 
 
 # The fields event_record fills from its own arguments; every other schema field but seq is

@@ -25,8 +25,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -92,6 +102,8 @@ def _check_params(params: Mapping[str, Any] | None) -> dict[str, AttributeValue 
             value = tuple(str(v) for v in value)
         elif not isinstance(value, bool | int | float | str):
             raise ValueError(f"parameter {name} must be a number or string, got {value!r}")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"parameter {name} must be finite, got {value!r}")
         out[name] = value
     return out
 
@@ -222,11 +234,14 @@ class GenAI:
         tenant: str | None = None,
         request_id: str | None = None,
         endpoint: str | None = None,
+        span: bool = True,
     ) -> GenerationCall:
         """Start a call that ends later (:meth:`GenerationCall.end`); see :meth:`chat`.
 
         ``model``: the served artifact's identity, or the name a remote provider knows it by.
         The span is not made current: a stream's end runs where its consumer is.
+        ``span=False``: no span of its own, the event takes the current span's ids (a call
+        another instrumentation traces, :meth:`infertrail.monitor.Monitor.begin`).
         """
         checked = check_messages(messages) if operation != "embeddings" else messages
         info = model if isinstance(model, ModelInfo) else ModelInfo(model, REMOTE_VERSION, "")
@@ -252,6 +267,7 @@ class GenAI:
             generation=gen,
             span_kind=self.span_kind,
             attach=not stream,
+            span=span,
         )
         return GenerationCall(self, active, gen)
 
@@ -272,7 +288,7 @@ class GenAI:
     # -- streams ---------------------------------------------------------------------------
     def stream(
         self, call: GenerationCall, chunks: Iterable[T], text_of: Callable[[T], str | None]
-    ) -> Iterator[T]:
+    ) -> Generator[T, None, None]:
         """Pass ``chunks`` through, recording each one's text; end ``call`` with the stream."""
         completed = False
         try:
@@ -295,7 +311,7 @@ class GenAI:
 
     async def astream(
         self, call: GenerationCall, chunks: AsyncIterator[T], text_of: Callable[[T], str | None]
-    ) -> AsyncIterator[T]:
+    ) -> AsyncGenerator[T, None]:
         """:meth:`stream` for an async stream; a cancelled task counts as a cancelled call."""
         completed = False
         try:

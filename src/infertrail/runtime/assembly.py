@@ -50,6 +50,7 @@ from infertrail.telemetry.setup import Telemetry
 if TYPE_CHECKING:
     from infertrail.drift import DriftConfig
     from infertrail.drift.window import DriftMonitor
+    from infertrail.genai import GenAI
     from infertrail.runtime.compliance import ComplianceAccess
     from infertrail.runtime.drift import ProfileBuilder, ProfileSource
     from infertrail.runtime.outcomes import OutcomeLoop
@@ -230,6 +231,20 @@ class Runtime:
     ) -> Callable[[Callable[P, R]], Callable[P, R]]:
         """Decorate a predict function (:meth:`infertrail.monitor.Monitor.instrument`)."""
         return self._running_monitor().instrument(model, **kwargs)
+
+    def genai(self, provider: str, **kwargs: Any) -> GenAI:
+        """A :class:`~infertrail.genai.GenAI` recording generations through this runtime.
+
+        Opt-in message content is redacted with the audit trail's pseudonyms (the subject id
+        becomes its pseudonym) and cut at ``genai_content_max_chars``; ``kwargs`` go to GenAI
+        (``server_address``, ``span_kind``, ``count_tokens``, ...).
+        """
+        from infertrail.genai import GenAI
+
+        if self.audit is not None:
+            kwargs.setdefault("pseudonymize", self.audit.pseudonym)
+        kwargs.setdefault("content_max_chars", self.settings.genai_content_max_chars)
+        return GenAI(self._running_monitor(), provider=provider, **kwargs)
 
     def audit_receipt(
         self, event: InferenceEvent, timeout_s: float | None = None

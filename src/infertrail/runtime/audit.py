@@ -4,7 +4,8 @@
 ``<data_dir>/audit/log``, a background sealer into the lake (which then compacts closed months,
 ``audit_compact``), and the privacy services (pseudonym table, raw-payload store when
 enabled). Used as a request-thread sink of the :class:`~infertrail.monitor.Monitor`, it derives
-the audit record of every inference, hashes the input under a keyed HMAC, replaces the subject
+the audit record of every inference, hashes the input under a keyed HMAC (a generation's
+prompt and answer both: ``record["generation"]``), replaces the subject
 by its pseudonym from the mapping table, queues the record and, if raw payloads are on, queues
 the encrypted input; the event keeps the future of its receipt (``event.audit``) so that the
 caller can wait until the decision is durable before answering
@@ -31,7 +32,13 @@ from urllib.parse import urlsplit
 from infertrail import __version__
 from infertrail.audit.keys import open_signer
 from infertrail.audit.ledger import LogClosedError, LogFailedError, Receipt
-from infertrail.audit.record import RetentionPolicy, derive_record, input_hmac_hex, retention_policy
+from infertrail.audit.record import (
+    RetentionPolicy,
+    derive_record,
+    generation_details,
+    input_hmac_hex,
+    retention_policy,
+)
 from infertrail.audit.supervisor import SupervisedLog
 from infertrail.config import Settings
 from infertrail.events import InferenceEvent
@@ -162,11 +169,15 @@ class AuditTrail:
             retention=self.retention,
             producer=self.producer,
         )
+        gen = ev.generation
+        if gen is not None:  # the answer as a digest under the prompt's key, never as text
+            record["generation"] = generation_details(gen, key)
         receipt = self.log.append_async(record)
         # Raw payloads are kept per subject (the data key is the subject's): no subject, none.
         payloads = self.privacy.payloads
         if self.store_payloads and payloads is not None and pseudonym and inputs is not None:
-            payloads.store(pseudonym, ev.request_id, inputs, at_ns=ev.start_time_ns)
+            payload = inputs if gen is None else {"messages": inputs, "response": gen.response_text}
+            payloads.store(pseudonym, ev.request_id, payload, at_ns=ev.start_time_ns)
         return receipt
 
     def __call__(self, ev: InferenceEvent) -> None:

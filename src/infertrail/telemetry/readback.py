@@ -29,6 +29,7 @@ class SpanView:
     end_ns: int
     attributes: dict[str, Any]
     status: str
+    kind: str = "SPAN_KIND_UNSPECIFIED"  # SPAN_KIND_INTERNAL, SPAN_KIND_CLIENT, ...
 
     @property
     def duration_ms(self) -> float:
@@ -100,6 +101,21 @@ def _status_name(code: int | str) -> str:
     return code if isinstance(code, str) else _STATUS_NAMES.get(code, str(code))
 
 
+_KIND_NAMES = {
+    0: "SPAN_KIND_UNSPECIFIED",
+    1: "SPAN_KIND_INTERNAL",
+    2: "SPAN_KIND_SERVER",
+    3: "SPAN_KIND_CLIENT",
+    4: "SPAN_KIND_PRODUCER",
+    5: "SPAN_KIND_CONSUMER",
+}
+
+
+def _kind_name(kind: Any) -> str:
+    """OTLP/JSON's span kind (its enum number, or already its name) as its name."""
+    return kind if isinstance(kind, str) else _KIND_NAMES.get(kind, str(kind))
+
+
 def _needle(value: str | None) -> str | None:
     """``value`` as it appears inside a JSON string, if that is certain; else None (no filter)."""
     if value is None or not value.isascii() or not value.isprintable():
@@ -137,6 +153,7 @@ def iter_spans(tdir: Path, contains: str | None = None) -> Iterator[SpanView]:
                         end_ns=int(s.get("endTimeUnixNano", 0)),
                         attributes=_attrs(s.get("attributes")),
                         status=_status_name(s.get("status", {}).get("code", 0)),
+                        kind=_kind_name(s.get("kind", 0)),
                     )
 
 
