@@ -4,10 +4,10 @@ Rows group the hourly sums of ``usage`` by any of team, model, version, endpoint
 hour over whole UTC hours ``[start, end)``; each shows the input and output tokens, their cost
 and the token cost per thousand tokens (LLM traffic: ``--by team,tenant,model``). Beside them
 the report states what the process itself consumed in the same hours (sampled by the sink) and
-lists the difference as its own rows: the *unattributed* CPU (framework, exporters, audit writer, idle polling: process CPU
-minus the request threads' CPU) with the process's RAM, and, when reserved cores are given,
-the *idle capacity* (reserved core-hours the process did not use). The allocation rule is one
-of two, named in the report:
+lists the difference as its own rows: the *unattributed* CPU (framework, exporters, audit
+writer, idle polling: process CPU minus the request threads' CPU) with the process's RAM, and,
+when reserved cores are given, the *idle capacity* (reserved core-hours the process did not
+use). The allocation rule is one of two, named in the report:
 
 - ``separate`` (default): shared rows stay separate; team rows show only what they consumed.
 - ``proportional``: the shared cost is spread over the rows in proportion to their direct

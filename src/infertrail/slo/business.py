@@ -21,12 +21,26 @@ live confidences look like the training ones, not the coarseness of the buckets.
 :class:`ConfidenceWindow` gets whole buckets from the ``SLICounter``, which keeps these
 histograms anyway (or is a Monitor sink of its own); :meth:`ConfidenceWindow.evaluate` runs on
 the SLO evaluator's timer and feeds the alert engine.
+
+LLM generations add three rates over a rolling window (10 minutes by default), from how each
+generation ended (``Generation.outcome``, the ``infertrail.gen_ai.outcomes`` counter):
+
+| signal | value |
+|---|---|
+| ``business.gen_ai_empty_rate`` | share of generations that answered nothing |
+| ``business.gen_ai_refused_rate`` | share refused by a content filter (``content_filter``) |
+| ``business.gen_ai_truncated_rate`` | share cut at the token limit (``finish_reason=length``) |
+
+:class:`GenerationOutcomes` counts them in process; :func:`generation_outcome_rules` gives the
+default alert rules with the PromQL over ``infertrail_gen_ai_outcomes_total`` that computes the
+same ratio from ``/metrics``.
 """
 
 from __future__ import annotations
 
 import bisect
 import math
+import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,6 +49,8 @@ from datetime import UTC, datetime
 import numpy as np
 
 from infertrail.alerting.engine import AlertEngine
+from infertrail.alerting.rules import AlertRule, Severity
+from infertrail.alerting.signals import MODEL_LABEL, model_matcher
 from infertrail.drift.profile import Profile
 from infertrail.events import InferenceEvent
 from infertrail.slo.sli import VALID_BUCKETS_S
@@ -121,15 +137,41 @@ class ConfidenceReference:
 
 
 class _ModelRing:
-    """Per time bucket: counts per confidence bucket (+Inf last) and the sum of values."""
+    """Per time bucket: ``width`` counts (confidence buckets with +Inf last, or generation
+    outcomes) and the sum of the values counted."""
 
     __slots__ = ("counts", "last", "n", "sums")
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, width: int) -> None:
         self.n = n
-        self.counts = [[0] * (len(_BOUNDS) + 1) for _ in range(n)]
+        self.counts = [[0] * width for _ in range(n)]
         self.sums = [0.0] * n
         self.last = -1
+
+    def slot(self, idx: int) -> int | None:
+        """The slot of time bucket ``idx``, emptied when the ring moves onto it; None when
+        ``idx`` is older than the ring."""
+        if idx > self.last:
+            if self.last >= 0:
+                for i in range(max(self.last + 1, idx - self.n + 1), idx + 1):
+                    slot = i % self.n
+                    self.counts[slot] = [0] * len(self.counts[slot])
+                    self.sums[slot] = 0.0
+            self.last = idx
+        elif idx <= self.last - self.n:
+            return None
+        return idx % self.n
+
+    def totals(self, end: int, k: int) -> tuple[list[int], float]:
+        """Counts and sum over the ``k`` time buckets before bucket ``end`` (end excluded)."""
+        counts = [0] * len(self.counts[0])
+        total = 0.0
+        for i in range(max(end - k, self.last - self.n + 1, 0), min(end - 1, self.last) + 1):
+            slot = i % self.n
+            for j, n in enumerate(self.counts[slot]):
+                counts[j] += n
+            total += self.sums[slot]
+        return counts, total
 
 
 class ConfidenceWindow:
@@ -199,37 +241,18 @@ class ConfidenceWindow:
         """The ring and slot of bucket ``idx`` (lock held); None when it is older than the ring."""
         ring = self._rings.get(model)
         if ring is None:
-            ring = self._rings[model] = _ModelRing(self._k + 1)
-        if idx > ring.last:
-            self._advance(ring, idx)
-        elif idx <= ring.last - ring.n:
-            return None
-        return ring, idx % ring.n
-
-    @staticmethod
-    def _advance(ring: _ModelRing, idx: int) -> None:
-        if ring.last >= 0:
-            for i in range(max(ring.last + 1, idx - ring.n + 1), idx + 1):
-                slot = i % ring.n
-                ring.counts[slot] = [0] * len(ring.counts[slot])
-                ring.sums[slot] = 0.0
-        ring.last = idx
+            ring = self._rings[model] = _ModelRing(self._k + 1, len(_BOUNDS) + 1)
+        slot = ring.slot(idx)
+        return None if slot is None else (ring, slot)
 
     def signals(self, model: str, at: float) -> dict[str, float]:
         """The business signals of ``model`` over the whole buckets before ``at``."""
         end = int(at // self.bucket_s)
-        counts = [0] * (len(_BOUNDS) + 1)
-        total_sum = 0.0
         with self._lock:
             ring = self._rings.get(model)
             if ring is None:
                 return {}
-            lo = max(end - self._k, ring.last - ring.n + 1, 0)
-            for i in range(lo, min(end - 1, ring.last) + 1):
-                slot = i % ring.n
-                for j, n in enumerate(ring.counts[slot]):
-                    counts[j] += n
-                total_sum += ring.sums[slot]
+            counts, total_sum = ring.totals(end, self._k)
         n = sum(counts)
         if n == 0:
             return {}
@@ -266,6 +289,175 @@ class ConfidenceWindow:
 
     def evaluate(self, engine: AlertEngine, at: float) -> dict[str, dict[str, float]]:
         """Evaluate ``engine`` with every model's signals at ``at``; returns them by model."""
+        when = datetime.fromtimestamp(at, UTC)
+        out = {}
+        for model in self.models():
+            values = self.signals(model, at)
+            if values:
+                engine.evaluate(values, model, when)
+                out[model] = values
+        return out
+
+
+# -- LLM generations: empty, refused and truncated answers ------------------------------------
+
+#: How a generation ended, in the order its window counts them (``Generation.outcome``, and
+#: ``error`` for a failed call: the ``infertrail.gen_ai.outcome`` values of the outcomes counter).
+GENERATION_OUTCOMES = ("ok", "empty", "refused", "truncated", "cancelled", "error")
+#: The outcome rates that are business signals: signal key -> the outcome it counts.
+OUTCOME_SIGNALS: Mapping[str, str] = {
+    "business.gen_ai_empty_rate": "empty",
+    "business.gen_ai_refused_rate": "refused",
+    "business.gen_ai_truncated_rate": "truncated",
+}
+DEFAULT_OUTCOME_WINDOW_S = 600
+#: Default alert thresholds, as shares of the window's generations: a tenth of answers cut at
+#: max_tokens is a prompt or limit problem; a fifth is users getting half answers. Empty and
+#: refused answers are rarer in healthy traffic, so they alert sooner.
+DEFAULT_OUTCOME_THRESHOLDS: Mapping[str, float] = {"empty": 0.05, "refused": 0.1, "truncated": 0.2}
+OUTCOMES_METRIC = "infertrail_gen_ai_outcomes_total"
+OUTCOME_LABEL = "infertrail_gen_ai_outcome"
+_OUTCOME_INDEX = {o: i for i, o in enumerate(GENERATION_OUTCOMES)}
+
+
+def outcome_rate_promql(
+    outcome: str, model: str = "*", window_s: int = DEFAULT_OUTCOME_WINDOW_S
+) -> str:
+    """PromQL for the share of ``model``'s generations that ended ``outcome`` over the window.
+
+    The ratio of the outcome counter's increases, as :class:`GenerationOutcomes` counts it in
+    process; per model (``infertrail_model_name``), so ``*`` gives one series per model.
+    """
+    if outcome not in _OUTCOME_INDEX:
+        raise ValueError(f"unknown outcome {outcome!r}; valid: {', '.join(GENERATION_OUTCOMES)}")
+    if window_s < 60 or window_s % 60:
+        raise ValueError(f"window_s must be whole minutes, got {window_s}")
+    m = model_matcher(model)
+    window = f"{window_s // 60}m"
+    picked = f'{OUTCOME_LABEL}="{outcome}"' + (f",{m}" if m else "")
+    every = f"{{{m}}}" if m else ""
+    by = f"sum by ({MODEL_LABEL})"
+    return (
+        f"{by} (rate({OUTCOMES_METRIC}{{{picked}}}[{window}]))\n"
+        f"/\n{by} (rate({OUTCOMES_METRIC}{every}[{window}]))"
+    )
+
+
+def generation_outcome_rules(
+    model: str = "*",
+    *,
+    thresholds: Mapping[str, float] = DEFAULT_OUTCOME_THRESHOLDS,
+    window_s: int = DEFAULT_OUTCOME_WINDOW_S,
+    for_windows: int = 2,
+    resolve_after: int = 5,
+    severity: Severity = "warning",
+    receivers: Sequence[str] = (),
+) -> list[AlertRule]:
+    """Alert rules on the outcome rates of ``model`` (``*``: each model on its own), one per
+    outcome in ``thresholds`` (fires above it), with the PromQL for export.
+
+    The defaults are the documented ones (docs/slo.md); a rules file may carry the same rules
+    with other numbers. ``for_windows`` counts SLO evaluator ticks (one a minute).
+    """
+    by_outcome = {o: k for k, o in OUTCOME_SIGNALS.items()}
+    # Rule names take no '/' (a model such as "meta-llama/Llama-3.1-8B").
+    prefix = "gen-ai" if model == "*" else re.sub(r"[^A-Za-z0-9_.:-]", "-", model)[:100]
+    rules = []
+    for outcome, threshold in thresholds.items():
+        if outcome not in by_outcome:
+            raise ValueError(
+                f"no outcome-rate signal for {outcome!r}; valid: {', '.join(by_outcome)}"
+            )
+        rules.append(
+            AlertRule(
+                name=f"{prefix}-{outcome}-rate",
+                signal=by_outcome[outcome],
+                model=model,
+                comparison=">",
+                threshold=float(threshold),
+                for_windows=for_windows,
+                resolve_after=resolve_after,
+                severity=severity,
+                annotations={
+                    "summary": f"{{model}}: {{value:.1%}} of generations {outcome} over the last "
+                    f"{window_s // 60} minutes (fires above {{threshold:.0%}})"
+                },
+                receivers=tuple(receivers),
+                promql=outcome_rate_promql(outcome, model, window_s),
+            )
+        )
+    return rules
+
+
+class GenerationOutcomes:
+    """How each model's LLM generations ended, over a rolling window: a Monitor sink.
+
+    Counts every event that carries a ``generation`` by its outcome (the outcome counter's
+    value: ``error`` for a failed call, else ``Generation.outcome``) in per-minute buckets;
+    :meth:`signals` gives the empty, refused and truncated rates over the whole buckets of the
+    window, as :func:`outcome_rate_promql` computes them from ``/metrics``.
+    """
+
+    def __init__(self, *, window_s: int = DEFAULT_OUTCOME_WINDOW_S, bucket_s: int = 60) -> None:
+        if bucket_s not in VALID_BUCKETS_S:
+            raise ValueError(f"bucket_s must divide a minute, got {bucket_s}")
+        if window_s < 60 or window_s % 60:
+            # Whole minutes, so that the exported PromQL can name the same window.
+            raise ValueError(f"window_s must be whole minutes, got {window_s}")
+        self.window_s = window_s
+        self.bucket_s = bucket_s
+        self._k = window_s // bucket_s
+        self._bucket_ns = bucket_s * 1_000_000_000
+        self._rings: dict[str, _ModelRing] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, ev: InferenceEvent) -> None:
+        """Sink: count a generation's outcome in its model's current bucket."""
+        gen = ev.generation
+        if gen is None:
+            return
+        j = _OUTCOME_INDEX["error" if ev.status == "error" else gen.outcome]
+        idx = (ev.start_time_ns + ev.duration_ns) // self._bucket_ns
+        with self._lock:
+            ring = self._rings.get(ev.model.name)
+            if ring is None:
+                ring = self._rings[ev.model.name] = _ModelRing(self._k + 1, len(_OUTCOME_INDEX))
+            slot = ring.slot(idx)
+            if slot is not None:
+                ring.counts[slot][j] += 1
+
+    def counts(self, model: str, at: float) -> dict[str, int]:
+        """Generations of ``model`` by outcome over the whole buckets before ``at``."""
+        with self._lock:
+            ring = self._rings.get(model)
+            if ring is None:
+                return {}
+            counts, _ = ring.totals(int(at // self.bucket_s), self._k)
+        return dict(zip(GENERATION_OUTCOMES, counts, strict=True))
+
+    def signals(self, model: str, at: float) -> dict[str, float]:
+        """The outcome-rate signals of ``model`` at ``at`` (none without generations)."""
+        counts = self.counts(model, at)
+        total = sum(counts.values())
+        if total == 0:
+            return {}
+        return {key: counts[outcome] / total for key, outcome in OUTCOME_SIGNALS.items()}
+
+    def models(self) -> list[str]:
+        """Models with generations seen so far."""
+        with self._lock:
+            return sorted(self._rings)
+
+    def listener(self, engine: AlertEngine) -> Callable[[float, object], None]:
+        """An SLO-evaluator listener that evaluates ``engine`` on these signals at each tick."""
+
+        def on_tick(at: float, _statuses: object) -> None:
+            self.evaluate(engine, at)
+
+        return on_tick
+
+    def evaluate(self, engine: AlertEngine, at: float) -> dict[str, dict[str, float]]:
+        """Evaluate ``engine`` with every model's outcome rates at ``at``; returns them."""
         when = datetime.fromtimestamp(at, UTC)
         out = {}
         for model in self.models():

@@ -13,7 +13,12 @@ and the exported Prometheus rules judge the same events:
   ``exclude_error_types`` a team decides are the caller's fault);
 * ``confidence``: predictions whose confidence is above ``threshold`` (a bucket boundary of
   ``infertrail.prediction.confidence``);
-* ``ood``: sampled inputs judged in distribution by the drift monitor of one model.
+* ``ood``: sampled inputs judged in distribution by the drift monitor of one model;
+* ``ttft`` (LLM generations): successful generations whose time to first token is at most
+  ``threshold_seconds``, a bucket boundary of ``gen_ai.server.time_to_first_token``;
+* ``tokens_per_second`` (LLM generations): successful generations whose time per output token
+  is at most ``1 / target``, which must be a bucket boundary of
+  ``gen_ai.server.time_per_output_token`` (so ``target`` is one of a fixed list, 10 or 20 ...).
 
 Mistakes are reported with the SLO and field, e.g.
 ``slo 'sentiment-latency': sli.threshold_seconds must be a bucket boundary ...``.
@@ -147,8 +152,69 @@ class OodSLI(_SLI):
     kind: Literal["ood"]
 
 
-SLISpec = Annotated[LatencySLI | AvailabilitySLI | ConfidenceSLI | OodSLI, Discriminator("kind")]
-SLI_KINDS = ("latency", "availability", "confidence", "ood")
+class TimeToFirstTokenSLI(_SLI):
+    """Good: a successful generation whose first token came within ``threshold_seconds``."""
+
+    kind: Literal["ttft"]
+    threshold_seconds: float = Field(strict=False, allow_inf_nan=False)
+
+    @field_validator("threshold_seconds")
+    @classmethod
+    def _boundary(cls, v: float) -> float:
+        return _bucket_boundary(v, c.GENAI_TTFT_BUCKETS_S, c.METRIC_GENAI_TIME_TO_FIRST_TOKEN)
+
+
+#: The output speeds a ``tokens_per_second`` SLI can target: 1 / each bucket boundary of the
+#: time-per-output-token histogram (100, 40, 20, 13.3333, 10, ... tokens per second).
+TOKENS_PER_SECOND_TARGETS = tuple(1 / b for b in c.GENAI_TPOT_BUCKETS_S)
+# Relative tolerance of a target: 13.3333 names the 0.075 s boundary (1 / 0.075 = 13.333...).
+_TPS_TOLERANCE = 1e-4
+
+
+class TokensPerSecondSLI(_SLI):
+    """Good: a successful generation that streamed at ``target`` tokens per second or faster,
+    i.e. whose mean time per output token (after the first) is at most ``1 / target``."""
+
+    kind: Literal["tokens_per_second"]
+    target: float = Field(gt=0, strict=False, allow_inf_nan=False)
+
+    @field_validator("target")
+    @classmethod
+    def _boundary(cls, v: float) -> float:
+        if _tpot_boundary(v) is None:
+            allowed = ", ".join(f"{t:.6g}" for t in TOKENS_PER_SECOND_TARGETS)
+            raise ValueError(
+                f"must be 1 / a bucket boundary of the {c.METRIC_GENAI_TIME_PER_OUTPUT_TOKEN} "
+                f"histogram ({allowed} tokens/s), got {v!r}: only a boundary can be counted "
+                "exactly from /metrics"
+            )
+        return v
+
+    @property
+    def seconds_per_token(self) -> float:
+        """The time-per-output-token boundary a good generation stays at or below."""
+        found = _tpot_boundary(self.target)
+        assert found is not None  # validated
+        return found
+
+
+def _tpot_boundary(target: float) -> float | None:
+    for b in c.GENAI_TPOT_BUCKETS_S:
+        if abs(1 / target - b) <= _TPS_TOLERANCE * b:
+            return b
+    return None
+
+
+SLISpec = Annotated[
+    LatencySLI
+    | AvailabilitySLI
+    | ConfidenceSLI
+    | OodSLI
+    | TimeToFirstTokenSLI
+    | TokensPerSecondSLI,
+    Discriminator("kind"),
+]
+SLI_KINDS = ("latency", "availability", "confidence", "ood", "ttft", "tokens_per_second")
 
 
 def _check_labels(v: dict[str, str]) -> dict[str, str]:

@@ -20,7 +20,12 @@ evaluation interval old.
 
 The SLI queries read the series infertrail puts on ``/metrics``: the duration histogram
 (latency), the prediction and error counters (availability), the confidence histogram
-(confidence) and the drift monitor's OOD-rate gauge (ood). Two more deliberate differences
+(confidence), the drift monitor's OOD-rate gauge (ood), and the GenAI server histograms
+``gen_ai_server_time_to_first_token_seconds`` (ttft) and
+``gen_ai_server_time_per_output_token_seconds`` (tokens_per_second). Those carry the GenAI
+conventions' attributes, not infertrail's: an LLM SLO's model is matched as
+``gen_ai_request_model``, the name the generation was asked of (the ``ModelInfo`` name of a
+:mod:`infertrail.genai` call). Two more deliberate differences
 from Sloth: the SLO-window ratio is computed from the counters over the whole window (by
 occurrences, as the in-process evaluator does) rather than as the time average of the 5m ratio;
 and an ``ood`` ratio is the time average of the per-window OOD rate gauge, which equals the
@@ -29,6 +34,7 @@ in-process count (OOD inputs over sampled inputs) when drift windows are of equa
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -43,6 +49,8 @@ from infertrail.slo.definitions import (
     ConfidenceSLI,
     LatencySLI,
     SLOSet,
+    TimeToFirstTokenSLI,
+    TokensPerSecondSLI,
     format_duration,
 )
 
@@ -51,6 +59,9 @@ CONFIDENCE = "infertrail_prediction_confidence"
 PREDICTIONS = "infertrail_predictions_total"
 ERRORS = "infertrail_inference_errors_total"
 OOD_RATE = "infertrail_drift_ood_rate"
+TTFT = "gen_ai_server_time_to_first_token_seconds"
+TPOT = "gen_ai_server_time_per_output_token_seconds"
+GENAI_MODEL_LABEL = "gen_ai_request_model"
 SPEC_VERSION = "infertrail/v1"
 ID_LABELS = ("sloth_id", "sloth_service", "sloth_slo")
 
@@ -65,11 +76,26 @@ def _selector(*matchers: str) -> str:
     return "{" + ",".join(present) + "}" if present else ""
 
 
+def genai_model_matcher(model: str) -> str:
+    """The matcher of ``model`` on the GenAI histograms ("" for every model, ``*``)."""
+    return "" if model == "*" else f"{GENAI_MODEL_LABEL}={json.dumps(model)}"
+
+
 def sli_error_query(slo: SLO, window: str) -> str:
     """PromQL for the SLO's error ratio over ``window`` (e.g. ``5m``), ``1 - good/total``."""
     m = model_matcher(slo.model)
     sli = slo.sli
-    if isinstance(sli, LatencySLI):
+    if isinstance(sli, TimeToFirstTokenSLI | TokensPerSecondSLI):
+        # Thresholds are bucket boundaries (validated with the definitions), so le counts them.
+        if isinstance(sli, TimeToFirstTokenSLI):
+            metric, bound = TTFT, sli.threshold_seconds
+        else:
+            metric, bound = TPOT, sli.seconds_per_token
+        g = genai_model_matcher(slo.model)
+        le = f'le="{_le(bound)}"'
+        good = f"sum(rate({metric}_bucket{_selector(g, le)}[{window}]))"
+        total = f"sum(rate({metric}_count{_selector(g)}[{window}]))"
+    elif isinstance(sli, LatencySLI):
         le = f'le="{_le(sli.threshold_seconds)}"'
         good = f"sum(rate({DURATION}_bucket{_selector(m, le)}[{window}]))"
         total = f"sum(rate({DURATION}_count{_selector(m)}[{window}]))"

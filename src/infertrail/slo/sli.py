@@ -6,7 +6,8 @@ exactly what the telemetry histogram or counter behind the SLI counts, so that t
 evaluator and Prometheus see the same events. :class:`SLICounter` is registered with
 ``Monitor.add_sink`` (it runs on the Monitor's background worker). It does not run every
 classifier on every event: like /metrics, it adds each event to its model's histograms of the
-newest time bucket (duration and confidence buckets, error types), and reads each SLO's good
+newest time bucket (duration and confidence buckets, error types, and a generation's time to
+first token and time per output token), and reads each SLO's good
 and total off those histograms (:func:`reducer`) once the bucket is complete, which is exact
 because thresholds are bucket boundaries. The per-event cost is then the same for one SLO or
 twenty. Each SLO's counts live in a ring of time buckets (:class:`EventCounts`) that the
@@ -26,7 +27,14 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
 from infertrail.events import InferenceEvent
-from infertrail.slo.definitions import SLO, AvailabilitySLI, ConfidenceSLI, LatencySLI
+from infertrail.slo.definitions import (
+    SLO,
+    AvailabilitySLI,
+    ConfidenceSLI,
+    LatencySLI,
+    TimeToFirstTokenSLI,
+    TokensPerSecondSLI,
+)
 from infertrail.telemetry import conventions as c
 
 if TYPE_CHECKING:
@@ -73,6 +81,30 @@ def classifier(slo: SLO) -> Classifier | None:
             return GOOD if ev.confidence > tau else BAD
 
         return confidence
+    if isinstance(sli, TimeToFirstTokenSLI):
+        ttft_max = sli.threshold_seconds
+
+        def ttft(ev: InferenceEvent) -> int:
+            # The TTFT histogram holds successful generations that saw a first token.
+            gen = ev.generation
+            value = None if gen is None or ev.status != "ok" else gen.time_to_first_token_s
+            if value is None:
+                return SKIP
+            return GOOD if value <= ttft_max else BAD
+
+        return ttft
+    if isinstance(sli, TokensPerSecondSLI):
+        tpot_max = sli.seconds_per_token
+
+        def speed(ev: InferenceEvent) -> int:
+            # Likewise the time-per-output-token histogram (two output tokens or more).
+            gen = ev.generation
+            value = None if gen is None or ev.status != "ok" else gen.time_per_output_token_s
+            if value is None:
+                return SKIP
+            return GOOD if value <= tpot_max else BAD
+
+        return speed
     return None
 
 
@@ -172,13 +204,19 @@ def reducer(slo: SLO) -> Reducer | None:
             return total - sum(b.confidence[:upto]), total
 
         return confidence
+    if isinstance(sli, TimeToFirstTokenSLI):
+        upto = c.GENAI_TTFT_BUCKETS_S.index(sli.threshold_seconds) + 1
+        return lambda b: (sum(b.ttft[:upto]), sum(b.ttft))
+    if isinstance(sli, TokensPerSecondSLI):
+        upto = c.GENAI_TPOT_BUCKETS_S.index(sli.seconds_per_token) + 1
+        return lambda b: (sum(b.tpot[:upto]), sum(b.tpot))
     return None
 
 
 class _Bucket:
     """What one model's events of the newest bucket looked like: the /metrics histograms."""
 
-    __slots__ = ("confidence", "confidence_sum", "duration", "errors", "idx", "ok")
+    __slots__ = ("confidence", "confidence_sum", "duration", "errors", "idx", "ok", "tpot", "ttft")
 
     def __init__(self) -> None:
         self.idx = -1
@@ -187,11 +225,15 @@ class _Bucket:
         self.confidence = [0] * (len(c.CONFIDENCE_BUCKETS) + 1)  # successful predictions
         self.confidence_sum = 0.0
         self.errors: dict[str | None, int] = {}  # error type -> count
+        self.ttft = [0] * (len(c.GENAI_TTFT_BUCKETS_S) + 1)  # successful generations
+        self.tpot = [0] * (len(c.GENAI_TPOT_BUCKETS_S) + 1)
 
     def clear(self) -> None:
         self.ok = 0
         self.duration = [0] * len(self.duration)
         self.confidence = [0] * len(self.confidence)
+        self.ttft = [0] * len(self.ttft)
+        self.tpot = [0] * len(self.tpot)
         self.confidence_sum = 0.0
         self.errors = {}
 
@@ -316,6 +358,14 @@ class SLICounter:
                 if conf is not None:
                     b.confidence[bisect_left(_CONFIDENCE, conf)] += 1
                     b.confidence_sum += conf
+                gen = ev.generation
+                if gen is not None:  # what Monitor._record_generation records
+                    ttft = gen.time_to_first_token_s
+                    if ttft is not None:
+                        b.ttft[bisect_left(_TTFT, ttft)] += 1
+                    tpot = gen.time_per_output_token_s
+                    if tpot is not None:
+                        b.tpot[bisect_left(_TPOT, tpot)] += 1
             else:
                 kind = ev.error_type
                 b.errors[kind] = b.errors.get(kind, 0) + 1
@@ -359,6 +409,8 @@ class SLICounter:
 _UNSEEN = object()
 _DURATION = c.DURATION_BUCKETS_S
 _CONFIDENCE = c.CONFIDENCE_BUCKETS
+_TTFT = c.GENAI_TTFT_BUCKETS_S
+_TPOT = c.GENAI_TPOT_BUCKETS_S
 
 
 def _settle(state: _ModelState) -> None:
