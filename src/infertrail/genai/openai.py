@@ -35,12 +35,12 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from types import FunctionType
-from typing import Any, cast
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry.trace import SpanKind
@@ -391,7 +391,7 @@ class _RecordedStream:
         self._stream = stream
         self._started = False
         # GenAI.stream is a generator: close() runs its end (the call cancelled, ended).
-        self._chunks = cast(Generator[Any], genai.stream(call, stream, _chunk_reader(call)))
+        self._chunks = genai.stream(call, stream, _chunk_reader(call))
 
     def __iter__(self) -> _RecordedStream:
         return self
@@ -427,7 +427,7 @@ class _RecordedAsyncStream:
         self._call = call
         self._stream = stream
         self._started = False
-        self._chunks = cast(AsyncGenerator[Any], genai.astream(call, stream, _chunk_reader(call)))
+        self._chunks = genai.astream(call, stream, _chunk_reader(call))
 
     def __aiter__(self) -> _RecordedAsyncStream:
         return self

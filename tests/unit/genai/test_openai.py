@@ -1,4 +1,4 @@
-"""The openai client wrapper: the real client against a mock server speaking OpenAI's wire format."""
+"""The openai client wrapper: the real client against a mock server speaking its wire format."""
 
 from __future__ import annotations
 
@@ -163,9 +163,7 @@ class Recorded:
         return [s for s in self.exporter.get_finished_spans() if s.attributes]
 
     def genai_spans(self) -> list[ReadableSpan]:
-        return [
-            s for s in self.flush() if c.GENAI_OPERATION_NAME in (s.attributes or {})
-        ]
+        return [s for s in self.flush() if c.GENAI_OPERATION_NAME in (s.attributes or {})]
 
 
 @pytest.fixture
@@ -277,8 +275,10 @@ def test_stream_without_usage_counts_chunks_and_adds_no_option(
 
 
 def test_close_mid_stream_is_a_cancelled_call(latest: None, instrumented: Recorded) -> None:
-    stream = Server().client().chat.completions.create(
-        model="gpt-4o-mini", messages=MESSAGES, stream=True
+    stream = (
+        Server()
+        .client()
+        .chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
     )
     it = iter(stream)
     got = [next(it) for _ in range(3)]  # the role chunk, then two pieces
@@ -294,8 +294,10 @@ def test_close_mid_stream_is_a_cancelled_call(latest: None, instrumented: Record
 
 
 def test_stream_closed_before_reading(latest: None, instrumented: Recorded) -> None:
-    stream = Server().client().chat.completions.create(
-        model="gpt-4o-mini", messages=MESSAGES, stream=True
+    stream = (
+        Server()
+        .client()
+        .chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
     )
     stream.close()
     [span] = instrumented.genai_spans()
@@ -359,8 +361,8 @@ def test_api_error_fails_the_call_and_propagates(latest: None, instrumented: Rec
 
 
 def test_embeddings(latest: None, instrumented: Recorded) -> None:
-    out = Server().client().embeddings.create(
-        model="text-embedding-3-small", input="a phone review"
+    out = (
+        Server().client().embeddings.create(model="text-embedding-3-small", input="a phone review")
     )
     assert out.data[0].embedding == [0.1, -0.2, 0.3]
     [span] = instrumented.genai_spans()
@@ -377,7 +379,9 @@ def _methods() -> list[Callable[..., Any]]:
     from openai.resources.chat.completions import AsyncCompletions, Completions
     from openai.resources.embeddings import AsyncEmbeddings, Embeddings
 
-    return [k.__dict__["create"] for k in (Completions, AsyncCompletions, Embeddings, AsyncEmbeddings)]
+    return [
+        k.__dict__["create"] for k in (Completions, AsyncCompletions, Embeddings, AsyncEmbeddings)
+    ]
 
 
 def test_idempotent_and_uninstrument_restores(rec: Recorded) -> None:
@@ -397,9 +401,7 @@ def test_idempotent_and_uninstrument_restores(rec: Recorded) -> None:
 
 def test_suppressed_calls_go_through_untouched(latest: None, instrumented: Recorded) -> None:
     with suppress_instrumentation():
-        answer = Server().client().chat.completions.create(
-            model="gpt-4o-mini", messages=MESSAGES
-        )
+        answer = Server().client().chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert answer.choices[0].message.content == "answer 0"
     assert instrumented.genai_spans() == []
     assert instrumented.events == []
@@ -455,4 +457,3 @@ def test_beside_opentelemetry_openai_one_span_per_call(
             ours.uninstrument()
             otel.uninstrument()
     assert _methods() == before
-
