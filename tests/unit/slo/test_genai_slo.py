@@ -6,16 +6,20 @@ time per output token are known exactly.
 
 from __future__ import annotations
 
+import re
+import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 
 from infertrail.alerting.engine import AlertEngine
-from infertrail.alerting.rules import RuleSet
+from infertrail.alerting.rules import RuleSet, parse_rules
 from infertrail.alerting.testing import RecordingDispatch
 from infertrail.events import Generation, InferenceEvent, ModelInfo
 from infertrail.runtime.slo import open_slos
+from infertrail.slo.burnrate import evaluate_slo
 from infertrail.slo.business import (
     DEFAULT_OUTCOME_THRESHOLDS,
     GenerationOutcomes,
@@ -25,6 +29,7 @@ from infertrail.slo.business import (
 from infertrail.slo.definitions import TOKENS_PER_SECOND_TARGETS, SLOError
 from infertrail.slo.export import prometheus_slo_rules, sli_error_query
 from infertrail.slo.sli import BAD, GOOD, SKIP, SLICounter, classifier
+from infertrail.telemetry import conventions as c
 from tests.unit.slo.helpers import T0, event, make_slo, slo_body, slo_set
 
 LLM = ModelInfo("support-llm", "remote", "")
@@ -162,8 +167,6 @@ def test_counter_counts_llm_slos_per_model_and_the_evaluator_burns() -> None:
         assert counter.counts("llm-speed").window(T0 // 60 + 1, 1) == (10, 12)
         assert counter.counts("latency").window(T0 // 60 + 1, 1) == (14, 14)
 
-    from infertrail.slo.burnrate import evaluate_slo
-
     with counter.locked():
         st = evaluate_slo(slos.slo("llm-ttft"), counter.counts("llm-ttft"), T0 + 120)
     assert st.error_ratio(300) == pytest.approx(3 / 12)
@@ -288,3 +291,25 @@ def test_without_an_engine_no_outcomes_are_kept() -> None:
     service = open_slos(slo_set(), None, meter, start=False)
     assert service.outcomes is None
     service(generation(T0 + 1))  # still counted toward the SLOs, nothing else
+
+
+# -- docs/slo.md ----------------------------------------------------------------------------------
+
+
+def test_documented_llm_rule_and_boundaries_are_the_code() -> None:
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "slo.md").read_text()
+    flat = " ".join(doc.split())
+    [toml] = [
+        b
+        for b in re.findall(r"^```toml\n(.*?)^```$", doc, flags=re.M | re.S)
+        if "business.gen_ai_truncated_rate" in b
+    ]
+    (documented,) = parse_rules(tomllib.loads(toml)).rules
+    default = {r.signal: r for r in generation_outcome_rules("support-llm")}[documented.signal]
+    assert documented == default
+    ttft = ", ".join(f"{b:g}" for b in c.GENAI_TTFT_BUCKETS_S)
+    tpot = ", ".join(f"{b:g}" for b in c.GENAI_TPOT_BUCKETS_S)
+    targets = ", ".join(f"{t:.6g}" for t in TOKENS_PER_SECOND_TARGETS)
+    assert f"({ttft} s)" in flat and f"({tpot} s)" in flat and f"one of {targets} tokens/s" in flat
+    for outcome, threshold in DEFAULT_OUTCOME_THRESHOLDS.items():
+        assert f"{outcome} > {threshold:.0%}".replace("%", " %") in flat
