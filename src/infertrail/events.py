@@ -131,6 +131,9 @@ class Generation:
     last_token_ns: int = 0  # perf_counter_ns at the last content chunk
     chunks: int = 0  # content chunks received (streams), 1 for a whole answer
     cancelled: bool = False  # the caller stopped reading before the end
+    #: Another instrumentation (opentelemetry-instrumentation-openai-v2) traces and measures
+    #: this call: no gen_ai span or gen_ai histograms of infertrail's, which would count it twice.
+    external: bool = False
 
     @property
     def time_to_first_token_s(self) -> float | None:

@@ -446,6 +446,17 @@ class Monitor:
     def _record_generation(self, ev: InferenceEvent, gen: Generation) -> None:
         """The GenAI conventions' metrics of a generation, and its outcome counter."""
         ins = self.telemetry.instruments
+        outcome = "error" if ev.status == "error" else gen.outcome
+        ins.genai_outcomes.add(
+            (
+                (c.MODEL_NAME, ev.model.name),
+                (c.MODEL_VERSION, ev.model.version),
+                (c.TEAM, ev.team),
+                (c.GENAI_OUTCOME, outcome),
+            )
+        )
+        if gen.external:  # the other instrumentation records the gen_ai histograms
+            return
         conv = genai_conventions()
         error = ev.error_type if ev.status == "error" else None
         series: tuple[Any, ...] = (
@@ -486,15 +497,6 @@ class Monitor:
             tpot = gen.time_per_output_token_s
             if tpot is not None:
                 ins.genai_tpot.record(tpot, attrs, context=_NO_SPAN)
-        outcome = "error" if ev.status == "error" else gen.outcome
-        ins.genai_outcomes.add(
-            (
-                (c.MODEL_NAME, ev.model.name),
-                (c.MODEL_VERSION, ev.model.version),
-                (c.TEAM, ev.team),
-                (c.GENAI_OUTCOME, outcome),
-            )
-        )
 
     def _emit_log(self, ev: InferenceEvent) -> None:
         error = ev.status == "error"

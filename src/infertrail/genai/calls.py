@@ -255,6 +255,7 @@ class GenAI:
             stream=stream,
             server_address=self.server_address,
             server_port=self.server_port,
+            external=not span,
         )
         active = self.monitor.begin(
             info,
