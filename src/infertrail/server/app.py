@@ -1,6 +1,7 @@
-"""The demo service: the three served models behind FastAPI, wired in by the runtime.
+"""The demo service: the served models behind FastAPI, wired in by the runtime.
 
-``build_services(settings)`` loads and verifies the models and starts a
+``build_services(settings)`` loads and verifies the models (the three classifiers, and the
+demo LLM when the ``[llm]`` extra is installed and the model was trained) and starts a
 :class:`~infertrail.runtime.Runtime` for them; ``create_app(services)`` is an ordinary FastAPI
 app with their routes, instrumented by :func:`infertrail.runtime.instrument` exactly as a
 user's own app would be, with its readiness route at ``/readyz`` (503 while the audit trail
@@ -11,6 +12,8 @@ cannot take writes), its audit log as tlog-tiles under ``/tlog``, plus the liven
 from __future__ import annotations
 
 import gc
+import importlib.util
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -22,16 +25,22 @@ from infertrail.lifecycle import DEFAULT_SHUTDOWN_S
 from infertrail.models import ESTIMATOR_BUILDERS, PROFILE_BUILDERS
 from infertrail.models.credit import CreditModel
 from infertrail.models.digits import DigitsModel
+from infertrail.models.llm import NAME as LLM_NAME
+from infertrail.models.llm import TRAIN_FILE as LLM_TRAIN_FILE
+from infertrail.models.llm import DemoLLM
 from infertrail.models.sentiment import SentimentModel
 from infertrail.monitor import Monitor
 from infertrail.runtime import Runtime
 from infertrail.runtime.asgi import instrument
 from infertrail.server.credit import credit_router
 from infertrail.server.digits import digits_router
+from infertrail.server.llm import llm_router
 from infertrail.server.sentiment import sentiment_router
 from infertrail.web.responses import ErrorResponse
 
-__all__ = ["DemoService", "build_services", "create_app"]
+__all__ = ["DemoService", "build_services", "create_app", "load_llm"]
+
+_log = logging.getLogger("infertrail.server")
 
 
 @dataclass
@@ -42,6 +51,7 @@ class DemoService:
     sentiment: SentimentModel
     credit: CreditModel
     digits: DigitsModel
+    llm: DemoLLM | None = None  # served at /v1/chat/completions when loaded
 
     @property
     def settings(self) -> Settings:
@@ -69,13 +79,43 @@ def build_services(settings: Settings) -> DemoService:
     sentiment = SentimentModel.load(settings.models_dir)
     credit = CreditModel.load(settings.models_dir)
     digits = DigitsModel.load(settings.models_dir)
+    llm = load_llm(settings)
     runtime = Runtime.start(
         settings,
-        [sentiment.info, credit.info, digits.info],
+        [sentiment.info, credit.info, digits.info, *([llm.info] if llm else [])],
         profile_builders=PROFILE_BUILDERS,
         estimator_builders=ESTIMATOR_BUILDERS,
     )
-    return DemoService(runtime, sentiment, credit, digits)
+    return DemoService(runtime, sentiment, credit, digits, llm)
+
+
+def load_llm(settings: Settings) -> DemoLLM | None:
+    """The trained demo LLM, or None (logged once, at INFO, with the reason and the remedy).
+
+    It is optional: torch is a large download only the LLM needs (the ``[llm]`` extra), and
+    training takes ~40 s, so the service serves the classifiers without it. A trained model
+    that fails its check is an error, as for the other models.
+    """
+    if any(importlib.util.find_spec(m) is None for m in ("torch", "transformers")):
+        _log.info(
+            "demo LLM not served: torch and transformers are not installed "
+            "(pip install 'infertrail[llm]', or make demo)"
+        )
+        return None
+    path = settings.models_dir / LLM_NAME
+    if not (path / LLM_TRAIN_FILE).is_file():
+        _log.info("demo LLM not served: %s is not trained (infertrail train %s)", path, LLM_NAME)
+        return None
+    from infertrail.models import llm
+
+    model = llm.load(path)
+    # One thread per generation: the model is tiny, so torch's intra-op threads only contend
+    # (measured on 2 busy cores: 250-490 tokens/s with one thread, 42-99 with two); requests
+    # run in parallel on the server's worker threads instead.
+    import torch
+
+    torch.set_num_threads(1)
+    return model
 
 
 def create_app(
@@ -126,6 +166,10 @@ def create_app(
     app.include_router(sentiment_router(monitor, services.sentiment, settings))
     app.include_router(credit_router(monitor, services.credit, settings))
     app.include_router(digits_router(monitor, services.digits, settings))
+    audit = services.runtime.audit
+    if services.llm is not None:
+        pseudonymize = audit.pseudonym if audit is not None else None
+        app.include_router(llm_router(monitor, services.llm, settings, pseudonymize=pseudonymize))
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
