@@ -45,6 +45,7 @@ from infertrail.runtime.alerts import Alerting
 from infertrail.runtime.audit import AuditTrail
 from infertrail.runtime.extras import optional
 from infertrail.runtime.health import ComponentHealth, Health
+from infertrail.slo.definitions import SLOSet
 from infertrail.telemetry.setup import Telemetry
 
 if TYPE_CHECKING:
@@ -181,6 +182,10 @@ class Runtime:
                 config=drift_config,
             )
         slos = None if self.alerting is None else self.alerting.slos
+        if self.alerting is not None and slos is None:
+            # Rules but no SLO file: the evaluator still runs for the business signals
+            # (confidence drops, the generations' empty/refused/truncated rates).
+            slos = SLOSet(slos=(), source="<no slo_file: business signals only>")
         slo = None if slos is None else optional("SLO evaluation", "infertrail.runtime.slo")
         if slos is not None and slo is not None:
             # Registered before the drift monitors, so closed after them: the last windows'

@@ -68,3 +68,35 @@ def test_observed_inferences_reach_the_counts_and_the_engine(tmp_path: Path) -> 
     finally:
         monitor.shutdown()  # closes the SLO sink: saves the counts
     assert counts.exists()
+
+
+def test_generation_outcome_rules_fire_without_an_slo_file(tmp_path: Path) -> None:
+    """A rules file alone is enough for the business signals: the runtime still runs them."""
+    from infertrail.runtime.assembly import Runtime
+
+    rules = tmp_path / "rules.toml"
+    rules.write_text(
+        '[[rules]]\nname = "llm-truncated"\nsignal = "business.gen_ai_truncated_rate"\n'
+        'model = "support-llm"\ncomparison = ">"\nthreshold = 0.2\nfor_windows = 1\n'
+        'resolve_after = 1\nseverity = "warning"\n'
+    )
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        telemetry_files=False,
+        audit_enabled=False,
+        alert_rules_file=rules,
+    )
+    llm = ModelInfo("support-llm", "1", "")
+    runtime = Runtime.start(settings, models=[llm])
+    try:
+        assert runtime.slo is not None and runtime.alerting is not None
+        genai = runtime.genai("openai")
+        for i in range(10):  # 4 of 10 cut at max_tokens: 40 % > 20 %
+            with genai.chat(llm, [{"role": "user", "content": f"question {i}"}]) as call:
+                call.finish("an answer", finish_reasons=["length" if i < 4 else "stop"])
+        assert runtime.flush(10)
+        runtime.slo.evaluator.evaluate(time.time() + 61)
+        firing = [(t.rule, t.model) for t in runtime.alerting.engine.firing()]
+    finally:
+        runtime.shutdown()
+    assert firing == [("llm-truncated", "support-llm")]
