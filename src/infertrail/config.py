@@ -463,6 +463,13 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Path prefixes whose bodies are not JSON (no 415, no JSON checks; limited).",
     )
+    console_session_minutes: int = Field(
+        480,
+        ge=5,
+        le=7 * 24 * 60,
+        description="How long a web console login lasts (docs/console.md); revoking the API "
+        "key ends it sooner.",
+    )
     compliance_rate_per_s: float = Field(
         5.0, gt=0, description="Compliance API requests per second per API key (429 beyond)."
     )

@@ -23,7 +23,8 @@ It starts (or takes) a :class:`~infertrail.runtime.Runtime` and adds to the app:
   CDN), and its OpenAPI document listing those answers and ``/metrics``;
 - optionally the audit log read-only as C2SP tlog-tiles (``tiles_api``: ``/tlog/checkpoint``,
   ``/tlog/tile/...``, web/tiles.py), for ``infertrail audit monitor`` and witnesses;
-- optionally the compliance API (``/v1/audit/...``), the outcomes API (``/v1/outcomes``) and
+- optionally the web console under ``/ui`` (``console``: docs/console.md), the compliance API
+  (``/v1/audit/...``), the outcomes API (``/v1/outcomes``) and
   one structured access-log line per request;
 - the runtime's shutdown at the end of the app's lifespan (uvicorn and gunicorn run it on
   SIGTERM and SIGINT): a final signed checkpoint covering every acknowledged decision.
@@ -39,6 +40,7 @@ os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, cast
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -74,6 +76,10 @@ DEFAULT_EXCLUDED_URLS = "healthz,readyz,livez,metrics"
 _UNKNOWN_MODEL = ModelInfo("unknown", "", "")
 
 
+#: Where ``instrument(app, console=True)`` mounts the web console.
+CONSOLE_PREFIX = "/ui"
+
+
 def instrument(
     app: Starlette,
     settings: Settings | None = None,
@@ -86,6 +92,7 @@ def instrument(
     compliance_api: bool = False,
     outcomes_api: bool = False,
     tiles_api: bool = False,
+    console: bool = False,
     access_log: bool = False,
     excluded_urls: str = DEFAULT_EXCLUDED_URLS,
     shutdown_with_app: bool = True,
@@ -123,6 +130,8 @@ def instrument(
 
     # Added first, so inside the request id: its refusals carry the id.
     policy = GuardPolicy.from_settings(runtime.settings)
+    if console:  # the console's forms are urlencoded, not JSON
+        policy = replace(policy, raw_body_paths=(*policy.raw_body_paths, CONSOLE_PREFIX))
     app.add_middleware(RequestGuardMiddleware, policy=policy, on_reject=on_rejected)
     app.add_middleware(RequestIdMiddleware, on_invalid=on_invalid_request_id)
     if access_log:
@@ -189,6 +198,12 @@ def instrument(
             prefix=cfg.tiles_prefix,
             entries=cfg.tiles_entries,
         )
+    if console:
+        if runtime.compliance is None:
+            raise RuntimeError("the console needs the audit trail and its users (audit_enabled)")
+        from infertrail.console import include_console
+
+        include_console(app, runtime, prefix=CONSOLE_PREFIX)
     if shutdown_with_app:
         app.router.lifespan_context = _stopping(app.router.lifespan_context, runtime)
     return runtime
