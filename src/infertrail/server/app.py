@@ -19,6 +19,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
 
 from infertrail.config import Settings
 from infertrail.lifecycle import DEFAULT_SHUTDOWN_S
@@ -159,6 +160,7 @@ def create_app(
         shutdown_with_app=close_on_shutdown,
         readiness_path="/readyz",
         tiles_api=services.runtime.audit is not None,  # /tlog: for `infertrail audit monitor`
+        console=services.runtime.compliance is not None,  # /ui: docs/console.md
     )
     # The model routes validate their bodies themselves (naming what is valid) and count
     # their rejections against their model; instrument() answers everything else in the one
@@ -170,6 +172,12 @@ def create_app(
     if services.llm is not None:
         pseudonymize = audit.pseudonym if audit is not None else None
         app.include_router(llm_router(monitor, services.llm, settings, pseudonymize=pseudonymize))
+
+    if services.runtime.compliance is not None:
+
+        @app.get("/", include_in_schema=False)
+        async def home() -> RedirectResponse:
+            return RedirectResponse("/ui/overview", status_code=307)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
