@@ -39,3 +39,6 @@ export INFERTRAIL_REQUIRE_ORACLE=1
 # half as long under ASan + UBSan: about 4 minutes in all at 10.
 export INFERTRAIL_FUZZ_SECONDS="${INFERTRAIL_FUZZ_SECONDS:-10}"
 .venv/bin/python -m pytest "$@"
+echo "==> pytest tests/llm (the demo LLM and its route, in .venv-llm: torch CPU, the openai client)"
+LLM_PYTHON_BIN="$(scripts/llm-venv.sh)"
+"$LLM_PYTHON_BIN" -m pytest tests/llm -q -p no:cacheprovider

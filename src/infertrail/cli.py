@@ -148,11 +148,20 @@ def main(ctx: click.Context, data_dir: Path | None) -> None:
 
 
 @main.command()
-@click.argument("model", type=click.Choice(["sentiment", "credit", "digits", "all"]), default="all")
+@click.argument(
+    "model", type=click.Choice(["sentiment", "credit", "digits", "demo-llm", "all"]), default="all"
+)
 @pass_ctx
 def train(ctx: CliContext, model: str) -> None:
-    """Train demo models deterministically and save each with its sha256."""
-    from infertrail.models import TRAINERS
+    """Train demo models deterministically and save each with its sha256.
+
+    ``all`` includes the demo LLM when torch is installed (the ``[llm]`` extra).
+    """
+    import importlib.util
+    import time
+
+    from infertrail.models import LLM_TRAIN_SECONDS, TRAINERS, train_llm
+    from infertrail.models.llm import NAME as LLM_NAME
 
     s = ctx.settings
     s.ensure_dirs()
@@ -162,6 +171,21 @@ def train(ctx: CliContext, model: str) -> None:
             click.echo(
                 f"trained {info.name} {info.version} sha256={info.sha256} -> {s.models_dir / name}"
             )
+    if model not in (LLM_NAME, "all"):
+        return
+    if importlib.util.find_spec("torch") is None:
+        hint = "pip install 'infertrail[llm]' (torch, CPU: ~1 GB), or run make demo"
+        if model == LLM_NAME:
+            raise UsageProblem(f"the demo LLM needs torch: {hint}")
+        click.echo(f"skipped {LLM_NAME}: torch is not installed; to train it, {hint}")
+        return
+    click.echo(f"training {LLM_NAME} (~{LLM_TRAIN_SECONDS:.0f} s on one thread) ...")
+    t0 = time.monotonic()
+    info = train_llm(s.models_dir)
+    click.echo(
+        f"trained {info.name} {info.version} sha256={info.sha256} -> {s.models_dir / LLM_NAME}"
+        f" ({time.monotonic() - t0:.1f} s with its drift reference)"
+    )
 
 
 @main.command()

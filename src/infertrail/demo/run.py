@@ -3,10 +3,17 @@
 After the mixed traffic, drift monitoring is shown at work: a clean and a noisy window of
 digits, one window of credit applications whose true outcomes are fed back, and for every model
 its last window as the detector and the window analyzers judged it (:mod:`.monitoring`).
+
+With the ``[llm]`` extra (torch) and the ``openai`` client installed, the demo LLM is trained
+once (~40 s; reused by later runs), served at ``/v1/chat/completions`` and driven through the
+real ``openai`` client (:func:`drive_llm`): completions, streams and a few streams the client
+hangs up on, then one streamed call's time to first token, tokens per second, token cost (a
+made-up demo price) and trace are shown. Without them, one line says why the LLM is skipped.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import socket
 import statistics
@@ -14,6 +21,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import httpx
 import uvicorn
@@ -23,22 +32,49 @@ from infertrail.audit.keys import verifier_key_path
 from infertrail.audit.proofs import make_evidence
 from infertrail.audit.verify import verify_log
 from infertrail.config import Settings
+from infertrail.cost.prices import load_price_table
 from infertrail.demo.monitoring import RealizedPerformance, monitoring_lines
 from infertrail.demo.outcomes import CREDIT_LABELS
 from infertrail.demo.simulate import held_out_credit, send_all, send_with_outcomes, simulate_traffic
 from infertrail.events import rfc3339_micros
-from infertrail.models import credit, digits, sentiment, train_all
+from infertrail.models import (
+    MIN_ANSWER_TOKENS,
+    credit,
+    digits,
+    llm,
+    llm_room,
+    review_request,
+    sentiment,
+    train_all,
+    train_llm,
+)
 from infertrail.outcomes.api import PERFORMANCE_PATH
 from infertrail.server.app import DemoService, build_services, create_app
 from infertrail.server.credit import CREDIT_SCORE_PATH
+from infertrail.server.llm import CHAT_COMPLETIONS_PATH
 from infertrail.server.sentiment import SENTIMENT_PATH
 from infertrail.telemetry.files import LOGS_FILE, METRICS_FILE, TRACES_FILE
-from infertrail.telemetry.readback import RequestTelemetry, find_request
+from infertrail.telemetry.readback import RequestTelemetry, find_request, format_request
 from infertrail.telemetry.setup import INFERENCE_LOG_FILE
 
 #: The credit window's outcomes fall due after the whole window, so they go out in one batch,
 #: as ground truth arriving late would.
 OUTCOME_DELAY_S = 3600.0
+#: LLM calls the demo makes: every third streamed, and CANCELLED_STREAMS streams cut short.
+LLM_CALLS = 50
+CANCELLED_STREAMS = 3
+#: A made-up price for the demo LLM, in the range of small hosted models (USD per million
+#: tokens), so that token cost shows up in ``infertrail cost report``; not a real price.
+DEMO_PRICES = """\
+# infertrail demo: made-up prices (USD); the resource rates are OpenCost's defaults.
+[[versions]]
+version = "demo"
+effective_from = "1970-01-01T00:00:00Z"
+
+[versions.models.demo-llm]
+per_million_input_tokens = 0.15
+per_million_output_tokens = 0.60
+"""
 
 
 @dataclass
@@ -99,8 +135,16 @@ def run_demo(settings: Settings, *, n_requests: int, port: int, keep_serving: bo
     # retention period (off by default everywhere else; see docs/privacy.md).
     settings = settings.model_copy(update={"raw_payloads_enabled": True})
     settings.ensure_dirs()
+    if settings.cost_prices_file is None:
+        prices = settings.data_dir / "cost" / "demo-prices.toml"
+        prices.parent.mkdir(parents=True, exist_ok=True)
+        prices.write_text(DEMO_PRICES)
+        settings = settings.model_copy(update={"cost_prices_file": prices})
     for info in train_all(settings.models_dir):
         print(f"trained  {info.name} {info.version}  sha256={info.sha256[:16]}...")
+    skipped = llm_missing()
+    if skipped is None:
+        prepare_llm(settings.models_dir)
     services = build_services(settings)
     port = port or free_port()
     app = create_app(services, freeze_gc=True)
@@ -135,6 +179,8 @@ def run_demo(settings: Settings, *, n_requests: int, port: int, keep_serving: bo
         with ThreadPoolExecutor(4) as pool:
             outcomes = list(pool.map(send, traffic(n_requests)))
     drift_lines = drive_monitoring(base, services, settings) if services.runtime.drift else []
+    model = services.llm
+    llm_calls = drive_llm(base, model) if model is not None else []
     if keep_serving:
         print("serving until Ctrl-C ...")
         try:
@@ -148,7 +194,165 @@ def run_demo(settings: Settings, *, n_requests: int, port: int, keep_serving: bo
     print_summary(settings, outcomes)
     for line in drift_lines:
         print(line)
+    if skipped is not None:
+        print(f"\nLLM part skipped: {skipped}")
+    else:
+        print_llm(settings, llm_calls)
     return 0
+
+
+def llm_missing() -> str | None:
+    """Why the demo LLM cannot be shown here (None: it can)."""
+    for module, extra in (("torch", "llm"), ("transformers", "llm"), ("openai", "openai")):
+        if importlib.util.find_spec(module) is None:
+            return (
+                f"{module} is not installed (pip install 'infertrail[{extra}]', or run "
+                "`make demo`, which installs torch's CPU build into .venv-llm)"
+            )
+    return None
+
+
+def prepare_llm(models_dir: Path) -> None:
+    """The demo LLM trained once with its drift reference; later runs reuse it (checked by
+    its sha256 when the service loads it)."""
+    if (models_dir / llm.NAME / llm.TRAIN_FILE).is_file():
+        print(f"using    {llm.NAME} trained before ({models_dir / llm.NAME})")
+        return
+    t0 = time.monotonic()
+    info = train_llm(models_dir)
+    took = time.monotonic() - t0
+    print(f"trained  {info.name} {info.version}  sha256={info.sha256[:16]}...  ({took:.0f} s)")
+
+
+@dataclass
+class LlmCall:
+    """One call of the demo's LLM traffic, as its client saw it."""
+
+    request_id: str
+    stream: bool
+    cancelled: bool
+    ttft_s: float | None = None  # to the first content chunk (streams)
+    seconds: float = 0.0  # to the last byte
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        """Output tokens per second after the first one (streams)."""
+        if self.ttft_s is None or self.completion_tokens < 2 or self.seconds <= self.ttft_s:
+            return None
+        return (self.completion_tokens - 1) / (self.seconds - self.ttft_s)
+
+
+def drive_llm(base: str, model: llm.DemoLLM, calls: int = LLM_CALLS) -> list[LlmCall]:
+    """The demo LLM through the real ``openai`` client: held-out amazon and yelp reviews as
+    review requests (:func:`~infertrail.models.review_request`; those that leave ``model``
+    room for an answer), every third call streamed with usage, the first CANCELLED_STREAMS
+    streams hung up on after three chunks."""
+    import openai
+
+    reviews = [r for r in sentiment.split().test_texts if llm_room(model, r) >= MIN_ANSWER_TOKENS]
+    client = openai.OpenAI(base_url=f"{base}/v1", api_key="demo", max_retries=0)
+
+    def one(i: int) -> LlmCall:
+        messages: Any = review_request(reviews[i % len(reviews)])
+        t0 = time.perf_counter()
+        if i % 3:
+            raw = client.chat.completions.with_raw_response.create(
+                model=llm.NAME, messages=messages, seed=i, user=f"reader-{i % 10}"
+            )
+            c = raw.parse()
+            usage = c.usage
+            assert usage is not None
+            return LlmCall(
+                raw.headers["x-request-id"],
+                False,
+                False,
+                seconds=time.perf_counter() - t0,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+            )
+        cancel = i // 3 < CANCELLED_STREAMS
+        stream = client.chat.completions.create(
+            model=llm.NAME,
+            messages=messages,
+            seed=i,
+            user=f"reader-{i % 10}",
+            temperature=2.0 if cancel else 1.0,  # near-uniform: long enough to hang up on
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        out = LlmCall("", True, cancel)
+        pieces = 0
+        for chunk in stream:
+            out.request_id = chunk.id.removeprefix("chatcmpl-")
+            if chunk.choices and chunk.choices[0].delta.content:
+                pieces += 1
+                if out.ttft_s is None:
+                    out.ttft_s = time.perf_counter() - t0
+            if chunk.usage is not None:
+                out.prompt_tokens = chunk.usage.prompt_tokens
+                out.completion_tokens = chunk.usage.completion_tokens
+            if cancel and pieces == 3:
+                break
+        stream.close()
+        out.seconds = time.perf_counter() - t0
+        return out
+
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            return list(pool.map(one, range(calls)))
+    finally:
+        client.close()
+
+
+def print_llm(settings: Settings, calls: list[LlmCall]) -> None:
+    """What the LLM traffic was, one streamed call's numbers and its trace, where to look."""
+    streams = [c for c in calls if c.stream and not c.cancelled and c.tokens_per_s]
+    print(
+        f"\ndemo LLM ({llm.NAME}, POST {CHAT_COMPLETIONS_PATH}, driven by the openai client): "
+        f"{len(calls)} calls, {sum(c.stream for c in calls)} streamed, "
+        f"{sum(c.cancelled for c in calls)} hung up on after 3 chunks (recorded as cancelled)"
+    )
+    if not streams:
+        print("  no streamed call produced two tokens; nothing to show")
+        return
+    ttfts = sorted(c.ttft_s or 0.0 for c in streams)
+    rates = sorted(c.tokens_per_s or 0.0 for c in streams)
+    print(
+        f"  streams: time to first token median {statistics.median(ttfts) * 1000:.1f} ms, "
+        f"{statistics.median(rates):.0f} tokens/s median (client side, HTTP on loopback)"
+    )
+    call = max(streams, key=lambda c: c.completion_tokens)
+    assert settings.cost_prices_file is not None
+    price = load_price_table(settings.cost_prices_file).at(time.time_ns())
+    cost = price.cost_of(
+        llm.NAME,
+        requests=0,
+        cpu_seconds=0.0,
+        tokens_in=call.prompt_tokens,
+        tokens_out=call.completion_tokens,
+    ).tokens
+    print(
+        f"  one stream: TTFT {(call.ttft_s or 0.0) * 1000:.1f} ms, "
+        f"{call.tokens_per_s or 0.0:.0f} tokens/s, {call.prompt_tokens} + "
+        f"{call.completion_tokens} tokens = ${cost:.8f} at the demo's made-up price "
+        f"({price.model(llm.NAME).per_million_input_tokens} / "
+        f"{price.model(llm.NAME).per_million_output_tokens} USD per million in / out)"
+    )
+    view = find_request(settings.telemetry_dir, call.request_id)
+    if view is not None:
+        print("  its trace (infertrail trace):")
+        for line in format_request(view).splitlines():
+            print(f"    {line}")
+    d = f"infertrail --data-dir {settings.data_dir}"
+    print(f"  more:   {d} trace {call.request_id}")
+    print(f"  cost:   {d} cost report --by model   (prices: {settings.cost_prices_file})")
+    print(
+        f"  where:  {settings.telemetry_dir / INFERENCE_LOG_FILE} (gen_ai: tokens, ttft_ms, "
+        "outcome), /metrics (gen_ai_server_time_to_first_token_seconds, ...), the audit log "
+        "(prompt and answer as keyed digests, the end user pseudonymized)"
+    )
 
 
 def flush_drift(services: DemoService) -> None:
