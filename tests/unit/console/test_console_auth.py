@@ -35,9 +35,9 @@ def app(tmp_path: Path) -> Iterator[App]:
     )
     fastapi = FastAPI()
     runtime = instrument(fastapi, settings, console=True)
-    keys = {
-        role: runtime.compliance.users.add(f"u-{role}", role)[1] for role in ("engineer", "auditor")
-    }  # type: ignore[union-attr]
+    assert runtime.compliance is not None
+    users = runtime.compliance.users
+    keys = {role: users.add(f"u-{role}", role)[1] for role in ("engineer", "auditor")}
     with TestClient(fastapi, base_url="http://testserver") as client:
         yield App(client, runtime, keys)
 
@@ -46,11 +46,12 @@ def _login(client: TestClient, key: str, next_url: str = "") -> httpx.Response:
     page = client.get("/ui/login")
     token = re.search(r'name="login_csrf" value="([^"]+)"', page.text)
     assert token is not None
-    return client.post(
+    response: httpx.Response = client.post(
         "/ui/login",
         data={"api_key": key, "login_csrf": token.group(1), "next": next_url},
         follow_redirects=False,
     )
+    return response
 
 
 def _csrf(html: str) -> str:
@@ -136,9 +137,9 @@ def test_a_forged_or_expired_cookie_is_no_session() -> None:
 
 
 def test_roles_json_twins_and_page_errors(app: App) -> None:
-    console = Console(
-        app.runtime, app.runtime.compliance.users, SessionCodec(b"k" * 32, lifetime_s=600)
-    )  # type: ignore[union-attr]
+    assert app.runtime.compliance is not None
+    users = app.runtime.compliance.users
+    console = Console(app.runtime, users, SessionCodec(b"k" * 32, lifetime_s=600))
     fastapi = FastAPI()
 
     @console.page("secret", title="Secret", permission=Permission.READ_DECISIONS)
