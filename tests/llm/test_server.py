@@ -19,8 +19,10 @@ import pytest
 import uvicorn
 
 from infertrail.config import Settings
-from infertrail.models import llm
-from infertrail.server.app import DemoService, build_services, create_app
+from infertrail.drift.embedding import EmbeddingReference, embedding_path
+from infertrail.drift.profile import Profile, profile_path
+from infertrail.models import llm, rebuild_llm_reference
+from infertrail.server.app import DemoService, build_services, create_app, load_llm
 from infertrail.server.llm import CHAT_COMPLETIONS_PATH
 from infertrail.telemetry.setup import INFERENCE_LOG_FILE
 
@@ -62,8 +64,10 @@ def served(
         settings.ensure_dirs()
         shutil.copytree(trained_models, settings.models_dir, dirs_exist_ok=True)
         shutil.copytree(llm_dir, settings.models_dir / llm.NAME)
+        rebuild_llm_reference(settings.models_dir, generations=20)
         services = build_services(settings)
         assert services.llm is not None
+        assert llm.NAME in services.runtime.drift  # its reference was found and checked
         config = uvicorn.Config(create_app(services), host="127.0.0.1", port=0, log_level="warning")
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, daemon=True)
@@ -327,3 +331,31 @@ def test_refusals_are_counted_never_recorded_as_decisions(served: Served) -> Non
     served.services.monitor.flush()
     audit.log.flush()
     assert audit.log.size == before
+
+
+def test_the_llm_drift_reference_is_built_for_the_saved_model(
+    served: Served, llm_dir: Path
+) -> None:
+    root = served.services.settings.models_dir
+    sha = served.services.llm.info.sha256  # type: ignore[union-attr]
+    profile = Profile.load(profile_path(root, llm.NAME))
+    assert profile.model_sha256 == sha and profile.model_name == llm.NAME
+    assert set(profile.feature_names) == {
+        "prompt_chars",
+        "prompt_tokens",
+        "response_chars",
+        "response_tokens",
+    }
+    reference = EmbeddingReference.load(embedding_path(root, llm.NAME), expected_sha256=sha)
+    assert reference.n_texts == 1600  # every amazon and yelp training sentence
+
+
+def test_an_untrained_llm_is_not_served_and_says_why(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    with caplog.at_level("INFO", logger="infertrail.server"):
+        assert load_llm(settings) is None
+    (record,) = [r for r in caplog.records if r.name == "infertrail.server"]
+    assert record.levelname == "INFO"
+    assert "is not trained (infertrail train demo-llm)" in record.getMessage()

@@ -304,17 +304,19 @@ class _Streamed:
     cancelled, with the model's token counts so far, and the model's generator is closed.
     """
 
-    def __init__(self, genai: GenAI, call: GenerationCall, stream: Stream, finish: Any) -> None:
+    def __init__(
+        self, genai: GenAI, call: GenerationCall, stream: Stream, finish: Callable[[], None]
+    ) -> None:
         self.call = call
         self.stream = stream
-        self._finish: Callable[[], None] = finish
+        self._finish = finish  # the outcome and usage, set before GenAI.stream ends the call
         self._pieces = self._run()
         self._chunks = genai.stream(call, self._pieces, text_of=str)
         self.ended = False  # the call was ended (exhausted, failed or closed)
 
     def _run(self) -> Generator[str, None, None]:
         yield from self.stream  # on close(), ``yield from`` closes the Stream too
-        self._finish()  # before GenAI.stream ends the call
+        self._finish()
 
     def next(self) -> str | None:
         """The next piece of text, None at the end (the call has then ended)."""
