@@ -67,7 +67,12 @@ class LlmRun:
     completions: list[Any]
     streamed: list[dict[str, Any]]
     data_dir: Path
-    env: dict[str, str]
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The CLI's environment now: this run's data, the test's own $XDG_CONFIG_HOME (where
+        `audit verify` keeps its verifier state: never the real home's)."""
+        return {**os.environ, "INFERTRAIL_DATA_DIR": str(self.data_dir)}
 
 
 def _stream_once(client: openai.OpenAI, prompt: str, user: str) -> dict[str, Any]:
@@ -156,8 +161,7 @@ def llm_run(
                 process=proc,
                 what="every generation counted in Prometheus",
             )
-            env = {**os.environ, "INFERTRAIL_DATA_DIR": str(settings.data_dir)}
-            yield LlmRun(svc, prom, completions, streamed, settings.data_dir, env)
+            yield LlmRun(svc, prom, completions, streamed, settings.data_dir)
     genai_conventions.reset()
 
 
