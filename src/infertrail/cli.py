@@ -162,12 +162,15 @@ def train(ctx: CliContext, model: str) -> None:
 
     from infertrail.models import LLM_TRAIN_SECONDS, TRAINERS, train_llm
     from infertrail.models.llm import NAME as LLM_NAME
+    from infertrail.progress import progress
 
     s = ctx.settings
     s.ensure_dirs()
-    for name, trainer in TRAINERS.items():
-        if model in (name, "all"):
-            info = trainer(s.models_dir)
+    chosen = [name for name in TRAINERS if model in (name, "all")]
+    with progress(len(chosen), "training", "models") as bar:
+        for name in chosen:
+            info = TRAINERS[name](s.models_dir)
+            bar.advance()
             click.echo(
                 f"trained {info.name} {info.version} sha256={info.sha256} -> {s.models_dir / name}"
             )
@@ -181,7 +184,8 @@ def train(ctx: CliContext, model: str) -> None:
         return
     click.echo(f"training {LLM_NAME} (~{LLM_TRAIN_SECONDS:.0f} s on one thread) ...")
     t0 = time.monotonic()
-    info = train_llm(s.models_dir)
+    with progress(None, f"training {LLM_NAME}"):
+        info = train_llm(s.models_dir)
     click.echo(
         f"trained {info.name} {info.version} sha256={info.sha256} -> {s.models_dir / LLM_NAME}"
         f" ({time.monotonic() - t0:.1f} s with its drift reference)"

@@ -39,6 +39,7 @@ from infertrail.audit.verify_receipts import HeldReceipt, ReceiptFileError, load
 from infertrail.audit.witnessed import Witnessed
 from infertrail.commandline import UsageProblem, settings_of
 from infertrail.config import Settings
+from infertrail.progress import progress
 
 __all__ = ["audit", "keys"]
 
@@ -246,21 +247,23 @@ def verify(
             old = from_checkpoint.read_bytes()
         except OSError as exc:
             raise UsageProblem(f"cannot read checkpoint {from_checkpoint}: {exc}") from exc
-    try:
-        report = verify_log(
-            paths.log_dir,
-            paths.lake_url,
-            verifier,
-            from_checkpoint=old,
-            remembered=remembered.note if remembered is not None else None,
-            workers=workers,
-            deep=deep,
-            tsa_roots=tsa_roots,
-            witnessed=witnessed,
-            receipts=held,
-        )
-    except (VerifyError, LogCorruptedError) as exc:
-        raise UsageProblem(str(exc)) from exc
+    with progress(_signed_size(paths.log_dir), "verifying", "records", enabled=not as_json) as bar:
+        try:
+            report = verify_log(
+                paths.log_dir,
+                paths.lake_url,
+                verifier,
+                from_checkpoint=old,
+                remembered=remembered.note if remembered is not None else None,
+                workers=workers,
+                deep=deep,
+                tsa_roots=tsa_roots,
+                witnessed=witnessed,
+                receipts=held,
+                on_progress=bar.advance,
+            )
+        except (VerifyError, LogCorruptedError) as exc:
+            raise UsageProblem(str(exc)) from exc
     if state is not None:
         _keep_state(report, state, remembered, verifier, origin, str(paths.log_dir.resolve()))
     report.notes.extend(witness_notes)
@@ -273,6 +276,16 @@ def verify(
         click.echo(_describe(report))
     if not report.ok:
         raise SystemExit(EXIT_TAMPERED)
+
+
+def _signed_size(log_dir: Path) -> int | None:
+    """Records the newest published checkpoint covers: the total of verify's progress bar
+    (None when unreadable; verify itself reports why). Not checked here: only a bar's length."""
+    try:
+        text = (log_dir / "checkpoints" / "latest").read_bytes().split(b"\n")
+        return int(text[1])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _witnessed(
@@ -538,8 +551,9 @@ def check_consistency_cmd(file: Path, key: str) -> None:
 
 
 @audit.command()
+@click.option("--json", "as_json", is_flag=True, help="Print what was sealed as JSON.")
 @pass_paths
-def seal(paths: _Paths) -> None:
+def seal(paths: _Paths, as_json: bool) -> None:
     """Seal every committed record into the lake now (the log must not be open elsewhere)."""
     origin = paths.require_log()
     try:
@@ -548,14 +562,25 @@ def seal(paths: _Paths) -> None:
         raise UsageProblem(str(exc)) from exc
     try:
         with AuditLog.open(paths.log_dir, signer=signer, origin=origin) as log:
-            sealed = Sealer(log, paths.lake_url, signer).seal()
+            sealer = Sealer(log, paths.lake_url, signer)
+            pending = log.size - sealer.frontier()
+            with progress(pending, "sealing", "records", enabled=not as_json) as bar:
+                sealed = sealer.seal(on_progress=bar.advance)
     except LogLockedError as exc:
         raise click.ClickException(f"{exc} (a running service seals in the background)") from exc
     except (SealError, LogCorruptedError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
+    records = sum(f.manifest.count for f in sealed)
+    if as_json:
+        files = [
+            {"first_seq": f.manifest.first_seq, "last_seq": f.manifest.last_seq, "file": f.path}
+            for f in sealed
+        ]
+        click.echo(json.dumps({"files": files, "records": records}, indent=2, sort_keys=True))
+        return
     for f in sealed:
         click.echo(f"sealed {f.manifest.first_seq}..{f.manifest.last_seq} -> {f.path}")
-    click.echo(f"{sum(f.manifest.count for f in sealed)} records sealed into {len(sealed)} files")
+    click.echo(f"{records} records sealed into {len(sealed)} files")
 
 
 @audit.command()
@@ -662,7 +687,10 @@ def compact(paths: _Paths, grace: timedelta | None, as_json: bool) -> None:
         grace = timedelta(seconds=paths.settings.audit_compact_grace_s)
     t0 = time.perf_counter()
     try:
-        done = Compactor(paths.lake_url, signer, origin, grace=grace).compact()
+        compactor = Compactor(paths.lake_url, signer, origin, grace=grace)
+        total = sum(m.count for sources in compactor.pending().values() for m in sources)
+        with progress(total, "compacting", "records", enabled=not as_json) as bar:
+            done = compactor.compact(on_progress=bar.advance)
     except CompactionError as exc:
         raise click.ClickException(str(exc)) from exc
     seconds = time.perf_counter() - t0

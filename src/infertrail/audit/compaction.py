@@ -214,12 +214,14 @@ class Compactor:
             if month not in compacted and month_bounds(month)[1] + self._grace <= now
         }
 
-    def compact(self) -> list[CompactedMonth]:
+    def compact(self, on_progress: Callable[[int], None] | None = None) -> list[CompactedMonth]:
         """Compact every pending month, oldest first; return what was written (none: no-op).
 
         A month that fails does not stop the later ones; the first failure is raised once they
         are done. A failed month is not tried again for ``retry_after``, doubling with each
         failure up to a day: reading a whole month every seal round would only fail again.
+        ``on_progress`` is called with the records of each month compacted (a progress bar over
+        the records of :meth:`pending`).
         """
         with self._lock:
             written, failures = [], []
@@ -236,6 +238,8 @@ class Compactor:
                     failures.append(exc)
                 else:
                     self._backoff.pop(month, None)
+                    if on_progress is not None:
+                        on_progress(written[-1].manifest.count)
             if failures:
                 raise failures[0]
             return written

@@ -329,14 +329,20 @@ class Sealer:
             expected = last + 1
         return expected
 
-    def seal(self) -> list[SealedFile]:
-        """Seal every committed record past the frontier; return the files written, in order."""
+    def seal(self, on_progress: Callable[[int], None] | None = None) -> list[SealedFile]:
+        """Seal every committed record past the frontier; return the files written, in order.
+
+        ``on_progress`` is called with the number of records of each run sealed (at most
+        ``max_rows_per_file``; a progress bar over ``log.size - frontier()``).
+        """
         with self._lock:
             sealed: list[SealedFile] = []
             start, end = self.frontier(), self._log.size
             while start < end:
                 stop = min(end, start + self._max_rows)
                 sealed += self._seal_range(start, stop)
+                if on_progress is not None:
+                    on_progress(stop - start)
                 start = stop
             return sealed
 

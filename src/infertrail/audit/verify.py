@@ -37,7 +37,7 @@ from __future__ import annotations
 import base64
 import json
 import multiprocessing
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -144,6 +144,7 @@ def verify_log(
     deep: bool = False,
     tsa_roots: TrustRoots | None = None,
     receipts: Sequence[HeldReceipt] = (),
+    on_progress: Callable[[int], None] | None = None,
 ) -> VerifyReport:
     """Verify everything stored for the log in ``log_dir`` and the lake at ``lake_url``.
 
@@ -164,8 +165,10 @@ def verify_log(
     each receipted record must hash to its receipt's leaf, and the log's root at each receipt's
     tree size must be the one its checkpoint signs (else ``modified`` or ``truncated``, naming
     the receipt's file).
-    Compactions are checked once the rest is intact. Raises VerifyError if there is no readable
-    log at ``log_dir``.
+    Compactions are checked once the rest is intact. ``on_progress`` is called with the
+    number of records of each lake file or WAL segment once it is checked (a progress bar; a
+    verify that raced the sealer and starts over counts its records again). Raises VerifyError
+    if there is no readable log at ``log_dir``.
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
@@ -186,6 +189,7 @@ def verify_log(
             stamped.checks,
             witnessed,
             receipts,
+            on_progress,
         )
         if not raced and (report.ok or LakeReader(lake_url).manifest_names() == names):
             break
@@ -318,6 +322,7 @@ def _verify_once(
     stamp_checks: list[Check],
     witnessed: Sequence[Witnessed],
     receipts: Sequence[HeldReceipt] = (),
+    on_progress: Callable[[int], None] | None = None,
 ) -> tuple[VerifyReport, bool]:
     report = VerifyReport(origin)
     checks, finding = _checkpoint_checks(log_dir, verifier, origin, report)
@@ -335,7 +340,8 @@ def _verify_once(
     seqs = tuple(sorted({r.claim.seq for r in receipts}))
     tasks = _tasks(log_dir, lake_url, origin, verifier.verifier_key, sizes, deep, seqs)
     if workers == 1 or len(tasks) < 2:
-        report, raced = _merge(map(check_file, tasks), checks, report, anchors, receipts)
+        results: Iterable[FileResult] = map(check_file, tasks)
+        report, raced = _merge(results, checks, report, anchors, receipts, on_progress)
     else:
         context = multiprocessing.get_context("forkserver")
         # Workers fork from a server that imported the checks (pyarrow, DuckDB) and the main
@@ -344,7 +350,7 @@ def _verify_once(
         with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=context) as pool:
             try:
                 results = pool.map(check_file, tasks)
-                report, raced = _merge(results, checks, report, anchors, receipts)
+                report, raced = _merge(results, checks, report, anchors, receipts, on_progress)
             finally:
                 pool.shutdown(cancel_futures=True)
     if not raced:
@@ -546,6 +552,7 @@ def _merge(
     report: VerifyReport,
     anchors: list[_Anchor],
     receipts: Sequence[HeldReceipt] = (),
+    on_progress: Callable[[int], None] | None = None,
 ) -> tuple[VerifyReport, bool]:
     """Walk the results in seq order: density and order, row findings, signed roots."""
     tree = CompactTree()
@@ -578,6 +585,8 @@ def _merge(
             report.finding = bad
             return report, False
         expected += result.count
+        if on_progress is not None:
+            on_progress(result.count)
         if task.kind == "lake":
             report.sealed_records += result.count
             if (

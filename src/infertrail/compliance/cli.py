@@ -54,6 +54,7 @@ from infertrail.config import Settings
 from infertrail.events import new_request_id
 from infertrail.privacy.errors import PrivacyError
 from infertrail.privacy.stores import PrivacyService
+from infertrail.progress import print_table, progress
 
 __all__ = ["API_KEY_ENV", "export", "query", "users"]
 
@@ -200,17 +201,21 @@ def export(ctx: click.Context, /, fmt: str, proofs: bool, out: Path | None, **op
     with _session(ctx, actor, url) as session, _output(out) as sink:
         if isinstance(session, _Local):
             result = _run(lambda: session.service.export(session.caller, q, proofs=proofs))
-            chunks = csv_chunks(result) if fmt == "csv" else json_chunks(result)
             note, count = result.checkpoint.note.decode(), result.count
-            _run(lambda: _write_all(chunks, sink))
+            with progress(count, "exporting", "records") as bar:
+                encode = csv_chunks if fmt == "csv" else json_chunks
+                chunks = encode(result, bar.advance)
+                _run(lambda: _write_all(chunks, sink))
         else:
             params = {**_params(q), "format": fmt, "proofs": str(proofs).lower()}
             with session.stream("GET", "/v1/audit/export", params=params) as response:
                 if response.status_code != 200:
                     response.read()
                     _raise_remote(response)
-                for chunk in response.iter_bytes():
-                    sink.write(chunk)
+                with progress(None, "exporting", "bytes") as bar:
+                    for chunk in response.iter_bytes():
+                        sink.write(chunk)
+                        bar.advance(len(chunk))
                 note = base64.b64decode(response.headers["X-Audit-Checkpoint"]).decode()
                 count = int(response.headers["X-Audit-Count"])
     click.echo(f"{count} records exported; proven against checkpoint:\n{note}", err=True)
@@ -358,10 +363,7 @@ def _print_page(page: dict[str, Any], fmt: str) -> None:
         writer.writerows(row_csv_values(r) for r in rows)
         click.echo(buf.getvalue(), nl=False)
     else:
-        widths = {c: max([len(c), *(len(str(r[c])) for r in rows)]) for c in _TABLE_COLUMNS}
-        click.echo("  ".join(c.ljust(widths[c]) for c in _TABLE_COLUMNS))
-        for r in rows:
-            click.echo("  ".join(str(r[c]).ljust(widths[c]) for c in _TABLE_COLUMNS))
+        print_table([[r[c] for c in _TABLE_COLUMNS] for r in rows], _TABLE_COLUMNS)
     subject = page.get("subject")
     if subject and subject["status"] != "resolved":
         click.echo(f"subject: {subject['status']}", err=True)

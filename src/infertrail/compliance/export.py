@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -33,8 +33,9 @@ def row_csv_values(d: dict[str, Any]) -> list[object]:
     return values
 
 
-def csv_chunks(export: Export) -> Iterator[bytes]:
-    """The export as CSV (RFC 4180, header row first), one chunk per batch."""
+def csv_chunks(export: Export, on_progress: Callable[[int], None] | None = None) -> Iterator[bytes]:
+    """The export as CSV (RFC 4180, header row first), one chunk per batch; ``on_progress`` is
+    called with each batch's number of rows once it is encoded."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
@@ -43,11 +44,16 @@ def csv_chunks(export: Export) -> Iterator[bytes]:
         buf.seek(0)
         buf.truncate()
         writer.writerows(row_csv_values(row.to_dict()) for row in batch)
+        if on_progress is not None:
+            on_progress(len(batch))
         yield buf.getvalue().encode()
 
 
-def json_chunks(export: Export) -> Iterator[bytes]:
-    """The export as one JSON object: checkpoint, filters, count, then the ``rows`` array."""
+def json_chunks(
+    export: Export, on_progress: Callable[[int], None] | None = None
+) -> Iterator[bytes]:
+    """The export as one JSON object: checkpoint, filters, count, then the ``rows`` array;
+    ``on_progress`` as for :func:`csv_chunks`."""
     head = {
         **export.checkpoint.to_dict(),
         "filters": export.filters.to_dict(),
@@ -60,6 +66,8 @@ def json_chunks(export: Export) -> Iterator[bytes]:
     first = True
     for batch in export.batches:
         parts = b",".join(orjson.dumps(row.to_dict()) for row in batch)
+        if on_progress is not None:
+            on_progress(len(batch))
         if parts:
             yield parts if first else b"," + parts
             first = False

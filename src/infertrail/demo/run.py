@@ -39,16 +39,17 @@ from infertrail.demo.simulate import held_out_credit, send_all, send_with_outcom
 from infertrail.events import rfc3339_micros
 from infertrail.models import (
     MIN_ANSWER_TOKENS,
+    TRAINERS,
     credit,
     digits,
     llm,
     llm_room,
     review_request,
     sentiment,
-    train_all,
     train_llm,
 )
 from infertrail.outcomes.api import PERFORMANCE_PATH
+from infertrail.progress import Bar, progress
 from infertrail.server.app import DemoService, build_services, create_app
 from infertrail.server.credit import CREDIT_SCORE_PATH
 from infertrail.server.llm import CHAT_COMPLETIONS_PATH
@@ -140,11 +141,15 @@ def run_demo(settings: Settings, *, n_requests: int, port: int, keep_serving: bo
         prices.parent.mkdir(parents=True, exist_ok=True)
         prices.write_text(DEMO_PRICES)
         settings = settings.model_copy(update={"cost_prices_file": prices})
-    for info in train_all(settings.models_dir):
+    step = _Steps()
+    for name, trainer in TRAINERS.items():
+        step(f"training {name}")
+        info = trainer(settings.models_dir)
         print(f"trained  {info.name} {info.version}  sha256={info.sha256[:16]}...")
     skipped = llm_missing()
     if skipped is None:
         prepare_llm(settings.models_dir)
+    step("starting the service")
     services = build_services(settings)
     port = port or free_port()
     app = create_app(services, freeze_gc=True)
@@ -176,11 +181,21 @@ def run_demo(settings: Settings, *, n_requests: int, port: int, keep_serving: bo
                 body_out.get("decision"),
             )
 
-        with ThreadPoolExecutor(4) as pool:
-            outcomes = list(pool.map(send, traffic(n_requests)))
-    drift_lines = drive_monitoring(base, services, settings) if services.runtime.drift else []
+        step(f"sending {n_requests} requests (sentiment, credit, ~4% bad on purpose)")
+        with (
+            progress(n_requests, "mixed traffic", "requests") as bar,
+            ThreadPoolExecutor(4) as pool,
+        ):
+            outcomes = list(pool.map(lambda r: _counted(send(r), bar), traffic(n_requests)))
+    drift_lines = []
+    if services.runtime.drift:
+        step("drift monitoring: digits (a clean, then a noisy window), credit (with outcomes)")
+        drift_lines = drive_monitoring(base, services, settings)
     model = services.llm
-    llm_calls = drive_llm(base, model) if model is not None else []
+    llm_calls = []
+    if model is not None:
+        step(f"{LLM_CALLS} calls to {llm.NAME} through the openai client")
+        llm_calls = drive_llm(base, model)
     if keep_serving:
         print("serving until Ctrl-C ...")
         try:
@@ -188,6 +203,7 @@ def run_demo(settings: Settings, *, n_requests: int, port: int, keep_serving: bo
                 time.sleep(1)
         except KeyboardInterrupt:
             pass
+    step("stopping the service (drains the events, flushes the exporters)")
     server.server.should_exit = True
     server.join(timeout=30)
     services.close()  # drains the event queue and flushes every exporter
@@ -199,6 +215,22 @@ def run_demo(settings: Settings, *, n_requests: int, port: int, keep_serving: bo
     else:
         print_llm(settings, llm_calls)
     return 0
+
+
+class _Steps:
+    """A status line per phase, with the seconds since the demo started: training, starting
+    the service and the traffic take ~35 s (more with the LLM) before the summary."""
+
+    def __init__(self) -> None:
+        self._t0 = time.monotonic()
+
+    def __call__(self, text: str) -> None:
+        print(f"[{time.monotonic() - self._t0:5.1f} s] {text}", flush=True)
+
+
+def _counted(outcome: Outcome, bar: Bar) -> Outcome:
+    bar.advance()
+    return outcome
 
 
 def llm_missing() -> str | None:
@@ -218,6 +250,7 @@ def prepare_llm(models_dir: Path) -> None:
     if (models_dir / llm.NAME / llm.TRAIN_FILE).is_file():
         print(f"using    {llm.NAME} trained before ({models_dir / llm.NAME})")
         return
+    print(f"training {llm.NAME} once (~45 s with its drift reference; later runs reuse it)")
     t0 = time.monotonic()
     info = train_llm(models_dir)
     took = time.monotonic() - t0

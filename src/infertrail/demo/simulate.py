@@ -39,6 +39,7 @@ from infertrail.demo.outcomes import (
     http_sender,
 )
 from infertrail.models import credit, digits, sentiment
+from infertrail.progress import progress
 
 #: The endpoint of each model (the constants of infertrail.server, without importing FastAPI).
 CREDIT = "credit"
@@ -133,10 +134,12 @@ def simulate_outcomes(
     degradation: Degradation | None = None,
     seed: int = 0,
     timeout_s: float = 30.0,
+    on_progress: Callable[[int], None] | None = None,
 ) -> tuple[SimulationResult, OutcomeEmitter]:
     """Send ``requests`` requests of ``model`` one by one and post each answered one's true
     outcome to ``/v1/outcomes`` once ``delay_s`` has passed (credit and digits: their data's
-    labels; ``degradation`` makes some outcomes wrong so a performance drop can be shown)."""
+    labels; ``degradation`` makes some outcomes wrong so a performance drop can be shown);
+    ``on_progress`` as for :func:`send_with_outcomes`."""
     if model == digits.NAME:
         labelled, labels = labelled_digits(scenario, severity, requests, seed), DIGITS_LABELS
     elif model == CREDIT:
@@ -151,6 +154,7 @@ def simulate_outcomes(
         delay_s=delay_s,
         degradation=degradation,
         timeout_s=timeout_s,
+        on_progress=on_progress,
     )
 
 
@@ -163,9 +167,11 @@ def send_with_outcomes(
     delay_s: float = 0.0,
     degradation: Degradation | None = None,
     timeout_s: float = 30.0,
+    on_progress: Callable[[int], None] | None = None,
 ) -> tuple[SimulationResult, OutcomeEmitter]:
     """POST each (body, truth) of ``labelled`` to ``path`` one by one and post each answered
-    one's truth to ``/v1/outcomes`` once ``delay_s`` has passed (the rest when all are sent)."""
+    one's truth to ``/v1/outcomes`` once ``delay_s`` has passed (the rest when all are sent).
+    ``on_progress`` is called with 1 after each request, answered or not."""
     result = SimulationResult()
     with httpx.Client(base_url=base_url, timeout=timeout_s) as client:
         emitter = OutcomeEmitter(
@@ -178,6 +184,9 @@ def send_with_outcomes(
             except httpx.TransportError as exc:
                 result.transport_errors[type(exc).__name__] += 1
                 continue
+            finally:
+                if on_progress is not None:
+                    on_progress(1)
             result.statuses[r.status_code] += 1
             if r.status_code == 200:
                 result.latencies_s.append(time.perf_counter() - t0)
@@ -290,8 +299,13 @@ def send_all(
     concurrency: int = 4,
     rate: float | None = None,
     on_batch: Callable[[int, SimulationResult], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> SimulationResult:
-    """POST every body of each batch to ``path``; a batch is answered before the next starts."""
+    """POST every body of each batch to ``path``; a batch is answered before the next starts.
+
+    ``on_batch`` is called after each batch, ``on_progress`` with 1 after each request
+    (answered or not), from the sending threads.
+    """
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
     if rate is not None and not rate > 0:
@@ -309,6 +323,9 @@ def send_all(
             with lock:
                 result.transport_errors[type(exc).__name__] += 1
             return
+        finally:
+            if on_progress is not None:
+                on_progress(1)
         elapsed = time.perf_counter() - t0
         with lock:
             result.statuses[status] += 1
@@ -336,8 +353,10 @@ def simulate_traffic(
     seed: int = 0,
     timeout_s: float = 30.0,
     on_batch: Callable[[int, SimulationResult], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> SimulationResult:
-    """Drive the service at ``base_url``: ``requests`` requests, or ``windows`` full windows."""
+    """Drive the service at ``base_url``: ``requests`` requests, or ``windows`` full windows
+    (``on_batch``, ``on_progress``: as for :func:`send_all`)."""
     if (requests is None) == (windows is None):
         raise ValueError("give exactly one of requests and windows")
     if window_size < 1:
@@ -356,6 +375,7 @@ def simulate_traffic(
             concurrency=concurrency,
             rate=rate,
             on_batch=on_batch,
+            on_progress=on_progress,
         )
 
 
@@ -452,7 +472,7 @@ def simulate(
     if n_requests is None and windows is None:
         windows = 1
 
-    def progress(i: int, so_far: SimulationResult) -> None:
+    def window_done(i: int, so_far: SimulationResult) -> None:
         if windows is not None:
             click.echo(f"window {i + 1}/{windows}: {so_far.ok} ok, {so_far.failed} failed")
 
@@ -464,16 +484,19 @@ def simulate(
                 "outcomes are simulated for credit and digits", param_hint="--outcomes"
             )
         degradation = None if degrade_after is None else Degradation(degrade_after, degrade_rate)
-        result, emitter = simulate_outcomes(
-            base_url,
-            model=model,
-            scenario=scenario,
-            severity=severity,
-            requests=n_requests or (windows or 1) * size,
-            delay_s=outcome_delay,
-            degradation=degradation,
-            seed=seed,
-        )
+        count = n_requests or (windows or 1) * size
+        with progress(count, "simulating", "requests") as bar:
+            result, emitter = simulate_outcomes(
+                base_url,
+                model=model,
+                scenario=scenario,
+                severity=severity,
+                requests=count,
+                delay_s=outcome_delay,
+                degradation=degradation,
+                seed=seed,
+                on_progress=bar.advance,
+            )
         click.echo(result.summary())
         click.echo(
             f"outcomes: {emitter.emitted} sent, {emitter.degraded} made wrong, "
@@ -482,19 +505,21 @@ def simulate(
         if result.failed:
             raise click.ClickException(f"{result.failed} of {result.sent} requests failed")
         return
-    result = simulate_traffic(
-        base_url,
-        model=model,
-        scenario=scenario,
-        severity=severity,
-        requests=n_requests,
-        windows=windows,
-        window_size=size,
-        rate=rate,
-        concurrency=concurrency,
-        seed=seed,
-        on_batch=progress,
-    )
+    with progress(n_requests or (windows or 1) * size, "simulating", "requests") as bar:
+        result = simulate_traffic(
+            base_url,
+            model=model,
+            scenario=scenario,
+            severity=severity,
+            requests=n_requests,
+            windows=windows,
+            window_size=size,
+            rate=rate,
+            concurrency=concurrency,
+            seed=seed,
+            on_batch=window_done,
+            on_progress=bar.advance,
+        )
     click.echo(result.summary())
     if result.failed:
         raise click.ClickException(f"{result.failed} of {result.sent} requests failed")

@@ -10,8 +10,6 @@ so that importing this module (and so starting the top-level CLI) loads no pyarr
 from __future__ import annotations
 
 import contextlib
-import sys
-import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +18,7 @@ import click
 from click.core import ParameterSource
 
 from infertrail.commandline import UsageProblem, settings_of
+from infertrail.progress import progress
 
 if TYPE_CHECKING:
     from infertrail.drift.profile import Profile
@@ -228,12 +227,14 @@ def _baseline_known(
         raise click.ClickException(
             f"no trained model in {settings.models_dir}; run `infertrail train` first"
         )
-    for name in chosen:
-        try:
-            path = known[name](settings.models_dir)
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise click.ClickException(str(exc)) from exc
-        click.echo(f"profile {name} -> {path}")
+    with progress(len(chosen), "profiling", "models") as bar:
+        for name in chosen:
+            try:
+                path = known[name](settings.models_dir)
+            except (OSError, ValueError, RuntimeError) as exc:
+                raise click.ClickException(str(exc)) from exc
+            bar.advance()
+            click.echo(f"profile {name} -> {path}")
 
 
 def _baseline_own(
@@ -288,7 +289,7 @@ def _baseline_own(
         table = ref.open_table(
             reference, na_values=None if na_values is None else na_values.split(",")
         )
-        with loading, _progress(table.n_rows) as progress:
+        with loading, _rows_progress(table.n_rows) as on_progress:
             model = ref.resolve_model(model_spec) if model_spec else None
             built = ref.build_reference(
                 table,
@@ -300,7 +301,7 @@ def _baseline_own(
                 model=model,
                 sample_size=sample_size,
                 seed=seed,
-                progress=progress,
+                progress=on_progress,
             )
     except ref.ReferenceInputError as exc:
         raise UsageProblem(str(exc)) from None
@@ -317,30 +318,14 @@ def _baseline_own(
 
 
 @contextlib.contextmanager
-def _progress(total: int | None) -> Iterator[Callable[[int], None] | None]:
-    """A progress bar on stderr for a reference read in batches (rows done, rows/s), or None:
-    for a table read whole (``total`` None), and when stderr is not a terminal (a log)."""
-    stderr = sys.stderr
-    if total is None or not stderr.isatty():
+def _rows_progress(total: int | None) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar on stderr for a reference read in batches (rows done, rows/s, time left),
+    or None for a table read whole (``total`` None: one batch, nothing to show)."""
+    if total is None:
         yield None
         return
-    started = time.monotonic()
-    done = 0
-
-    def rate(_: object) -> str:
-        elapsed = time.monotonic() - started
-        return f"{done:,} rows, {done / elapsed:,.0f} rows/s" if elapsed > 0 else ""
-
-    with click.progressbar(
-        length=total, label="profiling", file=stderr, item_show_func=rate
-    ) as bar:
-
-        def advance(rows: int) -> None:
-            nonlocal done
-            done += rows
-            bar.update(rows)
-
-        yield advance
+    with progress(total, "profiling", "rows") as bar:
+        yield bar.advance
 
 
 def _describe(built: ReferenceBuild, reference: Path, model_spec: str | None) -> None:
