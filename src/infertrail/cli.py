@@ -88,6 +88,10 @@ _GROUPS: dict[str, tuple[str, Callable[[], click.Command]]] = {
         "Subjects' rights: erasure, status, raw payloads.",
         lambda: _attr("infertrail.privacy.cli:privacy"),
     ),
+    "report": (
+        "Reports as HTML or PDF files: drift, performance, SLOs, compliance evidence.",
+        lambda: _attr("infertrail.console.cli:report"),
+    ),
     "retention": (
         "What expires when; crypto-shredding of expired months' keys.",
         lambda: _attr("infertrail.retention.cli:retention"),
