@@ -276,10 +276,14 @@ class GenAI:
     def chat(
         self, model: ModelInfo | str, messages: Any, **kwargs: Any
     ) -> Iterator[GenerationCall]:
-        """A call as a ``with`` block (its span current inside); an exception fails it."""
+        """A call as a ``with`` block (its span current inside); an exception fails it, a
+        cancelled task (the client went away) records it as cancelled."""
         call = self.begin(model, messages, **kwargs)
         try:
             yield call
+        except asyncio.CancelledError:  # the caller went away (a client disconnect)
+            call.cancel()
+            raise
         except BaseException as exc:
             call.fail(exc)
             raise

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from infertrail.audit.record import validate_record
 from infertrail.config import Settings
 from infertrail.events import InferenceEvent, ModelInfo, drift_inputs
-from infertrail.genai import GenAI
+from infertrail.genai import GenAI, GenerationCall
 from infertrail.monitor import Monitor
 from infertrail.runtime.assembly import Runtime
 from infertrail.telemetry import conventions as c
@@ -360,3 +360,24 @@ def test_trace_output_shows_no_confidence_a_generation_does_not_have(
     text = format_request(view)
     assert "confidence=" not in text
     assert "input_tokens=3 output_tokens=1 finish=stop" in text
+
+
+def test_a_cancelled_task_inside_a_chat_block_is_a_cancelled_call(monitor: Monitor) -> None:
+    async def handler(genai: GenAI) -> None:
+        with genai.chat("gpt-x", MESSAGES) as call:
+            seen.append(call)
+            await asyncio.sleep(10)  # the answer never comes: the client hung up
+
+    async def main() -> None:
+        task = asyncio.create_task(handler(GenAI(monitor, provider="openai")))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    seen: list[object] = []
+    asyncio.run(main())
+    (call,) = seen
+    assert isinstance(call, GenerationCall)
+    assert call.event.status == "ok" and call.event.generation is not None
+    assert call.event.generation.cancelled and call.event.generation.outcome == "cancelled"
