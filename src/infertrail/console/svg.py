@@ -21,10 +21,11 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from markupsafe import Markup, escape
 
-__all__ = ["Series", "bar_chart", "line_chart", "zoom_ranges"]
+__all__ = ["Chart", "Series", "bar_chart", "line_chart", "zoom_ranges"]
 
 #: Colour and dash pattern per series index (colours pass WCAG AA on white; the dashes carry
 #: the same distinction for readers who cannot tell the colours apart).
@@ -365,3 +366,30 @@ def bar_chart(
         f"{escape(y_label)}</text></svg>"
     )
     return _markup(out)
+
+
+class Chart(dict[str, Any]):
+    """A line chart as page data: in a template ``{{ chart }}`` renders it as SVG
+    (:func:`line_chart`); in a page's JSON twin it is its data (title, axis label, range and
+    the series' points), since a page function returns one dict serving both."""
+
+    def __init__(
+        self,
+        series: Sequence[Series],
+        *,
+        title: str,
+        y_label: str,
+        x_range: tuple[float, float] | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(
+            title=title,
+            y_label=y_label,
+            x_range=None if x_range is None else list(x_range),
+            series=[{"name": s.name, "points": [list(p) for p in s.points]} for s in series],
+        )
+        self._args = (series, title, y_label, x_range, options)
+
+    def __html__(self) -> str:
+        series, title, y_label, x_range, options = self._args
+        return str(line_chart(series, title=title, y_label=y_label, x_range=x_range, **options))
