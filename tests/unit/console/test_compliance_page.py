@@ -217,8 +217,9 @@ def test_the_html_query_page_shows_rows_proofs_and_export_link(
     assert 'download="audit-export-' in html and "/ui/compliance/export.json?" in html
     assert 'name="subject_id"' not in html  # an auditor may not resolve subjects
     assert "Erase a subject" not in html and "Break-glass" not in html
-    for rid in world.requests["bob-002"]:
+    for rid, seq in zip(world.requests["bob-002"], world.seqs["bob-002"], strict=True):
         assert rid in html
+        assert f'href="/ui/explorer?seq={seq}"' in html  # the record's view, proof and all
     # The bare page runs no query and so writes no access record.
     before = log_size(world)
     bare = auditor.get("/ui/compliance")
