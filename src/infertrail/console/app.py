@@ -77,12 +77,17 @@ _MAX_FORM_BYTES = 16_384
 
 
 class PageError(Exception):
-    """A page refuses a request: ``status`` and a message for the person (or the JSON twin)."""
+    """A page refuses a request: ``status`` and a message for the person (or the JSON twin).
 
-    def __init__(self, status: int, message: str) -> None:
+    With ``data``, the page's own template is shown again at ``status`` with ``data`` and the
+    message as ``error`` (a form re-shown with what was wrong); else the error page.
+    """
+
+    def __init__(self, status: int, message: str, data: Mapping[str, Any] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.data = data
 
 
 @dataclass
@@ -110,7 +115,8 @@ class PageContext:
         return default if value is None else value.strip()
 
 
-PageFunction = Callable[[PageContext], Mapping[str, Any]]
+#: A page returns the data its template and JSON twin show, or (a download) a Response.
+PageFunction = Callable[[PageContext], Mapping[str, Any] | Response]
 
 
 @dataclass(frozen=True)
@@ -313,15 +319,22 @@ class Console:
                     session,
                 )
             ctx = PageContext(request, user, session, self.runtime, form)
+            base = {"title": page.title, "page": page.name, "request_query": request.url.query}
             try:
-                data = dict(await run_in_threadpool(page.fn, ctx))
+                result = await run_in_threadpool(page.fn, ctx)
             except PageError as exc:
+                if exc.data is not None and not wants_json:
+                    shown = {**base, **exc.data, "error": exc.message}
+                    return self._html(page.template, shown, user, session, exc.status)
                 return self._error(request, user, exc.status, exc.message, session)
             except AccessError as exc:
                 return self._error(request, user, exc.status, str(exc), session)
+            if isinstance(result, Response):  # a download: the page set its own headers
+                result.headers.update(_HEADERS)
+                return result
+            data = dict(result)
             if wants_json:
                 return _json(data, 200)
-            base = {"title": page.title, "page": page.name, "request_query": request.url.query}
             return self._html(page.template, {**base, **data}, user, session)
 
         return handle

@@ -188,3 +188,38 @@ def test_sessions_survive_another_worker_sharing_the_data_directory(tmp_path: Pa
         assert second.audit.keyring.active("console-session")[1] == key
     finally:
         second.shutdown()
+
+
+def test_a_form_is_shown_again_with_its_error_and_a_page_may_answer_a_download(app: App) -> None:
+    from starlette.responses import Response
+
+    assert app.runtime.compliance is not None
+    console = Console(
+        app.runtime, app.runtime.compliance.users, SessionCodec(b"k" * 32, lifetime_s=600)
+    )
+    fastapi = FastAPI()
+
+    @console.page("login-like", title="Form", template="login.html")
+    def form(ctx: PageContext) -> dict[str, object]:
+        data = {"login_csrf": "t", "next": ""}
+        raise PageError(422, "api_key is too short", data=data)
+
+    @console.page("download", title="Download", nav=False)
+    def download(ctx: PageContext) -> Response:
+        return Response(
+            b"a,b\n1,2\n",
+            media_type="text/csv",
+            headers={"content-disposition": 'attachment; filename="x.csv"'},
+        )
+
+    console.mount(fastapi)
+    with TestClient(fastapi, base_url="http://testserver") as client:
+        client.cookies.set(COOKIE, console.codec.issue("u-auditor")[1], path="/ui")
+        r = client.get("/ui/login-like")
+        assert r.status_code == 422
+        assert 'role="alert">api_key is too short' in r.text and 'name="api_key"' in r.text
+        assert client.get("/ui/login-like.json").json()["detail"] == "api_key is too short"
+        r = client.get("/ui/download")
+        assert r.content == b"a,b\n1,2\n"
+        assert r.headers["content-disposition"] == 'attachment; filename="x.csv"'
+        assert r.headers["cache-control"] == "no-store"
