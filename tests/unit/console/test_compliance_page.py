@@ -413,6 +413,8 @@ def test_erasure_takes_two_steps_and_shows_its_receipt(
     )
     assert mismatch.status_code == 422
     assert "confirm_subject_id: does not match" in mismatch.text and "dave-005" not in mismatch.text
+    # the confirmation form is shown again, to type the id once more
+    assert 'name="confirm_subject_id"' in mismatch.text and 'name="csrf_token"' in mismatch.text
     short = compliance.post(
         "/ui/compliance/erase.json",
         data={

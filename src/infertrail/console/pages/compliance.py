@@ -136,14 +136,21 @@ def register(console: Console) -> None:
             return {**base, "step": "confirm", "subject_id": subject_id, "receipt": None}
         if step != "erase":
             raise PageError(400, "step: must be 'confirm' (first post) or 'erase' (second post)")
+        confirm = {**base, "step": "confirm", "subject_id": subject_id, "receipt": None}
         if ctx.param("confirm_subject_id") != subject_id:
             raise PageError(
                 422,
                 "confirm_subject_id: does not match the subject id being erased; type it "
                 "again exactly (nothing was erased)",
+                data=confirm,
             )
-        with _answering():
-            r = _service(ctx).erase(ctx.caller, subject_id, ctx.param("justification"))
+        try:
+            with _answering():
+                r = _service(ctx).erase(ctx.caller, subject_id, ctx.param("justification"))
+        except PageError as exc:
+            if exc.status != 422:
+                raise
+            raise PageError(422, exc.message, data=confirm) from None
         receipt = {
             "erased_at": r.erased_at,
             "actor": r.actor.model_dump(),
