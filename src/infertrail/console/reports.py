@@ -284,6 +284,8 @@ def slo_report(settings: Settings, period: Period, model: str | None = None) -> 
     from infertrail.slo.sli import DEFAULT_BUCKET_S, SLICounter
     from infertrail.slo.store import CountsFileError, load_counts, read_counts
 
+    if model is not None:
+        _pick_models(settings, model)
     if settings.slo_file is None:
         raise ReportError("no SLOs: set slo_file (INFERTRAIL_SLO_FILE) to the SLO definitions")
     try:
