@@ -12,6 +12,12 @@ NS = {"s": "http://www.w3.org/2000/svg"}
 T0 = 1_765_000_800.0  # a whole hour, UTC
 
 
+def _text(element: ET.Element, path: str) -> str:
+    found = element.find(path, NS)
+    assert found is not None and found.text is not None, path
+    return found.text
+
+
 def parse(markup: str) -> ET.Element:
     return ET.fromstring(str(markup))
 
@@ -28,11 +34,11 @@ def test_line_chart_is_accessible_and_titles_every_point() -> None:
         )
     )
     assert svg.get("role") == "img"
-    assert svg.find("s:title", NS).text == "Traffic"
-    desc = svg.find("s:desc", NS).text
+    assert _text(svg, "s:title") == "Traffic"
+    desc = _text(svg, "s:desc")
     assert "requests, errors" in desc and "between 0 and 20" in desc
     assert svg.get("aria-labelledby") == "chart-traffic-t chart-traffic-d"
-    hovers = [c.find("s:title", NS).text for c in svg.iter("{http://www.w3.org/2000/svg}circle")]
+    hovers = [_text(c, "s:title") for c in svg.iter("{http://www.w3.org/2000/svg}circle")]
     assert len(hovers) == 6
     assert "requests: 20 at 2025-12-06 06:01:00 UTC" in hovers
     # the second series is told apart by a dash pattern, not only by colour
@@ -71,7 +77,7 @@ def test_step_chart_holds_each_value() -> None:
         )
     )
     (line,) = svg.iter("{http://www.w3.org/2000/svg}polyline")
-    pts = line.get("points").split()
+    pts = str(line.get("points")).split()
     assert len(pts) == 3 and pts[1].split(",")[1] == pts[0].split(",")[1]
 
 
@@ -82,7 +88,7 @@ def test_empty_chart_says_no_data() -> None:
         )
     )
     svg = parse(text)
-    assert "no data in this range" in svg.find("s:desc", NS).text
+    assert "no data in this range" in _text(svg, "s:desc")
     assert "No data in this range" in text and "<circle" not in text
 
 
@@ -116,8 +122,8 @@ def test_names_are_escaped() -> None:
 def test_bar_chart_shows_missing_as_dash() -> None:
     svg = parse(bar_chart([("a", 3.0), ("b", None), ("c", 1.5)], y_label="USD", title="Cost"))
     rects = list(svg.iter("{http://www.w3.org/2000/svg}rect"))
-    assert [r.find("s:title", NS).text for r in rects] == ["a: 3", "c: 1.5"]
-    assert "b: \u2013" in svg.find("s:desc", NS).text
+    assert [_text(r, "s:title") for r in rects] == ["a: 3", "c: 1.5"]
+    assert "b: \u2013" in _text(svg, "s:desc")
     assert "No data" in str(bar_chart([("a", None)], y_label="y", title="t"))
     with pytest.raises(ValueError, match="200x120"):
         bar_chart([("a", 1.0)], y_label="y", title="t", width=10)
