@@ -31,6 +31,8 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+from fsspec import AbstractFileSystem
+from fsspec.implementations.local import LocalFileSystem
 
 from infertrail.audit.typed import FILE_SCHEMA
 from infertrail.compliance.engine import LakeQuery
@@ -144,10 +146,13 @@ class LakeSlice:
 
     files: tuple[str, ...]
     tail: pa.Table
+    #: The lake's filesystem when it is not the local disk (the paths then carry its protocol).
+    fs: AbstractFileSystem | None = None
 
     @classmethod
     def of_files(cls, files: Sequence[str]) -> LakeSlice:
-        """Only sealed files (the bench's and the reports' case: a lake on disk, no writer)."""
+        """Only sealed files on the local disk (the bench's and the reports' case: a lake,
+        no writer)."""
         return cls(tuple(files), FILE_SCHEMA.empty_table())
 
 
@@ -162,17 +167,20 @@ def lake_slice(engine: LakeQuery, span: TimeRange) -> LakeSlice:
     # The engine's tail cache is the only decoded copy of the unsealed records; LakeQuery has
     # no public accessor for it yet (a missing piece, reported to the lead).
     tail = engine._tail_table(frontier, engine.log.size)
-    return LakeSlice(tuple(f.path for f in files), tail)
+    fs = None if isinstance(engine.lake.fs, LocalFileSystem) else engine.lake.fs
+    return LakeSlice(tuple(f.path for f in files), tail, fs)
 
 
 _db_lock = threading.Lock()
 _db: duckdb.DuckDBPyConnection | None = None
+_filesystems: set[str] = set()
 
 
-def _cursor() -> duckdb.DuckDBPyConnection:
+def _cursor(fs: AbstractFileSystem | None) -> duckdb.DuckDBPyConnection:
     """A cursor (its own connection) on the module's one in-memory DuckDB database: page
     functions run in a thread pool, each query gets a cursor, and the database's Parquet
-    metadata cache is shared between them."""
+    metadata cache is shared between them. ``fs``: a remote lake's filesystem, registered
+    once."""
     global _db
     with _db_lock:
         if _db is None:
@@ -182,7 +190,15 @@ def _cursor() -> duckdb.DuckDBPyConnection:
             db.execute("SET parquet_metadata_cache = true")
             _db = db
             atexit.register(_close)
+        if fs is not None and _fs_name(fs) not in _filesystems:
+            _db.register_filesystem(fs)
+            _filesystems.add(_fs_name(fs))
         return _db.cursor()
+
+
+def _fs_name(fs: AbstractFileSystem) -> str:
+    """The protocol(s) DuckDB knows a registered filesystem by."""
+    return str(fs.protocol)
 
 
 def _close() -> None:
@@ -193,6 +209,7 @@ def _close() -> None:
         if _db is not None:
             _db.close()
             _db = None
+            _filesystems.clear()
 
 
 _COLUMNS = "ts, event_type, model_name, model_version, status, latency_ms, confidence"
@@ -217,7 +234,7 @@ def _query(
         f"WITH r AS (SELECT * FROM ({union}) "  # noqa: S608 -- constant text, values are params
         "WHERE ts >= ? AND ts < ? AND event_type = 'inference') " + select
     )
-    cur = _cursor()
+    cur = _cursor(source.fs)
     try:
         if source.tail.num_rows:
             cur.register("tail_rows", source.tail)

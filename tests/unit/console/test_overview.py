@@ -11,9 +11,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import fsspec
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
+from infertrail.audit.typed import FILE_SCHEMA
 from infertrail.console.data import (
     MAX_RANGE,
     LakeSlice,
@@ -233,3 +237,25 @@ def test_an_empty_lake_gives_no_rows(console_app: ConsoleApp) -> None:
     page = console_app.client.get("/ui/overview.json").json()
     assert page["models"] == [] and page["charts"]["traffic"]["series"] == []
     assert not math.isnan(page["bucket_s"])
+
+
+def test_a_lake_on_another_filesystem_is_read_through_it() -> None:
+    fs = fsspec.filesystem("memory")
+    now = datetime.now(UTC)
+    columns: dict[str, list[Any]] = {name: [None, None, None] for name in FILE_SCHEMA.names}
+    columns.update(
+        seq=[0, 1, 2],
+        canonical=[b"a", b"b", b"c"],
+        leaf_hash=[b"x" * 32, b"y" * 32, b"z" * 32],
+        ts=[now, now, now - timedelta(hours=2)],
+        event_type=["inference", "inference", "inference"],
+        model_name=["m", "m", "m"],
+        model_version=["1", "1", "1"],
+        status=["ok", "error", "ok"],
+        latency_ms=[1.0, 3.0, 100.0],
+    )
+    with fs.open("/console-test/a.parquet", "wb") as f:
+        pq.write_table(pa.table(columns, schema=FILE_SCHEMA), f)
+    source = LakeSlice(("memory:///console-test/a.parquet",), FILE_SCHEMA.empty_table(), fs)
+    (got,) = model_stats(source, TimeRange(now - timedelta(hours=1), now + timedelta(hours=1)))
+    assert (got.requests, got.errors, got.p50_ms, got.mean_confidence) == (2, 1, 2.0, None)
