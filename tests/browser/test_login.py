@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from playwright._impl._api_structures import SetCookieParam  # the type of add_cookies
 
 #: Pages every logged-in role sees in the navigation (docs/console.md).
-TELEMETRY_PAGES = ("overview",)
+TELEMETRY_PAGES = ("overview", "explorer", "drift", "slos", "auditlog")
 
 
 def nav_links(page: Page) -> list[str]:
