@@ -1,4 +1,5 @@
-"""The request explorer's lake lookups: find one inference record, and its similar requests.
+"""The request explorer's lake lookups: one inference record, its similar requests, a model's
+newest requests.
 
 Pure functions of a :class:`~infertrail.compliance.engine.LakeQuery` (the service's, or one a
 benchmark opens over a big lake), so they can be timed alone. They never return a record's
@@ -32,9 +33,10 @@ from infertrail.compliance.filters import TimeWindow
 
 __all__ = [
     "Located",
-    "Similar",
+    "RequestRow",
     "find_inference",
     "locate_seq",
+    "recent_requests",
     "request_window",
     "similar_requests",
 ]
@@ -54,7 +56,8 @@ LookupColumn = Literal["request_id", "trace_id"]
 
 @dataclass(frozen=True, slots=True)
 class Located:
-    """Where one inference record is: its seq, time, ids and model (no decision data)."""
+    """Where one inference record is: its seq, time, ids and model; and its decision and
+    confidence, which only a role that may read decisions is shown (:meth:`to_dict`)."""
 
     seq: int
     ts: datetime
@@ -62,9 +65,12 @@ class Located:
     trace_id: str | None
     model_name: str | None
     model_version: str | None
+    decision: str | None
+    confidence: float | None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
+    def to_dict(self, *, decisions: bool = False) -> dict[str, Any]:
+        """JSON form; the decision and confidence only with ``decisions``."""
+        out: dict[str, Any] = {
             "seq": self.seq,
             "ts": self.ts.isoformat(),
             "request_id": self.request_id,
@@ -72,11 +78,15 @@ class Located:
             "model_name": self.model_name,
             "model_version": self.model_version,
         }
+        if decisions:
+            out.update(decision=self.decision, confidence=self.confidence)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
-class Similar:
-    """One similar request: typed columns only, the subject as its pseudonym."""
+class RequestRow:
+    """One listed request (similar or recent): typed columns only, the subject as its
+    pseudonym."""
 
     seq: int
     ts: datetime
@@ -97,6 +107,16 @@ class Similar:
             "latency_ms": self.latency_ms,
             "status": self.status,
             "subject": self.subject,
+        }
+
+    def to_dict_telemetry(self) -> dict[str, Any]:
+        """The columns every role may see (what its spans say too): no decision, no subject."""
+        return {
+            "seq": self.seq,
+            "ts": self.ts.isoformat(),
+            "request_id": self.request_id,
+            "latency_ms": self.latency_ms,
+            "status": self.status,
         }
 
 
@@ -143,7 +163,7 @@ def similar_requests(
     exclude_seq: int,
     radius: float = 0.05,
     limit: int = 20,
-) -> list[Similar]:
+) -> list[RequestRow]:
     """Inferences of ``model_name`` in ``window`` with the same decision and a confidence
     within ``radius``, nearest confidence first (then newest), at most ``limit``."""
     if not 0 < radius <= 1:
@@ -168,19 +188,29 @@ def similar_requests(
         rows.sort(key=lambda r: (abs(r["confidence"] - confidence), -r["seq"]))
     else:
         rows.sort(key=lambda r: -r["seq"])
-    return [
-        Similar(
-            r["seq"],
-            r["ts"],
-            r["request_id"],
-            r["decision"],
-            r["confidence"],
-            r["latency_ms"],
-            r["status"],
-            r["subject"],
-        )
-        for r in rows[:limit]
-    ]
+    return [_request_row(r) for r in rows[:limit]]
+
+
+def recent_requests(
+    engine: LakeQuery,
+    *,
+    model_name: str,
+    model_version: str | None,
+    window: TimeWindow,
+    limit: int = 50,
+) -> list[RequestRow]:
+    """The newest ``limit`` inferences of ``model_name`` (of ``model_version`` when given) in
+    ``window``, newest first."""
+    if not 1 <= limit <= 1000:
+        raise ValueError(f"limit must be 1 to 1000, got {limit}")
+    clauses = ["event_type = 'inference'", "model_name = ?"]
+    params: list[Any] = [model_name]
+    if model_version is not None:
+        clauses.append("model_version = ?")
+        params.append(model_version)
+    rows = list(_select(engine, window, " AND ".join(clauses), params, "seq DESC", limit))
+    rows.sort(key=lambda r: -r["seq"])
+    return [_request_row(r) for r in rows[:limit]]
 
 
 # -- the scan ------------------------------------------------------------------------------
@@ -194,6 +224,21 @@ def _located(row: dict[str, Any]) -> Located:
         row["trace_id"],
         row["model_name"],
         row["model_version"],
+        row["decision"],
+        row["confidence"],
+    )
+
+
+def _request_row(r: dict[str, Any]) -> RequestRow:
+    return RequestRow(
+        r["seq"],
+        r["ts"],
+        r["request_id"],
+        r["decision"],
+        r["confidence"],
+        r["latency_ms"],
+        r["status"],
+        r["subject"],
     )
 
 

@@ -117,6 +117,7 @@ def test_an_auditor_follows_a_request_id_to_its_verified_proof(demo: Demo) -> No
     assert page["found"] is True
     assert page["located"]["seq"] == answer["audit_seq"]
     assert page["located"]["trace_id"] == answer["trace_id"]
+    assert page["located"]["decision"] == answer["label"]
     # The span tree of the request, from the telemetry files, with the inference span in it.
     tele = page["telemetry"]
     assert tele["available"] and tele["trace_id"] == answer["trace_id"]
@@ -166,6 +167,7 @@ def test_an_engineer_sees_the_telemetry_and_never_the_record(demo: Demo) -> None
     assert page["telemetry"]["available"] is True
     assert page["record"] is None and page["similar"] is None
     assert page["may_read_decisions"] is False
+    assert "decision" not in page["located"] and "confidence" not in page["located"]
     assert len(_access_records(demo)) == before  # no proof was asked for
     html = demo.client.get("/ui/explorer", params={"id": answer["request_id"]}).text
     assert "need the <strong>auditor</strong> role" in html
@@ -202,6 +204,28 @@ def test_unknown_requests_are_404_pages(demo: Demo) -> None:
         "not covered by the latest checkpoint"
         in demo.client.get("/ui/explorer.json", params={"seq": "999999"}).json()["detail"]
     )
+
+
+def test_a_models_newest_requests_without_their_decisions(demo: Demo) -> None:
+    _login(demo.client, demo.keys["auditor"])
+    page = demo.client.get("/ui/explorer.json", params={"model": "sentiment"}).json()
+    recent = page["recent"]
+    assert [r["seq"] for r in recent["rows"]] == sorted(
+        (a["audit_seq"] for a in demo.answers), reverse=True
+    )
+    assert [r["request_id"] for r in recent["rows"]][-1] == demo.answers[0]["request_id"]
+    assert all(
+        set(r) == {"seq", "ts", "request_id", "latency_ms", "status"} for r in recent["rows"]
+    )
+    version = demo.answers[0]["model"]["version"]
+    same = demo.client.get("/ui/explorer.json", params={"model": "sentiment", "version": version})
+    assert len(same.json()["recent"]["rows"]) == len(demo.answers)
+    other = demo.client.get("/ui/explorer", params={"model": "sentiment", "version": "0.0-none"})
+    assert other.status_code == 200 and "give a wider window" in other.text
+    html = demo.client.get("/ui/explorer", params={"model": "sentiment"}).text
+    assert f'href="/ui/explorer?seq={demo.answers[0]["audit_seq"]}"' in html
+    bad = demo.client.get("/ui/explorer.json", params={"model": "x" * 300})
+    assert bad.status_code == 422 and bad.json()["detail"].startswith("model: ")
 
 
 def test_the_empty_form_has_labelled_inputs(demo: Demo) -> None:

@@ -4,7 +4,8 @@ From a request id, a trace id or an audit seq: the span tree with timings, the l
 the metric exemplars (the local telemetry files, ``telemetry.readback``); the audit record with
 its inclusion proof checked here against the current signed checkpoint; the drift verdicts of
 the window the request fell in; the model's identity and card; and similar requests of that
-window (same decision, nearby confidence) from the lake.
+window (same decision, nearby confidence) from the lake. Without an id, ``?model=`` (and
+``?version=``, the overview's links) lists that model's newest requests to pick one from.
 
 Telemetry is for every logged-in role. The record, its proof and the similar requests are
 decisions: they need ``read_decisions``, and each view is self-audited (the proof through the
@@ -23,13 +24,14 @@ from typing import TYPE_CHECKING, Any
 from infertrail.audit.evidence import check_evidence
 from infertrail.audit.keys import verifier_key_path
 from infertrail.compliance.access import Permission
-from infertrail.compliance.filters import QueryError, TimeWindow, parse_window
+from infertrail.compliance.filters import QueryError, QueryFilters, TimeWindow, parse_window
 from infertrail.compliance.queries import ACCESS_EVENT, NotFoundError
 from infertrail.console.app import Console, PageContext, PageError
 from infertrail.console.explorer_data import (
     Located,
     find_inference,
     locate_seq,
+    recent_requests,
     request_window,
     similar_requests,
 )
@@ -55,6 +57,9 @@ _SIMILAR_SPAN = timedelta(minutes=30)
 #: A drift window starts when its first sampled event reaches the drift sink, just after the
 #: inference's record time: that much earlier still counts as inside.
 _WINDOW_SLACK_S = 5.0
+#: Without an id but with ``?model=``: that model's newest requests of the last hour.
+_RECENT_SPAN = timedelta(hours=1)
+_RECENT_LIMIT = 50
 _CARD_FIELDS = ("task", "score", "attributes", "not_scored", "thresholds", "explanation")
 
 
@@ -72,8 +77,11 @@ def explore(ctx: PageContext) -> dict[str, Any]:
         "query": {"kind": kind, "value": value, "from": ctx.param("from"), "to": ctx.param("to")},
         "may_read_decisions": may_read,
         "found": False,
+        "recent": None,
     }
     if kind == "":
+        if ctx.param("model"):
+            out["recent"] = _recent(ctx)
         return out
     runtime = ctx.runtime
     telemetry = None
@@ -94,7 +102,7 @@ def explore(ctx: PageContext) -> dict[str, Any]:
             "audit log" + ("" if kind == "seq" else " (in the window searched)"),
         )
     out["found"] = True
-    out["located"] = None if located is None else located.to_dict()
+    out["located"] = None if located is None else located.to_dict(decisions=may_read)
     out["telemetry"] = _telemetry_dict(telemetry, runtime.settings.telemetry_files)
     model_name = located.model_name if located else _span_model(telemetry)
     ts = located.ts if located else _span_time(telemetry)
@@ -203,6 +211,41 @@ def _locate_seq(runtime: Runtime, seq: int) -> Located | None:
             f"record {seq} is not an inference (an access or privacy record): nothing to explore",
         )
     return located
+
+
+def _recent(ctx: PageContext) -> dict[str, Any]:
+    """The newest requests of ``?model=`` (and ``?version=``), to pick one to explore: the
+    columns its spans carry too (no decision, no subject), so no role is shown more."""
+    start, end = ctx.param("from"), ctx.param("to")
+    try:
+        if start or end:
+            window = parse_window(start or None, end or None, _MAX_WINDOW_DAYS)
+        else:
+            now = datetime.now(UTC)
+            window = TimeWindow(now - _RECENT_SPAN, now + timedelta(minutes=1))
+        filters = QueryFilters.create(
+            window, model_name=ctx.param("model"), model_version=ctx.param("version") or None
+        )
+    except QueryError as exc:
+        param = {"model_name": "model", "model_version": "version"}.get(exc.field, exc.field)
+        raise PageError(422, f"{param}: {exc.message}") from None
+    assert filters.model_name is not None
+    rows = []
+    if ctx.runtime.compliance is not None:
+        rows = recent_requests(
+            ctx.runtime.compliance.engine,
+            model_name=filters.model_name,
+            model_version=filters.model_version,
+            window=window,
+            limit=_RECENT_LIMIT,
+        )
+    return {
+        "model": filters.model_name,
+        "version": filters.model_version,
+        "window": window.to_dict(),
+        "limit": _RECENT_LIMIT,
+        "rows": [r.to_dict_telemetry() for r in rows],
+    }
 
 
 # -- telemetry -----------------------------------------------------------------------------
