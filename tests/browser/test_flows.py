@@ -49,8 +49,10 @@ def test_a_request_id_followed_from_the_overview_to_its_verified_proof(
     credit_row = page.get_by_role("row").filter(has_text="credit").first
     credit_row.get_by_role("link", name="requests").click()
     expect(page).to_have_url(re.compile(r"/ui/explorer\?model=credit"))
-    page.get_by_label("Request id, trace id or audit seq").fill(request_id)
-    page.get_by_role("button", name="Explore").click()
+    # ... which lists its newest requests: open ours by its audit seq.
+    newest = page.get_by_role("table").filter(has_text="open one to explore it")
+    newest.get_by_role("row").filter(has_text=request_id).get_by_role("link").click()
+    expect(page).to_have_url(re.compile(r"/ui/explorer\?seq=\d+$"))
     expect(page.locator("main")).to_contain_text(request_id)
     status = page.get_by_role("status").filter(has_text="Verified")
     expect(status).to_contain_text("✔ Verified: record is included in the signed checkpoint")

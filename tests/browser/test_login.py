@@ -121,3 +121,18 @@ def test_a_forged_cookie_lands_on_the_login_page(open_as: OpenAs, console_servic
         page.context.add_cookies([_cookie(console_service, value)])
         page.goto("/ui/overview")
         expect(page).to_have_url(re.compile(r"/ui/login\?next=/ui/overview$"))
+
+
+def test_only_an_admin_may_break_the_glass(open_as: OpenAs, browser_errors: BrowserErrors) -> None:
+    browser_errors.expect_status(403)
+    page = open_as("compliance")
+    page.goto("/ui/compliance")
+    expect(page.get_by_role("heading", name="Break-glass: read a raw payload")).to_have_count(0)
+    response = page.goto("/ui/compliance/break-glass")
+    assert response is not None and response.status == 403
+    expect(page.locator("main")).to_contain_text("your role (compliance) may not see this page")
+    page = open_as("admin")
+    page.goto("/ui/compliance")
+    page.get_by_role("link", name="Open the break-glass form").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Break-glass: read a raw payload")
+    expect(page.get_by_label("Request id")).to_be_visible()
