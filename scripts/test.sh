@@ -23,6 +23,9 @@ scripts/bootstrap.sh dev
 if [ -x scripts/test-services.sh ]; then
   scripts/test-services.sh
 fi
+# tests/browser drive the web console in Debian's Chromium with axe-core's accessibility rules,
+# and `infertrail report --format pdf` prints through the same Chromium.
+scripts/browser-tools.sh
 echo "==> ruff"
 .venv/bin/ruff check src tests bench scripts
 .venv/bin/ruff format --check src tests bench scripts
