@@ -16,17 +16,13 @@ found through the telemetry first (which names its request id), else in the wind
 
 from __future__ import annotations
 
-import threading
 import uuid
-import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-import duckdb
 import pyarrow as pa
-from fsspec.implementations.local import LocalFileSystem
 
 from infertrail.compliance.engine import LakeQuery
 from infertrail.compliance.filters import TimeWindow
@@ -262,7 +258,9 @@ def _select(
     head: list[Any] = [window.start, window.end, tree_size]
     rest = [*params, *(order_params or [])]
     clause = f"WHERE ts >= ? AND ts < ? AND seq < ? AND {where} ORDER BY {order} LIMIT {limit:d}"
-    cur = _database(engine).cursor()
+    # The engine's own in-memory DuckDB (its Parquet metadata cache warm from the compliance
+    # queries, its filesystem registered, closed with it); a cursor per call, as the engine's.
+    cur = engine._db.cursor()
     try:
         for start in range(0, len(files), _FILES_PER_STATEMENT):
             paths = [f.path for f in files[start : start + _FILES_PER_STATEMENT]]
@@ -277,25 +275,3 @@ def _select(
             yield from cur.sql(sql, params=[*head, *rest]).to_arrow_table().to_pylist()
     finally:
         cur.close()
-
-
-_databases: weakref.WeakKeyDictionary[LakeQuery, duckdb.DuckDBPyConnection] = (
-    weakref.WeakKeyDictionary()
-)
-_databases_lock = threading.Lock()
-
-
-def _database(engine: LakeQuery) -> duckdb.DuckDBPyConnection:
-    """One in-memory DuckDB per engine (its Parquet metadata cache kept between page views;
-    each use takes its own cursor, so threads may share it), closed with the engine's life."""
-    with _databases_lock:
-        con = _databases.get(engine)
-        if con is None:
-            con = duckdb.connect()
-            con.execute("SET TimeZone = 'UTC'")
-            con.execute("SET enable_progress_bar = false")
-            con.execute("SET parquet_metadata_cache = true")
-            if not isinstance(engine.lake.fs, LocalFileSystem):
-                con.register_filesystem(engine.lake.fs)
-            _databases[engine] = con
-        return con
