@@ -215,7 +215,15 @@ def _status(st: SLOStatus) -> dict[str, Any]:
             {
                 "severity": sev,
                 "firing": st.firing[sev],
-                "margin": st.margins[sev],
+                # evaluate_slo's margin is 0 when no pair had events in both its windows: that
+                # is no measurement, shown as missing.
+                "margin": st.margins[sev]
+                if any(
+                    st.windows[p.long_s].total and st.windows[p.short_s].total
+                    for p in WORKBOOK_POLICY
+                    if p.severity == sev
+                )
+                else None,
                 "pairs": [
                     {
                         "long": format_duration(p.long_s),
