@@ -40,7 +40,9 @@ import statistics
 import sys
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -51,7 +53,12 @@ from infertrail.audit.lake import Sealer
 from infertrail.audit.ledger import AuditLog
 from infertrail.audit.record import DEFAULT_RETENTION, derive_record
 from infertrail.config import Settings
-from infertrail.console.explorer_data import find_inference, request_window, similar_requests
+from infertrail.console.explorer_data import (
+    Located,
+    find_inference,
+    request_window,
+    similar_requests,
+)
 from infertrail.events import InferenceEvent, ModelInfo
 from infertrail.runtime.asgi import instrument
 
@@ -171,7 +178,7 @@ def row(label: str, values_ms: list[float]) -> str:
     )
 
 
-def timed(fn, runs: int) -> list[float]:  # type: ignore[no-untyped-def]
+def timed(fn: Callable[[], object], runs: int) -> list[float]:
     for _ in range(3):
         fn()
     out = []
@@ -221,13 +228,13 @@ def main() -> None:
             url = f"/ui/overview?range={name}"
             first = client.get(url)
             assert first.status_code == 200, first.text[:300]
-            ms = timed(lambda url=url: client.get(url), args.runs)
+            ms = timed(partial(client.get, url), args.runs)
             lines.append(row(f"GET /ui/overview?range={name}", ms))
         week = client.get("/ui/overview.json?range=7d").json()
         in_week = sum(m["requests"] for m in week["models"])
         rng = random.Random(5)
         picks = [rng.choice(samples) for _ in range(args.runs + 3)]
-        found = []
+        found: list[Located] = []
 
         def find() -> None:
             rid = picks[len(found) % len(picks)]
@@ -239,13 +246,14 @@ def main() -> None:
 
         lines.append(row("explorer_data.find_inference(request id)", timed(find, args.runs)))
         target = found[0]
-        window = request_window(target.request_id)
-        assert window is not None
+        window = request_window(picks[0])
+        assert window is not None and target.model_name is not None
+        model_name = target.model_name
 
         def similar() -> None:
             similar_requests(
                 engine,
-                model_name=target.model_name,
+                model_name=model_name,
                 decision="approve",  # the explorer takes these from the audit record
                 confidence=0.8,
                 window=window,
@@ -258,7 +266,7 @@ def main() -> None:
         rid = samples[len(samples) // 2]
         r = client.get(f"/ui/explorer?request_id={rid}")
         assert r.status_code == 200, r.text[:300]
-        ms = timed(lambda: client.get(f"/ui/explorer?request_id={rid}"), args.runs)
+        ms = timed(partial(client.get, f"/ui/explorer?request_id={rid}"), args.runs)
         lines.append(row("GET /ui/explorer?request_id= (auditor)", ms))
     print()
     print(
@@ -269,10 +277,8 @@ def main() -> None:
     print(f"|{'-' * 48}|-----------|-----------|------|--------|")
     for line in lines:
         print(line)
-    print(
-        f"\nbuilt {datetime.fromtimestamp((root / 'done').stat().st_mtime, UTC):%Y-%m-%d %H:%M} UTC;"
-        f" the overview's 24h range ends now, {timedelta(days=args.days)} after the first record"
-    )
+    built = datetime.fromtimestamp((root / "done").stat().st_mtime, UTC)
+    print(f"\nlake built {built:%Y-%m-%d %H:%M} UTC; each range ends at the request's time")
 
 
 if __name__ == "__main__":

@@ -125,6 +125,12 @@ def test_numbers_on_the_page_are_the_records_numbers(served: ConsoleApp) -> None
         for s in page["charts"]["traffic"]["series"]
     }
     assert charted == {"credit": 160, "churn": 40}
+    # a bucket without records: no requests (0), and no latency (a gap, not 0)
+    traffic = dict(page["charts"]["traffic"]["series"][0]["points"])
+    latency = dict(page["charts"]["latency"]["series"][0]["points"])
+    assert traffic.keys() == latency.keys() and len(traffic) >= 96
+    assert {x for x, y in latency.items() if y is None} == {x for x, y in traffic.items() if not y}
+    assert sum(y is not None for y in latency.values()) in (1, 2)  # the traffic's minute(s)
     # the cost attribution counted the same requests
     assert served.runtime.cost is not None and served.runtime.cost.flush()
     cost = served.client.get("/ui/overview.json").json()["cost"]

@@ -77,21 +77,27 @@ def build(runtime: Runtime, span: TimeRange, url: Callable[..., str]) -> dict[st
     def zoom(a: float, b: float) -> str:
         return url("overview", **{"from": int(a), "to": math.ceil(b)})
 
+    # Every bucket of the range: one without records had no requests (0 on the traffic chart)
+    # and has no latency (a gap in the p99 line, never a made-up 0).
+    buckets = range(int(lo // bucket) * bucket, int(hi) + 1, bucket)
+    by_bucket = {name: {p.at: p for p in points} for name, points in series.items()}
+    per_minute = bucket / 60
     traffic = Chart(
-        [Series(name, [(p.at, p.requests / (bucket / 60)) for p in points])
-         for name, points in series.items()],
+        [Series(name, [(b, got[b].requests / per_minute if b in got else 0.0) for b in buckets])
+         for name, got in by_bucket.items()],
         title="Requests per minute",
         y_label="requests / min",
         x_range=(lo, hi),
         zoom_url=zoom,
     )  # fmt: skip
     latency = Chart(
-        [Series(name, [(p.at, p.p99_ms) for p in points]) for name, points in series.items()],
+        [Series(name, [(b, got[b].p99_ms if b in got else None) for b in buckets])
+         for name, got in by_bucket.items()],
         title="p99 latency",
         y_label="p99 latency (ms)",
         x_range=(lo, hi),
         zoom_url=zoom,
-    )
+    )  # fmt: skip
     return {
         "range": span.to_dict(),
         "ranges": [{"name": n, "url": url("overview", range=n)} for n in RANGES],
