@@ -187,10 +187,17 @@ def open_as(
 
 
 def log_in(page: Page, api_key: str) -> None:
-    """Fill the login form (on the page already) and wait for the console to answer."""
+    """Fill the login form (on the page already) and wait for the console to answer; fail
+    with the login page's own message if it refused."""
     page.get_by_label("API key").fill(api_key)
-    with page.expect_navigation():
+    with page.expect_navigation() as navigation:
         page.get_by_role("button", name="Log in").click()
+    response = navigation.value
+    if "/ui/login" in page.url:
+        status = response.status if response is not None else "no answer"
+        alert = page.get_by_role("alert")
+        why = alert.inner_text() if alert.count() else page.inner_text("main")
+        pytest.fail(f"the console refused the login ({status}): {why}", pytrace=False)
 
 
 def wait_until(probe: Callable[[], bool], *, timeout_s: float, what: str) -> None:
