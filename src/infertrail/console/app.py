@@ -72,7 +72,13 @@ CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
 )
-_HEADERS = {"content-security-policy": CSP, "cache-control": "no-store"}
+# Referrer-Policy same-origin, not the service's no-referrer: under no-referrer Chromium sends
+# ``Origin: null`` with the console's own form posts, which the Origin check must refuse.
+_HEADERS = {
+    "content-security-policy": CSP,
+    "cache-control": "no-store",
+    "referrer-policy": "same-origin",
+}
 _MAX_FORM_BYTES = 16_384
 
 

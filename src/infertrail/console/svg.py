@@ -1,7 +1,8 @@
 """Small server-side SVG charts for the console: no JavaScript, no CDN, readable by assistive
 technology.
 
-Every chart is one ``<svg role="img">`` with a ``<title>`` (its name) and a ``<desc>`` (what it
+Every chart is one ``<svg role="img">`` (``role="figure"`` when it holds zoom links: an image
+may hold nothing focusable) with a ``<title>`` (its name) and a ``<desc>`` (what it
 shows and its range, in words); each data point carries its own ``<title>`` so hovering (or a
 screen reader's object navigation) tells the exact value. Series are told apart by the legend's
 text and by their dash pattern, never by colour alone. A data table fallback is the page's
@@ -118,9 +119,13 @@ def _markup(parts: list[str]) -> Markup:
     return Markup("".join(parts))  # noqa: S704 -- built from escaped parts only (see above)
 
 
-def _svg_open(width: int, height: int, title: str, desc: str, label_id: str) -> str:
+def _svg_open(
+    width: int, height: int, title: str, desc: str, label_id: str, *, links: bool = False
+) -> str:
+    # A chart with zoom links is a figure, not an image: an image may hold no focusable link.
+    role = "figure" if links else "img"
     return (
-        f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" role="img" '
+        f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" role="{role}" '
         f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
         f'aria-labelledby="{label_id}-t {label_id}-d">'
         f'<title id="{label_id}-t">{escape(title)}</title>'
@@ -198,7 +203,7 @@ def line_chart(
         return _fmt_time_full(x) if x_is_time else fmt(x)
 
     desc = f"{y_label} of {names} {span_words}; values between {fmt(min(ys))} and {fmt(max(ys))}."
-    out = [_svg_open(width, height, title, desc, cid)]
+    out = [_svg_open(width, height, title, desc, cid, links=zoom_url is not None)]
     bottom = _MARGIN_TOP + plot_h
     out.append('<g aria-hidden="true">')
     for tick in y_ticks:
