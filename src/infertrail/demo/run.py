@@ -197,6 +197,9 @@ def run_demo(settings: Settings, *, n_requests: int, port: int, keep_serving: bo
         step(f"{LLM_CALLS} calls to {llm.NAME} through the openai client")
         llm_calls = drive_llm(base, model)
     if keep_serving:
+        print(
+            f"console  {base}/ui  (log in with a key from `infertrail users add NAME --role admin`)"
+        )
         print("serving until Ctrl-C ...")
         try:
             while server.is_alive():
@@ -214,6 +217,14 @@ def run_demo(settings: Settings, *, n_requests: int, port: int, keep_serving: bo
         print(f"\nLLM part skipped: {skipped}")
     else:
         print_llm(settings, llm_calls)
+    d = f"infertrail --data-dir {settings.data_dir}"
+    print(
+        "\nthe web console (docs/console.md): a key to log in with, then the service:\n"
+        f"  {d} users add me --role admin\n"
+        f"  {d} serve   ->   http://127.0.0.1:8000/ui\n"
+        f"  a report:  {d} report compliance --from 2026-01-01 --to 2100-01-01 "
+        "--actor me --out evidence.html"
+    )
     return 0
 
 
