@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress, TaskID
+    from rich.table import Column
 
 __all__ = ["NO_PROGRESS_ENV", "Bar", "print_table", "progress", "wanted"]
 
@@ -77,7 +78,7 @@ def progress(
 ) -> Iterator[Bar]:
     """A :class:`Bar` for ``total`` units (None: unknown) of work described by ``description``.
 
-    Drawn on stderr with bar, count, rate (``unit``/s), elapsed time and time left when
+    Drawn on stderr with bar, count, rate (``unit``/s), elapsed time and time left (eta) when
     :func:`wanted` (``enabled=False`` for ``--json``); ``console``: draw there instead, if it
     is a terminal (tests inject ``Console(force_terminal=True)``). The bar is removed when the
     work ends (``transient``): the command's own summary line is what stays.
@@ -93,21 +94,21 @@ def progress(
         BarColumn,
         MofNCompleteColumn,
         Progress,
-        SpinnerColumn,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
+    from rich.table import Column
 
+    # ~80 columns with a 6-digit count: a wrapped rate or time would draw two lines per update.
     drawn = Progress(
-        SpinnerColumn(),
         TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        _rate_column(unit),
-        TimeElapsedColumn(),
-        TextColumn("left"),
-        TimeRemainingColumn(),
+        BarColumn(bar_width=24),
+        MofNCompleteColumn(table_column=Column(no_wrap=True)),
+        _rate_column(unit, Column(no_wrap=True)),
+        TimeElapsedColumn(table_column=Column(no_wrap=True)),
+        TextColumn("eta", table_column=Column(no_wrap=True)),
+        TimeRemainingColumn(table_column=Column(no_wrap=True)),
         console=console or Console(stderr=True),
         transient=True,
     )
@@ -115,7 +116,7 @@ def progress(
         yield Bar(drawn, drawn.add_task(description, total=total))
 
 
-def _rate_column(unit: str) -> Any:
+def _rate_column(unit: str, column: Column) -> Any:
     """A column showing ``task.speed`` as ``1,234 unit/s`` (rich's own is bytes/s)."""
     from rich.progress import ProgressColumn, Task
     from rich.text import Text
@@ -128,7 +129,7 @@ def _rate_column(unit: str) -> Any:
             label = f"{speed:,.0f}" if speed >= 10 else f"{speed:.2f}"
             return Text(f"{label} {unit}/s".replace(" /s", "/s"), style="progress.data.speed")
 
-    return RateColumn()
+    return RateColumn(table_column=column)
 
 
 def print_table(

@@ -340,3 +340,20 @@ def test_compact_on_a_terminal_draws_on_stderr_only_without_json(
     result = runner.invoke(audit, ["verify", "--no-state"], catch_exceptions=False)
     assert result.exit_code == 0
     assert drawn[-1].drawn and drawn[-1].done == 30
+
+
+def test_the_demo_says_each_phase_with_the_seconds_since_it_started(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from infertrail.demo.run import _Steps
+
+    step = _Steps()
+    step("training sentiment")
+    step("starting the service")
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("] ", 1)[1] for line in lines] == [
+        "training sentiment",
+        "starting the service",
+    ]
+    seconds = [float(line[1:].split(" s]")[0]) for line in lines]
+    assert 0.0 <= seconds[0] <= seconds[1] < 5.0

@@ -332,21 +332,21 @@ class Sealer:
     def seal(self, on_progress: Callable[[int], None] | None = None) -> list[SealedFile]:
         """Seal every committed record past the frontier; return the files written, in order.
 
-        ``on_progress`` is called with the number of records of each run sealed (at most
-        ``max_rows_per_file``; a progress bar over ``log.size - frontier()``).
+        ``on_progress`` is called with the number of records of each file written (a progress
+        bar over ``log.size - frontier()``).
         """
         with self._lock:
             sealed: list[SealedFile] = []
             start, end = self.frontier(), self._log.size
             while start < end:
                 stop = min(end, start + self._max_rows)
-                sealed += self._seal_range(start, stop)
-                if on_progress is not None:
-                    on_progress(stop - start)
+                sealed += self._seal_range(start, stop, on_progress)
                 start = stop
             return sealed
 
-    def _seal_range(self, start: int, end: int) -> list[SealedFile]:
+    def _seal_range(
+        self, start: int, end: int, on_progress: Callable[[int], None] | None = None
+    ) -> list[SealedFile]:
         seqs, canonicals = [], []
         for seq, payload in self._log.read(start, end):
             seqs.append(seq)
@@ -358,6 +358,8 @@ class Sealer:
         out = []
         for begin, stop in hour_runs(table):
             out.append(self._write_file(table.slice(begin, stop - begin)))
+            if on_progress is not None:
+                on_progress(stop - begin)
         return out
 
     def _write_file(self, table: pa.Table) -> SealedFile:
