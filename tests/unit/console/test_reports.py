@@ -214,3 +214,41 @@ def test_compliance_pack_as_pdf(served: Settings, tmp_path: Path) -> None:
     assert data.startswith(b"%PDF-")
     pages = len(re.findall(rb"/Type\s*/Page[^s]", data))
     assert pages >= 2, pages
+
+
+def test_slo_report_of_saved_counts(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SLOs judged on the counts a service saved while it served real credit traffic."""
+    slos = tmp_path / "slos.yaml"
+    slos.write_text(
+        "version: infertrail/v1\nservice: demo\nslos:\n"
+        "  - name: credit-availability\n    model: credit\n    objective: 99\n"
+        "    window: 28d\n    sli: {kind: availability}\n"
+        "  - name: credit-latency\n    model: credit\n    objective: 99\n"
+        "    window: 28d\n    sli: {kind: latency, threshold_seconds: 5.0}\n"
+    )
+    settings.slo_file = slos
+    data = credit.load_dataset()
+    services = build_services(settings)
+    app = create_app(services, close_on_shutdown=True)
+    with TestClient(app) as client:
+        for i in range(20):
+            body = {**credit.as_application(data.X[i]), "applicant_id": f"slo-{i}"}
+            assert client.post(CREDIT_SCORE_PATH, json=body).status_code == 200
+        bad = client.post(CREDIT_SCORE_PATH, json={"applicant_id": "slo-bad"})
+        assert bad.status_code == 422  # rejected: one error against availability
+    assert settings.slo_counts_path.is_file()  # saved at shutdown
+    monkeypatch.setenv("INFERTRAIL_SLO_FILE", str(slos))  # the CLI's settings name the SLOs
+    start, end = _window()
+    out = tmp_path / "slo.html"
+    result = _run(settings, "report", "slo", "--from", start, "--to", end, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    page = out.read_text()
+    assert "credit-availability" in page and "credit-latency" in page
+    assert "<script" not in page and "http://" not in page.replace("http://www.w3.org", "")
+    result = _run(
+        settings, "report", "slo", "--from", start, "--to", end, "--model", "digits",
+        "--out", str(tmp_path / "none.html"),
+    )  # fmt: skip
+    assert result.exit_code != 0 and "digits" in result.output
