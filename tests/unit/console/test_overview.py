@@ -171,7 +171,7 @@ def test_html_page_for_a_role_without_decisions(served: ConsoleApp) -> None:
     assert len(svgs) == 2
     for svg in svgs:
         root = ET.fromstring(svg)
-        assert root.get("role") == "img"
+        assert root.get("role") == "figure"  # it holds the zoom links
     assert 'href="/ui/overview?from=' in html  # zoom links
     assert 'aria-current="true">last 1h' in html
     assert "No alert rules are configured" in html and "No SLOs are defined" in html
