@@ -29,13 +29,12 @@ import math
 import mimetypes
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from importlib import resources
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
-import jinja2
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -50,6 +49,7 @@ from infertrail.compliance.access import (
     UserStore,
 )
 from infertrail.compliance.queries import Caller
+from infertrail.console.formats import environment
 from infertrail.console.sessions import (
     COOKIE,
     LOGIN_CSRF_COOKIE,
@@ -154,17 +154,7 @@ class Console:
         self.codec = codec
         self.prefix = prefix
         self.pages: dict[str, _Page] = {}
-        self.env = jinja2.Environment(
-            loader=jinja2.PackageLoader("infertrail.console", "templates"),
-            autoescape=True,
-            undefined=jinja2.StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-        )
-        self.env.filters["num"] = _num
-        self.env.filters["pct"] = _pct
-        self.env.filters["ms"] = _ms
-        self.env.filters["ts"] = _ts
+        self.env = environment()
         self.env.globals["url"] = self.url
 
     # -- registration ----------------------------------------------------------------------
@@ -479,39 +469,3 @@ def _jsonable(value: Any) -> Any:
     if value is None or isinstance(value, str | int | float | bool):
         return value
     return json.loads(json.dumps(value, default=str))
-
-
-# -- template filters ------------------------------------------------------------------------
-
-#: How a missing value is shown (an en dash; never a made-up zero).
-MISSING = "\u2013"
-
-
-def _num(value: Any, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return MISSING
-    if isinstance(value, int):
-        return f"{value:,}"
-    return f"{value:.{digits}g}"
-
-
-def _pct(value: Any, digits: int = 1) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return MISSING
-    return f"{100 * value:.{digits}f}%"
-
-
-def _ms(value: Any) -> str:
-    if value is None:
-        return MISSING
-    return f"{value:.1f} ms" if value < 1000 else f"{value / 1000:.2f} s"
-
-
-def _ts(value: Any) -> str:
-    if value is None:
-        return MISSING
-    if isinstance(value, int | float):
-        value = datetime.fromtimestamp(value, UTC)
-    if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S UTC")
-    return str(value)

@@ -35,12 +35,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import numpy as np
 from markupsafe import Markup
 
 from infertrail.compliance.queries import Caller, QueryService, RecordsQuery
 from infertrail.config import Settings
+from infertrail.console.formats import MISSING, environment, pct
 from infertrail.console.svg import Series, bar_chart, line_chart
 from infertrail.models.reason_codes import REASON_CODES_VERSION, reason_table
 
@@ -64,7 +64,6 @@ KINDS = ("drift", "performance", "slo", "compliance")
 ADVERSE_DECISIONS = frozenset({"decline"})
 #: EU AI Act Art. 19(1) / 26(6): automatically generated logs kept at least six months.
 _AIA_MIN_DAYS = 183
-MISSING = "\u2013"
 _SLO_STEPS = 48  # evaluation points across the period for the SLO charts
 _PDF_TIMEOUT_S = 180.0
 
@@ -499,32 +498,6 @@ def _subject_access(
 # ---- rendering -------------------------------------------------------------------------------
 
 
-def _num(value: Any, digits: int = 3) -> str:
-    if (
-        value is None
-        or isinstance(value, bool)
-        or (isinstance(value, float) and not math.isfinite(value))
-    ):
-        return MISSING if not isinstance(value, bool) else str(value).lower()
-    if isinstance(value, int):
-        return f"{value:,}"
-    return f"{value:.{digits}g}"
-
-
-def _pct(value: Any, digits: int = 1) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return MISSING
-    return f"{100 * value:.{digits}f}%"
-
-
-def _ts(value: Any) -> str:
-    if value is None:
-        return MISSING
-    if isinstance(value, int | float):
-        return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    return str(value)
-
-
 def _when(text: str | None) -> float | None:
     return None if text is None else datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
@@ -554,7 +527,7 @@ def _charts(data: Mapping[str, Any]) -> dict[str, Markup]:
             y_label="accuracy",
             title="Accuracy over time",
             x_range=x_range,
-            fmt=_pct,
+            fmt=pct,
         )
     elif kind == "slo":
         for s in data["slos"]:
@@ -564,7 +537,7 @@ def _charts(data: Mapping[str, Any]) -> dict[str, Markup]:
                 title=f"{s['name']}: error budget remaining",
                 x_range=x_range,
                 y_min=None,
-                fmt=_pct,
+                fmt=pct,
             )
     elif kind == "compliance":
         counts = Counter(str(r["record"].get("decision")) for r in data["records"]
@@ -575,24 +548,10 @@ def _charts(data: Mapping[str, Any]) -> dict[str, Markup]:
     return charts
 
 
-def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("infertrail.console", "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters["num"] = _num
-    env.filters["pct"] = _pct
-    env.filters["ts"] = _ts
-    return env
-
-
 def render_html(data: Mapping[str, Any], *, for_print: bool = False) -> str:
     """The report as one self-contained HTML document (``for_print``: proofs shown open)."""
     css = resources.files("infertrail.console").joinpath("static/console.css").read_text("utf-8")
-    template = _environment().get_template(f"report_{data['kind']}.html")
+    template = environment().get_template(f"report_{data['kind']}.html")
     return template.render(
         r=data,
         css=Markup(css),  # noqa: S704 (the package's own stylesheet)
