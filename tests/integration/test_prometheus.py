@@ -18,6 +18,7 @@ import pytest
 from .conftest import (
     LOOPBACK,
     ManagedProcess,
+    ProcessLauncher,
     RunningService,
     assert_loopback_only,
     clean_env,
@@ -100,6 +101,27 @@ def write_config(directory: Path, target_port: int) -> Path:
     return config
 
 
+def start_prometheus(launcher: ProcessLauncher, work: Path, target_url: str) -> Prometheus:
+    """Prometheus on loopback scraping ``target_url`` every second, ready and checked."""
+    config = write_config(work, int(target_url.rsplit(":", 1)[1]))
+    port = free_port()
+    proc = launcher.start(
+        "prometheus",
+        [
+            tool("prometheus"),
+            f"--config.file={config}",
+            f"--storage.tsdb.path={work / 'tsdb'}",
+            f"--web.listen-address={LOOPBACK}:{port}",
+        ],
+        env=clean_env(),
+        cwd=work,
+    )
+    prom = Prometheus(proc, f"http://{LOOPBACK}:{port}")
+    wait_http_ok(f"{prom.base_url}/-/ready", timeout_s=60, process=prom.process, what="/-/ready")
+    assert_loopback_only(port, proc)
+    return prom
+
+
 @dataclass
 class ScrapedRun:
     prometheus: Prometheus
@@ -121,23 +143,7 @@ def scraped_run(
         svc.client() as client,
         process_launcher(work / "logs") as launcher,
     ):
-        port = int(svc.base_url.rsplit(":", 1)[1])
-        prom_port = free_port()
-        config = write_config(work, port)
-        proc = launcher.start(
-            "prometheus",
-            [
-                tool("prometheus"),
-                f"--config.file={config}",
-                f"--storage.tsdb.path={work / 'tsdb'}",
-                f"--web.listen-address={LOOPBACK}:{prom_port}",
-            ],
-            env=clean_env(),
-            cwd=work,
-        )
-        prom = Prometheus(proc, f"http://{LOOPBACK}:{prom_port}")
-        wait_http_ok(f"{prom.base_url}/-/ready", timeout_s=60, process=proc, what="/-/ready")
-        assert_loopback_only(prom_port, proc)
+        prom = start_prometheus(launcher, work, svc.base_url)
 
         def send_half() -> list[httpx.Response]:
             bodies = [{"text": GOOD_TEXTS[i % len(GOOD_TEXTS)]} for i in range(N_GOOD_PER_HALF)]
@@ -148,13 +154,13 @@ def scraped_run(
 
         responses = send_half()
         # Ready is not scraped: the first scrape comes some seconds later (target discovery).
-        poll(served_count, timeout_s=30, process=proc, what="the first scrape")
+        poll(served_count, timeout_s=30, process=prom.process, what="the first scrape")
         responses += send_half()
         served = sum(r.status_code == 200 for r in responses)
         poll(
             lambda: True if served_count() == served else None,
             timeout_s=30,
-            process=proc,
+            process=prom.process,
             what=f"the inference count to reach {served}",
         )
         metrics_text = client.get("/metrics").text

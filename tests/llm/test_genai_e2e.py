@@ -23,20 +23,15 @@ from infertrail.audit.record import validate_record
 from infertrail.privacy.stores import PAYLOADS_DB
 from infertrail.telemetry import genai as genai_conventions
 from tests.integration.conftest import (
-    LOOPBACK,
     RunningService,
-    assert_loopback_only,
-    clean_env,
-    free_port,
     isolated_environment,
     poll,
     process_launcher,
     serving,
     settings_for,
-    wait_http_ok,
 )
 from tests.integration.test_otlp_export import Phoenix, phoenix  # noqa: F401 (the fixture)
-from tests.integration.test_prometheus import Prometheus, tool, write_config
+from tests.integration.test_prometheus import Prometheus, start_prometheus
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -121,23 +116,8 @@ def llm_run(
             serving(settings, models) as svc,
             process_launcher(work / "logs") as launcher,
         ):
-            port = int(svc.base_url.rsplit(":", 1)[1])
-            prom_port = free_port()
-            config = write_config(work, port)
-            proc = launcher.start(
-                "prometheus",
-                [
-                    tool("prometheus"),
-                    f"--config.file={config}",
-                    f"--storage.tsdb.path={work / 'tsdb'}",
-                    f"--web.listen-address={LOOPBACK}:{prom_port}",
-                ],
-                env=clean_env(),
-                cwd=work,
-            )
-            prom = Prometheus(proc, f"http://{LOOPBACK}:{prom_port}")
-            wait_http_ok(f"{prom.base_url}/-/ready", timeout_s=60, process=proc, what="/-/ready")
-            assert_loopback_only(prom_port, proc)
+            prom = start_prometheus(launcher, work, svc.base_url)
+            proc = prom.process
             client = openai.OpenAI(
                 base_url=f"{svc.base_url}/v1", api_key="unused", max_retries=0, timeout=30
             )
@@ -235,9 +215,9 @@ def test_each_generation_is_one_audit_record_with_digests_only(llm_run: LlmRun) 
         gen = record["generation"]
         assert gen["provider"] == "infertrail" and gen["request_model"] == "demo-llm"
         assert gen["output_tokens"] > 0 and len(gen["response_hmac"]) == 64
-        raw = json.dumps(record)
-        assert SUBJECT not in raw and OTHER not in raw
-        assert not any(p in raw for p in PROMPTS)
+        text = json.dumps(record)
+        assert SUBJECT not in text and OTHER not in text
+        assert not any(p in text for p in PROMPTS)
     texts = [c.choices[0].message.content for c in llm_run.completions]
     raw_all = json.dumps(records)
     assert not any(t and len(t) > 8 and t in raw_all for t in texts)
