@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from infertrail.drift import load_profile
 from infertrail.drift.build import build_tabular_profile
-from infertrail.drift.cli import _progress, drift_commands
+from infertrail.drift.cli import _rows_progress, drift_commands
 from infertrail.drift.reference import (
     FeatureSpec,
     ReferenceInputError,
@@ -233,10 +233,11 @@ def test_the_progress_bar_shows_rows_per_second_on_a_terminal(
 
     screen = Terminal()
     monkeypatch.setattr(sys, "stderr", screen)
-    with _progress(1000) as advance:
+    with _rows_progress(1000) as advance:
         assert advance is not None
         advance(400)
         advance(600)
-    assert "profiling" in screen.getvalue() and "1,000 rows" in screen.getvalue()
-    with _progress(None) as advance:
+    drawn = screen.getvalue()
+    assert "profiling" in drawn and "/1000" in drawn and "rows/s" in drawn
+    with _rows_progress(None) as advance:
         assert advance is None
