@@ -65,7 +65,7 @@ def _send_decisions(base_url: str, subject: str, n: int) -> list[str]:
     return ids
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def console_service(
     tmp_path_factory: pytest.TempPathFactory, trained_models: Path
 ) -> Iterator[Console]:
@@ -96,7 +96,10 @@ def console_service(
             service.stop()
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps an asyncio loop running in the main
+# thread while it lives, so every later test calling asyncio.run() would fail, and a fork
+# (the audit log's fork tests) would crash the child. Both end with this package's tests.
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
     """Debian's Chromium under Playwright (no `playwright install`)."""
     if not CHROMIUM.is_file():
