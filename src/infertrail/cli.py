@@ -13,11 +13,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import import_module
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from infertrail.commandline import CliContext, UsageProblem
 from infertrail.runtime.extras import extra_for
+
+if TYPE_CHECKING:
+    from infertrail.events import ModelInfo
 
 pass_ctx = click.make_pass_decorator(CliContext)
 
@@ -155,11 +159,13 @@ def main(ctx: click.Context, data_dir: Path | None) -> None:
 @click.argument(
     "model", type=click.Choice(["sentiment", "credit", "digits", "demo-llm", "all"]), default="all"
 )
+@click.option("--json", "as_json", is_flag=True, help="Print the trained models as JSON.")
 @pass_ctx
-def train(ctx: CliContext, model: str) -> None:
+def train(ctx: CliContext, model: str, as_json: bool) -> None:
     """Train demo models deterministically and save each with its sha256.
 
-    ``all`` includes the demo LLM when torch is installed (the ``[llm]`` extra).
+    ``all`` includes the demo LLM when torch is installed (the ``[llm]`` extra). ``--json``:
+    one JSON list on stdout (name, version, sha256, path, or why a model was skipped), no bar.
     """
     import importlib.util
     import time
@@ -170,30 +176,41 @@ def train(ctx: CliContext, model: str) -> None:
 
     s = ctx.settings
     s.ensure_dirs()
+    trained: list[dict[str, object]] = []
+
+    def done(info: ModelInfo, seconds: float, note: str = "") -> None:
+        path = s.models_dir / info.name
+        trained.append(
+            {"name": info.name, "version": info.version, "sha256": info.sha256,
+             "path": str(path), "seconds": round(seconds, 1)}
+        )  # fmt: skip
+        if not as_json:
+            click.echo(f"trained {info.name} {info.version} sha256={info.sha256} -> {path}{note}")
+
     chosen = [name for name in TRAINERS if model in (name, "all")]
-    with progress(len(chosen), "training", "models") as bar:
+    with progress(len(chosen), "training", "models", enabled=not as_json) as bar:
         for name in chosen:
-            info = TRAINERS[name](s.models_dir)
+            t0 = time.monotonic()
+            done(TRAINERS[name](s.models_dir), time.monotonic() - t0)
             bar.advance()
-            click.echo(
-                f"trained {info.name} {info.version} sha256={info.sha256} -> {s.models_dir / name}"
-            )
-    if model not in (LLM_NAME, "all"):
-        return
-    if importlib.util.find_spec("torch") is None:
-        hint = "pip install 'infertrail[llm]' (torch, CPU: ~1 GB), or run make demo"
-        if model == LLM_NAME:
-            raise UsageProblem(f"the demo LLM needs torch: {hint}")
-        click.echo(f"skipped {LLM_NAME}: torch is not installed; to train it, {hint}")
-        return
-    click.echo(f"training {LLM_NAME} (~{LLM_TRAIN_SECONDS:.0f} s on one thread) ...")
-    t0 = time.monotonic()
-    with progress(None, f"training {LLM_NAME}"):
-        info = train_llm(s.models_dir)
-    click.echo(
-        f"trained {info.name} {info.version} sha256={info.sha256} -> {s.models_dir / LLM_NAME}"
-        f" ({time.monotonic() - t0:.1f} s with its drift reference)"
-    )
+    if model in (LLM_NAME, "all"):
+        if importlib.util.find_spec("torch") is None:
+            hint = "pip install 'infertrail[llm]' (torch, CPU: ~1 GB), or run make demo"
+            if model == LLM_NAME:
+                raise UsageProblem(f"the demo LLM needs torch: {hint}")
+            trained.append({"name": LLM_NAME, "skipped": f"torch is not installed; {hint}"})
+            if not as_json:
+                click.echo(f"skipped {LLM_NAME}: torch is not installed; to train it, {hint}")
+        else:
+            if not as_json:
+                click.echo(f"training {LLM_NAME} (~{LLM_TRAIN_SECONDS:.0f} s on one thread) ...")
+            t0 = time.monotonic()
+            with progress(None, f"training {LLM_NAME}", enabled=not as_json):
+                info = train_llm(s.models_dir)
+            took = time.monotonic() - t0
+            done(info, took, f" ({took:.1f} s with its drift reference)")
+    if as_json:
+        click.echo(json.dumps(trained, indent=2))
 
 
 @main.command()

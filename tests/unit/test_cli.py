@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +27,15 @@ def test_train_writes_a_verified_model(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     assert "sha256=" in r.output
     assert (tmp_path / "models" / "sentiment" / "model.joblib").is_file()
+
+
+def test_train_json_lists_what_it_trained_and_nothing_else(tmp_path: Path) -> None:
+    r = CliRunner().invoke(main, ["--data-dir", str(tmp_path), "train", "sentiment", "--json"])
+    assert r.exit_code == 0, r.output
+    (trained,) = json.loads(r.stdout)  # stdout is the JSON document alone
+    assert trained["name"] == "sentiment" and len(trained["sha256"]) == 64
+    assert Path(trained["path"]) == tmp_path / "models" / "sentiment"
+    assert trained["seconds"] >= 0
 
 
 def test_serve_refuses_a_corrupt_model_with_a_clear_error(settings: Settings) -> None:
