@@ -33,7 +33,7 @@ from datetime import date, datetime
 from importlib import resources
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -412,8 +412,6 @@ async def _read_form(request: Request) -> dict[str, str] | None:
     body = await request.body()
     if len(body) > _MAX_FORM_BYTES:
         return None
-    from urllib.parse import parse_qsl
-
     try:
         pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
     except UnicodeDecodeError:

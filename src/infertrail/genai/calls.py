@@ -310,9 +310,7 @@ class GenAI:
             call.fail(exc)
             raise
         finally:
-            if not completed and not call.generation.cancelled and call.event.status == "ok":
-                call.cancel()  # abandoned without close(): garbage-collected mid-stream
-            call.end()
+            _end_stream(call, completed)
 
     async def astream(
         self, call: GenerationCall, chunks: AsyncIterator[T], text_of: Callable[[T], str | None]
@@ -336,9 +334,7 @@ class GenAI:
                 call.fail(exc)
             raise
         finally:
-            if not completed and not call.generation.cancelled and call.event.status == "ok":
-                call.cancel()
-            call.end()
+            _end_stream(call, completed)
 
     # -- at the end ------------------------------------------------------------------------
     def _complete_usage(self, ev: InferenceEvent, gen: Generation) -> None:
@@ -404,3 +400,11 @@ def _all_text(messages: Any) -> str:
     return "\n".join(
         message_text(m.get("content")) for m in messages or () if isinstance(m, Mapping)
     )
+
+
+def _end_stream(call: GenerationCall, completed: bool) -> None:
+    """End a stream's call; one left unfinished without an error or close() (abandoned, then
+    garbage-collected) is recorded as cancelled too."""
+    if not completed and not call.generation.cancelled and call.event.status == "ok":
+        call.cancel()
+    call.end()

@@ -42,6 +42,7 @@ import bisect
 import math
 import re
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -174,7 +175,44 @@ class _ModelRing:
         return counts, total
 
 
-class ConfidenceWindow:
+class _PerModelSignals(ABC):
+    """What the business-signal windows share: their models, and the alert engine judging
+    each model's signals at every tick of the SLO evaluator. Subclasses keep ``_rings`` (one
+    per model) under ``_lock`` and compute ``signals(model, at)``."""
+
+    _rings: dict[str, _ModelRing]
+    _lock: threading.Lock
+
+    @abstractmethod
+    def signals(self, model: str, at: float) -> dict[str, float]:
+        """The signal values of ``model`` at ``at`` (empty without data)."""
+
+    def models(self) -> list[str]:
+        """Models seen so far."""
+        with self._lock:
+            return sorted(self._rings)
+
+    def listener(self, engine: AlertEngine) -> Callable[[float, object], None]:
+        """An SLO-evaluator listener that evaluates ``engine`` on these signals at each tick."""
+
+        def on_tick(at: float, _statuses: object) -> None:
+            self.evaluate(engine, at)
+
+        return on_tick
+
+    def evaluate(self, engine: AlertEngine, at: float) -> dict[str, dict[str, float]]:
+        """Evaluate ``engine`` with every model's signals at ``at``; returns them by model."""
+        when = datetime.fromtimestamp(at, UTC)
+        out = {}
+        for model in self.models():
+            values = self.signals(model, at)
+            if values:
+                engine.evaluate(values, model, when)
+                out[model] = values
+        return out
+
+
+class ConfidenceWindow(_PerModelSignals):
     """A Monitor sink keeping every model's confidence histogram over a rolling window."""
 
     def __init__(
@@ -274,30 +312,6 @@ class ConfidenceWindow:
                     out[f"{key}_delta"] = out[key] - ref.quantiles[q]
         return out
 
-    def models(self) -> list[str]:
-        """Models seen so far."""
-        with self._lock:
-            return sorted(self._rings)
-
-    def listener(self, engine: AlertEngine) -> Callable[[float, object], None]:
-        """An SLO-evaluator listener that evaluates ``engine`` on these signals at each tick."""
-
-        def on_tick(at: float, _statuses: object) -> None:
-            self.evaluate(engine, at)
-
-        return on_tick
-
-    def evaluate(self, engine: AlertEngine, at: float) -> dict[str, dict[str, float]]:
-        """Evaluate ``engine`` with every model's signals at ``at``; returns them by model."""
-        when = datetime.fromtimestamp(at, UTC)
-        out = {}
-        for model in self.models():
-            values = self.signals(model, at)
-            if values:
-                engine.evaluate(values, model, when)
-                out[model] = values
-        return out
-
 
 # -- LLM generations: empty, refused and truncated answers ------------------------------------
 
@@ -389,7 +403,7 @@ def generation_outcome_rules(
     return rules
 
 
-class GenerationOutcomes:
+class GenerationOutcomes(_PerModelSignals):
     """How each model's LLM generations ended, over a rolling window: a Monitor sink.
 
     Counts every event that carries a ``generation`` by its outcome (the outcome counter's
@@ -442,27 +456,3 @@ class GenerationOutcomes:
         if total == 0:
             return {}
         return {key: counts[outcome] / total for key, outcome in OUTCOME_SIGNALS.items()}
-
-    def models(self) -> list[str]:
-        """Models with generations seen so far."""
-        with self._lock:
-            return sorted(self._rings)
-
-    def listener(self, engine: AlertEngine) -> Callable[[float, object], None]:
-        """An SLO-evaluator listener that evaluates ``engine`` on these signals at each tick."""
-
-        def on_tick(at: float, _statuses: object) -> None:
-            self.evaluate(engine, at)
-
-        return on_tick
-
-    def evaluate(self, engine: AlertEngine, at: float) -> dict[str, dict[str, float]]:
-        """Evaluate ``engine`` with every model's outcome rates at ``at``; returns them."""
-        when = datetime.fromtimestamp(at, UTC)
-        out = {}
-        for model in self.models():
-            values = self.signals(model, at)
-            if values:
-                engine.evaluate(values, model, when)
-                out[model] = values
-        return out

@@ -13,12 +13,6 @@ PAGE_MODULES = ("overview", "explorer", "drift", "slos", "compliance", "auditlog
 
 
 def register_all(console: Console) -> None:
-    """Register every page module present (a module still missing is skipped)."""
+    """Register every page module, in navigation order."""
     for name in PAGE_MODULES:
-        try:
-            module = import_module(f"infertrail.console.pages.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"infertrail.console.pages.{name}":
-                raise
-            continue
-        module.register(console)
+        import_module(f"infertrail.console.pages.{name}").register(console)
