@@ -58,6 +58,7 @@ from infertrail.telemetry import conventions as c
 from infertrail.telemetry.genai import conventions as genai_conventions
 from infertrail.telemetry.redaction import REDACTED, exception_attributes
 from infertrail.telemetry.setup import AttributeKey, Telemetry
+from infertrail.telemetry.spans import CompactSpan
 
 _log = logging.getLogger("infertrail.monitor")
 
@@ -135,6 +136,7 @@ class Monitor:
         self._owns_telemetry = telemetry is None
         self.telemetry = telemetry or Telemetry(self.settings)
         self._tracer = self.telemetry.tracer
+        self.telemetry.span_pump.derive = _span_attributes
         self._sync_sinks: list[Sink] = []
         self._async_sinks: list[Sink] = []
         self._series: dict[_SeriesKey, tuple[dict[str, AttributeValue], AttributeKey]] = {}
@@ -276,10 +278,10 @@ class Monitor:
         ev, span = active.event, active.span
         if ev.status == "error":
             span.set_status(trace.StatusCode.ERROR, ev.error_type)
-        span.set_attributes(span_attributes(ev))
-        gen = ev.generation
-        if gen is not None:
-            span.set_attributes(generation_span_attributes(gen, genai_conventions()))
+        if type(span) is CompactSpan:
+            span.source = ev  # its attributes are derived off the request thread
+        else:
+            span.set_attributes(_span_attributes(ev))
         span.end()
         if active.token is not None:
             otel_context.detach(active.token)
@@ -631,6 +633,14 @@ def _context_of(ev: InferenceEvent) -> otel_context.Context:
     flags = TraceFlags(TraceFlags.SAMPLED if ev.sampled else TraceFlags.DEFAULT)
     sc = SpanContext(ev.trace_id, ev.span_id, is_remote=False, trace_flags=flags)
     return trace.set_span_in_context(NonRecordingSpan(sc))
+
+
+def _span_attributes(ev: InferenceEvent) -> dict[str, AttributeValue]:
+    """The inference span's attributes (and a generation's, after the GenAI conventions)."""
+    attrs: dict[str, Any] = span_attributes(ev)
+    if ev.generation is not None:
+        attrs.update(generation_span_attributes(ev.generation, genai_conventions()))
+    return attrs
 
 
 def _size_of(inputs: Any) -> int:

@@ -45,6 +45,7 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider, sampling
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from prometheus_client import CollectorRegistry
 
 from infertrail.config import Settings
@@ -67,6 +68,7 @@ from infertrail.telemetry.files import (
     RotationPolicy,
     _JsonLinesFile,
 )
+from infertrail.telemetry.spans import CompactTracer, SpanPump
 
 _log = logging.getLogger("infertrail.telemetry")
 
@@ -530,7 +532,13 @@ class Telemetry:
                 BatchLogRecordProcessor(lexp, schedule_delay_millis=1000)
             )
 
-        self.tracer = self.tracer_provider.get_tracer(SCOPE, settings.service_version)
+        # infertrail's own spans (the HTTP server span, the inference span) are compact spans,
+        # built into the SDK's in batches by the pump (telemetry/spans.py); spans made through
+        # the provider (the application's own, other instrumentations') are the SDK's.
+        self.span_pump = SpanPump(
+            self.tracer_provider, InstrumentationScope(SCOPE, settings.service_version)
+        )
+        self.tracer = CompactTracer(self.span_pump, self.tracer_provider.sampler)
         self.meter = self.meter_provider.get_meter(SCOPE, settings.service_version)
         self.logger = self.logger_provider.get_logger(SCOPE, settings.service_version)
         self.instruments = self._create_instruments()
@@ -542,7 +550,7 @@ class Telemetry:
         )
         self._lifecycle = threading.Lock()
         self._flushers: dict[Signal, _Flusher] = {
-            "traces": _Flusher("traces", self.tracer_provider.force_flush),
+            "traces": _Flusher("traces", self._flush_traces),
             "metrics": _Flusher("metrics", self._flush_push_readers),
             "logs": _Flusher("logs", self.logger_provider.force_flush),
         }
@@ -661,6 +669,14 @@ class Telemetry:
             ),
         }
 
+    def _flush_traces(self, timeout_millis: int) -> bool:
+        self.span_pump.pump()
+        return self.tracer_provider.force_flush(timeout_millis)
+
+    def _shutdown_traces(self) -> None:
+        self.span_pump.close()
+        self.tracer_provider.shutdown()
+
     def _flush_push_readers(self, timeout_millis: int) -> bool:
         # A list, not a generator: a reader that fails must not keep the next from flushing.
         return all([r.force_flush(timeout_millis) for r in self._push_readers])
@@ -711,7 +727,7 @@ class Telemetry:
             # No inner timeouts: given a spent one, the SDK would skip stopping the metric
             # readers' threads; the join below is the bound.
             jobs: dict[Signal, Callable[[], Any]] = {
-                "traces": self.tracer_provider.shutdown,
+                "traces": self._shutdown_traces,
                 "metrics": self.meter_provider.shutdown,
                 "logs": self.logger_provider.shutdown,
             }
