@@ -56,6 +56,7 @@ from infertrail.events import (
 from infertrail.lifecycle import DEFAULT_SHUTDOWN_S, NETWORK_STEP_S, Deadline, run_bounded
 from infertrail.telemetry import conventions as c
 from infertrail.telemetry.genai import conventions as genai_conventions
+from infertrail.telemetry.otlp_json import LogEntry
 from infertrail.telemetry.redaction import REDACTED, exception_attributes
 from infertrail.telemetry.setup import AttributeKey, Telemetry
 from infertrail.telemetry.spans import CompactSpan
@@ -376,16 +377,19 @@ class Monitor:
                 self._wake.wait(self._window)  # let a batch gather; flush/stop end it early
                 self._wake.clear()
             self._urgent = False
+            logs: list[LogEntry] = []
             while events:
                 ev = events.popleft()
                 if ev is _STOP:
+                    self._emit_logs(logs)
                     return
                 if isinstance(ev, _Marker):
+                    self._emit_logs(logs)
                     ev.done.set()
                     continue
                 try:
                     self._record_metrics(ev)
-                    self._emit_log(ev)
+                    logs.append(self._log_entry(ev))
                 except Exception:
                     self.sink_errors += 1
                     _log.exception("metrics or log record of an event failed")
@@ -395,6 +399,18 @@ class Monitor:
                     except Exception:
                         self.sink_errors += 1
                         _log.exception("event sink %r failed", sink)
+            self._emit_logs(logs)
+
+    def _emit_logs(self, logs: list[LogEntry]) -> None:
+        """Hand the batch's log records to telemetry (one write per file) and empty the list."""
+        if not logs:
+            return
+        try:
+            self.telemetry.emit_logs(logs)
+        except Exception:
+            self.sink_errors += 1
+            _log.exception("writing a batch of %d log records failed", len(logs))
+        logs.clear()
 
     def _series_of(self, ev: InferenceEvent) -> tuple[dict[str, AttributeValue], AttributeKey]:
         """The event's metric attributes and counter key, built once per series."""
@@ -500,15 +516,18 @@ class Monitor:
             if tpot is not None:
                 ins.genai_tpot.record(tpot, attrs, context=_NO_SPAN)
 
-    def _emit_log(self, ev: InferenceEvent) -> None:
+    def _log_entry(self, ev: InferenceEvent) -> LogEntry:
+        """The event's log record: its fields, encoded later with the whole batch."""
         error = ev.status == "error"
-        self.telemetry.logger.emit(
-            timestamp=ev.start_time_ns,
-            context=_context_of(ev),
-            severity_number=SeverityNumber.ERROR if error else SeverityNumber.INFO,
-            severity_text="ERROR" if error else "INFO",
-            body=log_record(ev, include_input=self.settings.log_raw_input),
-            event_name=c.EVENT_NAME_INFERENCE,
+        return LogEntry(
+            ev.start_time_ns,
+            ev.trace_id,
+            ev.span_id,
+            TraceFlags.SAMPLED if ev.sampled else TraceFlags.DEFAULT,
+            SeverityNumber.ERROR.value if error else SeverityNumber.INFO.value,
+            "ERROR" if error else "INFO",
+            log_record(ev, include_input=self.settings.log_raw_input),
+            c.EVENT_NAME_INFERENCE,
         )
 
     def flush(self, timeout_s: float = 10.0) -> bool:

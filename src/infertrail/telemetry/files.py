@@ -208,9 +208,9 @@ class _JsonLinesFile:
         if rotation is not None:
             rotation.register(path)
 
-    def write(self, line: str) -> None:
-        """Append ``line`` (whole lines, newline-terminated) in one write."""
-        data = line.encode("utf-8")
+    def write(self, line: str | bytes) -> None:
+        """Append ``line`` (whole lines, newline-terminated; bytes are UTF-8) in one write."""
+        data = line if isinstance(line, bytes) else line.encode("utf-8")
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if self._rotation is not None:
@@ -258,10 +258,10 @@ class OtlpJsonSpanExporter(SpanExporter):
 
 
 class OtlpJsonLogExporter(LogRecordExporter):
-    """Writes log records as OTLP/JSON lines."""
+    """Writes log records as OTLP/JSON lines (to ``path``, or to a file shared with others)."""
 
-    def __init__(self, path: Path, rotation: RotationPolicy | None = None) -> None:
-        self._file = _JsonLinesFile(path, rotation)
+    def __init__(self, path: Path | _JsonLinesFile, rotation: RotationPolicy | None = None) -> None:
+        self._file = path if isinstance(path, _JsonLinesFile) else _JsonLinesFile(path, rotation)
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         self._file.write(_line(logs_request(batch)))

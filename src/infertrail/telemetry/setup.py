@@ -68,6 +68,7 @@ from infertrail.telemetry.files import (
     RotationPolicy,
     _JsonLinesFile,
 )
+from infertrail.telemetry.otlp_json import LogEntry, log_entries_request
 from infertrail.telemetry.spans import CompactTracer, SpanPump
 
 _log = logging.getLogger("infertrail.telemetry")
@@ -251,7 +252,7 @@ class InferenceLogExporter(LogRecordExporter):
     """Writes each inference log record's body as one flat JSON line (for humans, grep, Loki)."""
 
     def __init__(self, path: Any, rotation: RotationPolicy | None = None) -> None:
-        self._file = _JsonLinesFile(path, rotation)
+        self._file = path if isinstance(path, _JsonLinesFile) else _JsonLinesFile(path, rotation)
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         lines = [
@@ -512,25 +513,46 @@ class Telemetry:
 
         self.logger_provider = LoggerProvider(resource=self.resource, shutdown_on_exit=False)
         log_exps: list[LogRecordExporter] = []
+        # The local log files, written by the SDK's processor for records made through
+        # self.logger and directly, in batches, by emit_logs (the Monitor's inference records).
+        self._log_files: tuple[_JsonLinesFile, _JsonLinesFile] | None = None
         if settings.telemetry_files:
+            self._log_files = (
+                _JsonLinesFile(tdir / LOGS_FILE, rotation),
+                _JsonLinesFile(tdir / INFERENCE_LOG_FILE, rotation),
+            )
             files = [
+                _GuardedLogExporter(OtlpJsonLogExporter(self._log_files[0]), "file", self.failures),
                 _GuardedLogExporter(
-                    OtlpJsonLogExporter(tdir / LOGS_FILE, rotation), "file", self.failures
-                ),
-                _GuardedLogExporter(
-                    InferenceLogExporter(tdir / INFERENCE_LOG_FILE, rotation),
-                    "jsonl",
-                    self.failures,
+                    InferenceLogExporter(self._log_files[1]), "jsonl", self.failures
                 ),
             ]
             log_exps.append(_FanOutLogExporter(files))
+        self._batch_log_provider: LoggerProvider | None = None
         if otlp_logs is not None:
             # Its own processor: a collector outage (retries, timeouts) must not delay the files.
             log_exps.append(_GuardedLogExporter(otlp_logs, "otlp", self.failures))
+            # emit_logs's records reach OTLP through a provider of their own (their files are
+            # written directly), with its own exporter: the two processors never share one.
+            self._batch_log_provider = LoggerProvider(
+                resource=self.resource, shutdown_on_exit=False
+            )
+            self._batch_log_provider.add_log_record_processor(
+                BatchLogRecordProcessor(
+                    _GuardedLogExporter(log_exporter(otlp["logs"], timeout), "otlp", self.failures),
+                    schedule_delay_millis=1000,
+                )
+            )
         for lexp in log_exps:
             self.logger_provider.add_log_record_processor(
                 BatchLogRecordProcessor(lexp, schedule_delay_millis=1000)
             )
+        self._log_scope = InstrumentationScope(SCOPE, settings.service_version)
+        self._batch_logger = (
+            None
+            if self._batch_log_provider is None
+            else self._batch_log_provider.get_logger(SCOPE, settings.service_version)
+        )
 
         # infertrail's own spans (the HTTP server span, the inference span) are compact spans,
         # built into the SDK's in batches by the pump (telemetry/spans.py); spans made through
@@ -552,7 +574,7 @@ class Telemetry:
         self._flushers: dict[Signal, _Flusher] = {
             "traces": _Flusher("traces", self._flush_traces),
             "metrics": _Flusher("metrics", self._flush_push_readers),
-            "logs": _Flusher("logs", self.logger_provider.force_flush),
+            "logs": _Flusher("logs", self._flush_logs),
         }
         self._shutdown_threads: list[threading.Thread] | None = None
 
@@ -636,6 +658,47 @@ class Telemetry:
             attribute_overflow=overflow,
         )
 
+    def emit_logs(self, entries: Sequence[LogEntry]) -> None:
+        """Export a batch of log records: to the local files in one write each, to OTLP through
+        the SDK (its batch processor).
+
+        The files get exactly what the SDK path writes for the same records (an OTLP/JSON line
+        per batch, one flat JSON line per record body), without an SDK object per record. A
+        file that cannot be written counts as an export failure (``logs``/``file``); the
+        records are lost, never raised into the caller.
+        """
+        if not entries:
+            return
+        if self._log_files is not None:
+            otlp_file, flat_file = self._log_files
+            try:
+                request = log_entries_request(
+                    self.resource, self._log_scope, entries, time.time_ns()
+                )
+                otlp_file.write(orjson.dumps(request, option=orjson.OPT_APPEND_NEWLINE))
+                flat_file.write(
+                    b"".join(
+                        orjson.dumps(e[6], default=str, option=orjson.OPT_APPEND_NEWLINE)
+                        for e in entries
+                    )
+                )
+            except (OSError, TypeError) as exc:
+                self.failures.record("logs", "file", repr(exc))
+        logger = self._batch_logger
+        if logger is not None:
+            for t, trace_id, span_id, flags, severity, text, body, event_name in entries:
+                sc = trace_api.SpanContext(
+                    trace_id, span_id, is_remote=False, trace_flags=trace_api.TraceFlags(flags)
+                )
+                logger.emit(
+                    timestamp=t,
+                    context=trace_api.set_span_in_context(trace_api.NonRecordingSpan(sc)),
+                    severity_number=logs_api.SeverityNumber(severity),
+                    severity_text=text,
+                    body=dict(body),
+                    event_name=event_name,
+                )
+
     def install_globals(self) -> dict[str, bool]:
         """Make these providers the OpenTelemetry globals wherever the application has not set
         its own; returns, per signal, whether infertrail's provider is the global one.
@@ -676,6 +739,17 @@ class Telemetry:
     def _shutdown_traces(self) -> None:
         self.span_pump.close()
         self.tracer_provider.shutdown()
+
+    def _log_providers(self) -> list[LoggerProvider]:
+        extra = self._batch_log_provider
+        return [self.logger_provider] if extra is None else [self.logger_provider, extra]
+
+    def _flush_logs(self, timeout_millis: int) -> bool:
+        return all([p.force_flush(timeout_millis) for p in self._log_providers()])
+
+    def _shutdown_logs(self) -> None:
+        for provider in self._log_providers():
+            provider.shutdown()
 
     def _flush_push_readers(self, timeout_millis: int) -> bool:
         # A list, not a generator: a reader that fails must not keep the next from flushing.
@@ -729,7 +803,7 @@ class Telemetry:
             jobs: dict[Signal, Callable[[], Any]] = {
                 "traces": self._shutdown_traces,
                 "metrics": self.meter_provider.shutdown,
-                "logs": self.logger_provider.shutdown,
+                "logs": self._shutdown_logs,
             }
             threads = {
                 signal: threading.Thread(

@@ -9,12 +9,30 @@ import numpy as np
 import orjson
 from hypothesis import given
 from hypothesis import strategies as st
+from opentelemetry._logs import SeverityNumber
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    StatusCode,
+    TraceFlags,
+    set_span_in_context,
+)
 
-from infertrail.telemetry.otlp_json import any_value, traces_request
+from infertrail.telemetry.otlp_json import (
+    LogEntry,
+    any_value,
+    log_entries_request,
+    logs_request,
+    traces_request,
+)
 
 
 class Color(Enum):
@@ -81,3 +99,70 @@ def test_span_encoding_follows_otlp_json() -> None:
     assert c["status"] == {"code": 2, "message": "boom"}  # STATUS_CODE_ERROR
     assert isinstance(c["startTimeUnixNano"], str)
     assert c["attributes"] == [{"key": "score", "value": {"doubleValue": 0.9}}]
+
+
+_body_values = st.one_of(
+    st.text(max_size=20),
+    st.floats(allow_nan=False),
+    st.integers(-(2**63), 2**63 - 1),
+    st.booleans(),
+    st.none(),
+    st.lists(st.integers(0, 9), max_size=3),
+    st.dictionaries(st.sampled_from(["a", "b"]), st.text(max_size=5), max_size=2),
+)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.dictionaries(st.text(min_size=1, max_size=8), _body_values, max_size=6),
+            st.integers(0, 2**128 - 1),
+            st.integers(0, 2**64 - 1),
+            st.booleans(),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_log_entries_encode_as_the_sdk_records_do(
+    plan: list[tuple[dict[str, object], int, int, bool, bool]],
+) -> None:
+    """The batch encoder writes what logs_request writes for the same records via the SDK."""
+    resource = Resource.create({"service.name": "svc"})
+    provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
+    memory = InMemoryLogRecordExporter()
+    provider.add_log_record_processor(SimpleLogRecordProcessor(memory))
+    logger = provider.get_logger("infertrail", "1.0")
+    entries = []
+    for i, (body, trace_id, span_id, sampled, error) in enumerate(plan):
+        flags = TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
+        severity = SeverityNumber.ERROR if error else SeverityNumber.INFO
+        text = "ERROR" if error else "INFO"
+        sc = SpanContext(trace_id, span_id, is_remote=False, trace_flags=flags)
+        logger.emit(
+            timestamp=1_000 + i,
+            observed_timestamp=5_000,
+            context=set_span_in_context(NonRecordingSpan(sc)),
+            severity_number=severity,
+            severity_text=text,
+            body=body,
+            event_name="infertrail.inference",
+        )
+        entries.append(
+            LogEntry(
+                1_000 + i,
+                trace_id,
+                span_id,
+                int(flags),
+                severity.value,
+                text,
+                body,
+                "infertrail.inference",
+            )  # fmt: skip
+        )
+    scope = InstrumentationScope("infertrail", "1.0")
+    fast = log_entries_request(resource, scope, entries, 5_000)
+    sdk = logs_request(memory.get_finished_logs())
+    a, b = orjson.loads(orjson.dumps(fast)), orjson.loads(orjson.dumps(sdk))
+    assert a == b
