@@ -159,7 +159,7 @@ def test_log_entries_encode_as_the_sdk_records_do(
                 text,
                 body,
                 "infertrail.inference",
-            )  # fmt: skip
+            )
         )
     scope = InstrumentationScope("infertrail", "1.0")
     fast = log_entries_request(resource, scope, entries, 5_000)
