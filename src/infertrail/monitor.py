@@ -36,7 +36,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.metrics import Observation
-from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace import NonRecordingSpan, Span, SpanKind, TraceFlags
 
 from infertrail.config import Settings
 from infertrail.events import (
@@ -108,6 +108,8 @@ class FunctionSink:
 
 
 _STOP = object()
+# How often the worker folds the histograms' pending measurements when it has events to handle.
+_FOLD_INTERVAL_S = 1.0
 # A prediction label longer than this is free text, never a metric attribute value.
 _MAX_LABEL_CHARS = 64
 _LABEL_OVERFLOW: AttributeKey = ((c.OVERFLOW_ATTRIBUTE, c.PREDICTION_LABEL),)
@@ -143,7 +145,8 @@ class Monitor:
         self._series: dict[_SeriesKey, tuple[dict[str, AttributeValue], AttributeKey]] = {}
         self._label_keys: dict[tuple[AttributeKey, str], AttributeKey] = {}
         self._admitted: dict[AttributeKey, int] = {}  # distinct labels admitted per series
-        self._genai_series: dict[tuple[Any, ...], dict[str, AttributeValue]] = {}
+        # GenAI series -> the histograms' keys: the series', then with each token type
+        self._genai_series: dict[tuple[Any, ...], tuple[AttributeKey, ...]] = {}
         # deque append/popleft are atomic; the length check makes the bound approximate by at
         # most the number of concurrent request threads.
         self._events: deque[Any] = deque()
@@ -365,6 +368,7 @@ class Monitor:
     # -- off the request path --------------------------------------------------------------
     def _run(self) -> None:
         events = self._events
+        last_fold = time.monotonic()
         while True:
             self._idle = True
             # Re-checked after publishing idleness: an event queued before this check is seen
@@ -400,6 +404,10 @@ class Monitor:
                         self.sink_errors += 1
                         _log.exception("event sink %r failed", sink)
             self._emit_logs(logs)
+            now = time.monotonic()
+            if now - last_fold >= _FOLD_INTERVAL_S:  # bounds the histograms' pending values
+                last_fold = now
+                self.telemetry.aggregate()
 
     def _emit_logs(self, logs: list[LogEntry]) -> None:
         """Hand the batch's log records to telemetry (one write per file) and empty the list."""
@@ -423,7 +431,7 @@ class Monitor:
 
     def _record_metrics(self, ev: InferenceEvent) -> None:
         ins = self.telemetry.instruments
-        attrs, key = self._series_of(ev)
+        _, key = self._series_of(ev)
         if ev.generation is not None:
             self._record_generation(ev, ev.generation)
         if ev.status == "error":
@@ -432,12 +440,12 @@ class Monitor:
                 return
         # Exemplars on the duration histogram only: it is the one a latency panel links from
         # to a trace; another span context per histogram cost ~2 us per event for no new link.
-        ins.duration.record(ev.duration_ns / 1e9, attrs, context=_context_of(ev))
-        ins.input_size.record(ev.input_size, attrs, context=_NO_SPAN)
+        ins.duration.record(ev.duration_ns / 1e9, key, ev.trace_id, ev.span_id, ev.sampled)
+        ins.input_size.record(ev.input_size, key)
         if ev.status == "ok":
             ins.predictions.add(self._label_key(key, ev.label or ""))
             if ev.confidence is not None:
-                ins.confidence.record(ev.confidence, attrs, context=_NO_SPAN)
+                ins.confidence.record(ev.confidence, key)
 
     def _label_key(self, key: AttributeKey, label: str) -> AttributeKey:
         """The predictions counter's series of ``label``, under the cardinality guard.
@@ -487,34 +495,35 @@ class Monitor:
             gen.server_port,
             error,
         )
-        attrs = self._genai_series.get(series)
-        if attrs is None:
+        keys = self._genai_series.get(series)
+        if keys is None:
             named = gen
             if len(self._genai_series) >= self.settings.telemetry_max_label_values:
                 # Model names come from callers' requests: bounded like labels.
                 ins.attribute_overflow.add(_MODEL_OVERFLOW)
                 named = replace(gen, request_model=c.OVERFLOW_VALUE, response_model=None)
                 series = (conv.latest, gen.operation, gen.provider, c.OVERFLOW_VALUE, error)
-            attrs = self._genai_series.get(series)
-            if attrs is None:
-                attrs = generation_metric_attributes(named, conv, error)
-                self._genai_series[series] = attrs
-        ins.genai_duration.record(ev.duration_ns / 1e9, attrs, context=_context_of(ev))
+            keys = self._genai_series.get(series)
+            if keys is None:
+                attrs = tuple(generation_metric_attributes(named, conv, error).items())
+                keys = self._genai_series[series] = (
+                    attrs,
+                    (*attrs, (c.GENAI_TOKEN_TYPE, "input")),
+                    (*attrs, (c.GENAI_TOKEN_TYPE, "output")),
+                )
+        key, input_key, output_key = keys
+        ins.genai_duration.record(ev.duration_ns / 1e9, key, ev.trace_id, ev.span_id, ev.sampled)
         if gen.input_tokens is not None:
-            ins.genai_tokens.record(
-                gen.input_tokens, {**attrs, c.GENAI_TOKEN_TYPE: "input"}, context=_NO_SPAN
-            )
+            ins.genai_tokens.record(gen.input_tokens, input_key)
         if gen.output_tokens is not None:
-            ins.genai_tokens.record(
-                gen.output_tokens, {**attrs, c.GENAI_TOKEN_TYPE: "output"}, context=_NO_SPAN
-            )
+            ins.genai_tokens.record(gen.output_tokens, output_key)
         if ev.status == "ok":  # the server timings count successful responses only
             ttft = gen.time_to_first_token_s
             if ttft is not None:
-                ins.genai_ttft.record(ttft, attrs, context=_NO_SPAN)
+                ins.genai_ttft.record(ttft, key)
             tpot = gen.time_per_output_token_s
             if tpot is not None:
-                ins.genai_tpot.record(tpot, attrs, context=_NO_SPAN)
+                ins.genai_tpot.record(tpot, key)
 
     def _log_entry(self, ev: InferenceEvent) -> LogEntry:
         """The event's log record: its fields, encoded later with the whole batch."""
@@ -641,17 +650,6 @@ class _Marker:
 
 def _observation(value: int) -> Observation:
     return Observation(value)
-
-
-# An empty context: no span, so the trace-based exemplar filter records no exemplar.
-_NO_SPAN = otel_context.Context()
-
-
-def _context_of(ev: InferenceEvent) -> otel_context.Context:
-    """A context holding the event's span, so exemplars and log records carry its ids."""
-    flags = TraceFlags(TraceFlags.SAMPLED if ev.sampled else TraceFlags.DEFAULT)
-    sc = SpanContext(ev.trace_id, ev.span_id, is_remote=False, trace_flags=flags)
-    return trace.set_span_in_context(NonRecordingSpan(sc))
 
 
 def _span_attributes(ev: InferenceEvent) -> dict[str, AttributeValue]:

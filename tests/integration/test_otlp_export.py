@@ -240,7 +240,7 @@ def test_traces_only_endpoint_reaches_phoenix_and_nothing_else_is_sent(
         with telemetry.tracer.start_as_current_span(c.SPAN_NAME_INFERENCE) as span:
             span.set_attributes({c.MODEL_NAME: model, c.PREDICTION_SCORE: i / 10})
             trace_ids.append(format(span.get_span_context().trace_id, "032x"))
-            telemetry.instruments.duration.record(0.01, {c.MODEL_NAME: model})
+            telemetry.instruments.duration.record(0.01, ((c.MODEL_NAME, model),))
             telemetry.logger.emit(body={"event": "inference", "model": model})
     time.sleep(0.5)  # several metric intervals: a configured metrics exporter would have run
     assert telemetry.force_flush(10_000)

@@ -162,7 +162,7 @@ def _run(settings: Settings) -> Telemetry:
     for i in range(3):
         with telemetry.tracer.start_as_current_span(c.SPAN_NAME_INFERENCE) as span:
             span.set_attribute("test.index", i)
-            telemetry.instruments.duration.record(0.01 * (i + 1), {"model": "m"})
+            telemetry.instruments.duration.record(0.01 * (i + 1), (("model", "m"),))
             telemetry.logger.emit(body={"event": "inference", "index": i})
     time.sleep(0.5)  # metric_export_interval_ms=100: a configured metrics export would run
     assert telemetry.force_flush(10_000)

@@ -53,8 +53,7 @@ from infertrail.config import Settings
 from infertrail.events import ModelInfo
 from infertrail.runtime.assembly import Runtime
 from infertrail.runtime.drift import ProfileSource
-from infertrail.telemetry.http import http_meter_provider
-from infertrail.telemetry.redacting import RedactingTracerProvider, query_hook
+from infertrail.telemetry.httpserver import HttpServerTelemetry
 from infertrail.telemetry.redaction import QueryRedaction
 from infertrail.web.accesslog import AccessLogMiddleware
 from infertrail.web.guard import GuardPolicy, RequestGuardMiddleware
@@ -218,40 +217,23 @@ def runtime_of(app: Starlette) -> Runtime:
 
 
 def _instrument_http(app: Starlette, runtime: Runtime, excluded_urls: str) -> None:
-    """The OpenTelemetry HTTP server span and duration histogram, outermost.
+    """The HTTP server span and ``http.server.request.duration``, around every middleware.
 
-    The span's query string and exception messages are redacted before the SDK sees them
-    (telemetry/redacting.py): values of the ``telemetry_query_allowlist`` parameters only are
-    kept, and none on the audit and privacy routes. The duration histogram's attributes carry
-    no query (method, route template, status, scheme, protocol version).
+    :class:`~infertrail.telemetry.httpserver.HttpServerTelemetry` with the runtime's tracer (a
+    compact span per request, built off the request path) and its batched duration histogram.
+    The span's query string and exception messages are redacted before anything records them:
+    values of the ``telemetry_query_allowlist`` parameters only are kept, and none on the audit
+    and privacy routes. The histogram's attributes carry no query (method, route template,
+    status, scheme, protocol version).
     """
     telemetry = runtime.telemetry
     assert telemetry is not None
-    meter_provider = http_meter_provider(telemetry.meter_provider)
-    tracer_provider = RedactingTracerProvider(telemetry.tracer_provider)
-    hook = query_hook(QueryRedaction(frozenset(runtime.settings.telemetry_query_allowlist)))
-    if _is_fastapi(app):
-        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-
-        FastAPIInstrumentor.instrument_app(
-            app,  # type: ignore[arg-type]
-            server_request_hook=hook,
-            tracer_provider=tracer_provider,
-            meter_provider=meter_provider,
-            excluded_urls=excluded_urls,
-            exclude_spans=["receive", "send"],
-        )
-        return
-    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
-    from opentelemetry.util.http import parse_excluded_urls
-
     app.add_middleware(
-        OpenTelemetryMiddleware,
-        server_request_hook=hook,
-        tracer_provider=tracer_provider,
-        meter_provider=meter_provider,
-        excluded_urls=parse_excluded_urls(excluded_urls),
-        exclude_spans=["receive", "send"],
+        HttpServerTelemetry,
+        tracer=telemetry.tracer,
+        record_duration=telemetry.record_http_duration,
+        redaction=QueryRedaction(frozenset(runtime.settings.telemetry_query_allowlist)),
+        excluded_paths=[p for p in excluded_urls.split(",") if p],
     )
 
 

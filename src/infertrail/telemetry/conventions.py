@@ -82,8 +82,12 @@ EXPORT_SIGNAL = "signal"  # traces, metrics or logs
 EXPORT_BACKEND = "backend"  # file, jsonl, otlp or custom
 METRIC_TELEMETRY_DROPPED = "infertrail.telemetry.dropped"
 
-# -- HTTP server (opentelemetry-instrumentation-asgi; the one metric of it we keep) -----------
+# -- HTTP server (telemetry/httpserver.py, as opentelemetry-instrumentation-asgi emits them) ---
 METRIC_HTTP_SERVER_DURATION = "http.server.request.duration"
+# The stable HTTP conventions' advice for that histogram's buckets, in seconds.
+HTTP_DURATION_BUCKETS_S = (
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+)  # fmt: skip
 # The server span's attributes that carry the query string: redacted (telemetry/redaction.py).
 URL_QUERY = "url.query"
 URL_FULL = "url.full"

@@ -16,10 +16,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from opentelemetry import _logs as logs_api
+from opentelemetry import context as otel_context
 from opentelemetry import metrics as metrics_api
 from opentelemetry import trace as trace_api
 
@@ -68,6 +69,7 @@ from infertrail.telemetry.files import (
     RotationPolicy,
     _JsonLinesFile,
 )
+from infertrail.telemetry.histograms import HistogramSet
 from infertrail.telemetry.otlp_json import LogEntry, log_entries_request
 from infertrail.telemetry.spans import CompactTracer, SpanPump
 
@@ -298,27 +300,73 @@ class RunningCounts:
         return [metrics_api.Observation(n, dict(key)) for key, n in items]
 
 
+class Histogram(Protocol):
+    """What the hot path records a histogram measurement into (telemetry/histograms.py)."""
+
+    def record(
+        self,
+        value: float,
+        key: AttributeKey,
+        trace_id: int = 0,
+        span_id: int = 0,
+        sampled: bool = False,
+        time_ns: int = 0,
+    ) -> None:
+        """Record ``value`` in the series ``key``, made in the span ``trace_id``/``span_id``."""
+
+
+class _SdkHistogram:
+    """An SDK synchronous histogram behind the :class:`Histogram` interface: the fallback when
+    a metric reader wants what batched histograms do not make (exponential buckets)."""
+
+    def __init__(self, inner: metrics_api.Histogram) -> None:
+        self._inner = inner
+
+    def record(
+        self,
+        value: float,
+        key: AttributeKey,
+        trace_id: int = 0,
+        span_id: int = 0,
+        sampled: bool = False,
+        time_ns: int = 0,
+    ) -> None:
+        context = _NO_SPAN
+        if span_id:
+            flags = trace_api.TraceFlags(trace_api.TraceFlags.SAMPLED if sampled else 0)
+            sc = trace_api.SpanContext(trace_id, span_id, is_remote=False, trace_flags=flags)
+            context = trace_api.set_span_in_context(trace_api.NonRecordingSpan(sc))
+        self._inner.record(value, dict(key), context=context)
+
+
+# An empty context: no span, so the trace-based exemplar filter records no exemplar.
+_NO_SPAN = otel_context.Context()
+
+
 @dataclass
 class Instruments:
     """The metric instruments every inference records into.
 
-    Histograms are the SDK's synchronous ones (their exemplars point at the inference span);
-    the two counters are observable over :class:`RunningCounts`.
+    Histograms are batched (telemetry/histograms.py: a record is an append, folded into the
+    readers' collections; exemplars point at the measurement's span); the counters are
+    observable over :class:`RunningCounts`.
     """
 
-    duration: metrics_api.Histogram
-    confidence: metrics_api.Histogram
+    duration: Histogram
+    confidence: Histogram
     predictions: RunningCounts
     errors: RunningCounts
-    input_size: metrics_api.Histogram
+    input_size: Histogram
     # GenAI (the pinned conventions' histograms, infertrail's outcome counter)
-    genai_duration: metrics_api.Histogram
-    genai_tokens: metrics_api.Histogram
-    genai_ttft: metrics_api.Histogram
-    genai_tpot: metrics_api.Histogram
+    genai_duration: Histogram
+    genai_tokens: Histogram
+    genai_ttft: Histogram
+    genai_tpot: Histogram
     genai_outcomes: RunningCounts
     # Events whose attribute value was folded into "other" (monitor.py's cardinality guard)
     attribute_overflow: RunningCounts
+    # The HTTP server layer's request duration (telemetry/httpserver.py)
+    http_duration: Histogram
 
 
 def _logged(what: str, fn: Callable[[], Any]) -> Callable[[], bool]:
@@ -547,7 +595,6 @@ class Telemetry:
             self.logger_provider.add_log_record_processor(
                 BatchLogRecordProcessor(lexp, schedule_delay_millis=1000)
             )
-        self._log_scope = InstrumentationScope(SCOPE, settings.service_version)
         self._batch_logger = (
             None
             if self._batch_log_provider is None
@@ -557,9 +604,8 @@ class Telemetry:
         # infertrail's own spans (the HTTP server span, the inference span) are compact spans,
         # built into the SDK's in batches by the pump (telemetry/spans.py); spans made through
         # the provider (the application's own, other instrumentations') are the SDK's.
-        self.span_pump = SpanPump(
-            self.tracer_provider, InstrumentationScope(SCOPE, settings.service_version)
-        )
+        self._scope = InstrumentationScope(SCOPE, settings.service_version)
+        self.span_pump = SpanPump(self.tracer_provider, self._scope)
         self.tracer = CompactTracer(self.span_pump, self.tracer_provider.sampler)
         self.meter = self.meter_provider.get_meter(SCOPE, settings.service_version)
         self.logger = self.logger_provider.get_logger(SCOPE, settings.service_version)
@@ -608,55 +654,100 @@ class Telemetry:
             description="Events whose metric attribute value was folded into 'other': free "
             "text, or more distinct values than the limit.",
         )
-        return Instruments(
-            duration=m.create_histogram(
+        specs = {
+            "duration": (
                 c.METRIC_DURATION,
-                unit=c.UNIT_SECONDS,
-                description="Duration of model inference, from input to prediction.",
-                explicit_bucket_boundaries_advisory=list(c.DURATION_BUCKETS_S),
+                c.UNIT_SECONDS,
+                "Duration of model inference, from input to prediction.",
+                c.DURATION_BUCKETS_S,
             ),
-            confidence=m.create_histogram(
+            "confidence": (
                 c.METRIC_CONFIDENCE,
-                unit=c.UNIT_RATIO,
-                description="Confidence of the predicted label (top-class probability).",
-                explicit_bucket_boundaries_advisory=list(c.CONFIDENCE_BUCKETS),
+                c.UNIT_RATIO,
+                "Confidence of the predicted label (top-class probability).",
+                c.CONFIDENCE_BUCKETS,
             ),
+            "input_size": (
+                c.METRIC_INPUT_SIZE,
+                c.UNIT_ELEMENT,
+                "Size of the model input (characters for text, values otherwise).",
+                c.INPUT_SIZE_BUCKETS,
+            ),
+            "genai_duration": (
+                c.METRIC_GENAI_OPERATION_DURATION,
+                c.UNIT_SECONDS,
+                "GenAI operation duration.",
+                c.GENAI_DURATION_BUCKETS_S,
+            ),
+            "genai_tokens": (
+                c.METRIC_GENAI_TOKEN_USAGE,
+                c.UNIT_TOKEN,
+                "Number of input and output tokens used.",
+                c.GENAI_TOKEN_BUCKETS,
+            ),
+            "genai_ttft": (
+                c.METRIC_GENAI_TIME_TO_FIRST_TOKEN,
+                c.UNIT_SECONDS,
+                "Time to generate first token for successful responses.",
+                c.GENAI_TTFT_BUCKETS_S,
+            ),
+            "genai_tpot": (
+                c.METRIC_GENAI_TIME_PER_OUTPUT_TOKEN,
+                c.UNIT_SECONDS,
+                "Time per output token generated after the first token for successful responses.",
+                c.GENAI_TPOT_BUCKETS_S,
+            ),
+            "http_duration": (
+                c.METRIC_HTTP_SERVER_DURATION,
+                c.UNIT_SECONDS,
+                "Duration of HTTP server requests.",
+                c.HTTP_DURATION_BUCKETS_S,
+            ),
+        }
+        histograms: dict[str, Histogram] = {}
+        batched = HistogramSet(self._scope)
+        for field, (name, unit, description, bounds) in specs.items():
+            histograms[field] = batched.histogram(name, unit, description, bounds)
+        try:
+            batched.attach(self.meter_provider)
+            self.histograms: HistogramSet | None = batched
+        except NotImplementedError as exc:  # a reader wants exponential buckets
+            _log.warning("histograms recorded through the SDK, not in batches: %s", exc)
+            self.histograms = None
+            for field, (name, unit, description, bounds) in specs.items():
+                histograms[field] = _SdkHistogram(
+                    m.create_histogram(
+                        name,
+                        unit=unit,
+                        description=description,
+                        explicit_bucket_boundaries_advisory=list(bounds),
+                    )
+                )
+        return Instruments(
             predictions=predictions,
             errors=errors,
-            input_size=m.create_histogram(
-                c.METRIC_INPUT_SIZE,
-                unit=c.UNIT_ELEMENT,
-                description="Size of the model input (characters for text, values otherwise).",
-                explicit_bucket_boundaries_advisory=list(c.INPUT_SIZE_BUCKETS),
-            ),
-            genai_duration=m.create_histogram(
-                c.METRIC_GENAI_OPERATION_DURATION,
-                unit=c.UNIT_SECONDS,
-                description="GenAI operation duration.",
-                explicit_bucket_boundaries_advisory=list(c.GENAI_DURATION_BUCKETS_S),
-            ),
-            genai_tokens=m.create_histogram(
-                c.METRIC_GENAI_TOKEN_USAGE,
-                unit=c.UNIT_TOKEN,
-                description="Number of input and output tokens used.",
-                explicit_bucket_boundaries_advisory=list(c.GENAI_TOKEN_BUCKETS),
-            ),
-            genai_ttft=m.create_histogram(
-                c.METRIC_GENAI_TIME_TO_FIRST_TOKEN,
-                unit=c.UNIT_SECONDS,
-                description="Time to generate first token for successful responses.",
-                explicit_bucket_boundaries_advisory=list(c.GENAI_TTFT_BUCKETS_S),
-            ),
-            genai_tpot=m.create_histogram(
-                c.METRIC_GENAI_TIME_PER_OUTPUT_TOKEN,
-                unit=c.UNIT_SECONDS,
-                description="Time per output token generated after the first token for "
-                "successful responses.",
-                explicit_bucket_boundaries_advisory=list(c.GENAI_TPOT_BUCKETS_S),
-            ),
             genai_outcomes=outcomes,
             attribute_overflow=overflow,
+            **histograms,
         )
+
+    def record_http_duration(
+        self, seconds: float, key: AttributeKey, span_context: trace_api.SpanContext
+    ) -> None:
+        """Record one ``http.server.request.duration`` (the HTTP server layer's callback)."""
+        self.instruments.http_duration.record(
+            seconds,
+            key,
+            span_context.trace_id,
+            span_context.span_id,
+            span_context.trace_flags.sampled,
+        )
+
+    def aggregate(self) -> None:
+        """Fold the histograms' pending measurements (readers do it when they collect; the
+        Monitor's worker calls this between collections, which bounds what is pending)."""
+        if self.histograms is not None:
+            self.histograms.aggregate()
 
     def emit_logs(self, entries: Sequence[LogEntry]) -> None:
         """Export a batch of log records: to the local files in one write each, to OTLP through
@@ -672,9 +763,7 @@ class Telemetry:
         if self._log_files is not None:
             otlp_file, flat_file = self._log_files
             try:
-                request = log_entries_request(
-                    self.resource, self._log_scope, entries, time.time_ns()
-                )
+                request = log_entries_request(self.resource, self._scope, entries, time.time_ns())
                 otlp_file.write(orjson.dumps(request, option=orjson.OPT_APPEND_NEWLINE))
                 flat_file.write(
                     b"".join(

@@ -68,7 +68,7 @@ def black_hole() -> Iterator[BlackHole]:
 
 def _emit_all_signals(telemetry: Telemetry) -> None:
     with telemetry.tracer.start_as_current_span("inference"):
-        telemetry.instruments.duration.record(0.01, {"model": "m"})
+        telemetry.instruments.duration.record(0.01, (("model", "m"),))
         telemetry.logger.emit(body={"event": "inference"})
 
 
