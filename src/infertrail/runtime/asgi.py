@@ -228,6 +228,7 @@ def _instrument_http(app: Starlette, runtime: Runtime, excluded_urls: str) -> No
     """
     telemetry = runtime.telemetry
     assert telemetry is not None
+    _turn_off_native_telemetry(app)
     app.add_middleware(
         HttpServerTelemetry,
         tracer=telemetry.tracer,
@@ -235,6 +236,22 @@ def _instrument_http(app: Starlette, runtime: Runtime, excluded_urls: str) -> No
         redaction=QueryRedaction(frozenset(runtime.settings.telemetry_query_allowlist)),
         excluded_paths=[p for p in excluded_urls.split(",") if p],
     )
+
+
+def _turn_off_native_telemetry(app: Starlette) -> None:
+    """Turn off FastAPI's own telemetry for ``app``: infertrail's HTTP layer does its job.
+
+    FastAPI 0.16x traces, measures and logs each request itself through the global providers
+    (``FastAPI(telemetry=...)``), which infertrail installs: left on, every request would get a
+    second server span, a second ``http.server.request.duration`` series and one span per
+    dependency, endpoint and serialization step, and its logs would carry exception messages
+    (docs/privacy.md keeps those out of telemetry). FastAPI turns it off the same way when
+    ``opentelemetry-instrumentation-fastapi`` instruments an app. The settings live in the
+    app's ``_telemetry`` dict, read per request; older FastAPI versions have none.
+    """
+    config = getattr(app, "_telemetry", None)
+    if isinstance(config, dict):
+        config.update(tracing=False, metrics=False, logs=False, operation_spans=False)
 
 
 def _is_fastapi(app: Starlette) -> bool:
