@@ -212,11 +212,15 @@ class _JsonLinesFile:
         """Append ``line`` (whole lines, newline-terminated; bytes are UTF-8) in one write."""
         data = line if isinstance(line, bytes) else line.encode("utf-8")
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             if self._rotation is not None:
                 self._rotate_if_due(self._rotation, len(data))
             # O_APPEND: a write lands at the end even if another process appended meanwhile.
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+            try:
+                fd = os.open(self.path, flags, 0o666)
+            except FileNotFoundError:  # the directory is made on the first write (or again)
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, flags, 0o666)
             try:
                 _write_all(fd, data)
             finally:
