@@ -152,7 +152,9 @@ def test_a_service_stamps_its_checkpoints_and_verify_checks_them(
         wait_for(lambda: len(tokens(log_dir)) >= 2, "a second token")
         health = rt.health()
         assert health.ready and health.to_dict()["audit_timestamps"] == "ok"
-        assert metrics(rt)[("infertrail_audit_timestamp_tries_total", "stamped")] >= 2
+        # The token is on disk before the stamper counts its try: wait for the count too.
+        stamped = ("infertrail_audit_timestamp_tries_total", "stamped")
+        wait_for(lambda: metrics(rt).get(stamped, 0) >= 2, "two stamped tries counted")
         assert metrics(rt)[("infertrail_audit_timestamp_pending_seconds", "")] >= 0
     sizes = [int(parse_entry(line).note.split(b"\n")[1]) for line in tokens(log_dir)]
     assert sizes == sorted(set(sizes)) and sizes[-1] >= 5  # in the log's order, never twice
