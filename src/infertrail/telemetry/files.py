@@ -196,15 +196,27 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 class _JsonLinesFile:
-    """Appends lines to a file; one lock, opened per write, directory created on first write.
+    """Appends lines to a file through a descriptor kept open (``O_APPEND``), one lock.
 
-    With a :class:`RotationPolicy`, the file is rotated (renamed) between writes when due.
+    The directory is created on the first write. With a :class:`RotationPolicy`, the file is
+    rotated (renamed) between writes when due, judged from the size and last write this writer
+    tracks. At most every :data:`RECHECK_S` seconds the path is looked at again: a file another
+    writer (another process on the same directory) rotated or removed is reopened, and the
+    size and time of the file found there are taken. Between those checks the writer's lines
+    may still go to the file the other writer renamed: they are kept, in the rotated file.
     """
+
+    #: How often the path is re-checked against the open descriptor.
+    RECHECK_S = 1.0
 
     def __init__(self, path: Path, rotation: RotationPolicy | None = None) -> None:
         self.path = path
         self._rotation = rotation
         self._lock = threading.Lock()
+        self._fd = -1
+        self._size = 0
+        self._last_write_s = 0.0
+        self._checked = -self.RECHECK_S
         if rotation is not None:
             rotation.register(path)
 
@@ -212,39 +224,67 @@ class _JsonLinesFile:
         """Append ``line`` (whole lines, newline-terminated; bytes are UTF-8) in one write."""
         data = line if isinstance(line, bytes) else line.encode("utf-8")
         with self._lock:
-            if self._rotation is not None:
-                self._rotate_if_due(self._rotation, len(data))
-            # O_APPEND: a write lands at the end even if another process appended meanwhile.
-            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
-            try:
-                fd = os.open(self.path, flags, 0o666)
-            except FileNotFoundError:  # the directory is made on the first write (or again)
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(self.path, flags, 0o666)
-            try:
-                _write_all(fd, data)
-            finally:
-                os.close(fd)
+            now = time.monotonic()
+            if self._fd < 0 or now - self._checked >= self.RECHECK_S:
+                self._checked = now
+                self._reopen_if_moved()
+            rotation = self._rotation
+            if rotation is not None:
+                at = rotation.clock()
+                if rotation.due(self._size, len(data), self._last_write_s, at):
+                    self._rotate(rotation, at)
+                self._last_write_s = at
+            _write_all(self._fd, data)
+            self._size += len(data)
 
-    def _rotate_if_due(self, rotation: RotationPolicy, incoming: int) -> None:
+    def close(self) -> None:
+        """Close the descriptor (a later write opens the file again). Idempotent."""
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def _open(self) -> None:
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
         try:
-            st = self.path.stat()
-        except FileNotFoundError:
-            return
-        now = rotation.clock()
-        if not rotation.due(st.st_size, incoming, st.st_mtime, now):
-            return
+            self._fd = os.open(self.path, flags, 0o666)
+        except FileNotFoundError:  # the directory is made on the first write (or again)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, flags, 0o666)
+        st = os.fstat(self._fd)
+        self._size, self._last_write_s = st.st_size, st.st_mtime
+
+    def _reopen_if_moved(self) -> None:
+        if self._fd >= 0:
+            try:
+                here = self.path.stat()
+            except FileNotFoundError:
+                here = None
+            mine = os.fstat(self._fd)
+            if here is not None and (here.st_ino, here.st_dev) == (mine.st_ino, mine.st_dev):
+                self._size, self._last_write_s = mine.st_size, mine.st_mtime
+                return
+            self._close()
+        self._open()
+
+    def _rotate(self, rotation: RotationPolicy, now: float) -> None:
         base = self.path.name.removesuffix(_SUFFIX)
         target = self.path.with_name(f"{base}.{_stamp(now)}{_SUFFIX}")
         n = 0
         while target.exists():
             n += 1
             target = self.path.with_name(f"{base}.{_stamp(now)}-{n}{_SUFFIX}")
+        self._close()
         try:
             self.path.rename(target)
         except FileNotFoundError:
-            return  # another process rotated it first: write to the new file
-        rotation.prune(self.path.parent)
+            pass  # another process rotated it first: write to the new file
+        else:
+            rotation.prune(self.path.parent)
+        self._open()
 
 
 class OtlpJsonSpanExporter(SpanExporter):
@@ -258,7 +298,7 @@ class OtlpJsonSpanExporter(SpanExporter):
         return SpanExportResult.SUCCESS
 
     def shutdown(self) -> None:
-        return None
+        self._file.close()
 
 
 class OtlpJsonLogExporter(LogRecordExporter):
@@ -272,7 +312,7 @@ class OtlpJsonLogExporter(LogRecordExporter):
         return LogRecordExportResult.SUCCESS
 
     def shutdown(self) -> None:
-        return None
+        self._file.close()
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return True
@@ -303,4 +343,4 @@ class OtlpJsonMetricExporter(MetricExporter):
         return True
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        return None
+        self._file.close()

@@ -267,7 +267,7 @@ class InferenceLogExporter(LogRecordExporter):
         return LogRecordExportResult.SUCCESS
 
     def shutdown(self) -> None:
-        return None
+        self._file.close()
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return True

@@ -209,3 +209,39 @@ def test_the_service_rotates_its_files_under_the_settings_bound(tmp_path: Path) 
     assert sum(p.stat().st_size for p in tdir.iterdir()) <= 0.01 * 2**20
     found = find_request(tdir, "req-39")
     assert found is not None and len(found.spans) == 2
+
+
+def test_a_file_another_writer_rotated_is_reopened(tmp_path: Path) -> None:
+    """Two writers of one path (two processes on one data directory): after one rotates, the
+    other's lines go to the new file once it has looked again, and none is lost."""
+    path = tmp_path / "logs.jsonl"
+    clock = Clock()
+    a = _JsonLinesFile(path, RotationPolicy(100, HOUR, 10_000, clock=clock))
+    b = _JsonLinesFile(path, RotationPolicy(100, HOUR, 10_000, clock=clock))
+    a.write(line(0, pad=20))
+    b.write(line(1, pad=20))  # 2 x 38 bytes
+    b._checked = -b.RECHECK_S
+    a._checked = -a.RECHECK_S  # a sees b's line, so the next write would pass 100: a rotates
+    a.write(line(2, pad=20))
+    b._checked = -b.RECHECK_S  # b's next write looks at the path again
+    b.write(line(3, pad=20))
+    found = [
+        json.loads(ln)["i"] for f in sorted(tmp_path.iterdir()) for ln in f.read_text().splitlines()
+    ]
+    assert sorted(found) == [0, 1, 2, 3]
+    assert [json.loads(ln)["i"] for ln in path.read_text().splitlines()] == [2, 3]
+    assert len(list(tmp_path.iterdir())) == 2
+
+
+def test_a_removed_file_is_created_again(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "traces.jsonl"
+    f = _JsonLinesFile(path)
+    f.write(line(0))
+    path.unlink()
+    f._checked = -f.RECHECK_S
+    f.write(line(1))
+    assert path.read_text() == line(1)
+    f.close()
+    f.close()
+    f.write(line(2))  # a closed file opens again
+    assert path.read_text() == line(1) + line(2)
