@@ -2,9 +2,12 @@
 
 It starts (or takes) a :class:`~infertrail.runtime.Runtime` and adds to the app:
 
-- the OpenTelemetry HTTP server span of every request (stable HTTP semantic conventions, the
-  ``http.server.request.duration`` histogram with exemplars), through infertrail's providers,
-  its query string and exception messages redacted (docs/privacy.md, "Telemetry");
+- the HTTP server span of every request and the ``http.server.request.duration`` histogram
+  with exemplars, from infertrail's HTTP layer (telemetry/httpserver.py: the stable HTTP
+  semantic conventions, as the OpenTelemetry instrumentation emits them) through infertrail's
+  providers, its query string and exception messages redacted (docs/privacy.md, "Telemetry");
+  FastAPI's own telemetry is turned off for the app (it would trace and measure each request a
+  second time, and log exception messages);
 - a validated ``X-Request-ID`` on every request and response; inside a handler,
   ``runtime.observe(...)`` picks up the request id and the route without being told;
 - ``GET /metrics`` (Prometheus text format: infertrail's metrics and the HTTP ones);

@@ -1,24 +1,26 @@
-"""A tracer provider for the HTTP server instrumentation whose spans never hold what was redacted.
+"""The span the app sees during a request, which never records what was redacted.
 
-``opentelemetry-instrumentation-asgi`` starts the server span with the raw query string among
-its creation attributes (``url.query``; ``http.target`` and ``http.url`` under the old
-conventions), and records exceptions escaping the app with their message, as an ``exception``
-event and in the status description (``use_span``, and the FastAPI instrumentation's own
-exception middleware). A ``server_request_hook`` alone runs after the span has started and
-before any of that recording, so it cannot cover it. The instrumentation is therefore given
-:class:`RedactingTracerProvider`: every span it creates is a :class:`RedactingSpan` around the
-SDK's span, which redacts on the way in (telemetry/redaction.py), so neither the SDK, nor a
-sampler, span processor or exporter ever sees the raw value:
+infertrail's HTTP layer (telemetry/httpserver.py) starts each request's server span with its
+query already redacted, and makes a :class:`RedactingSpan` around it the app's current span
+(``trace.get_current_span()``). Whatever the app, or a library it calls, then records on that
+span is redacted on the way in (the rules are telemetry/redaction.py's), so neither the SDK nor
+a sampler, span processor or exporter ever sees the raw value:
 
-- a query-carrying attribute shows ``REDACTED`` from the start, and the request's redacted
-  query once :func:`query_hook` (the ``server_request_hook``) has read the raw one from the
-  ASGI scope (before the app runs);
-- a recorded exception keeps its type and frames, not its message; a status description keeps
-  the exception type.
+- a query-carrying attribute (``url.query``; the query part of ``url.full``, ``http.target``,
+  ``http.url``) shows ``REDACTED`` whole until :meth:`RedactingSpan.show_query` is given the
+  request's redacted query, and that query after;
+- a recorded exception keeps its type and frames, not its message nor its chain's; a status
+  description keeps the exception type; ``exception.message`` and ``exception.stacktrace`` set
+  by hand show ``REDACTED``.
 
-Code that gets the current span during a request (``trace.get_current_span()``) gets the
-wrapper too, so the app's own ``record_exception`` on it is redacted the same way. Spans the
-app or infertrail start with their own tracers are not wrapped (docs/privacy.md).
+Spans the app or infertrail start with their own tracers are not wrapped (docs/privacy.md).
+
+:class:`RedactingTracerProvider` and :func:`query_hook` apply the same redaction to the
+OpenTelemetry FastAPI instrumentation, which infertrail no longer uses; they remain for the
+configuration the HTTP layer is measured against (the reference of
+tests/unit/telemetry/test_httpserver.py's differential test, the instrumentation's variant in
+bench/http_middleware.py). That instrumentation starts its server span with the raw query among
+the creation attributes, so its tracer redacts them before the SDK span exists.
 """
 
 from __future__ import annotations
@@ -132,7 +134,7 @@ class RedactingSpan(Span):
         self._inner.add_link(context, self.clean(attributes))
 
     def update_name(self, name: str) -> None:
-        """Rename the span (the instrumentation names it after the route template)."""
+        """Rename the span."""
         self._inner.update_name(name)
 
     def end(self, end_time: int | None = None) -> None:
@@ -162,7 +164,7 @@ class RedactingSpan(Span):
         self.end()
 
     def __getattr__(self, name: str) -> Any:
-        # The instrumentation reads SDK span properties (kind, name, attributes).
+        # Whoever holds the span may read the SDK span's properties (kind, name, attributes).
         if name == "_inner":  # not set yet (copy, pickle): no recursion
             raise AttributeError(name)
         return getattr(self._inner, name)
