@@ -11,8 +11,6 @@ Every other event (outcomes, privacy actions, compliance queries) is built by
 from __future__ import annotations
 
 import hmac
-import os
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,7 +21,7 @@ from typing import Annotated, Any, Literal, Self, get_args
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from infertrail.audit.canonical import MAX_SAFE_INTEGER, canonicalize
-from infertrail.events import Generation, InferenceEvent
+from infertrail.events import Generation, InferenceEvent, new_request_id
 
 __all__ = [
     "DEFAULT_RETENTION",
@@ -263,48 +261,9 @@ def retention_policy(name: str) -> RetentionPolicy:
 # -- hot-path derivation ---------------------------------------------------------------------
 
 
-# The variant nibble is 10xx: keep the two low random bits of a hex digit.
-_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
-
-
-class _Entropy(threading.local):
-    """Per-thread buffer of OS randomness as hex: one getrandom call per 107 record ids."""
-
-    def __init__(self) -> None:
-        self.hex = ""
-        self.pos = 0
-
-
-_entropy = _Entropy()
-_ms_cache: tuple[int, str] = (-1, "")
-
-
-def _after_fork_in_child() -> None:
-    # A forked child must not hand out the random bits its parent is also using.
-    _entropy.hex = ""
-    _entropy.pos = 0
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def new_record_id() -> str:
-    """A UUIDv7 (RFC 9562) string: 48-bit Unix ms, then 74 bits from the OS CSPRNG."""
-    global _ms_cache
-    e = _entropy
-    pos = e.pos
-    if pos + 19 > len(e.hex):
-        e.hex = os.urandom(1024).hex()
-        pos = 0
-    e.pos = pos + 19
-    ms = time.time_ns() // 1_000_000
-    cached_ms, prefix = _ms_cache  # one tuple read: consistent even across threads
-    if cached_ms != ms:
-        h = f"{ms & 0xFFFF_FFFF_FFFF:012x}"
-        prefix = f"{h[:8]}-{h[8:]}-7"
-        _ms_cache = (ms, prefix)
-    r = e.hex[pos : pos + 19]  # 76 random bits: 12 + 2 (variant nibble) + 60 are used
-    return f"{prefix}{r[:3]}-{_VARIANT[r[3]]}{r[4:7]}-{r[7:]}"
+#: A UUIDv7 (RFC 9562) string: 48-bit Unix ms, then 74 bits from the OS CSPRNG (the request
+#: ids' generator: one getrandom call per 107 ids, per thread).
+new_record_id = new_request_id
 
 
 _second_cache: tuple[int, str] = (-1, "")
@@ -329,7 +288,10 @@ def input_hmac_hex(key: bytes, inputs: Any) -> str:
             f"input HMAC key must be at least 16 bytes, got {type(key).__name__} "
             f"of length {len(key) if isinstance(key, bytes | bytearray) else 'n/a'}"
         )
-    return hmac.digest(key, canonicalize(inputs), "sha256").hex()
+    # hmac.new, not hmac.digest: the one-shot digest releases the GIL whatever the size, and
+    # each release on a request thread hands the GIL to the background threads mid-request;
+    # an update releases it only for inputs past 2 KiB.
+    return hmac.new(key, canonicalize(inputs), "sha256").hexdigest()
 
 
 # Every schema field but seq, in canonical (sorted) order; derive_record fills each one.
