@@ -5,9 +5,10 @@ behind ``--routes`` other routes, as a real service has) directly as an ASGI app
 loop, no network, under each variant:
 
 - ``bare``: no HTTP telemetry;
-- ``fastapi-instrumentor``: ``FastAPIInstrumentor`` as ``runtime/asgi.py`` configures it (the
-  redacting tracer provider and query hook, only the duration histogram real, receive/send
-  spans off, the probe paths excluded);
+- ``fastapi-instrumentor``: ``FastAPIInstrumentor`` over the same SDK providers, tuned as
+  infertrail tuned it when it used the instrumentation (receive/send spans off, the probe paths
+  excluded), its spans not redacted and all its metrics recorded (infertrail's redacting tracer
+  provider and duration-only meter provider are gone with that path);
 - ``httpserver, sdk histogram``: :class:`~infertrail.telemetry.httpserver.HttpServerTelemetry`
   recording the duration into the same SDK histogram (with the span as exemplar);
 - ``httpserver, list``: the same, its duration appended to a list (what a batched histogram
@@ -36,7 +37,8 @@ from collections.abc import Callable, Sequence
 from importlib import metadata
 from typing import Any
 
-os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")  # as runtime/asgi.py sets it
+# The instrumentation's stable HTTP conventions, which infertrail's layer always emits.
+os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
 
 from fastapi import FastAPI
 from opentelemetry import trace
@@ -49,9 +51,8 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext
 
 from infertrail.runtime.asgi import DEFAULT_EXCLUDED_URLS
 from infertrail.telemetry import conventions as c
-from infertrail.telemetry.http import http_meter_provider
 from infertrail.telemetry.httpserver import HttpServerTelemetry, MetricAttributes
-from infertrail.telemetry.redacting import RedactingSpan, RedactingTracerProvider, query_hook
+from infertrail.telemetry.redacting import RedactingSpan
 from infertrail.telemetry.redaction import QueryRedaction
 from machine import cpu_model
 
@@ -130,9 +131,8 @@ def variants(routes: int, provider: TracerProvider) -> dict[str, ASGI]:
     meters = MeterProvider(metric_readers=[InMemoryMetricReader()])
     FastAPIInstrumentor.instrument_app(
         instrumented,
-        server_request_hook=query_hook(QueryRedaction(KEEP)),
-        tracer_provider=RedactingTracerProvider(provider),
-        meter_provider=http_meter_provider(meters),
+        tracer_provider=provider,
+        meter_provider=meters,
         excluded_urls=DEFAULT_EXCLUDED_URLS,
         exclude_spans=["receive", "send"],
     )

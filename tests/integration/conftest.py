@@ -31,8 +31,8 @@ from infertrail.server.app import DemoService, build_services, create_app
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOOPBACK = "127.0.0.1"
 # Environment variables our Settings or the OpenTelemetry SDK would pick up from the machine.
-# OTEL_SEMCONV_STABILITY_OPT_IN stays: the app sets it on import and the HTTP instrumentation
-# reads it once per process.
+# OTEL_SEMCONV_STABILITY_OPT_IN stays: OpenTelemetry instrumentations read it once per process,
+# so what the process was started with must not change under them.
 _KEEP_OTEL = {"OTEL_SEMCONV_STABILITY_OPT_IN"}
 _SCRUBBED_PREFIXES = ("OTEL_", "INFERTRAIL_", "PHOENIX_")
 

@@ -35,12 +35,6 @@ It starts (or takes) a :class:`~infertrail.runtime.Runtime` and adds to the app:
 
 from __future__ import annotations
 
-import os
-
-# Must be set before the HTTP instrumentation initialises: emit the stable HTTP conventions
-# (``http.server.request.duration`` in seconds) rather than the old experimental ones.
-os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
-
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace

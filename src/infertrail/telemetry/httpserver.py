@@ -10,10 +10,9 @@ read after the app has routed the request (:class:`_RouteTemplates`), and the du
 histogram's attributes come from a cache: the span's attributes are the only ones a request
 builds.
 
-What the span and the app's calls on it may show is redacted as ``telemetry/redacting.py``
-does for the OpenTelemetry instrumentation: the query string per :class:`QueryRedaction`, from
-the span's creation on, and exception messages everywhere (the app's current span is a
-:class:`RedactingSpan`).
+What the span and the app's calls on it may show is redacted: the query string per
+:class:`QueryRedaction`, from the span's creation on, and exception messages everywhere (the
+app's current span is a :class:`~infertrail.telemetry.redacting.RedactingSpan`).
 
 Span names and attributes are those of the instrumentation (checked against 0.66b2),
 ``server.address`` included (the server's socket address, with its port unless 80). Where

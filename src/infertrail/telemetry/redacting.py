@@ -14,37 +14,26 @@ a sampler, span processor or exporter ever sees the raw value:
   by hand show ``REDACTED``.
 
 Spans the app or infertrail start with their own tracers are not wrapped (docs/privacy.md).
-
-:class:`RedactingTracerProvider` and :func:`query_hook` apply the same redaction to the
-OpenTelemetry FastAPI instrumentation, which infertrail no longer uses; they remain for the
-configuration the HTTP layer is measured against (the reference of
-tests/unit/telemetry/test_httpserver.py's differential test, the instrumentation's variant in
-bench/http_middleware.py). That instrumentation starts its server span with the raw query among
-the creation attributes, so its tracer redacts them before the SDK span exists.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
-from opentelemetry import trace
-from opentelemetry.context import Context
-from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanContext, Status, StatusCode
 from opentelemetry.util import types
 
 from infertrail.telemetry import conventions as c
 from infertrail.telemetry.redaction import (
     REDACTED,
-    QueryRedaction,
     exception_attributes,
     redact_status_description,
     with_query,
 )
 
-__all__ = ["RedactingSpan", "RedactingTracer", "RedactingTracerProvider", "query_hook"]
+__all__ = ["RedactingSpan"]
 
 #: Attributes holding a URL or target whose query is replaced.
 _URL_KEYS = frozenset({c.URL_FULL, c.HTTP_TARGET, c.HTTP_URL})
@@ -53,12 +42,8 @@ _URL_KEYS = frozenset({c.URL_FULL, c.HTTP_TARGET, c.HTTP_URL})
 class RedactingSpan(Span):
     """A span that redacts query strings and exception text before its SDK span records them."""
 
-    def __init__(
-        self, inner: Span, *, record_exception: bool = True, set_status_on_exception: bool = True
-    ) -> None:
+    def __init__(self, inner: Span) -> None:
         self._inner = inner
-        self._record_exception = record_exception
-        self._set_status_on_exception = set_status_on_exception
         # What every query-carrying attribute shows: REDACTED until the request is known.
         self._query = REDACTED
         self._has_query = False
@@ -157,10 +142,8 @@ class RedactingSpan(Span):
     ) -> None:
         """End the span; an exception leaving the block is recorded as the SDK's span would."""
         if isinstance(exc_val, Exception) and self.is_recording():
-            if self._record_exception:
-                self.record_exception(exc_val, escaped=True)
-            if self._set_status_on_exception:
-                self.set_status(Status(StatusCode.ERROR, f"{type(exc_val).__name__}: {exc_val}"))
+            self.record_exception(exc_val, escaped=True)
+            self.set_status(Status(StatusCode.ERROR, f"{type(exc_val).__name__}: {exc_val}"))
         self.end()
 
     def __getattr__(self, name: str) -> Any:
@@ -168,107 +151,3 @@ class RedactingSpan(Span):
         if name == "_inner":  # not set yet (copy, pickle): no recursion
             raise AttributeError(name)
         return getattr(self._inner, name)
-
-
-class RedactingTracer(trace.Tracer):
-    """A tracer whose spans are :class:`RedactingSpan` around ``inner``'s."""
-
-    def __init__(self, inner: trace.Tracer) -> None:
-        self._inner = inner
-
-    def start_span(
-        self,
-        name: str,
-        context: Context | None = None,
-        kind: SpanKind = SpanKind.INTERNAL,
-        attributes: types.Attributes = None,
-        links: Sequence[Link] | None = None,
-        start_time: int | None = None,
-        record_exception: bool = True,
-        set_status_on_exception: bool = True,
-    ) -> RedactingSpan:
-        """Start a span whose creation attributes are already redacted."""
-        span = RedactingSpan(
-            trace.INVALID_SPAN,
-            record_exception=record_exception,
-            set_status_on_exception=set_status_on_exception,
-        )
-        span._inner = self._inner.start_span(
-            name,
-            context,
-            kind,
-            span.clean(attributes),
-            links,
-            start_time,
-            record_exception,
-            set_status_on_exception,
-        )
-        return span
-
-    @contextmanager
-    def start_as_current_span(  # type: ignore[override]
-        self,
-        name: str,
-        context: Context | None = None,
-        kind: SpanKind = SpanKind.INTERNAL,
-        attributes: types.Attributes = None,
-        links: Sequence[Link] | None = None,
-        start_time: int | None = None,
-        record_exception: bool = True,
-        set_status_on_exception: bool = True,
-        end_on_exit: bool = True,
-    ) -> Iterator[Span]:
-        """Start a span and make it current for the block, exceptions recorded redacted."""
-        span = self.start_span(
-            name,
-            context,
-            kind,
-            attributes,
-            links,
-            start_time,
-            record_exception,
-            set_status_on_exception,
-        )
-        with trace.use_span(
-            span,
-            end_on_exit=end_on_exit,
-            record_exception=record_exception,
-            set_status_on_exception=set_status_on_exception,
-        ) as current:
-            yield current
-
-
-class RedactingTracerProvider(trace.TracerProvider):
-    """Hands out :class:`RedactingTracer` over ``inner``'s tracers (give it to instrumentation)."""
-
-    def __init__(self, inner: trace.TracerProvider) -> None:
-        self._inner = inner
-
-    def get_tracer(
-        self,
-        instrumenting_module_name: str,
-        instrumenting_library_version: str | None = None,
-        schema_url: str | None = None,
-        attributes: types.Attributes = None,
-    ) -> trace.Tracer:
-        """A redacting tracer over ``inner``'s tracer of that name."""
-        return RedactingTracer(
-            self._inner.get_tracer(
-                instrumenting_module_name, instrumenting_library_version, schema_url, attributes
-            )
-        )
-
-
-def query_hook(redaction: QueryRedaction) -> Callable[[Span, Mapping[str, Any]], None]:
-    """The ``server_request_hook``: shows the request's query redacted by ``redaction``.
-
-    It reads the raw query from the ASGI scope: the attributes hold it percent-decoded, where a
-    value's ``%26`` has become a separator and could pass for a kept parameter.
-    """
-
-    def hook(span: Span, scope: Mapping[str, Any]) -> None:
-        raw = scope.get("query_string")
-        if raw and isinstance(span, RedactingSpan):  # most requests have no query: no work
-            span.show_query(redaction(str(scope.get("path", "")), raw))
-
-    return hook

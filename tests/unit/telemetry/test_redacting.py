@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import Status, StatusCode
 
 from infertrail.telemetry import conventions as c
-from infertrail.telemetry.redacting import RedactingSpan, RedactingTracerProvider
+from infertrail.telemetry.redacting import RedactingSpan
 from infertrail.telemetry.redaction import REDACTED
 
 RAW = "applicant-7Q4ZK9"  # the raw subject id the spans are given
@@ -202,31 +202,3 @@ def test_no_message_query_value_or_description_reaches_the_sdk_span(
         )
     )
     assert "S3CR3T-" not in recorded
-
-
-# -- RedactingTracerProvider: the same redaction for the OpenTelemetry instrumentation ------------
-
-
-def test_a_started_spans_creation_attributes_are_redacted(recorded: Recorded) -> None:
-    tracer = RedactingTracerProvider(recorded.provider).get_tracer("t")
-    url = f"http://h/v1/x?subject_id={RAW}"
-    span = tracer.start_span("s", attributes={c.URL_QUERY: RAW, c.HTTP_URL: url})
-    span.set_attribute(c.HTTP_TARGET, f"/v1/x?subject_id={RAW}")
-    span.end()
-    assert dict(recorded.span().attributes or {}) == {
-        c.URL_QUERY: REDACTED,
-        c.HTTP_URL: "http://h/v1/x?REDACTED",
-        c.HTTP_TARGET: "/v1/x?REDACTED",
-    }
-
-
-def test_a_current_span_of_the_tracer_records_an_escaping_exception_redacted(
-    recorded: Recorded,
-) -> None:
-    tracer = RedactingTracerProvider(recorded.provider).get_tracer("t")
-    with pytest.raises(KeyError), tracer.start_as_current_span("s", attributes={c.URL_QUERY: RAW}):
-        raise KeyError(RAW)
-    span = recorded.span()
-    assert span.status.description == "KeyError: REDACTED"
-    assert [e.name for e in span.events] == [c.EVENT_NAME_EXCEPTION]
-    assert RAW not in span.to_json()
