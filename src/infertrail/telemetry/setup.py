@@ -519,6 +519,12 @@ class Telemetry:
             sampler=make_sampler(settings.traces_sampler, settings.traces_sampler_arg),
             shutdown_on_exit=False,
         )
+        # infertrail's own spans (the HTTP server span, the inference span) are compact spans,
+        # built into the SDK's in batches by the pump (telemetry/spans.py); spans made through
+        # the provider (the application's own, other instrumentations') are the SDK's. The
+        # pump comes first, so a flush of the provider hands its spans on before the exports.
+        self._scope = InstrumentationScope(SCOPE, settings.service_version)
+        self.span_pump = SpanPump(self.tracer_provider, self._scope)
         span_exps: list[tuple[SpanExporter, str]] = [(e, "custom") for e in span_exporters]
         if settings.telemetry_files:
             span_exps.append((OtlpJsonSpanExporter(tdir / TRACES_FILE, rotation), "file"))
@@ -601,11 +607,6 @@ class Telemetry:
             else self._batch_log_provider.get_logger(SCOPE, settings.service_version)
         )
 
-        # infertrail's own spans (the HTTP server span, the inference span) are compact spans,
-        # built into the SDK's in batches by the pump (telemetry/spans.py); spans made through
-        # the provider (the application's own, other instrumentations') are the SDK's.
-        self._scope = InstrumentationScope(SCOPE, settings.service_version)
-        self.span_pump = SpanPump(self.tracer_provider, self._scope)
         self.tracer = CompactTracer(self.span_pump, self.tracer_provider.sampler)
         self.meter = self.meter_provider.get_meter(SCOPE, settings.service_version)
         self.logger = self.logger_provider.get_logger(SCOPE, settings.service_version)
@@ -618,7 +619,7 @@ class Telemetry:
         )
         self._lifecycle = threading.Lock()
         self._flushers: dict[Signal, _Flusher] = {
-            "traces": _Flusher("traces", self._flush_traces),
+            "traces": _Flusher("traces", self.tracer_provider.force_flush),
             "metrics": _Flusher("metrics", self._flush_push_readers),
             "logs": _Flusher("logs", self._flush_logs),
         }
@@ -821,14 +822,6 @@ class Telemetry:
             ),
         }
 
-    def _flush_traces(self, timeout_millis: int) -> bool:
-        self.span_pump.pump()
-        return self.tracer_provider.force_flush(timeout_millis)
-
-    def _shutdown_traces(self) -> None:
-        self.span_pump.close()
-        self.tracer_provider.shutdown()
-
     def _log_providers(self) -> list[LoggerProvider]:
         extra = self._batch_log_provider
         return [self.logger_provider] if extra is None else [self.logger_provider, extra]
@@ -890,7 +883,7 @@ class Telemetry:
             # No inner timeouts: given a spent one, the SDK would skip stopping the metric
             # readers' threads; the join below is the bound.
             jobs: dict[Signal, Callable[[], Any]] = {
-                "traces": self._shutdown_traces,
+                "traces": self.tracer_provider.shutdown,
                 "metrics": self.meter_provider.shutdown,
                 "logs": self._shutdown_logs,
             }

@@ -37,7 +37,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace as trace_api
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider, sampling
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor, TracerProvider, sampling
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.util import types
@@ -377,6 +377,22 @@ def _fast_decision(sampler: sampling.Sampler) -> Callable[[SpanContext | None], 
     return None
 
 
+class _HandOnFirst(SpanProcessor):
+    """The pump's span processor, registered before the others: a flush or shutdown of the
+    provider (``TracerProvider.force_flush``, by anyone) first hands the queued compact spans
+    to every processor, then the processors after it flush or stop."""
+
+    def __init__(self, pump: SpanPump) -> None:
+        self._pump = pump
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        self._pump.pump()
+        return True
+
+    def shutdown(self) -> None:
+        self._pump.close()
+
+
 class SpanPump:
     """Ended compact spans, built into SDK spans in batches and handed to the span processors.
 
@@ -386,6 +402,9 @@ class SpanPump:
     does the same at once, for a flush. Past ``max_queue`` queued spans, new ones are dropped
     and counted (:attr:`dropped`), as the SDK's batch processor does. :attr:`derive` turns a
     span's ``source`` into its attributes (set by the Monitor: an inference event's).
+
+    Make it before adding the provider's other span processors: it registers one of its own,
+    so that the provider's ``force_flush`` and ``shutdown`` hand the queued spans on first.
     """
 
     def __init__(
@@ -408,6 +427,7 @@ class SpanPump:
         self.built = 0
         self._thread = threading.Thread(target=self._run, name="infertrail-spans", daemon=True)
         self._thread.start()
+        provider.add_span_processor(_HandOnFirst(self))
         # A forked worker (gunicorn --preload) starts with the parent's queue and no thread.
         ref = weakref.WeakMethod(self._after_fork)
         os.register_at_fork(after_in_child=lambda: _call_if_alive(ref))

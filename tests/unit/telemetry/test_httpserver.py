@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry import baggage, trace
+from opentelemetry import context as otel_context
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.metrics import MeterProvider
@@ -54,9 +54,31 @@ DURATION = c.METRIC_HTTP_SERVER_DURATION
 
 Message = dict[str, Any]
 
-# The reference emits the stable HTTP conventions, as the middleware always does: set before the
-# instrumentation first instruments an app (it reads the variable once per process).
-os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
+
+@pytest.fixture
+def stable_http_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reference emits the stable HTTP conventions, as the middleware always does.
+
+    The instrumentation reads ``OTEL_SEMCONV_STABILITY_OPT_IN`` once per process, and an earlier
+    test (the GenAI ones) may have made it read another value: set the variable and make it
+    read it again; both are restored afterwards.
+    """
+    from opentelemetry.instrumentation._semconv import (
+        _OpenTelemetrySemanticConventionStability as stability,
+    )
+
+    monkeypatch.setenv("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
+    monkeypatch.setattr(stability, "_initialized", False)
+    monkeypatch.setattr(stability, "_OTEL_SEMCONV_STABILITY_SIGNAL_MAPPING", {})
+
+
+@pytest.fixture
+def clean_context() -> Iterator[None]:
+    """No span current in the test's context, whatever an earlier test left attached: the
+    middleware makes its span a SERVER span only when no other span is current."""
+    token = otel_context.attach(otel_context.Context())
+    yield
+    otel_context.detach(token)
 
 
 class StartAttributes(SpanProcessor):
@@ -288,6 +310,7 @@ def view(span: ReadableSpan, spans: list[ReadableSpan]) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("placement", ["middleware", "outermost"])
+@pytest.mark.usefixtures("stable_http_reference", "clean_context")
 def test_the_same_spans_and_histogram_as_the_fastapi_instrumentation(
     placement: str, tmp_path: Path
 ) -> None:
@@ -386,7 +409,7 @@ class Traced:
 
 
 @pytest.fixture
-def traced() -> Iterator[Traced]:
+def traced(clean_context: None) -> Iterator[Traced]:
     telemetry = Telemetry()
     app = make_redaction_app(telemetry.provider)
     app.add_middleware(

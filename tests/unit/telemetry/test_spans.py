@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider, sampling
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
@@ -269,3 +269,18 @@ def test_a_forked_child_pumps_its_own_spans(traced: Traced, tmp_path: Path) -> N
     assert status == 0
     assert (tmp_path / "child").read_text() == "in-child"
     assert [s.name for s in traced.spans()] == ["before-fork"]
+
+
+def test_the_providers_flush_and_shutdown_hand_the_queued_spans_on_first() -> None:
+    """Whoever flushes the provider (not only Telemetry) gets the compact spans exported."""
+    provider = TracerProvider(shutdown_on_exit=False)
+    pump = SpanPump(provider, SCOPE, interval_s=3600)  # first, as Telemetry makes it
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=3_600_000))
+    tracer = CompactTracer(pump, sampling.ALWAYS_ON)
+    tracer.start_span("flushed").end()
+    assert provider.force_flush()
+    assert [s.name for s in exporter.get_finished_spans()] == ["flushed"]
+    tracer.start_span("at-shutdown").end()
+    provider.shutdown()
+    assert [s.name for s in exporter.get_finished_spans()] == ["flushed", "at-shutdown"]
