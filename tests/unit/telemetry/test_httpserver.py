@@ -25,7 +25,6 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry import baggage, trace
-from opentelemetry import context as otel_context
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.metrics import MeterProvider
@@ -41,6 +40,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.staticfiles import StaticFiles
 
+from infertrail.runtime.asgi import _turn_off_native_telemetry
 from infertrail.telemetry import conventions as c
 from infertrail.telemetry.httpserver import HttpServerTelemetry, MetricAttributes
 from infertrail.telemetry.redacting import RedactingSpan
@@ -72,13 +72,12 @@ def stable_http_reference(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(stability, "_OTEL_SEMCONV_STABILITY_SIGNAL_MAPPING", {})
 
 
-@pytest.fixture
-def clean_context() -> Iterator[None]:
-    """No span current in the test's context, whatever an earlier test left attached: the
-    middleware makes its span a SERVER span only when no other span is current."""
-    token = otel_context.attach(otel_context.Context())
-    yield
-    otel_context.detach(token)
+def quiet(app: FastAPI) -> FastAPI:
+    """``app`` without FastAPI's native telemetry, as ``instrument()`` leaves an app: it traces
+    through the global providers, which an earlier test may have set, and its server span,
+    current around ours, would make ours an INTERNAL child."""
+    _turn_off_native_telemetry(app)
+    return app
 
 
 class StartAttributes(SpanProcessor):
@@ -165,7 +164,7 @@ class Body(BaseModel):
 
 def make_app(user_tracer: trace.Tracer, static: Path) -> FastAPI:
     """Routes with path parameters, included routers, a mount, errors and a WebSocket."""
-    app = FastAPI()
+    app = quiet(FastAPI())
 
     @app.get("/items/{item_id}")
     def item(item_id: int, model: str = "", subject_id: str = "") -> dict[str, int]:
@@ -205,7 +204,7 @@ def make_app(user_tracer: trace.Tracer, static: Path) -> FastAPI:
     outer.include_router(inner, prefix="/mid/{tenant}")
     app.include_router(outer, prefix="/v1")
 
-    sub = FastAPI()
+    sub = quiet(FastAPI())
 
     @sub.get("/s/{key}")
     def mounted(key: str) -> dict[str, str]:
@@ -310,7 +309,7 @@ def view(span: ReadableSpan, spans: list[ReadableSpan]) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("placement", ["middleware", "outermost"])
-@pytest.mark.usefixtures("stable_http_reference", "clean_context")
+@pytest.mark.usefixtures("stable_http_reference")
 def test_the_same_spans_and_histogram_as_the_fastapi_instrumentation(
     placement: str, tmp_path: Path
 ) -> None:
@@ -367,7 +366,7 @@ def test_the_same_spans_and_histogram_as_the_fastapi_instrumentation(
 
 
 def make_redaction_app(provider: TracerProvider) -> FastAPI:
-    app = FastAPI()
+    app = quiet(FastAPI())
     inner = provider.get_tracer("the-app")
 
     @app.get("/v1/outcomes/performance")
@@ -409,7 +408,7 @@ class Traced:
 
 
 @pytest.fixture
-def traced(clean_context: None) -> Iterator[Traced]:
+def traced() -> Iterator[Traced]:
     telemetry = Telemetry()
     app = make_redaction_app(telemetry.provider)
     app.add_middleware(
